@@ -56,7 +56,8 @@ fn csv_tokenising_table() {
         let got = DriverOpts::parse(records.iter().copied()).unwrap_err();
         assert_eq!(got.to_string(), *want, "{records:?}");
     }
-    let ok: &[(&[&str], &[(&str, &str)])] = &[
+    type Pairs = &'static [(&'static str, &'static str)];
+    let ok: &[(&[&str], Pairs)] = &[
         (&["replicas=1,replicas=3"], &[("replicas", "3")]),
         (&["namespace=a", "namespace=b"], &[("namespace", "b")]),
         (&["=x"], &[("", "x")]),
