@@ -18,15 +18,22 @@ lint:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # Run every fuzz target for SECONDS each (needs cargo-fuzz; runs on stable via RUSTC_BOOTSTRAP).
+# Seeds come from fixtures/fuzz/<crate>/<target>/; a crash is saved under the crate's
+# fuzz/artifacts/ and must be copied to fixtures/fuzz/<crate>/<target>/ as a regression fixture.
 fuzz SECONDS="30":
     #!/usr/bin/env bash
     set -euo pipefail
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    export RUSTC_BOOTSTRAP=1
     for dir in crates/*/fuzz; do
         [ -d "$dir" ] || continue
-        (cd "$dir" && for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
-            RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time={{SECONDS}}
-        done)
+        crate=$(basename "$(dirname "$dir")")
+        for target in $(cd "$dir" && cargo fuzz list); do
+            seeds="$PWD/fixtures/fuzz/$crate/$target"
+            mkdir -p "$dir/corpus/$target"
+            (cd "$dir" && cargo fuzz run --sanitizer none "$target" "corpus/$target" "$seeds" -- \
+                -max_total_time={{SECONDS}} -max_len=4096)
+        done
     done
 
 # Every benchmark in the workspace.
