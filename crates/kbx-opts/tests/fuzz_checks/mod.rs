@@ -2,7 +2,7 @@
 //! regression test that replays `fixtures/fuzz/kbx-opts/<target>/*`.
 
 /// Names of all targets, each a function below.
-pub const TARGETS: &[&str] = &[
+pub(crate) const TARGETS: &[&str] = &[
     "bool",
     "buildkitd_config",
     "buildkitd_flags",
@@ -17,7 +17,7 @@ pub const TARGETS: &[&str] = &[
 ];
 
 /// Runs the check of `target` on `text`.
-pub fn run(target: &str, text: &str) {
+pub(crate) fn run(target: &str, text: &str) {
     match target {
         "bool" => bool(text),
         "buildkitd_config" => buildkitd_config(text),
@@ -35,12 +35,12 @@ pub fn run(target: &str, text: &str) {
 }
 
 /// Fuzz target `bool`.
-pub fn bool(text: &str) {
+pub(crate) fn bool(text: &str) {
     let _ = kbx_opts::parse_bool(text);
 }
 
 /// Fuzz target `buildkitd_config`.
-pub fn buildkitd_config(text: &str) {
+pub(crate) fn buildkitd_config(text: &str) {
     if let Ok(config) = kbx_opts::BuildkitdConfig::parse(text) {
         let _ = config.registry_files();
         let _ = kbx_opts::buildkitd_args(None, Some(&config));
@@ -48,12 +48,12 @@ pub fn buildkitd_config(text: &str) {
 }
 
 /// Fuzz target `buildkitd_flags`.
-pub fn buildkitd_flags(text: &str) {
+pub(crate) fn buildkitd_flags(text: &str) {
     let _ = kbx_opts::buildkitd_args(Some(text), None);
 }
 
 /// Fuzz target `driver_opts`.
-pub fn driver_opts(text: &str) {
+pub(crate) fn driver_opts(text: &str) {
     let records: Vec<&str> = text.split('\0').collect();
     if let Ok(opts) = kbx_opts::DriverOpts::parse(&records) {
         let again = kbx_opts::DriverOpts::parse([opts.to_string()]);
@@ -65,7 +65,7 @@ pub fn driver_opts(text: &str) {
 }
 
 /// Fuzz target `duration`.
-pub fn duration(text: &str) {
+pub(crate) fn duration(text: &str) {
     if let Ok(d) = kbx_opts::GoDuration::parse(text) {
         assert_eq!(kbx_opts::GoDuration::parse(&d.to_string()).ok(), Some(d));
         let _ = kbx_opts::human_duration(d);
@@ -73,21 +73,21 @@ pub fn duration(text: &str) {
 }
 
 /// Fuzz target `endpoint`.
-pub fn endpoint(text: &str) {
+pub(crate) fn endpoint(text: &str) {
     if let Ok(ep) = kbx_opts::KubernetesEndpoint::parse(text) {
         let _ = ep.to_string();
     }
 }
 
 /// Fuzz target `key_values`.
-pub fn key_values(text: &str) {
+pub(crate) fn key_values(text: &str) {
     if let Ok(kv) = kbx_opts::KeyValues::parse(text) {
         let _ = kv.to_string();
     }
 }
 
 /// Fuzz target `kubernetes_options`.
-pub fn kubernetes_options(text: &str) {
+pub(crate) fn kubernetes_options(text: &str) {
     let records: Vec<&str> = text.split('\0').collect();
     match kbx_opts::KubernetesOptions::parse(&records) {
         Ok(opts) => {
@@ -106,7 +106,7 @@ pub fn kubernetes_options(text: &str) {
 }
 
 /// Fuzz target `platforms`.
-pub fn platforms(text: &str) {
+pub(crate) fn platforms(text: &str) {
     let local = kbx_opts::Platform::local();
     if let Ok(list) = kbx_opts::Platform::parse_list([text], &local) {
         for p in list {
@@ -116,7 +116,7 @@ pub fn platforms(text: &str) {
 }
 
 /// Fuzz target `quantity`.
-pub fn quantity(text: &str) {
+pub(crate) fn quantity(text: &str) {
     if let Ok(q) = kbx_opts::Quantity::parse(text) {
         let canonical = q.canonical();
         let again = kbx_opts::Quantity::parse(&canonical).expect("canonical form parses");
@@ -126,7 +126,7 @@ pub fn quantity(text: &str) {
 }
 
 /// Fuzz target `tolerations`.
-pub fn tolerations(text: &str) {
+pub(crate) fn tolerations(text: &str) {
     if let Ok(list) = kbx_opts::Toleration::parse_list(text) {
         for t in list {
             let _ = t.to_string();
