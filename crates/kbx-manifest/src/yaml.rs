@@ -1,0 +1,56 @@
+//! Byte-stable YAML output.
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::render::{Manifests, Workload};
+
+fn options() -> serde_saphyr::SerializerOptions {
+    // Pinned rather than defaulted, so output does not move with the serialiser's defaults.
+    serde_saphyr::ser_options! {
+        indent_step: 2,
+        compact_list_indent: true,
+        prefer_block_scalars: true,
+        quote_all: false,
+    }
+}
+
+fn document<T: Serialize>(what: String, value: &T) -> Result<String, Error> {
+    serde_saphyr::to_string_with_options(value, options())
+        .map_err(|source| Error::Yaml { what, source })
+}
+
+impl Manifests {
+    /// One YAML document per object, in creation order (ConfigMaps first).
+    pub fn yaml_documents(&self) -> Result<Vec<String>, Error> {
+        let mut docs = Vec::with_capacity(self.config_maps.len() + 1);
+        for cm in &self.config_maps {
+            let name = cm.metadata.name.as_deref().unwrap_or_default();
+            docs.push(document(format!("ConfigMap {name:?}"), cm)?);
+        }
+        let what = format!(
+            "{} {:?}",
+            self.workload.kind(),
+            self.workload.metadata().name.as_deref().unwrap_or_default()
+        );
+        docs.push(match &self.workload {
+            Workload::Deployment(d) => document(what, d)?,
+            Workload::StatefulSet(s) => document(what, s)?,
+        });
+        Ok(docs)
+    }
+
+    /// All objects as one multi-document YAML stream (`---` between documents), the same bytes
+    /// for the same objects.
+    ///
+    /// ```
+    /// use kbx_manifest::{Node, render};
+    /// let yaml = render(&Node::new("b0", Default::default()))?.to_yaml()?;
+    /// assert!(yaml.starts_with("apiVersion: apps/v1\nkind: Deployment\n"));
+    /// assert!(yaml.contains("  name: b0\n"));
+    /// # Ok::<(), kbx_manifest::Error>(())
+    /// ```
+    pub fn to_yaml(&self) -> Result<String, Error> {
+        Ok(self.yaml_documents()?.join("---\n"))
+    }
+}
