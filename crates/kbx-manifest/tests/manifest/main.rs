@@ -1,0 +1,8 @@
+//! Integration tests of `kbx-manifest`: one binary, one module per concern.
+
+mod common;
+mod properties;
+mod snapshots;
+mod spec_example;
+mod upstream;
+mod validation;
