@@ -1,9 +1,44 @@
 //! Byte-stable YAML output.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{ByteString, Resource};
 use serde::Serialize;
 
 use crate::error::Error;
 use crate::render::{Manifests, Workload};
+
+/// A ConfigMap with `metadata` before its data, so a reader sees which ConfigMap it is first
+/// (k8s-openapi writes fields alphabetically after `apiVersion` and `kind`). It reads back
+/// into the same [`ConfigMap`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigMapDocument<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: &'a ObjectMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    immutable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binary_data: Option<&'a BTreeMap<String, ByteString>>,
+}
+
+impl<'a> From<&'a ConfigMap> for ConfigMapDocument<'a> {
+    fn from(cm: &'a ConfigMap) -> Self {
+        Self {
+            api_version: ConfigMap::API_VERSION,
+            kind: ConfigMap::KIND,
+            metadata: &cm.metadata,
+            immutable: cm.immutable,
+            data: cm.data.as_ref(),
+            binary_data: cm.binary_data.as_ref(),
+        }
+    }
+}
 
 fn options() -> serde_saphyr::SerializerOptions {
     // Pinned rather than defaulted, so output does not move with the serialiser's defaults.
@@ -26,7 +61,10 @@ impl Manifests {
         let mut docs = Vec::with_capacity(self.config_maps.len() + 1);
         for cm in &self.config_maps {
             let name = cm.metadata.name.as_deref().unwrap_or_default();
-            docs.push(document(format!("ConfigMap {name:?}"), cm)?);
+            docs.push(document(
+                format!("ConfigMap {name:?}"),
+                &ConfigMapDocument::from(cm),
+            )?);
         }
         let what = format!(
             "{} {:?}",
