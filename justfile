@@ -19,6 +19,11 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     K8S_OPENAPI_ENABLED_VERSION=1.37 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
+# Check that the libraries build against the oldest and newest Kubernetes API that
+# k8s-openapi supports (they must not depend on one version's field types).
+check-k8s-versions:
+    for v in 1.33 1.37; do K8S_OPENAPI_ENABLED_VERSION=$v cargo check -p kbx-manifest --target-dir target/k8s-$v; done
+
 # Run every fuzz target for SECONDS each (needs cargo-fuzz; runs on stable via RUSTC_BOOTSTRAP).
 # Seeds come from fixtures/fuzz/<crate>/<target>/; a crash is saved under the crate's
 # fuzz/artifacts/ and must be copied to fixtures/fuzz/<crate>/<target>/ as a regression fixture.
