@@ -3,8 +3,9 @@
 //! This crate never picks the version, so it must compile against each of them: some fields
 //! (like `Deployment.spec` from 1.37 on) are required in newer versions and optional in older.
 
-/// A field that is `T` in some API versions and `Option<T>` in others.
-pub(crate) trait MaybeOption<T> {
+/// A field that is `T` in some API versions and `Option<T>` in others (such as
+/// `Deployment.spec`), so code compiles against every version `k8s-openapi` supports.
+pub trait MaybeOption<T> {
     /// The field holding `value`.
     fn wrap(value: T) -> Self;
     /// The value, if present.

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod compat;
+pub use compat::MaybeOption;
 mod error;
 mod files;
 mod render;

@@ -1,0 +1,813 @@
+//! One builder node in a cluster: bootstrap, readiness, status, pods, removal.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DeploymentSpec, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use kbx_manifest::{APP_LABEL, Manifests, MaybeOption, PLATFORM_ANNOTATION, Workload};
+use kbx_opts::Platform;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::runtime::watcher;
+
+use crate::Error;
+
+/// The field manager kbx applies objects with.
+pub const FIELD_MANAGER: &str = "kbx";
+
+/// Status of a node, as `ls` and `inspect` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// At least one replica is ready; the pods that can serve builds.
+    Running(Vec<PodInfo>),
+    /// The workload exists but no replica is ready; why, when known.
+    Stopped(Option<String>),
+    /// The workload cannot be read (not created yet, no access, cluster unreachable); why.
+    Inactive(String),
+}
+
+impl Status {
+    /// buildx's status word: `running`, `stopped` or `inactive`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Running(_) => "running",
+            Status::Stopped(_) => "stopped",
+            Status::Inactive(_) => "inactive",
+        }
+    }
+}
+
+/// A pod of the builder, with what pod choice needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// The pod name.
+    pub name: String,
+    /// `status.phase`, e.g. `Running`.
+    pub phase: String,
+    /// Whether the `Ready` condition is true.
+    pub ready: bool,
+    /// Whether the pod has a deletion timestamp.
+    pub terminating: bool,
+    /// The platforms of the `buildx.docker.com/platform` annotation (empty if absent or invalid).
+    pub platforms: Vec<Platform>,
+}
+
+/// What bootstrap did to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// It did not exist.
+    Created,
+    /// It existed and differed from the rendered object.
+    Updated,
+    /// It existed and matched.
+    Unchanged,
+}
+
+/// Progress of a bootstrap, for the CLI to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapEvent {
+    /// An object was applied.
+    Applied {
+        /// `ConfigMap`, `Deployment` or `StatefulSet`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// What happened.
+        change: Change,
+    },
+    /// Waiting for pods: buildx's `waiting for N pods to be ready, timeout: …` step.
+    Waiting {
+        /// Desired replicas.
+        replicas: i32,
+        /// The timeout, human readable.
+        timeout: String,
+    },
+    /// The ready count changed.
+    Ready {
+        /// Ready replicas.
+        ready: i32,
+        /// Desired replicas.
+        replicas: i32,
+    },
+}
+
+/// A builder node bound to a cluster and namespace.
+#[derive(Clone)]
+pub struct NodeDriver {
+    client: kube::Client,
+    namespace: String,
+    manifests: Manifests,
+    replicas: i32,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for NodeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeDriver")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name())
+            .field("replicas", &self.replicas)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeDriver {
+    /// A driver for the rendered objects of one node.
+    pub fn new(
+        client: kube::Client,
+        namespace: impl Into<String>,
+        manifests: Manifests,
+        timeout: Duration,
+    ) -> Self {
+        let replicas = match &manifests.workload {
+            Workload::Deployment(d) => deployment_spec(d).and_then(|s| s.replicas),
+            Workload::StatefulSet(s) => stateful_set_spec(s).and_then(|s| s.replicas),
+        }
+        .unwrap_or(1);
+        Self {
+            client,
+            namespace: namespace.into(),
+            manifests,
+            replicas,
+            timeout,
+        }
+    }
+
+    /// The workload name (also the pods' `app` label).
+    pub fn name(&self) -> String {
+        self.manifests
+            .workload
+            .metadata()
+            .name
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The rendered objects.
+    pub fn manifests(&self) -> &Manifests {
+        &self.manifests
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Ready replicas of the live workload, `Err` when it cannot be read.
+    async fn ready_replicas(&self) -> Result<i32, kube::Error> {
+        let name = self.name();
+        Ok(match &self.manifests.workload {
+            Workload::Deployment(_) => self
+                .api::<Deployment>()
+                .get(&name)
+                .await?
+                .status
+                .and_then(|s| s.ready_replicas),
+            Workload::StatefulSet(_) => self
+                .api::<StatefulSet>()
+                .get(&name)
+                .await?
+                .status
+                .and_then(|s| s.ready_replicas),
+        }
+        .unwrap_or(0))
+    }
+
+    /// The node's status, as `ls` shows it; unlike buildx, the reason for `inactive` and
+    /// `stopped` is kept.
+    pub async fn status(&self) -> Result<Status, Error> {
+        match self.ready_replicas().await {
+            Err(e) => Ok(Status::Inactive(inactive_reason(&e))),
+            Ok(ready) if ready <= 0 => {
+                let why = self
+                    .diagnose()
+                    .await
+                    .ok()
+                    .filter(|d| !d.is_empty())
+                    .map(|d| d.join("; "));
+                Ok(Status::Stopped(why))
+            }
+            Ok(_) => Ok(Status::Running(self.running_pods().await?)),
+        }
+    }
+
+    /// Creates or updates the ConfigMaps and the workload, then waits until `replicas` pods are
+    /// ready or the timeout passes.
+    ///
+    /// # Deviation
+    /// buildx leaves an existing workload as it is, even when the options changed; kbx applies
+    /// the rendered objects (server-side apply) and reports `Updated` when they differed. Waiting
+    /// uses a watch instead of polling, and pods that cannot start (image pull errors, crash
+    /// loops, unschedulable) fail the wait early with their reason.
+    pub async fn bootstrap(
+        &self,
+        on_event: &(dyn Fn(BootstrapEvent) + Send + Sync),
+    ) -> Result<(), Error> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        for cm in &self.manifests.config_maps {
+            let name = cm.metadata.name.clone().unwrap_or_default();
+            let change = apply(&self.api::<ConfigMap>(), &name, cm, &params)
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "ConfigMap",
+                    name: name.clone(),
+                    source,
+                })?;
+            on_event(BootstrapEvent::Applied {
+                kind: "ConfigMap",
+                name,
+                change,
+            });
+        }
+        let name = self.name();
+        let kind = self.manifests.workload.kind();
+        let change = match &self.manifests.workload {
+            Workload::Deployment(d) => {
+                apply(&self.api::<Deployment>(), &name, d.as_ref(), &params).await
+            }
+            Workload::StatefulSet(s) => {
+                apply(&self.api::<StatefulSet>(), &name, s.as_ref(), &params).await
+            }
+        }
+        .map_err(|source| Error::Apply {
+            kind,
+            name: name.clone(),
+            source,
+        })?;
+        on_event(BootstrapEvent::Applied { kind, name, change });
+        self.wait_ready(on_event).await
+    }
+
+    /// Waits until `replicas` pods of the current generation are ready.
+    pub async fn wait_ready(
+        &self,
+        on_event: &(dyn Fn(BootstrapEvent) + Send + Sync),
+    ) -> Result<(), Error> {
+        on_event(BootstrapEvent::Waiting {
+            replicas: self.replicas,
+            timeout: kbx_opts::human_duration(kbx_opts::GoDuration::from_nanos(
+                i64::try_from(self.timeout.as_nanos()).unwrap_or(i64::MAX),
+            )),
+        });
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        let name = self.name();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut ready = 0;
+        let mut last_pod_check = tokio::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut events = match &self.manifests.workload {
+            Workload::Deployment(_) => watcher(self.api::<Deployment>(), config)
+                .map(|e| e.map(|e| map_event(e, |d| progress_of_deployment(&d))))
+                .boxed(),
+            Workload::StatefulSet(_) => watcher(self.api::<StatefulSet>(), config)
+                .map(|e| e.map(|e| map_event(e, |s| progress_of_stateful_set(&s))))
+                .boxed(),
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    let diagnosis = self.diagnose().await.unwrap_or_default();
+                    return Err(Error::NotReady { replicas: self.replicas, ready, diagnosis });
+                }
+                event = events.next() => {
+                    let Some(event) = event else { continue };
+                    let event = event.map_err(|source| Error::Watch { name: name.clone(), source })?;
+                    let progress = match event {
+                        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => p,
+                        _ => continue,
+                    };
+                    if progress.ready != ready {
+                        ready = progress.ready;
+                        on_event(BootstrapEvent::Ready { ready, replicas: self.replicas });
+                    }
+                    if progress.current && progress.ready >= self.replicas {
+                        return Ok(());
+                    }
+                }
+                _ = tick.tick() => {
+                    if last_pod_check.elapsed() >= Duration::from_secs(2) {
+                        last_pod_check = tokio::time::Instant::now();
+                        let fatal = self.fatal_pod_problems().await;
+                        if !fatal.is_empty() {
+                            return Err(Error::NotReady { replicas: self.replicas, ready, diagnosis: fatal });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn pods(&self) -> Result<Vec<Pod>, Error> {
+        let name = self.name();
+        let params = ListParams::default().labels(&format!("{APP_LABEL}={name}"));
+        Ok(self
+            .api::<Pod>()
+            .list(&params)
+            .await
+            .map_err(|source| Error::ListPods { name, source })?
+            .items)
+    }
+
+    /// The pods that can serve builds, as buildx lists them: not terminating, phase Running,
+    /// sorted by name.
+    pub async fn running_pods(&self) -> Result<Vec<PodInfo>, Error> {
+        let mut pods: Vec<PodInfo> = self
+            .pods()
+            .await?
+            .iter()
+            .map(pod_info)
+            .filter(|p| !p.terminating && p.phase == "Running")
+            .collect();
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(pods)
+    }
+
+    /// Problems that stop pods from ever becoming ready (reported before the timeout).
+    async fn fatal_pod_problems(&self) -> Vec<String> {
+        let Ok(pods) = self.pods().await else {
+            return Vec::new();
+        };
+        let problems: Vec<Vec<String>> = pods.iter().map(|p| pod_problems(p, true)).collect();
+        // Only fail early when every pod is stuck.
+        if !problems.is_empty() && problems.iter().all(|p| !p.is_empty()) {
+            problems.into_iter().flatten().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// One line per thing that keeps a pod from being ready, with the last log lines of
+    /// crashing containers.
+    pub async fn diagnose(&self) -> Result<Vec<String>, Error> {
+        let pods = self.pods().await?;
+        if pods.is_empty() {
+            return Ok(vec![format!(
+                "no pods with label {APP_LABEL}={} exist",
+                self.name()
+            )]);
+        }
+        let mut out = Vec::new();
+        for pod in &pods {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut problems = pod_problems(pod, false);
+            let crashing = problems.iter().any(|p| p.contains("CrashLoopBackOff"));
+            if crashing {
+                let params = LogParams {
+                    container: Some(kbx_manifest::CONTAINER_NAME.to_owned()),
+                    previous: true,
+                    tail_lines: Some(5),
+                    ..LogParams::default()
+                };
+                if let Ok(logs) = self.api::<Pod>().logs(&name, &params).await {
+                    let last: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+                    if !last.is_empty() {
+                        problems.push(format!("pod {name}: last log lines: {}", last.join(" | ")));
+                    }
+                }
+            }
+            out.extend(problems);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the node's objects: the workload, its ConfigMaps and, for a StatefulSet unless
+    /// `keep_state`, its PersistentVolumeClaims. Objects already gone are not an error.
+    ///
+    /// # Deviation
+    /// buildx never deletes the claims of a StatefulSet builder (`--keep-state` has no effect).
+    pub async fn remove(&self, keep_state: bool) -> Result<(), Error> {
+        let name = self.name();
+        let dp = DeleteParams::background();
+        let kind = self.manifests.workload.kind();
+        let deleted = match &self.manifests.workload {
+            Workload::Deployment(_) => self
+                .api::<Deployment>()
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+            Workload::StatefulSet(_) => self
+                .api::<StatefulSet>()
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+        };
+        ignore_not_found(deleted).map_err(|source| Error::Delete {
+            kind,
+            name: name.clone(),
+            source,
+        })?;
+        for cm in &self.manifests.config_maps {
+            let cm_name = cm.metadata.name.clone().unwrap_or_default();
+            ignore_not_found(
+                self.api::<ConfigMap>()
+                    .delete(&cm_name, &dp)
+                    .await
+                    .map(|_| ()),
+            )
+            .map_err(|source| Error::Delete {
+                kind: "ConfigMap",
+                name: cm_name,
+                source,
+            })?;
+        }
+        if let (Workload::StatefulSet(sts), false) = (&self.manifests.workload, keep_state) {
+            let templates: Vec<String> = stateful_set_spec(sts)
+                .into_iter()
+                .flat_map(|s| s.volume_claim_templates.iter().flatten())
+                .filter_map(|t| t.metadata.name.clone())
+                .collect();
+            let pvcs = self.api::<PersistentVolumeClaim>();
+            let list = pvcs
+                .list(&ListParams::default())
+                .await
+                .map_err(|source| Error::Delete {
+                    kind: "PersistentVolumeClaim",
+                    name: name.clone(),
+                    source,
+                })?;
+            for pvc in list.items {
+                let pvc_name = pvc.metadata.name.unwrap_or_default();
+                if templates.iter().any(|t| is_claim_of(&pvc_name, t, &name)) {
+                    ignore_not_found(pvcs.delete(&pvc_name, &dp).await.map(|_| ())).map_err(
+                        |source| Error::Delete {
+                            kind: "PersistentVolumeClaim",
+                            name: pvc_name.clone(),
+                            source,
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `<template>-<statefulset>-<ordinal>`: the claim a StatefulSet pod gets from a template.
+pub(crate) fn is_claim_of(pvc: &str, template: &str, sts: &str) -> bool {
+    pvc.strip_prefix(template)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_prefix(sts))
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn ignore_not_found(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other,
+    }
+}
+
+fn inactive_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => "not created yet".to_owned(),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// Server-side applies an object; tells whether it was created, updated or left as it was.
+async fn apply<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: &K,
+    params: &PatchParams,
+) -> Result<Change, kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let before = match api.get_opt(name).await? {
+        Some(live) => live.meta().resource_version.clone(),
+        None => None,
+    };
+    let mut obj = serde_json::to_value(obj).unwrap_or_default();
+    if let Some(map) = obj.as_object_mut() {
+        map.entry("apiVersion")
+            .or_insert_with(|| K::api_version(&Default::default()).into());
+        map.entry("kind")
+            .or_insert_with(|| K::kind(&Default::default()).into());
+    }
+    let after = api.patch(name, params, &Patch::Apply(&obj)).await?;
+    Ok(match before {
+        None => Change::Created,
+        Some(rv) if after.meta().resource_version.as_ref() == Some(&rv) => Change::Unchanged,
+        Some(_) => Change::Updated,
+    })
+}
+
+/// Readiness of one workload revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub(crate) ready: i32,
+    /// The controller has seen the latest spec and all replicas run it.
+    pub(crate) current: bool,
+}
+
+pub(crate) fn progress_of_deployment(d: &Deployment) -> Progress {
+    let want = deployment_spec(d).and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    Progress {
+        ready: status.ready_replicas.unwrap_or(0),
+        current: observed && status.updated_replicas.unwrap_or(0) >= want,
+    }
+}
+
+pub(crate) fn progress_of_stateful_set(s: &StatefulSet) -> Progress {
+    let want = stateful_set_spec(s).and_then(|s| s.replicas).unwrap_or(1);
+    let status = s.status.clone().unwrap_or_default();
+    let observed = status.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0);
+    let revision_done =
+        status.update_revision.is_none() || status.update_revision == status.current_revision;
+    Progress {
+        ready: status.ready_replicas.unwrap_or(0),
+        current: observed && (revision_done || status.updated_replicas.unwrap_or(0) >= want),
+    }
+}
+
+pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
+    let status = pod.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let platforms = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PLATFORM_ANNOTATION))
+        .and_then(|v| Platform::parse_list([v.as_str()], &Platform::local()).ok())
+        .unwrap_or_default();
+    PodInfo {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        phase: status.phase.unwrap_or_default(),
+        ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        platforms,
+    }
+}
+
+/// Waiting reasons that never resolve on their own.
+const FATAL_WAITING: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CrashLoopBackOff",
+];
+
+/// What keeps one pod from being ready; with `fatal_only`, only what will not fix itself.
+pub(crate) fn pod_problems(pod: &Pod, fatal_only: bool) -> Vec<String> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for c in status.conditions.iter().flatten() {
+        if c.type_ == "PodScheduled" && c.status == "False" && !fatal_only {
+            out.push(format!(
+                "pod {name}: {}: {}",
+                c.reason.as_deref().unwrap_or("not scheduled"),
+                c.message.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for cs in containers {
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.clone().unwrap_or_default();
+            let fatal = FATAL_WAITING.contains(&reason.as_str());
+            if fatal || (!fatal_only && !reason.is_empty() && reason != "ContainerCreating") {
+                let message = w
+                    .message
+                    .clone()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "pod {name}: container {}: {reason}{message}",
+                    cs.name
+                ));
+            }
+        }
+        if !fatal_only && let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            out.push(format!(
+                "pod {name}: container {} exited with code {}{}",
+                cs.name,
+                t.exit_code,
+                t.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if !fatal_only && out.is_empty() {
+        let phase = status.phase.unwrap_or_else(|| "Unknown".to_owned());
+        if phase != "Running" {
+            out.push(format!("pod {name}: {phase}"));
+        } else if !pod_info(pod).ready {
+            out.push(format!(
+                "pod {name}: running but not ready (readiness probe failing)"
+            ));
+        }
+    }
+    out
+}
+
+/// Labels the CLI uses to find every object of a builder node.
+pub fn selector_labels(manifests: &Manifests) -> BTreeMap<String, String> {
+    manifests
+        .workload
+        .metadata()
+        .labels
+        .clone()
+        .unwrap_or_default()
+}
+
+fn deployment_spec(d: &Deployment) -> Option<&DeploymentSpec> {
+    MaybeOption::<DeploymentSpec>::as_option(&d.spec)
+}
+
+fn stateful_set_spec(s: &StatefulSet) -> Option<&StatefulSetSpec> {
+    MaybeOption::<StatefulSetSpec>::as_option(&s.spec)
+}
+
+/// The readiness carried by a watch event, if it carries an object.
+fn map_event<K>(event: watcher::Event<K>, f: impl Fn(K) -> Progress) -> watcher::Event<Progress> {
+    match event {
+        watcher::Event::Apply(k) => watcher::Event::Apply(f(k)),
+        watcher::Event::InitApply(k) => watcher::Event::InitApply(f(k)),
+        watcher::Event::Delete(k) => watcher::Event::Delete(f(k)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    fn pod(name: &str, phase: &str, ready: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn claims_of_a_stateful_set() {
+        assert!(is_claim_of("buildkitd-kube0-0", "buildkitd", "kube0"));
+        assert!(is_claim_of("buildkitd-kube0-12", "buildkitd", "kube0"));
+        assert!(!is_claim_of("buildkitd-kube0-", "buildkitd", "kube0"));
+        assert!(!is_claim_of("buildkitd-kube01-0", "buildkitd", "kube0"));
+        assert!(!is_claim_of("buildkitd-kube0-0x", "buildkitd", "kube0"));
+        assert!(!is_claim_of("other-kube0-0", "buildkitd", "kube0"));
+    }
+
+    #[test]
+    fn pod_info_reads_readiness_termination_and_platforms() {
+        let mut p = pod("a", "Running", true);
+        p.metadata.annotations = Some(
+            [(
+                PLATFORM_ANNOTATION.to_owned(),
+                "linux/amd64,linux/arm".to_owned(),
+            )]
+            .into(),
+        );
+        let info = pod_info(&p);
+        assert!(info.ready && !info.terminating);
+        let platforms: Vec<String> = info.platforms.iter().map(ToString::to_string).collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm/v7"]);
+        p.metadata.deletion_timestamp = Some(Time(Default::default()));
+        assert!(pod_info(&p).terminating);
+    }
+
+    #[test]
+    fn problems_name_the_reason() {
+        let mut p = pod("kube0-abc", "Pending", false);
+        p.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+            name: "buildkitd".into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("ImagePullBackOff".into()),
+                    message: Some("Back-off pulling image \"x\"".into()),
+                }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        }]);
+        let fatal = pod_problems(&p, true);
+        assert_eq!(
+            fatal,
+            ["pod kube0-abc: container buildkitd: ImagePullBackOff: Back-off pulling image \"x\""]
+        );
+
+        let mut unschedulable = pod("kube0-def", "Pending", false);
+        unschedulable.status.as_mut().unwrap().conditions = Some(vec![PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some("0/1 nodes are available: 1 node(s) didn't match node selector.".into()),
+            ..PodCondition::default()
+        }]);
+        assert!(
+            pod_problems(&unschedulable, true).is_empty(),
+            "may resolve by itself"
+        );
+        assert_eq!(
+            pod_problems(&unschedulable, false),
+            [
+                "pod kube0-def: Unschedulable: 0/1 nodes are available: 1 node(s) didn't match node selector."
+            ]
+        );
+        assert_eq!(
+            pod_problems(&pod("x", "Running", false), false),
+            ["pod x: running but not ready (readiness probe failing)"]
+        );
+        assert!(pod_problems(&pod("y", "Running", true), false).is_empty());
+    }
+
+    #[test]
+    fn deployment_progress_needs_the_current_generation() {
+        use k8s_openapi::api::apps::v1::DeploymentStatus;
+        let mut d = Deployment::default();
+        d.metadata.generation = Some(2);
+        d.spec = MaybeOption::wrap(DeploymentSpec {
+            replicas: Some(2),
+            ..DeploymentSpec::default()
+        });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            ready_replicas: Some(2),
+            updated_replicas: Some(2),
+            ..DeploymentStatus::default()
+        });
+        assert_eq!(
+            progress_of_deployment(&d),
+            Progress {
+                ready: 2,
+                current: false
+            }
+        );
+        d.status.as_mut().unwrap().observed_generation = Some(2);
+        d.status.as_mut().unwrap().updated_replicas = Some(1);
+        assert_eq!(
+            progress_of_deployment(&d),
+            Progress {
+                ready: 2,
+                current: false
+            }
+        );
+        d.status.as_mut().unwrap().updated_replicas = Some(2);
+        assert_eq!(
+            progress_of_deployment(&d),
+            Progress {
+                ready: 2,
+                current: true
+            }
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The BuildKit connection: `buildctl dial-stdio` in a pod, over the exec API.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncWrite, BufReader, ReadBuf, ReadHalf, SimplexStream,
+    WriteHalf,
+};
+
+use crate::Error;
+
+/// The command run in the pod.
+pub const DIAL_STDIO: [&str; 2] = ["buildctl", "dial-stdio"];
+
+/// A byte stream to BuildKit in a pod: writes go to `buildctl dial-stdio`'s stdin, reads come
+/// from its stdout. Its stderr goes to the `stderr` callback, one line at a time.
+///
+/// When the exec session ends, reads return end-of-file (or the failure the API server
+/// reported) and writes fail with `BrokenPipe`; dropping the stream ends the session.
+pub struct ExecStream {
+    stdout: ReadHalf<SimplexStream>,
+    stdin: WriteHalf<SimplexStream>,
+    failure: Arc<Mutex<Option<String>>>,
+    process: kube::api::AttachedProcess,
+}
+
+impl std::fmt::Debug for ExecStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecStream").finish_non_exhaustive()
+    }
+}
+
+impl ExecStream {
+    /// Starts `buildctl dial-stdio` in the first container (`buildkitd`) of `pod`.
+    pub async fn dial(
+        pods: &Api<Pod>,
+        pod: &str,
+        container: &str,
+        stderr: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<Self, Error> {
+        let params = AttachParams::default()
+            .container(container)
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .tty(false);
+        let mut process = pods
+            .exec(pod, DIAL_STDIO, &params)
+            .await
+            .map_err(|source| Error::Exec {
+                pod: pod.to_owned(),
+                source,
+            })?;
+        let failure = Arc::new(Mutex::new(None));
+        if let Some(err) = process.stderr() {
+            let sink = stderr.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    sink(&line);
+                }
+            });
+        }
+        if let Some(status) = process.take_status() {
+            let failure = failure.clone();
+            tokio::spawn(async move {
+                if let Some(s) = status.await
+                    && s.status.as_deref() == Some("Failure")
+                    && let Ok(mut f) = failure.lock()
+                {
+                    *f = Some(s.message.unwrap_or_else(|| "exec failed".to_owned()));
+                }
+            });
+        }
+        let (Some(stdout), Some(stdin)) = (process.stdout(), process.stdin()) else {
+            return Err(Error::Exec {
+                pod: pod.to_owned(),
+                source: kube::Error::Service("exec session without stdin/stdout".into()),
+            });
+        };
+        Ok(Self {
+            stdout,
+            stdin,
+            failure,
+            process,
+        })
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+impl Drop for ExecStream {
+    fn drop(&mut self) {
+        self.process.abort();
+    }
+}
+
+impl AsyncRead for ExecStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stdout).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => match self.failure() {
+                Some(message) => Poll::Ready(Err(io::Error::other(message))),
+                None => Poll::Ready(Ok(())),
+            },
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for ExecStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(message) = self.failure() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, message)));
+        }
+        Pin::new(&mut self.stdin).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stdin).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stdin).poll_shutdown(cx)
+    }
+}
+
+/// Retries `connect` with exponential backoff (`initial`, doubling) while it fails, at most
+/// `attempts` times; returns the last error. Use it around "exec + protocol handshake", so a pod
+/// whose BuildKit is not serving yet is retried, as buildx does since v0.31.
+pub async fn with_retry<T, E, F, Fut>(
+    attempts: u32,
+    initial: Duration,
+    mut connect: F,
+) -> Result<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delay = initial;
+    let mut attempt = 1;
+    loop {
+        match connect(attempt).await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= attempts => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+                attempt += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Kubernetes side of a kbx builder node: client configuration, bootstrap and readiness,
+//! status, pod listing, removal, and the `buildctl dial-stdio` exec stream BuildKit runs over.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kbx_kube::{ConfigRequest, NodeDriver, resolve};
+//! use kbx_manifest::{Node, render};
+//! use kbx_opts::KubernetesOptions;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = KubernetesOptions::parse(["namespace=buildkit,replicas=2"])?;
+//! let manifests = render(&Node::new("kube0", options.clone()))?;
+//! let request = ConfigRequest { namespace: options.namespace.clone(), ..ConfigRequest::default() };
+//! let resolved = resolve(&request, |k| std::env::var_os(k)).await?;
+//! let client = kube::Client::try_from(resolved.config)?;
+//! let driver = NodeDriver::new(client, resolved.namespace, manifests, Duration::from_secs(120));
+//! driver.bootstrap(&|event| eprintln!("{event:?}")).await?;
+//! println!("{}", driver.status().await?.as_str());
+//! # Ok(()) }
+//! ```
+//!
+//! The crate does not pick a Kubernetes API version of `k8s-openapi`; the binary does.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod driver;
+mod error;
+mod exec;
+
+pub use config::{
+    ConfigRequest, ConfigSource, ResolvedConfig, kubeconfig_paths, load_kubeconfig, resolve,
+};
+pub use driver::{
+    BootstrapEvent, Change, FIELD_MANAGER, NodeDriver, PodInfo, Status, selector_labels,
+};
+pub use error::Error;
+pub use exec::{DIAL_STDIO, ExecStream, with_retry};
