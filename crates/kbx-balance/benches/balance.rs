@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the balance benchmark.
+fn main() {}
