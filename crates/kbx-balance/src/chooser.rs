@@ -79,9 +79,13 @@ impl PodChooser {
 
     /// Chooses one of `pods` for `key`.
     ///
+    /// The key is taken as bytes, so a path that is not UTF-8 (possible on Unix) hashes exactly
+    /// as in buildx: pass `path.as_os_str().as_encoded_bytes()`. A `&str` works as is.
+    ///
     /// # Errors
     /// [`Error::NoRunningPods`] (`no running buildkit pods found`) when no pod is a candidate.
-    pub fn choose<'p>(&self, key: &str, pods: &'p [Pod]) -> Result<&'p Pod, Error> {
+    pub fn choose<'p>(&self, key: impl AsRef<[u8]>, pods: &'p [Pod]) -> Result<&'p Pod, Error> {
+        let key = key.as_ref();
         let candidates = candidates(pods);
         let names: Vec<&str> = candidates.iter().map(|p| p.name.as_str()).collect();
         let index = match self.strategy {

@@ -20,8 +20,8 @@
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128};
 
 /// The 16-byte digest of a key, computed once per choice.
-pub(crate) fn key_digest(key: &str) -> [u8; 16] {
-    xxh3_128(key.as_bytes()).to_le_bytes()
+pub(crate) fn key_digest(key: &[u8]) -> [u8; 16] {
+    xxh3_128(key).to_le_bytes()
 }
 
 /// The weight of the pod called `name` for the key with digest `digest`.
@@ -31,7 +31,7 @@ pub(crate) fn weight(digest: &[u8; 16], name: &str) -> u64 {
 
 /// The index in `names` of the pod with the highest weight for `key`, or `None` when `names` is
 /// empty. Among equal weights the first index wins.
-pub(crate) fn choose<S: AsRef<str>>(key: &str, names: &[S]) -> Option<usize> {
+pub(crate) fn choose<S: AsRef<str>>(key: &[u8], names: &[S]) -> Option<usize> {
     let digest = key_digest(key);
     let mut best: Option<(u64, usize)> = None;
     for (i, name) in names.iter().enumerate() {
@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn weights_are_pinned() {
         // Changing the weight function would remap every key of every user: pin it.
-        let d = key_digest("/home/user/project");
+        let d = key_digest(b"/home/user/project");
         let pinned = [
             weight(&d, "buildkit-0"),
             weight(&d, "buildkit-1"),
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn highest_weight_wins() {
         let names = ["a", "b", "c", "d", "e"];
-        for key in ["", "k", "/work/app", "/"] {
+        for key in [&b""[..], b"k", b"/work/app", b"/"] {
             let d = key_digest(key);
             let i = choose(key, &names).expect("non-empty");
             assert!(names.iter().all(|n| weight(&d, n) <= weight(&d, names[i])));
@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_first() {
-        assert_eq!(choose("k", &["same", "same", "same"]), Some(0));
-        assert_eq!(choose::<&str>("k", &[]), None);
+        assert_eq!(choose(b"k", &["same", "same", "same"]), Some(0));
+        assert_eq!(choose::<&str>(b"k", &[]), None);
     }
 }

@@ -47,14 +47,14 @@ fn le8(bytes: &[u8]) -> [u8; 8] {
 /// Nodes with equal names share one point; the first of them in `names` is returned. When two
 /// different names hash to the same point (an MD5 collision), the one that sorts first by name
 /// owns it.
-pub(crate) fn choose<S: AsRef<str>>(key: &str, names: &[S]) -> Option<usize> {
+pub(crate) fn choose<S: AsRef<str>>(key: &[u8], names: &[S]) -> Option<usize> {
     let mut ring: Vec<(RingKey, &str, usize)> = names
         .iter()
         .enumerate()
         .map(|(i, n)| (RingKey::of_node(n.as_ref()), n.as_ref(), i))
         .collect();
     ring.sort_unstable();
-    let key = RingKey::of(key.as_bytes());
+    let key = RingKey::of(key);
     let pos = ring.partition_point(|(point, _, _)| *point <= key);
     ring.get(pos).or_else(|| ring.first()).map(|&(_, _, i)| i)
 }
@@ -109,17 +109,17 @@ mod tests {
             .position(|&(_, i)| i == 0)
             .expect("pod-a is on the ring");
         let next = points[(a + 1) % points.len()].1;
-        assert_eq!(choose("pod-a-0", &names), Some(next));
+        assert_eq!(choose(b"pod-a-0", &names), Some(next));
         assert_ne!(next, 0);
     }
 
     #[test]
     fn empty_ring_owns_nothing() {
-        assert_eq!(choose::<&str>("key", &[]), None);
+        assert_eq!(choose::<&str>(b"key", &[]), None);
     }
 
     #[test]
     fn duplicate_names_resolve_to_the_first() {
-        assert_eq!(choose("key", &["x", "x"]), Some(0));
+        assert_eq!(choose(b"key", &["x", "x"]), Some(0));
     }
 }

@@ -253,3 +253,33 @@ fn phases_round_trip_through_the_api_spelling() {
     assert_eq!(PodPhase::from_api(""), PodPhase::Unknown);
     assert_eq!(PodPhase::from_api("RUNNING"), PodPhase::Unknown);
 }
+
+#[test]
+fn sticky_hashes_non_utf8_keys_as_raw_bytes() {
+    // A Unix path need not be UTF-8; buildx hashes its bytes. Expected values computed with an
+    // independent re-implementation of the ring (Python's hashlib MD5).
+    let pods: Vec<Pod> = ["p0-0", "p0-1", "p0-2", "p0-3"].map(Pod::running).to_vec();
+    let chooser = PodChooser::new(LoadBalance::Sticky);
+    let cases: [(&[u8], &str); 7] = [
+        (b"/home/\xff\xfe/project", "p0-0"),
+        (b"/tmp/caf\xe9", "p0-0"),
+        (b"\x00", "p0-2"),
+        (b"/srv/\x80build", "p0-2"),
+        (b"/home/\xc3(", "p0-2"),
+        (b"/data/\xf0(\x8c(", "p0-0"),
+        (b"/x/\xfe", "p0-2"),
+    ];
+    for (key, want) in cases {
+        assert_eq!(
+            chooser.choose(key, &pods).expect("pods").name,
+            want,
+            "{key:?}"
+        );
+    }
+    // A &str key and its bytes are the same key.
+    for key in KEYS {
+        let a = chooser.choose(key, &pods).expect("pods");
+        let b = chooser.choose(key.as_bytes(), &pods).expect("pods");
+        assert!(std::ptr::eq(a, b));
+    }
+}
