@@ -4,7 +4,8 @@
 //! paths: the most loaded pod's share over the mean (1.00 is perfect), the share of keys that
 //! move when the node scales from N to N+1 pods (the least possible is 1/(N+1)), and the time per
 //! choice, for buildx's `sticky` ring (the baseline) and `rendezvous` side by side, all measured
-//! in the same run. Then criterion times one choice at 4 and 16 pods for every strategy, with
+//! in the same run; then the max/mean averaged over 20 sets of Deployment-style pod names, as
+//! sticky's spread depends on the names. Then criterion times one choice at 4 and 16 pods for every strategy, with
 //! buildx's `sticky` as the baseline. Without `--bench` (as under `cargo test`), only the
 //! criterion functions run, once each, as a smoke test.
 #![allow(missing_docs, clippy::print_stdout)]
@@ -62,6 +63,56 @@ fn print_table() {
             s.ns,
             r.ns,
             r.ns / s.ns,
+        );
+    }
+    println!();
+    print_name_sets(&keys);
+}
+
+/// Deployment-style pod names `<node>-<replicaset hash>-<suffix>`, from a fixed generator
+/// (Kubernetes' name alphabet), so that sticky's unevenness is not judged on one name set.
+fn deployment_pods(set: u64, n: usize) -> Vec<Pod> {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut state = set.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut next = move |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                // splitmix64
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                ALPHABET[((z ^ (z >> 31)) % ALPHABET.len() as u64) as usize] as char
+            })
+            .collect()
+    };
+    let replicaset = next(10);
+    (0..n)
+        .map(|_| Pod::running(format!("kube0-{replicaset}-{}", next(5))))
+        .collect()
+}
+
+fn print_name_sets(keys: &[String]) {
+    const SETS: u64 = 20;
+    for n in [4, 8] {
+        let (mut sticky, mut rendezvous) = (Vec::new(), Vec::new());
+        for set in 0..SETS {
+            let pods = deployment_pods(set, n);
+            sticky.push(max_over_mean(&assign(LoadBalance::Sticky, keys, &pods), n));
+            rendezvous.push(max_over_mean(
+                &assign(LoadBalance::Rendezvous, keys, &pods),
+                n,
+            ));
+        }
+        let stats = |xs: &[f64]| {
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            let worst = xs.iter().copied().fold(f64::MIN, f64::max);
+            (mean, worst)
+        };
+        let (sm, sw) = stats(&sticky);
+        let (rm, rw) = stats(&rendezvous);
+        println!(
+            "{n} pods, {SETS} Deployment-style name sets: max/mean sticky {sm:.2} on average (worst {sw:.2}), rendezvous {rm:.3} (worst {rw:.3})"
         );
     }
     println!();

@@ -18,8 +18,8 @@ use crate::{rendezvous, sticky};
 ///   candidates give the same pod as buildx.
 /// - [`LoadBalance::Random`]: a uniform choice among the candidates, new on every call, from a
 ///   generator seeded once per process by the operating system (the key is ignored).
-/// - [`LoadBalance::Rendezvous`]: highest-random-weight hashing (XXH3 weights, defined exactly in
-///   the strategy's docs below). Keys spread evenly over pods, and when pods come or go only
+/// - [`LoadBalance::Rendezvous`]: highest-random-weight hashing (XXH3 weights, defined exactly
+///   under "Rendezvous weights" below). Keys spread evenly over pods, and when pods come or go only
 ///   the keys that must move do.
 ///
 /// The key is what buildx passes: the absolute path of the build context for `build`, the
