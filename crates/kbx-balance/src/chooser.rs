@@ -54,6 +54,13 @@ pub struct PodChooser {
     rng: Source,
 }
 
+impl Default for PodChooser {
+    /// A `sticky` chooser, buildx's default.
+    fn default() -> Self {
+        PodChooser::new(LoadBalance::default())
+    }
+}
+
 impl PodChooser {
     /// A chooser for `strategy`; `random` draws from the process-wide generator.
     pub fn new(strategy: LoadBalance) -> Self {

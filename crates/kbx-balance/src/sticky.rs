@@ -114,6 +114,31 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_nodes_keys_go_to_its_ring_successor() {
+        let names: Vec<String> = (0..6).map(|i| format!("buildkit-{i}")).collect();
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by_key(|&i| RingKey::of_node(&names[i]));
+        for removed in 0..names.len() {
+            let at = order
+                .iter()
+                .position(|&i| i == removed)
+                .expect("on the ring");
+            let successor = &names[order[(at + 1) % order.len()]];
+            let rest: Vec<&String> = names.iter().filter(|n| **n != names[removed]).collect();
+            for k in 0..2000 {
+                let key = format!("/home/dev/project-{k}");
+                let before = choose(key.as_bytes(), &names).expect("non-empty");
+                let after = rest[choose(key.as_bytes(), &rest).expect("non-empty")];
+                if before == removed {
+                    assert_eq!(after, successor, "{key}");
+                } else {
+                    assert_eq!(*after, names[before], "{key}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn empty_ring_owns_nothing() {
         assert_eq!(choose::<&str>(b"key", &[]), None);
     }

@@ -206,6 +206,11 @@ fn sticky_matches_buildx_hash_ring_vectors() {
 }
 
 #[test]
+fn default_chooser_is_sticky_as_buildx() {
+    assert_eq!(PodChooser::default().strategy(), LoadBalance::Sticky);
+}
+
+#[test]
 fn sticky_wraps_around() {
     let pods = [Pod::running("pod-b"), Pod::running("pod-c")];
     let chosen = PodChooser::new(LoadBalance::Sticky).choose("some-context-path-hash", &pods);
