@@ -105,3 +105,25 @@ impl PodChooser {
             .ok_or(Error::NoRunningPods { listed: pods.len() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chooser_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>(_: &T) {}
+        let chooser = PodChooser::with_seed(LoadBalance::Random, 3);
+        shareable(&chooser);
+        let pods = [Pod::running("a"), Pod::running("b")];
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        assert!(chooser.choose("", &pods).is_ok());
+                    }
+                });
+            }
+        });
+    }
+}
