@@ -50,3 +50,7 @@ bench:
 # The kbx-opts parser benchmark.
 bench-opts:
     cargo bench -p kbx-opts
+
+# The kbx-balance pod-choice benchmark: balance table (sticky vs rendezvous), then timings.
+bench-balance:
+    cargo bench -p kbx-balance
