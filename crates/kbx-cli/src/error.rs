@@ -1,0 +1,133 @@
+//! The CLI's error type and exit codes.
+
+/// Exit code for a failed command (bad input, failed operation).
+pub(crate) const EXIT_FAILURE: u8 = 1;
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A plain message in buildx's words.
+    #[error("{0}")]
+    Message(String),
+    /// Bad `--driver-opt`, `--platform`, `--buildkitd-flags` or config file.
+    #[error(transparent)]
+    Options(#[from] kbx_opts::Error),
+    /// Objects that would be rejected by the API server.
+    #[error(transparent)]
+    Manifest(#[from] kbx_manifest::Error),
+    /// The builder store.
+    #[error(transparent)]
+    Store(#[from] kbx_store::Error),
+    /// The cluster.
+    #[error(transparent)]
+    Kube(#[from] kbx_kube::Error),
+    /// A node-level failure, with buildx's prefix.
+    #[error("failed to initialize builder {builder} ({node})")]
+    Node {
+        /// The builder.
+        builder: String,
+        /// The node.
+        node: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Reading a file given on the command line.
+    #[error("cannot read {path}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Several independent failures (e.g. removing several builders).
+    #[error("{0}")]
+    Summary(String),
+}
+
+impl Error {
+    pub(crate) fn msg(text: impl Into<String>) -> Self {
+        Error::Message(text.into())
+    }
+}
+
+/// Prints an error with its whole cause chain, and every problem of a multi-problem error.
+pub(crate) fn report(err: &Error) {
+    let mut lines = Vec::new();
+    collect(err, &mut lines);
+    for (i, line) in lines.iter().enumerate() {
+        if i == 0 {
+            eprintln!("ERROR: {line}");
+        } else {
+            eprintln!("  {line}");
+        }
+    }
+    if let Some(hint) = hint(&lines.join("\n")) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+fn collect(err: &(dyn std::error::Error + 'static), lines: &mut Vec<String>) {
+    // Errors that carry several problems list each on its own line.
+    let ours = err
+        .downcast_ref::<Error>()
+        .or_else(|| err.downcast_ref::<Box<Error>>().map(|b| &**b));
+    let (opts, manifest) = match ours {
+        Some(Error::Options(o)) => (Some(o), None),
+        Some(Error::Manifest(m)) => (None, Some(m)),
+        _ => (
+            err.downcast_ref::<kbx_opts::Error>(),
+            err.downcast_ref::<kbx_manifest::Error>(),
+        ),
+    };
+    let prefix = if lines.is_empty() { "" } else { "caused by: " };
+    if let Some(opts) = opts
+        && opts.iter().count() > 1
+    {
+        lines.push(format!(
+            "{prefix}{} driver options are invalid:",
+            opts.iter().count()
+        ));
+        lines.extend(opts.iter().map(|e| format!("- {e}")));
+        return;
+    }
+    if let Some(m) = manifest
+        && m.errors().len() > 1
+    {
+        lines.push(format!(
+            "{prefix}{} problems would make the API server reject the objects:",
+            m.errors().len()
+        ));
+        lines.extend(m.errors().iter().map(|e| format!("- {e}")));
+        return;
+    }
+    let text = err.to_string();
+    if !text.is_empty() && lines.last() != Some(&text) {
+        lines.push(if lines.is_empty() {
+            text
+        } else {
+            format!("caused by: {text}")
+        });
+    }
+    if let Some(source) = err.source() {
+        collect(source, lines);
+    }
+}
+
+/// A hint when the cause is obvious.
+fn hint(text: &str) -> Option<&'static str> {
+    if text.contains("forbidden") {
+        Some(
+            "the Kubernetes user lacks a permission; kbx needs get/list/watch/create/patch/delete on deployments, statefulsets, configmaps and pods, and create on pods/exec, in the builder's namespace",
+        )
+    } else if text.contains("requires kubernetes API access") {
+        Some("set KUBECONFIG or create ~/.kube/config")
+    } else if text.contains("Connection refused") || text.contains("connection refused") {
+        Some(
+            "the API server is not reachable; check the cluster and the kubeconfig's server address",
+        )
+    } else {
+        None
+    }
+}

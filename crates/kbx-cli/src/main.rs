@@ -1,0 +1,67 @@
+//! `kbx`: BuildKit builders on Kubernetes, compatible with `docker buildx`.
+//!
+//! Exit codes: 0 success; 1 the command failed (bad input, cluster or store error); 2 bad
+//! command-line syntax.
+
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI is the only crate that prints"
+)]
+
+mod cli;
+mod context;
+mod create;
+mod error;
+mod ls;
+mod manage;
+mod names;
+mod node;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser as _};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ERROR: cannot start the async runtime: {e}");
+            return ExitCode::from(error::EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Create(args) => create::run(args).await,
+            Command::Ls(args) => ls::ls(args).await,
+            Command::Inspect(args) => ls::inspect(args).await,
+            Command::Use(args) => manage::use_builder(args),
+            Command::Rm(args) => manage::rm(args).await,
+            Command::Version => {
+                println!(
+                    "kbx {} (buildx-compatible kubernetes driver)",
+                    env!("CARGO_PKG_VERSION")
+                );
+                Ok(())
+            }
+            Command::Completion { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "kbx", &mut std::io::stdout());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error::report(&e);
+            ExitCode::from(error::EXIT_FAILURE)
+        }
+    }
+}

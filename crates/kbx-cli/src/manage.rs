@@ -1,0 +1,147 @@
+//! `kbx use` and `kbx rm`.
+
+use std::io::{BufRead as _, Write as _};
+
+use kbx_store::Store;
+
+use crate::cli::{RmArgs, UseArgs};
+use crate::error::Error;
+use crate::{context, ls, node};
+
+pub(crate) fn use_builder(args: UseArgs) -> Result<(), Error> {
+    let store = Store::open_default()?;
+    let key = context::current_key(|k| std::env::var_os(k));
+    let txn = store.txn()?;
+    let ng = match txn.node_group(&args.name) {
+        Ok(ng) => ng,
+        Err(kbx_store::Error::NotFound(_)) => {
+            return Err(Error::msg(format!(
+                "run `kbx ls` to see available builders: no builder {:?} found",
+                args.name
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    txn.set_current(&key, &ng.name, args.global, args.default)?;
+    Ok(())
+}
+
+pub(crate) async fn rm(args: RmArgs) -> Result<(), Error> {
+    let store = Store::open_default()?;
+    let key = context::current_key(|k| std::env::var_os(k));
+    if args.all_inactive {
+        if !args.names.is_empty() {
+            return Err(Error::msg(
+                "cannot specify builder name when --all-inactive is set",
+            ));
+        }
+        if !args.force
+            && !confirm(
+                "WARNING! This will remove all builders that are not in running state. Are you sure you want to continue? [y/N] ",
+            )
+        {
+            return Ok(());
+        }
+        let builders = store.txn()?.list()?;
+        let mut failed = false;
+        for ng in builders {
+            let mut running = false;
+            for n in ng.nodes() {
+                let st = ls::status_of(n, std::time::Duration::from_secs(20)).await;
+                running |= matches!(st.status, Ok(kbx_kube::Status::Running(_)));
+            }
+            if !running {
+                failed |= remove_one(&store, &ng.name, &args).await.is_err();
+            }
+        }
+        return if failed {
+            Err(Error::Summary(
+                "failed to remove one or more builders".into(),
+            ))
+        } else {
+            Ok(())
+        };
+    }
+    let names = if args.names.is_empty() {
+        let current = store.txn()?.current(&key)?;
+        vec![
+            current
+                .ok_or_else(|| Error::msg("no builder is in use; pass a builder name"))?
+                .name,
+        ]
+    } else {
+        args.names.clone()
+    };
+    let mut failed = false;
+    for name in &names {
+        failed |= remove_one(&store, name, &args).await.is_err();
+    }
+    if failed {
+        Err(Error::Summary(
+            "failed to remove one or more builders".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+async fn remove_one(store: &Store, name: &str, args: &RmArgs) -> Result<(), Error> {
+    let result = async {
+        let txn = store.txn()?;
+        let ng = txn.node_group(name)?;
+        let mut first_error = None;
+        if !args.keep_daemon {
+            for n in ng.nodes() {
+                let removed = async {
+                    let driver = node::driver(n).await?;
+                    driver.remove(args.keep_state).await?;
+                    Ok::<_, Error>(())
+                }
+                .await;
+                if let Err(e) = removed {
+                    first_error.get_or_insert(Error::msg(format!(
+                        "failed to remove node {}: {}",
+                        n.name,
+                        chain(&e)
+                    )));
+                }
+            }
+        }
+        match first_error {
+            // Keep the record so the cluster objects are not orphaned: fix access and retry,
+            // or use --keep-daemon to forget the builder anyway.
+            Some(e) => Err(e),
+            None => {
+                txn.remove(name)?;
+                Ok(())
+            }
+        }
+    }
+    .await;
+    match &result {
+        Ok(()) => eprintln!("{name} removed"),
+        Err(e) => eprintln!("failed to remove {name}: {}", chain(e)),
+    }
+    result
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn confirm(prompt: &str) -> bool {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
+}

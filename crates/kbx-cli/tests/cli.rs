@@ -1,0 +1,359 @@
+//! The `kbx` binary as a user runs it: bad input, exact texts, exit codes, the store it writes
+//! and `--dry-run` output. Cluster scenarios live in the conformance suite.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("buildx")
+    }
+
+    fn kbx(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kbx"))
+            .args(args)
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("BUILDX_CONFIG", self.store())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .expect("kbx runs")
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails_with(o: &Output, text: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    assert_eq!(stderr(o), text);
+}
+
+#[test]
+fn bad_driver_options_are_all_reported() {
+    let env = Env::new();
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--driver",
+        "kubernetes",
+        "--driver-opt",
+        "replicas=x,foo=1",
+        "--driver-opt",
+        "timeout=5",
+    ]);
+    fails_with(
+        &o,
+        "ERROR: 3 driver options are invalid:\n  - strconv.ParseInt: parsing \"x\": invalid syntax\n  - invalid driver option foo for driver kubernetes\n  - cannot parse timeout: time: missing unit in duration \"5\"\n",
+    );
+    assert!(
+        !env.store().join("instances/kube").exists(),
+        "nothing saved"
+    );
+
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--driver-opt",
+        "nodeselector=\"a=b,c=d\"",
+    ]);
+    fails_with(
+        &o,
+        "ERROR: parse error on line 1, column 14: bare \" in non-quoted-field\n",
+    );
+}
+
+#[test]
+fn objects_the_api_server_would_reject_fail_before_saving() {
+    let env = Env::new();
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--driver-opt",
+        "labels=app=x,namespace=Bad_NS",
+    ]);
+    fails_with(
+        &o,
+        "ERROR: failed to initialize builder kube (kube0)\n  caused by: 2 problems would make the API server reject the objects:\n  - invalid namespace name \"Bad_NS\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character\n  - the label \"app\" is reserved and cannot be customized\n",
+    );
+    assert!(!env.store().join("instances/kube").exists());
+}
+
+#[test]
+fn create_flag_errors_use_buildx_texts() {
+    let env = Env::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["create", "--append"],
+            "ERROR: append requires a builder name\n",
+        ),
+        (
+            &["create", "--name", "kube", "tcp://1.2.3.4:1234"],
+            "ERROR: kubernetes driver does not support endpoint args \"tcp://1.2.3.4:1234\"\n",
+        ),
+        (
+            &["create", "--name", "default"],
+            "ERROR: default is a reserved name and cannot be used to identify builder instance\n",
+        ),
+        (
+            &["create", "--name", "1kube"],
+            "ERROR: invalid name 1kube, name needs to start with a letter and may not contain symbols, except ._-\n",
+        ),
+        (
+            &["create", "--name", "kube", "--append"],
+            "ERROR: failed to find instance \"kube\" for append\n",
+        ),
+        (
+            &["create", "--leave", "--node", "n"],
+            "ERROR: leave requires instance name\n",
+        ),
+        (
+            &["create", "--leave", "--name", "kube"],
+            "ERROR: leave requires node name\n",
+        ),
+        (
+            &["create", "--leave", "--name", "kube", "--node", "n"],
+            "ERROR: failed to find instance \"kube\" for leave\n",
+        ),
+        (
+            &["create", "--name", "kube", "--platform", "linux/amd64/v2/x"],
+            "ERROR: \"linux/amd64/v2/x\": cannot parse platform specifier: invalid argument\n",
+        ),
+        (
+            &["create", "--name", "kube", "--buildkitd-flags", "foo'"],
+            "ERROR: failed to parse buildkit flags: EOF found when expecting closing quote\n",
+        ),
+    ];
+    for (args, text) in cases {
+        fails_with(&env.kbx(args), text);
+    }
+    let o = env.kbx(&["create", "--name", "kube", "--driver", "docker-container"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("driver \"docker-container\" is not supported"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    let o = env.kbx(&["create", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = env.kbx(&["create", "--timeout", "10"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("missing unit in duration"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn create_writes_a_buildx_record_and_manages_nodes() {
+    let env = Env::new();
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--node",
+        "kube_amd64",
+        "--platform",
+        "linux/amd64",
+        "--driver-opt",
+        "namespace=buildkit,replicas=2",
+        "--use",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "kube\n");
+    let record = std::fs::read_to_string(env.store().join("instances/kube")).unwrap();
+    assert_eq!(
+        record,
+        "{\"Name\":\"kube\",\"Driver\":\"kubernetes\",\"Nodes\":[{\"Name\":\"kube_amd64\",\"Endpoint\":\"kubernetes:///kube?deployment=kube_amd64\\u0026kubeconfig=\",\"Platforms\":[{\"architecture\":\"amd64\",\"os\":\"linux\"}],\"DriverOpts\":{\"namespace\":\"buildkit\",\"replicas\":\"2\"},\"Flags\":[\"--allow-insecure-entitlement=network.host\"],\"Files\":null}],\"Dynamic\":false}"
+    );
+    let current = std::fs::read_to_string(env.store().join("current")).unwrap();
+    assert_eq!(
+        current,
+        "{\"Key\":\"unix:///var/run/docker.sock\",\"Name\":\"kube\",\"Global\":false}"
+    );
+
+    let o = env.kbx(&["create", "--name", "kube"]);
+    fails_with(
+        &o,
+        "ERROR: existing instance for \"kube\" but no append mode, specify the node name to make changes for existing instances\n",
+    );
+    let o = env.kbx(&["create", "--name", "kube", "--node", "other"]);
+    fails_with(&o, "ERROR: node other not found, did you mean to append?\n");
+
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--append",
+        "--node",
+        "kube_arm64",
+        "--platform",
+        "linux/arm64",
+        "--driver-opt",
+        "namespace=buildkit,\"nodeselector=kubernetes.io/arch=arm64\"",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // `--append` naming an existing node updates it, as buildx does.
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--append",
+        "--node",
+        "kube_arm64",
+        "--platform",
+        "linux/arm64,linux/arm",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("WARNING: new settings"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = env.kbx(&["ls", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(json["Name"], "kube");
+    assert_eq!(json["Current"], true);
+    assert_eq!(
+        json["Nodes"][1]["Platforms"],
+        serde_json::json!(["linux/arm64", "linux/arm/v7"])
+    );
+    assert_eq!(
+        json["Nodes"][0]["Status"], "error",
+        "no cluster here: {json}"
+    );
+
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--leave",
+        "--node",
+        "kube_arm64",
+        "--keep-daemon",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--leave",
+        "--node",
+        "kube_amd64",
+        "--keep-daemon",
+    ]);
+    fails_with(
+        &o,
+        "ERROR: can not leave last node, do you want to rm instance instead?\n",
+    );
+
+    let o = env.kbx(&["use", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = env.kbx(&["rm", "kube", "--keep-daemon"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "kube removed\n");
+    assert!(!env.store().join("instances/kube").exists());
+}
+
+#[test]
+fn rm_keeps_the_record_when_the_cluster_cannot_be_reached() {
+    let env = Env::new();
+    assert!(
+        env.kbx(&[
+            "create",
+            "--name",
+            "kube",
+            "--driver-opt",
+            "namespace=buildkit"
+        ])
+        .status
+        .success()
+    );
+    let o = env.kbx(&["rm", "kube"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("failed to remove kube: failed to remove node kube0: kubernetes driver requires kubernetes API access"), "{}", stderr(&o));
+    assert!(
+        env.store().join("instances/kube").exists(),
+        "not orphaned: the record stays"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_objects_and_saves_nothing() {
+    let env = Env::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cli");
+    std::fs::write(env.dir.path().join("buildkitd.toml"), "debug = true\n").unwrap();
+    let config = env.dir.path().join("buildkitd.toml");
+    let o = env.kbx(&[
+        "create",
+        "--name",
+        "kube",
+        "--node",
+        "kube_amd64",
+        "--platform",
+        "linux/amd64",
+        "--driver-opt",
+        "namespace=buildkit,replicas=2,requests.cpu=500m,limits.memory=4Gi",
+        "--driver-opt",
+        "\"tolerations=key=dedicated,operator=Equal,value=ci,effect=NoSchedule\"",
+        "--buildkitd-config",
+        config.to_str().unwrap(),
+        "--dry-run",
+        "-o",
+        "yaml",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected_path = fixtures.join("dry-run-deployment.yaml");
+    if std::env::var_os("KBX_BLESS").is_some() {
+        std::fs::write(&expected_path, stdout(&o)).unwrap();
+    }
+    let expected =
+        std::fs::read_to_string(&expected_path).expect("fixture (KBX_BLESS=1 writes it)");
+    assert_eq!(stdout(&o), expected);
+    assert!(
+        !env.store().join("instances/kube").exists(),
+        "a dry run saves nothing"
+    );
+}
+
+#[test]
+fn version_and_completion() {
+    let env = Env::new();
+    let o = env.kbx(&["version"]);
+    assert!(stdout(&o).starts_with("kbx 0."), "{}", stdout(&o));
+    let o = env.kbx(&["completion", "bash"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("kbx") && stdout(&o).contains("--driver-opt"));
+}
