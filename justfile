@@ -50,3 +50,7 @@ bench:
 # The kbx-opts parser benchmark.
 bench-opts:
     cargo bench -p kbx-opts
+
+# The kbx-manifest renderer benchmark.
+bench-manifest:
+    cargo bench -p kbx-manifest
