@@ -434,3 +434,21 @@ fn image_and_replicas() {
         },
     );
 }
+
+/// Long single-line values stay on one line (quoted when they end in a space), never folded.
+#[test]
+fn long_single_line_values() {
+    check(
+        "long_single_line_values",
+        Case {
+            opts: &[
+                "annotations=note=a long annotation value that goes well beyond eighty characters in length  with two spaces and a trailing ",
+                "env.BUILDKIT_STEP_LOG_MAX_SPEED=10485760 10485760 10485760 10485760 10485760 10485760 10485760 10485760",
+            ],
+            flags: Some(
+                "--debug '--oci-worker-gc-keepstorage=10000000000000000000000000000000000000000000000000000000000000000000000'",
+            ),
+            ..BASE
+        },
+    );
+}
