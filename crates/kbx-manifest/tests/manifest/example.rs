@@ -6,8 +6,27 @@ use std::process::{Command, Output};
 use crate::common::{Result, fixtures, render_checked};
 use crate::snapshots::SPEC_FULL_EXAMPLE;
 
-/// The example binary cargo builds next to this test binary (`target/<profile>/examples/`).
+/// The example binary next to this test binary (`target/<profile>/examples/`); built with
+/// `cargo build --example render` first, since test runs build examples only as tests.
 fn example() -> Result<PathBuf> {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "kbx-manifest",
+                "--example",
+                "render",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot build the render example"
+        );
+    });
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
