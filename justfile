@@ -51,6 +51,10 @@ bench:
 bench-opts:
     cargo bench -p kbx-opts
 
+# The kbx-manifest renderer benchmark.
+bench-manifest:
+    cargo bench -p kbx-manifest
+
 # The kbx-balance pod-choice benchmark: balance table (sticky vs rendezvous), then timings.
 bench-balance:
     cargo bench -p kbx-balance

@@ -16,6 +16,9 @@ pub(crate) const MAX_ANNOTATIONS_SIZE: usize = 256 * 1024;
 /// The API server's limit on a ConfigMap's data.
 pub(crate) const MAX_CONFIG_MAP_SIZE: usize = 1024 * 1024;
 
+/// One of the syntax checks of [`syntax`].
+type SyntaxCheck = fn(&str) -> Result<(), Problem>;
+
 /// Every problem of `node`, in a fixed order: names, metadata, pod spec, resources, files.
 pub(crate) fn check(node: &Node) -> Result<(), Error> {
     let mut errors = Vec::new();
@@ -31,24 +34,16 @@ fn names(node: &Node, errors: &mut Vec<Error>) {
     let o = &node.options;
     let name = node.workload_name();
     let stateful = o.persistent_volume_claim_storage.is_some();
-    let (what, max, result) = if stateful {
-        (
-            "StatefulSet",
-            MAX_STATEFULSET_NAME,
-            syntax::dns1123_label(&name),
-        )
+    let (what, max, syntax_check): (_, _, SyntaxCheck) = if stateful {
+        ("StatefulSet", MAX_STATEFULSET_NAME, syntax::dns1123_label)
     } else {
-        (
-            "Deployment",
-            syntax::MAX_LABEL,
-            syntax::dns1123_subdomain(&name),
-        )
+        ("Deployment", syntax::MAX_LABEL, syntax::dns1123_subdomain)
     };
-    let result = result.and(if name.len() > max {
+    let result = if name.len() > max {
         Err(Problem::TooLong { max })
     } else {
-        Ok(())
-    });
+        syntax_check(&name)
+    };
     match result {
         Err(problem) => errors.push(Error::Name {
             what,
@@ -68,8 +63,7 @@ fn names(node: &Node, errors: &mut Vec<Error>) {
             }
         }
     }
-    type Check = fn(&str) -> Result<(), Problem>;
-    let optional_names: [(&'static str, Option<&String>, Check); 3] = [
+    let optional_names: [(&'static str, Option<&String>, SyntaxCheck); 3] = [
         ("namespace", o.namespace.as_ref(), syntax::dns1123_label),
         (
             "service account",

@@ -40,12 +40,16 @@ impl<'a> From<&'a ConfigMap> for ConfigMapDocument<'a> {
     }
 }
 
+/// Pinned rather than defaulted, so output does not move with the serialiser's defaults.
+/// Multi-line strings (config files) are literal blocks (`|`); single-line strings stay on one
+/// line however long (never folded with `>`, whose line breaks and trailing spaces are easy to
+/// damage when a file is edited).
 fn options() -> serde_saphyr::SerializerOptions {
-    // Pinned rather than defaulted, so output does not move with the serialiser's defaults.
     serde_saphyr::ser_options! {
         indent_step: 2,
         compact_list_indent: true,
         prefer_block_scalars: true,
+        folded_wrap_chars: usize::MAX,
         quote_all: false,
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of `kbx-manifest`: one binary, one module per concern.
 
 mod common;
+mod example;
 mod layering;
 mod properties;
 mod snapshots;

@@ -134,7 +134,7 @@ prop_compose! {
         scheduler_name in prop::option::of(subdomain()),
         service_account in prop::option::of(subdomain()),
         node_selector in key_values(label_value(), ""),
-        annotations in key_values("\\PC{0,20}", "buildx.docker.com/platform"),
+        annotations in key_values("\\PC{0,200}", "buildx.docker.com/platform"),
         labels in key_values(label_value(), "app"),
         tolerations in prop::collection::vec(toleration(), 0..4),
         qemu_install in any::<bool>(),
@@ -177,7 +177,7 @@ prop_compose! {
             select(&["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/riscv64"][..]),
             0..3,
         ),
-        flags in prop::collection::vec("\\PC{0,12}", 0..4),
+        flags in prop::collection::vec(prop_oneof!["\\PC{0,12}", "[ a-z\\n]{60,160}"], 0..4),
         files in files(),
         options in options(),
     ) -> Node {

@@ -8,6 +8,16 @@ fn check(name: &str, case: Case) {
     insta::assert_snapshot!(name, yaml);
 }
 
+/// Renders `case`, which must fail validation, and compares the error lines with the snapshot
+/// `name`: for combinations kbx rejects on purpose, so the decision is reviewed like output.
+fn check_error(name: &str, case: Case) {
+    let node = crate::common::node(&case).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let err = kbx_manifest::render(&node).expect_err("the case must be rejected");
+    assert!(err.is_validation(), "{name}: {err}");
+    let lines: Vec<String> = err.errors().iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(name, lines.join("\n"));
+}
+
 /// `--driver-opt` rows of the specification's full example (§5.6).
 pub(crate) const SPEC_FULL_EXAMPLE: Case = Case {
     node: "kube_amd64",
@@ -134,6 +144,35 @@ fn statefulset_rootless_config() {
             opts: &["persistent-volume-claim.requests.storage=20G,rootless=true"],
             platforms: &["linux/arm64"],
             config: Some("buildkitd-registry-ca.toml"),
+            ..BASE
+        },
+    );
+}
+
+/// buildx renders this and then leaves the memory volume unused; kbx rejects it (both would be
+/// BuildKit's state directory).
+#[test]
+fn statefulset_memory() {
+    check_error(
+        "statefulset_memory",
+        Case {
+            opts: &[
+                "persistent-volume-claim.requests.storage=10Gi,buildkit-root-volume-memory=2Gi",
+            ],
+            config: Some("buildkitd-debug.toml"),
+            ..BASE
+        },
+    );
+}
+
+#[test]
+fn statefulset_rootless_memory() {
+    check_error(
+        "statefulset_rootless_memory",
+        Case {
+            opts: &[
+                "persistent-volume-claim.requests.storage=10Gi,buildkit-root-volume-memory=2Gi,rootless=true",
+            ],
             ..BASE
         },
     );
@@ -391,6 +430,24 @@ fn image_and_replicas() {
             opts: &[
                 "image=moby/buildkit:v0.29.0,replicas=0,loadbalance=random,default-load=true,timeout=5m",
             ],
+            ..BASE
+        },
+    );
+}
+
+/// Long single-line values stay on one line (quoted when they end in a space), never folded.
+#[test]
+fn long_single_line_values() {
+    check(
+        "long_single_line_values",
+        Case {
+            opts: &[
+                "annotations=note=a long annotation value that goes well beyond eighty characters in length  with two spaces and a trailing ",
+                "env.BUILDKIT_STEP_LOG_MAX_SPEED=10485760 10485760 10485760 10485760 10485760 10485760 10485760 10485760",
+            ],
+            flags: Some(
+                "--debug '--oci-worker-gc-keepstorage=10000000000000000000000000000000000000000000000000000000000000000000000'",
+            ),
             ..BASE
         },
     );

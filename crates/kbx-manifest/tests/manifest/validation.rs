@@ -79,6 +79,18 @@ fn error_texts() {
             )],
         ),
         (
+            // Past 63 characters the StatefulSet limit is still the one reported.
+            Case {
+                node: "n123456789_123456789_123456789_123456789_123456789_123456789_1234",
+                opts: &["persistent-volume-claim.requests.storage=1Gi"],
+                ..BASE
+            },
+            vec![
+                r#"invalid StatefulSet name "n123456789-123456789-123456789-123456789-123456789-123456789-1234": must be no more than 52 characters"#
+                    .into(),
+            ],
+        ),
+        (
             Case {
                 node: "a.b",
                 opts: &["persistent-volume-claim.requests.storage=1Gi"],
