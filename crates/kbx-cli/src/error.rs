@@ -131,3 +131,15 @@ fn hint(text: &str) -> Option<&'static str> {
         None
     }
 }
+
+/// An error and its causes on one line, `: `-separated.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

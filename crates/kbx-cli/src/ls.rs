@@ -7,7 +7,7 @@ use kbx_store::{Node, NodeGroup, Store};
 use serde_json::json;
 
 use crate::cli::{InspectArgs, LsArgs, LsFormat};
-use crate::error::Error;
+use crate::error::{Error, chain};
 use crate::{context, create, node};
 
 /// A node's status, or why it could not be read.
@@ -38,17 +38,6 @@ pub(crate) async fn status_of(n: &Node, timeout: Duration) -> NodeStatus {
         )),
     };
     NodeStatus { status }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Go `text/tabwriter` with padding 3: every cell but the last of a row is padded.

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, Write as _};
 use kbx_store::Store;
 
 use crate::cli::{RmArgs, UseArgs};
-use crate::error::Error;
+use crate::error::{Error, chain};
 use crate::{context, ls, node};
 
 pub(crate) fn use_builder(args: UseArgs) -> Result<(), Error> {
@@ -123,17 +123,6 @@ async fn remove_one(store: &Store, name: &str, args: &RmArgs) -> Result<(), Erro
         Err(e) => eprintln!("failed to remove {name}: {}", chain(e)),
     }
     result
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn confirm(prompt: &str) -> bool {
