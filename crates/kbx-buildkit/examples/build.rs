@@ -4,7 +4,7 @@
 //! cargo run -p kbx-buildkit --example build -- \
 //!     --addr unix:///run/buildkit/buildkitd.sock|tcp://HOST:PORT|docker-unix:///var/run/docker.sock|docker \
 //!     [-f Dockerfile] [--build-arg K=V]... [--target T] [--platform P] [--no-cache] \
-//!     [--network none|host|default] \
+//!     [--network none|host|default] [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID=SOCK]... \
 //!     --output type=local,dest=DIR|type=tar,dest=FILE|type=moby,name=N CONTEXT
 //! ```
 //!
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use kbx_buildkit::{BuildOptions, Client, Error, Output, PlainRenderer};
 
 const USAGE: &str = "usage: build --addr ADDR [-f DOCKERFILE] [--build-arg K=V]... [--target T] \
-[--platform P] [--no-cache] [--network MODE] [--output SPEC] CONTEXT";
+[--platform P] [--no-cache] [--network MODE] [--secret SPEC]... [--ssh SPEC]... [--output SPEC] CONTEXT";
 
 fn parse() -> Result<(String, BuildOptions), String> {
     let mut addr = None;
@@ -43,6 +43,12 @@ fn parse() -> Result<(String, BuildOptions), String> {
             "--platform" => opts.platforms.push(value("--platform")?),
             "--network" => opts.network = Some(value("--network")?),
             "--no-cache" => opts.no_cache = true,
+            "--secret" => opts
+                .secrets
+                .push(kbx_buildkit::Secret::parse(&value("--secret")?).map_err(|e| e.to_string())?),
+            "--ssh" => opts
+                .ssh
+                .push(kbx_buildkit::SshAgent::parse(&value("--ssh")?).map_err(|e| e.to_string())?),
             "--build-arg" => {
                 let kv = value("--build-arg")?;
                 let (k, v) = match kv.split_once('=') {

@@ -43,6 +43,7 @@
 
 #![forbid(unsafe_code)]
 
+mod attachables;
 mod client;
 mod error;
 mod fsutil;
@@ -52,6 +53,7 @@ mod session;
 mod solve;
 pub mod transport;
 
+pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
 pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker};
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};

@@ -30,6 +30,11 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status, Streaming};
 
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
+use bollard_buildkit_proto::moby::filesync::v1::auth_server::AuthServer;
+use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
+
+use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
 use crate::fsutil::{Filter, receive, send};
 use crate::{Error, Result};
 
@@ -53,6 +58,9 @@ pub(crate) struct SessionConfig {
     pub(crate) shared_key: String,
     pub(crate) dirs: HashMap<String, PathBuf>,
     pub(crate) export: Option<ExportTarget>,
+    pub(crate) secrets: HashMap<String, crate::attachables::SecretSource>,
+    pub(crate) ssh: HashMap<String, PathBuf>,
+    pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
 }
 
 /// A running session; [`RunningSession::close`] ends it.
@@ -148,7 +156,7 @@ fn add_session_headers(md: &mut MetadataMap, cfg: &SessionConfig, methods: &[&st
     Ok(())
 }
 
-fn services(
+pub(crate) fn services(
     cfg: &SessionConfig,
     done: mpsc::UnboundedSender<Result<()>>,
 ) -> (Vec<&'static str>, tonic::transport::server::Router) {
@@ -166,6 +174,31 @@ fn services(
         })
         .max_decoding_message_size(MAX_MESSAGE);
         router = router.add_service(svc);
+    }
+    if let Some(creds) = &cfg.credentials {
+        methods.push("/moby.filesync.v1.Auth/Credentials");
+        methods.push("/moby.filesync.v1.Auth/FetchToken");
+        methods.push("/moby.filesync.v1.Auth/GetTokenAuthority");
+        methods.push("/moby.filesync.v1.Auth/VerifyTokenAuthority");
+        router = router.add_service(AuthServer::new(AuthProvider {
+            creds: Arc::new(creds.clone()),
+        }));
+    }
+    if !cfg.secrets.is_empty() {
+        methods.push("/moby.buildkit.secrets.v1.Secrets/GetSecret");
+        router = router.add_service(SecretsServer::new(SecretStore {
+            secrets: Arc::new(cfg.secrets.clone()),
+        }));
+    }
+    if !cfg.ssh.is_empty() {
+        methods.push("/moby.sshforward.v1.SSH/CheckAgent");
+        methods.push("/moby.sshforward.v1.SSH/ForwardAgent");
+        router = router.add_service(
+            SshServer::new(SshForwarder {
+                agents: Arc::new(cfg.ssh.clone()),
+            })
+            .max_decoding_message_size(MAX_MESSAGE),
+        );
     }
     match &cfg.export {
         Some(ExportTarget::Dir(dest)) => {
@@ -403,6 +436,114 @@ pub(crate) fn query_unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bollard_buildkit_proto::health::health_client::HealthClient;
+    use bollard_buildkit_proto::moby::buildkit::secrets::v1::GetSecretRequest;
+    use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
+    use bollard_buildkit_proto::moby::sshforward::v1::ssh_client::SshClient;
+    use bollard_buildkit_proto::moby::sshforward::v1::{
+        BytesMessage as SshBytes, CheckAgentRequest,
+    };
+
+    /// Serves the session services on one end of an in-memory pipe and returns a channel
+    /// connected to the other end, the way the daemon reaches them.
+    async fn serve(cfg: SessionConfig) -> Channel {
+        let (done, _) = mpsc::unbounded_channel();
+        let (_, router) = services(&cfg, done);
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let incoming = tokio_stream::once(Ok::<_, std::io::Error>(server_io));
+            let _ = router.serve_with_incoming(incoming).await;
+        });
+        let slot = Arc::new(std::sync::Mutex::new(Some(client_io)));
+        crate::transport::connect_with("in-memory", move || {
+            let io = slot.lock().ok().and_then(|mut s| s.take());
+            async move { io.ok_or_else(|| std::io::Error::other("used")) }
+        })
+        .await
+        .expect("channel")
+    }
+
+    #[tokio::test]
+    async fn health_secrets_and_ssh_forwarding() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent_path = dir.path().join("agent.sock");
+        let listener = tokio::net::UnixListener::bind(&agent_path).expect("bind");
+        // A fake agent: answers each read with the bytes reversed.
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut r = buf[..n].to_vec();
+                        r.reverse();
+                        if s.write_all(&r).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let secret_file = dir.path().join("s.txt");
+        std::fs::write(&secret_file, b"file-secret").expect("write");
+        let cfg = SessionConfig {
+            secrets: HashMap::from([(
+                "f".to_owned(),
+                crate::SecretSource::File(secret_file.clone()),
+            )]),
+            ssh: HashMap::from([("default".to_owned(), agent_path.clone())]),
+            ..SessionConfig::default()
+        };
+        let ch = serve(cfg).await;
+
+        let h = HealthClient::new(ch.clone())
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("health");
+        assert_eq!(h.into_inner().status, ServingStatus::Serving as i32);
+
+        let mut sec = SecretsClient::new(ch.clone());
+        let got = sec
+            .get_secret(GetSecretRequest {
+                id: "f".into(),
+                ..GetSecretRequest::default()
+            })
+            .await
+            .expect("secret");
+        assert_eq!(got.into_inner().data, b"file-secret");
+        let missing = sec
+            .get_secret(GetSecretRequest {
+                id: "nope".into(),
+                ..GetSecretRequest::default()
+            })
+            .await
+            .expect_err("unknown id");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+
+        let mut ssh = SshClient::new(ch.clone());
+        ssh.check_agent(CheckAgentRequest { id: String::new() })
+            .await
+            .expect("default agent");
+        let e = ssh
+            .check_agent(CheckAgentRequest { id: "other".into() })
+            .await
+            .expect_err("unknown agent");
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(SshBytes {
+            data: b"hello".to_vec(),
+        })
+        .await
+        .expect("send");
+        let mut req = Request::new(ReceiverStream::new(rx));
+        req.metadata_mut()
+            .insert("buildkit.ssh.id", MetadataValue::from_static("default"));
+        let mut back = ssh.forward_agent(req).await.expect("forward").into_inner();
+        let first = back.message().await.expect("recv").expect("a message");
+        assert_eq!(first.data, b"olleh");
+    }
 
     #[test]
     fn unescape() {

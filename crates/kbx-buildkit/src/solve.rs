@@ -177,6 +177,13 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// Where the result goes; `None` builds without exporting (cache only).
     pub output: Option<Output>,
+    /// `--secret` values for `RUN --mount=type=secret`.
+    pub secrets: Vec<crate::Secret>,
+    /// `--ssh` agents for `RUN --mount=type=ssh`.
+    pub ssh: Vec<crate::SshAgent>,
+    /// Registry credentials offered to the daemon; `None` loads the Docker CLI configuration
+    /// (`DOCKER_CONFIG` or `~/.docker/config.json`).
+    pub credentials: Option<crate::DockerCredentials>,
     /// The session shared key that lets the daemon transfer only changed files; default: a
     /// stable hash of the context path.
     pub shared_key: Option<String>,
@@ -265,6 +272,20 @@ impl Client {
                 .unwrap_or_else(|| stable_key(&context)),
             dirs,
             export: opts.output.as_ref().and_then(Output::target),
+            secrets: opts
+                .secrets
+                .iter()
+                .map(|s| (s.id.clone(), s.source.clone()))
+                .collect(),
+            ssh: opts
+                .ssh
+                .iter()
+                .map(|a| (a.id.clone(), a.socket.clone()))
+                .collect(),
+            credentials: Some(match &opts.credentials {
+                Some(c) => c.clone(),
+                None => crate::DockerCredentials::load()?,
+            }),
         };
         let mut control = self.control.clone();
         let running = session::start(&mut control, cfg).await?;

@@ -692,3 +692,60 @@ async fn session_outlives_a_slow_upload() {
     let size = std::fs::metadata(out.path().join("o.tar")).unwrap().len();
     assert!(size > 24 << 20, "tar of {size} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_run_mounts_and_unknown_ids_fail() {
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let base = d.base_image();
+    let ctx = tempfile::tempdir().unwrap();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("token.txt");
+    std::fs::write(&secret_file, b"s3cr3t-from-file").unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        format!(
+            "FROM {base} AS work\n\
+             RUN --mount=type=secret,id=tok cat /run/secrets/tok > /seen.txt && \
+             ls /run/secrets > /listing.txt\n\
+             FROM scratch\nCOPY --from=work /seen.txt /listing.txt /\n"
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let opts = BuildOptions {
+        context: ctx.path().into(),
+        network: Some("none".into()),
+        secrets: vec![
+            kbx_buildkit::Secret::parse(&format!("id=tok,src={}", secret_file.display())).unwrap(),
+        ],
+        credentials: Some(kbx_buildkit::DockerCredentials::default()),
+        output: Some(Output::Local {
+            dest: out.path().join("o"),
+        }),
+        ..BuildOptions::default()
+    };
+    let (r, _) = build(&c, &opts).await;
+    r.expect("build with a secret");
+    assert_eq!(
+        std::fs::read(out.path().join("o/seen.txt")).unwrap(),
+        b"s3cr3t-from-file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("o/listing.txt")).unwrap(),
+        "tok\n"
+    );
+
+    // An unknown secret ID: the daemon reports it, the build fails with that text.
+    let opts = BuildOptions {
+        secrets: Vec::new(),
+        no_cache: true,
+        output: None,
+        ..opts
+    };
+    let (r, _) = build(&c, &opts).await;
+    let err = r.expect_err("missing secret");
+    assert!(err.to_string().contains("secret"), "{err}");
+}
