@@ -43,3 +43,7 @@ bench:
 # The kbx-opts parser benchmark.
 bench-opts:
     cargo bench -p kbx-opts
+
+# kbx-buildkit context upload against a raw byte copy (needs root and docker.io).
+bench-upload:
+    cargo bench -p kbx-buildkit --bench upload

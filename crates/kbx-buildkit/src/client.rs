@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
 use bollard_buildkit_proto::moby::buildkit::v1::{
-    DiskUsageRequest, InfoRequest, ListWorkersRequest,
+    DiskUsageRequest, InfoRequest, ListWorkersRequest, PruneRequest, UsageRecord,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
@@ -31,6 +31,7 @@ pub struct Client {
     pub(crate) control: ControlClient<Channel>,
     backend: Backend,
     docker: Option<Address>,
+    docker_session_route: bool,
 }
 
 /// One BuildKit worker.
@@ -77,6 +78,19 @@ pub struct CacheRecord {
     pub description: String,
 }
 
+impl From<UsageRecord> for CacheRecord {
+    fn from(r: UsageRecord) -> Self {
+        CacheRecord {
+            id: r.id,
+            size: r.size,
+            in_use: r.in_use,
+            mutable: r.mutable,
+            record_type: r.record_type,
+            description: r.description,
+        }
+    }
+}
+
 /// What a daemon can do; decides which exporters and request fields a build uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
@@ -88,6 +102,10 @@ pub struct Capabilities {
     pub exporters: Vec<&'static str>,
     /// Whether `SolveRequest.Exporters` (field 13, several exporters) is understood (v0.13+).
     pub multiple_exporters: bool,
+    /// Cache export types (`--cache-to`).
+    pub cache_exporters: Vec<&'static str>,
+    /// Cache import types (`--cache-from`).
+    pub cache_importers: Vec<&'static str>,
 }
 
 impl Capabilities {
@@ -146,7 +164,20 @@ impl Client {
                 .max_encoding_message_size(MAX_MESSAGE),
             backend,
             docker: None,
+            docker_session_route: false,
         }
+    }
+
+    /// On a Docker Engine, open build sessions with `POST /session` (as buildx's docker driver
+    /// does) instead of tunnelling them through `Control.Session`. No effect elsewhere.
+    pub fn with_docker_session_route(mut self, yes: bool) -> Self {
+        self.docker_session_route = yes;
+        self
+    }
+
+    /// The Docker address when sessions should use the `/session` route.
+    pub(crate) fn session_route(&self) -> Option<&Address> {
+        self.docker.as_ref().filter(|_| self.docker_session_route)
     }
 
     /// The kind of daemon.
@@ -243,18 +274,39 @@ impl Client {
             .await
             .map_err(|s| Error::rpc("DiskUsage", s))?
             .into_inner();
-        Ok(resp
-            .record
-            .into_iter()
-            .map(|r| CacheRecord {
-                id: r.id,
-                size: r.size,
-                in_use: r.in_use,
-                mutable: r.mutable,
-                record_type: r.record_type,
-                description: r.description,
-            })
-            .collect())
+        Ok(resp.record.into_iter().map(CacheRecord::from).collect())
+    }
+
+    /// Removes build cache (`Prune`): everything unused when `all`, otherwise what BuildKit
+    /// deems reclaimable; `keep_duration` keeps records used more recently than that. Returns
+    /// the removed records.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`].
+    pub async fn prune(
+        &self,
+        all: bool,
+        keep_duration: Option<Duration>,
+    ) -> Result<Vec<CacheRecord>> {
+        let req = PruneRequest {
+            all,
+            keep_duration: keep_duration
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+            ..PruneRequest::default()
+        };
+        let mut stream = self
+            .control
+            .clone()
+            .prune(req)
+            .await
+            .map_err(|s| Error::rpc("Prune", s))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(r) = stream.message().await.map_err(|s| Error::rpc("Prune", s))? {
+            out.push(CacheRecord::from(r));
+        }
+        Ok(out)
     }
 
     /// What the daemon can do.
@@ -277,11 +329,21 @@ impl Client {
             .as_deref()
             .and_then(parse_version)
             .is_some_and(|v| v >= (0, 13));
+        // `local` cache needs the session content store, which this client does not serve.
+        let (cache_exporters, cache_importers) = match self.backend {
+            Backend::Docker => (vec!["inline"], vec!["registry"]),
+            Backend::Buildkitd => (
+                vec!["inline", "registry", "gha", "s3", "azblob"],
+                vec!["registry", "gha", "s3", "azblob"],
+            ),
+        };
         Ok(Capabilities {
             backend: self.backend,
             info,
             exporters,
             multiple_exporters,
+            cache_exporters,
+            cache_importers,
         })
     }
 

@@ -58,5 +58,5 @@ pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker}
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};
 pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker};
-pub use solve::{BuildOptions, BuildResult, Output};
+pub use solve::{BuildOptions, BuildResult, CacheEntry, Output};
 pub use transport::Address;

@@ -36,6 +36,7 @@ use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
 
 use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
 use crate::fsutil::{Filter, receive, send};
+use crate::transport::{Address, docker_upgrade};
 use crate::{Error, Result};
 
 /// Largest message we accept on the session (the daemon's own limit is 4 or 16 MiB).
@@ -65,8 +66,8 @@ pub(crate) struct SessionConfig {
 
 /// A running session; [`RunningSession::close`] ends it.
 pub(crate) struct RunningSession {
-    up: JoinHandle<()>,
-    down: JoinHandle<()>,
+    up: Option<JoinHandle<()>>,
+    down: Option<JoinHandle<()>>,
     server: JoinHandle<()>,
     export_done: mpsc::UnboundedReceiver<Result<()>>,
 }
@@ -75,9 +76,13 @@ impl RunningSession {
     /// Half-closes our side, waits briefly for the daemon to close its side, and stops serving.
     /// Returns the outcome of the export transfer, if one happened.
     pub(crate) async fn close(mut self) -> Option<Result<()>> {
-        self.up.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.down).await;
-        self.down.abort();
+        if let Some(up) = &self.up {
+            up.abort();
+        }
+        if let Some(down) = self.down.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut *down).await;
+            down.abort();
+        }
         self.server.abort();
         self.export_done.try_recv().ok()
     }
@@ -135,8 +140,69 @@ pub(crate) async fn start(
         let _ = wr.shutdown().await;
     });
     Ok(RunningSession {
-        up,
-        down,
+        up: Some(up),
+        down: Some(down),
+        server,
+        export_done: done_rx,
+    })
+}
+
+/// Opens the session through the Docker Engine's `POST /session` hijack (what buildx's docker
+/// driver does) and serves it directly on that connection.
+pub(crate) async fn start_docker(addr: &Address, cfg: SessionConfig) -> Result<RunningSession> {
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (methods, router) = services(&cfg, done_tx);
+    let mut headers = vec![
+        ("X-Docker-Expose-Session-Uuid".to_owned(), cfg.id.clone()),
+        ("X-Docker-Expose-Session-Name".to_owned(), cfg.name.clone()),
+        (
+            "X-Docker-Expose-Session-Sharedkey".to_owned(),
+            cfg.shared_key.clone(),
+        ),
+    ];
+    for m in &methods {
+        headers.push((
+            "X-Docker-Expose-Session-Grpc-Method".to_owned(),
+            (*m).to_owned(),
+        ));
+    }
+    let connect_err = |source| Error::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let server = match addr {
+        Address::DockerUnix(p) => {
+            let s = tokio::net::UnixStream::connect(p)
+                .await
+                .map_err(connect_err)?;
+            let s = docker_upgrade(s, "/session", &headers).await?;
+            tokio::spawn(async move {
+                let _ = router
+                    .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(s)))
+                    .await;
+            })
+        }
+        Address::DockerTcp(h) => {
+            let s = tokio::net::TcpStream::connect(h)
+                .await
+                .map_err(connect_err)?;
+            let s = docker_upgrade(s, "/session", &headers).await?;
+            tokio::spawn(async move {
+                let _ = router
+                    .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(s)))
+                    .await;
+            })
+        }
+        other => {
+            return Err(Error::InvalidAddress {
+                addr: other.to_string(),
+                reason: "the /session route needs a Docker Engine".to_owned(),
+            });
+        }
+    };
+    Ok(RunningSession {
+        up: None,
+        down: None,
         server,
         export_done: done_rx,
     })

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bollard_buildkit_proto::moby::buildkit::v1::{Exporter, SolveRequest, StatusRequest};
+use bollard_buildkit_proto::moby::buildkit::v1::{
+    CacheOptions, CacheOptionsEntry, Exporter, SolveRequest, StatusRequest,
+};
 use tokio::sync::watch;
 
 use crate::client::Client;
@@ -152,6 +154,66 @@ impl Output {
     }
 }
 
+/// One `--cache-from` / `--cache-to` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// `registry`, `inline`, `local`, `gha`, `s3`, `azblob`.
+    pub kind: String,
+    /// The other attributes (`ref`, `mode`, …).
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl CacheEntry {
+    /// Parses buildx's syntax: `type=registry,ref=repo:tag,mode=max`, or a bare reference,
+    /// which means `type=registry,ref=<it>`.
+    ///
+    /// ```
+    /// use kbx_buildkit::CacheEntry;
+    /// let e = CacheEntry::parse("type=registry,ref=r/cache,mode=max")?;
+    /// assert_eq!((e.kind.as_str(), e.attrs["mode"].as_str()), ("registry", "max"));
+    /// assert_eq!(CacheEntry::parse("r/cache")?.attrs["ref"], "r/cache");
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] when `type` is missing from a key/value form.
+    pub fn parse(spec: &str) -> Result<Self> {
+        if !spec.contains('=') {
+            return Ok(CacheEntry {
+                kind: "registry".to_owned(),
+                attrs: BTreeMap::from([("ref".to_owned(), spec.to_owned())]),
+            });
+        }
+        let mut kind = None;
+        let mut attrs = BTreeMap::new();
+        for field in spec.split(',') {
+            let (k, v) = field.split_once('=').ok_or_else(|| {
+                Error::InvalidOptions(format!("cache {spec:?}: {field:?} is not key=value"))
+            })?;
+            if k == "type" {
+                kind = Some(v.to_owned());
+            } else {
+                attrs.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let kind =
+            kind.ok_or_else(|| Error::InvalidOptions(format!("cache {spec:?}: type is required")))?;
+        Ok(CacheEntry { kind, attrs })
+    }
+
+    fn to_proto(&self) -> CacheOptionsEntry {
+        CacheOptionsEntry {
+            r#type: self.kind.clone(),
+            attrs: self.attrs.clone().into_iter().collect(),
+        }
+    }
+
+    /// `{"Type":…,"Attrs":{…}}`, as the frontend's `cache-imports` attribute wants it.
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "Type": self.kind, "Attrs": self.attrs })
+    }
+}
+
 /// A Dockerfile build: `docker buildx build` flags that reach the daemon.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuildOptions {
@@ -177,6 +239,10 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// Where the result goes; `None` builds without exporting (cache only).
     pub output: Option<Output>,
+    /// `--cache-from` entries.
+    pub cache_from: Vec<CacheEntry>,
+    /// `--cache-to` entries.
+    pub cache_to: Vec<CacheEntry>,
     /// `--secret` values for `RUN --mount=type=secret`.
     pub secrets: Vec<crate::Secret>,
     /// `--ssh` agents for `RUN --mount=type=ssh`.
@@ -245,13 +311,26 @@ impl Client {
             }
         };
 
-        if let Some(out) = &opts.output {
+        if opts.output.is_some() || !opts.cache_from.is_empty() || !opts.cache_to.is_empty() {
             let caps = self.capabilities().await?;
-            if !caps.supports_exporter(out.kind()) {
-                return Err(Error::Unsupported {
-                    what: format!("exporter {:?}", out.kind()),
-                    daemon: caps.daemon_name(),
-                });
+            let unsupported = |what: String| Error::Unsupported {
+                what,
+                daemon: caps.daemon_name(),
+            };
+            if let Some(out) = &opts.output
+                && !caps.supports_exporter(out.kind())
+            {
+                return Err(unsupported(format!("exporter {:?}", out.kind())));
+            }
+            for e in &opts.cache_to {
+                if !caps.cache_exporters.contains(&e.kind.as_str()) {
+                    return Err(unsupported(format!("cache export type {:?}", e.kind)));
+                }
+            }
+            for e in &opts.cache_from {
+                if !caps.cache_importers.contains(&e.kind.as_str()) {
+                    return Err(unsupported(format!("cache import type {:?}", e.kind)));
+                }
             }
         }
 
@@ -288,7 +367,10 @@ impl Client {
             }),
         };
         let mut control = self.control.clone();
-        let running = session::start(&mut control, cfg).await?;
+        let running = match self.session_route() {
+            Some(addr) => session::start_docker(addr, cfg).await?,
+            None => session::start(&mut control, cfg).await?,
+        };
 
         let req = solve_request(opts, &df_name, &session_id, &build_ref);
         let (done_tx, done_rx) = watch::channel(false);
@@ -363,6 +445,14 @@ fn solve_request(
     if let Some(m) = &opts.image_resolve_mode {
         attrs.insert("image-resolve-mode".to_owned(), m.clone());
     }
+    if !opts.cache_from.is_empty() {
+        let json: Vec<serde_json::Value> =
+            opts.cache_from.iter().map(CacheEntry::to_json).collect();
+        attrs.insert(
+            "cache-imports".to_owned(),
+            serde_json::Value::Array(json).to_string(),
+        );
+    }
     let mut req = SolveRequest {
         r#ref: build_ref.to_owned(),
         session: session.to_owned(),
@@ -370,6 +460,13 @@ fn solve_request(
         frontend_attrs: attrs,
         ..SolveRequest::default()
     };
+    if !opts.cache_from.is_empty() || !opts.cache_to.is_empty() {
+        req.cache = Some(CacheOptions {
+            imports: opts.cache_from.iter().map(CacheEntry::to_proto).collect(),
+            exports: opts.cache_to.iter().map(CacheEntry::to_proto).collect(),
+            ..CacheOptions::default()
+        });
+    }
     if opts.network.as_deref() == Some("host") {
         req.entitlements.push("network.host".to_owned());
     }
@@ -518,6 +615,22 @@ mod tests {
         assert_eq!(r.exporters.len(), 1);
         assert_eq!(r.exporters[0].r#type, "moby");
         assert!(r.definition.is_none());
+        assert!(r.cache.is_none());
+
+        let opts = BuildOptions {
+            cache_from: vec![CacheEntry::parse("type=registry,ref=r/c").expect("ok")],
+            cache_to: vec![CacheEntry::parse("type=inline").expect("ok")],
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        let cache = r.cache.expect("cache options");
+        assert_eq!(cache.imports[0].r#type, "registry");
+        assert_eq!(cache.imports[0].attrs["ref"], "r/c");
+        assert_eq!(cache.exports[0].r#type, "inline");
+        assert_eq!(
+            r.frontend_attrs["cache-imports"],
+            r#"[{"Attrs":{"ref":"r/c"},"Type":"registry"}]"#
+        );
     }
 
     #[test]

@@ -101,6 +101,45 @@ async fn control_api_and_capabilities() {
         .expect_err("image exporter on Docker");
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("exporter \"image\""), "{err}");
+
+    // Same for a cache export type Docker 20.10 lacks; inline is fine.
+    let opts = BuildOptions {
+        output: Some(Output::Moby {
+            names: vec!["kbx-cache:test".into()],
+        }),
+        cache_to: vec![kbx_buildkit::CacheEntry::parse("type=registry,ref=r/c").unwrap()],
+        ..opts
+    };
+    let err = c
+        .build(&opts, |_| {})
+        .await
+        .expect_err("registry cache on Docker");
+    assert!(
+        err.to_string().contains("cache export type \"registry\""),
+        "{err}"
+    );
+    let opts = BuildOptions {
+        cache_to: vec![kbx_buildkit::CacheEntry::parse("type=inline").unwrap()],
+        ..opts
+    };
+    write(ctx.path(), "f.txt", b"cached", 0o644);
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY f.txt /\n",
+        0o644,
+    );
+    c.build(&opts, |_| {}).await.expect("inline cache export");
+
+    // The build left cache records; pruning everything removes them.
+    let before = c.disk_usage().await.expect("DiskUsage");
+    assert!(!before.is_empty(), "no cache records after a build");
+    let removed = c.prune(true, None).await.expect("Prune");
+    assert!(!removed.is_empty());
+    let after = c.disk_usage().await.expect("DiskUsage");
+    for r in &removed {
+        assert!(after.iter().all(|a| a.id != r.id), "{} still there", r.id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,7 +438,8 @@ async fn two_builds_in_parallel_on_one_connection() {
         }),
         ..BuildOptions::default()
     };
-    let c2c = c.clone();
+    // The second build opens its session through Docker's `/session` hijack instead.
+    let c2c = c.clone().with_docker_session_route(true);
     let (r1, r2) = tokio::join!(c.build(&o1, |_| {}), c2c.build(&o2, |_| {}));
     r1.expect("build 1");
     r2.expect("build 2");
