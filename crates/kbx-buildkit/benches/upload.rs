@@ -5,6 +5,9 @@
 //! - **kbx**: a build through a private dockerd (as in the tests); the upload time runs from
 //!   the start of the `[internal] load build context` step to the daemon reporting its
 //!   "transferring context" done, with a fresh shared key each run so that every byte is sent.
+//! - **loopback**: the same context through this crate's whole session stack (FileSync service,
+//!   HTTP/2, gRPC, fsutil packets) to an in-process receiver that discards the data — the
+//!   client's own cost, without the daemon.
 //! - **raw**: the same files read from disk and written through a unix socket to a reader that
 //!   discards them — no protocol at all.
 //!
@@ -162,9 +165,9 @@ fn main() {
         .unwrap();
     let c = rt.block_on(Client::connect(&d.addr())).unwrap();
     println!(
-        "| context | files | MB | kbx MB/s | kbx files/s | raw MB/s | kbx/raw | peak RSS (kbx) |"
+        "| context | files | MB | raw MB/s | loopback MB/s | loopback/raw | dockerd MB/s | dockerd files/s | dockerd/raw | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, make) in [
         ("2,000 small files", make_small as fn(&Path)),
         ("one 200 MB file", make_big as fn(&Path)),
@@ -183,22 +186,35 @@ fn main() {
             .sum();
         let mut kbx = Vec::new();
         let mut raw = Vec::new();
+        let mut lo = Vec::new();
         let mut rss = 0;
         for run in 0..RUNS {
             let (t, r) = rt.block_on(kbx_upload(&c, ctx.path(), run));
             kbx.push(t);
             rss = rss.max(r);
             raw.push(raw_copy(&files));
+            peak_rss_reset();
+            let start = Instant::now();
+            let moved = rt
+                .block_on(kbx_buildkit::bench::loopback_transfer(
+                    &ctx.path().join("data"),
+                ))
+                .expect("loopback");
+            lo.push(start.elapsed());
+            rss = rss.max(peak_rss());
+            assert_eq!(moved.bytes, bytes, "loopback lost bytes");
         }
         let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default().as_secs_f64();
-        let (tk, tr) = (best(&kbx), best(&raw));
+        let (tk, tr, tl) = (best(&kbx), best(&raw), best(&lo));
         let mb = bytes as f64 / 1e6;
         println!(
-            "| {name} | {} | {mb:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} MiB |",
+            "| {name} | {} | {mb:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} MiB |",
             files.len(),
+            mb / tr,
+            mb / tl,
+            tr / tl,
             mb / tk,
             files.len() as f64 / tk,
-            mb / tr,
             tr / tk,
             rss as f64 / (1024.0 * 1024.0)
         );

@@ -60,3 +60,9 @@ pub use patterns::{Pattern, PatternMatcher};
 pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker};
 pub use solve::{BuildOptions, BuildResult, CacheEntry, Output};
 pub use transport::Address;
+
+/// Measurement helpers for the upload benchmark (not a stable API).
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::fsutil::loopback::{Transfer, loopback_transfer};
+}

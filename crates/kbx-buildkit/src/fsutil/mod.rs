@@ -1,5 +1,6 @@
 //! fsutil's packet protocol: the sender (build context) and the receiver (`local` export).
 
+pub(crate) mod loopback;
 mod mode;
 pub(crate) mod receive;
 pub(crate) mod send;
