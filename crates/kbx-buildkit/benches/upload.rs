@@ -4,7 +4,9 @@
 //! For each context (2,000 small files of ~25 KB; one 200 MB file):
 //! - **kbx**: a build through a private dockerd (as in the tests); the upload time runs from
 //!   the start of the `[internal] load build context` step to the daemon reporting its
-//!   "transferring context" done, with a fresh shared key each run so that every byte is sent.
+//!   "transferring context" done, with a fresh shared key each run so that every byte is sent;
+//!   once with the session on Docker's `/session` route (the default) and once tunnelled
+//!   through `Control.Session`.
 //! - **loopback**: the same context through this crate's whole session stack (FileSync service,
 //!   HTTP/2, gRPC, fsutil packets) to an in-process receiver that discards the data — the
 //!   client's own cost, without the daemon.
@@ -165,9 +167,10 @@ fn main() {
         .unwrap();
     let c = rt.block_on(Client::connect(&d.addr())).unwrap();
     println!(
-        "| context | files | MB | raw MB/s | loopback MB/s | loopback/raw | dockerd MB/s | dockerd files/s | dockerd/raw | peak RSS |"
+        "| context | files | MB | raw MB/s | loopback MB/s | loopback/raw | dockerd MB/s | dockerd files/s | dockerd/raw | dockerd tunnel MB/s | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let c_session = c.clone().with_docker_session_route(false);
     for (name, make) in [
         ("2,000 small files", make_small as fn(&Path)),
         ("one 200 MB file", make_big as fn(&Path)),
@@ -187,12 +190,16 @@ fn main() {
         let mut kbx = Vec::new();
         let mut raw = Vec::new();
         let mut lo = Vec::new();
+        let mut via_session = Vec::new();
         let mut rss = 0;
         for run in 0..RUNS {
             let (t, r) = rt.block_on(kbx_upload(&c, ctx.path(), run));
             kbx.push(t);
             rss = rss.max(r);
             raw.push(raw_copy(&files));
+            let (t, r) = rt.block_on(kbx_upload(&c_session, ctx.path(), run + 100));
+            via_session.push(t);
+            rss = rss.max(r);
             peak_rss_reset();
             let start = Instant::now();
             let moved = rt
@@ -205,10 +212,10 @@ fn main() {
             assert_eq!(moved.bytes, bytes, "loopback lost bytes");
         }
         let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default().as_secs_f64();
-        let (tk, tr, tl) = (best(&kbx), best(&raw), best(&lo));
+        let (tk, tr, tl, ts) = (best(&kbx), best(&raw), best(&lo), best(&via_session));
         let mb = bytes as f64 / 1e6;
         println!(
-            "| {name} | {} | {mb:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} MiB |",
+            "| {name} | {} | {mb:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} MiB |",
             files.len(),
             mb / tr,
             mb / tl,
@@ -216,6 +223,7 @@ fn main() {
             mb / tk,
             files.len() as f64 / tk,
             tr / tk,
+            mb / ts,
             rss as f64 / (1024.0 * 1024.0)
         );
     }

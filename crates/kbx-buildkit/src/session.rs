@@ -529,6 +529,46 @@ mod tests {
         .expect("channel")
     }
 
+    /// The unix and TCP transports carry gRPC (checked against our own health service).
+    #[tokio::test]
+    async fn unix_and_tcp_transports_carry_grpc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.sock");
+        let ul = tokio::net::UnixListener::bind(&path).expect("bind unix");
+        let tl = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind tcp");
+        let port = tl.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let _ = Server::builder()
+                .add_service(HealthServer::new(HealthService))
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(ul))
+                .await;
+        });
+        tokio::spawn(async move {
+            let _ = Server::builder()
+                .add_service(HealthServer::new(HealthService))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(tl))
+                .await;
+        });
+        for addr in [
+            format!("unix://{}", path.display()),
+            format!("tcp://127.0.0.1:{port}"),
+        ] {
+            let a = crate::Address::parse(&addr).expect("address");
+            let ch = crate::transport::connect(&a).await.expect("connect");
+            let r = HealthClient::new(ch)
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("check");
+            assert_eq!(
+                r.into_inner().status,
+                ServingStatus::Serving as i32,
+                "{addr}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn health_secrets_and_ssh_forwarding() {
         let dir = tempfile::tempdir().expect("tempdir");

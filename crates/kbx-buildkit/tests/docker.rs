@@ -438,8 +438,9 @@ async fn two_builds_in_parallel_on_one_connection() {
         }),
         ..BuildOptions::default()
     };
-    // The second build opens its session through Docker's `/session` hijack instead.
-    let c2c = c.clone().with_docker_session_route(true);
+    // The first build opens its session through Docker's `/session` hijack (the default on
+    // Docker), the second tunnels it through `Control.Session` on the same connection.
+    let c2c = c.clone().with_docker_session_route(false);
     let (r1, r2) = tokio::join!(c.build(&o1, |_| {}), c2c.build(&o2, |_| {}));
     r1.expect("build 1");
     r2.expect("build 2");
