@@ -150,6 +150,15 @@ fn make_big(root: &Path) {
     }
 }
 
+fn make_gib(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    let mut f = std::fs::File::create(root.join("gib.bin")).unwrap();
+    let piece: Vec<u8> = (0..1u32 << 20).map(|j| (j % 241) as u8).collect();
+    for _ in 0..1024 {
+        f.write_all(&piece).unwrap();
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; any other argument (as `cargo test --benches` does) only
     // checks that this builds.
@@ -171,10 +180,15 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let c_session = c.clone().with_docker_session_route(false);
-    for (name, make) in [
+    let mut cases = vec![
         ("2,000 small files", make_small as fn(&Path)),
         ("one 200 MB file", make_big as fn(&Path)),
-    ] {
+    ];
+    // KBX_BENCH_GIB=1 adds a 1 GiB context (the peak-RSS target is 64 MiB).
+    if std::env::var("KBX_BENCH_GIB").is_ok_and(|v| v == "1") {
+        cases.push(("one 1 GiB file", make_gib as fn(&Path)));
+    }
+    for (name, make) in cases {
         let ctx = tempfile::tempdir().unwrap();
         make(&ctx.path().join("data"));
         std::fs::write(
