@@ -365,7 +365,7 @@ async fn syntax_error_and_failing_step_report_line_vertex_and_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn moby_export_shows_up_in_docker_images() {
+async fn moby_export_shows_up_in_docker_images_and_no_cache_reruns() {
     let Some(d) = Dockerd::start() else { return };
     let c = client(&d).await;
     let ctx = tempfile::tempdir().unwrap();
@@ -405,6 +405,32 @@ async fn moby_export_shows_up_in_docker_images() {
     let (ok, list, _) = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(ok);
     assert!(list.lines().any(|l| l == "kbx-test:built"), "{list}");
+    // Same build again: the COPY comes from the cache; with no-cache it runs again.
+    let cached = |opts: BuildOptions| {
+        let c = c.clone();
+        async move {
+            let mut n = 0;
+            c.build(&opts, |ev| {
+                if let ProgressEvent::Cached { name, .. } = ev
+                    && name.contains("COPY hello.txt")
+                {
+                    n += 1;
+                }
+            })
+            .await
+            .expect("rebuild");
+            n
+        }
+    };
+    assert_eq!(cached(opts.clone()).await, 1);
+    assert_eq!(
+        cached(BuildOptions {
+            no_cache: true,
+            ..opts
+        })
+        .await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,7 +761,7 @@ async fn session_outlives_a_slow_upload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_reach_run_mounts_and_unknown_ids_fail() {
+async fn secrets_and_add_hosts_reach_run_steps_and_unknown_secrets_fail() {
     let Some(d) = Dockerd::start() else { return };
     let c = client(&d).await;
     let base = d.base_image();
@@ -749,8 +775,8 @@ async fn secrets_reach_run_mounts_and_unknown_ids_fail() {
         format!(
             "FROM {base} AS work\n\
              RUN --mount=type=secret,id=tok cat /run/secrets/tok > /seen.txt && \
-             ls /run/secrets > /listing.txt\n\
-             FROM scratch\nCOPY --from=work /seen.txt /listing.txt /\n"
+             ls /run/secrets > /listing.txt && cat /etc/hosts > /hosts.txt\n\
+             FROM scratch\nCOPY --from=work /seen.txt /listing.txt /hosts.txt /\n"
         )
         .as_bytes(),
         0o644,
@@ -763,6 +789,7 @@ async fn secrets_reach_run_mounts_and_unknown_ids_fail() {
             kbx_buildkit::Secret::parse(&format!("id=tok,src={}", secret_file.display())).unwrap(),
         ],
         credentials: Some(kbx_buildkit::DockerCredentials::default()),
+        add_hosts: vec!["kbx-host.test:10.1.2.3".into()],
         output: Some(Output::Local {
             dest: out.path().join("o"),
         }),
@@ -777,6 +804,14 @@ async fn secrets_reach_run_mounts_and_unknown_ids_fail() {
     assert_eq!(
         std::fs::read_to_string(out.path().join("o/listing.txt")).unwrap(),
         "tok\n"
+    );
+    // --add-host reached the RUN step's /etc/hosts.
+    let hosts = std::fs::read_to_string(out.path().join("o/hosts.txt")).unwrap();
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().eq(["10.1.2.3", "kbx-host.test"])),
+        "{hosts}"
     );
 
     // An unknown secret ID: the daemon reports it, the build fails with that text.
