@@ -97,7 +97,7 @@ pub enum Error {
     #[error("session: {0}")]
     Session(String),
     /// The build failed. Carries the failing step and its last log lines when known.
-    #[error("{message}{}", vertex_suffix(.vertex.as_deref()))]
+    #[error("{message}{}{}", vertex_suffix(.vertex.as_deref()), location_suffix(.location.as_ref()))]
     Solve {
         /// BuildKit's error message (with the Dockerfile line when the frontend gives one).
         message: String,
@@ -105,6 +105,9 @@ pub enum Error {
         vertex: Option<String>,
         /// The last lines the failing step printed.
         logs: Vec<String>,
+        /// The Dockerfile location, when the daemon attached one (BuildKit v0.9+; Docker 20.10
+        /// attaches none, its message names the line instead).
+        location: Option<crate::SourceLocation>,
         /// The gRPC status.
         #[source]
         status: Box<tonic::Status>,
@@ -114,6 +117,13 @@ pub enum Error {
 fn vertex_suffix(vertex: Option<&str>) -> String {
     match vertex {
         Some(v) => format!(" (in step {v})"),
+        None => String::new(),
+    }
+}
+
+fn location_suffix(loc: Option<&crate::SourceLocation>) -> String {
+    match loc {
+        Some(l) => format!(" at {}:{}", l.file, l.line),
         None => String::new(),
     }
 }

@@ -45,6 +45,7 @@
 
 mod attachables;
 mod client;
+mod errdetails;
 mod error;
 mod fsutil;
 mod patterns;
@@ -55,6 +56,7 @@ pub mod transport;
 
 pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
 pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker};
+pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};
 pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker};

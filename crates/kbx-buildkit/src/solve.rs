@@ -401,6 +401,7 @@ impl Client {
                     message: status.message().to_owned(),
                     vertex,
                     logs,
+                    location: crate::errdetails::source_location(&status),
                     status: Box::new(status),
                 })
             }
