@@ -12,10 +12,17 @@ test:
     cargo test --workspace --doc
 
 # Formatting, clippy with warnings as errors, and docs with warnings as errors.
+# `cargo doc` builds no dev-dependencies, so it names the Kubernetes API version k8s-openapi
+# needs (libraries never pick one; keep it equal to what the binaries enable).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+    K8S_OPENAPI_ENABLED_VERSION=1.37 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# Check that the libraries build against the oldest and newest Kubernetes API that
+# k8s-openapi supports (they must not depend on one version's field types).
+check-k8s-versions:
+    for v in 1.33 1.37; do K8S_OPENAPI_ENABLED_VERSION=$v cargo check -p kbx-manifest --target-dir target/k8s-$v; done
 
 # Run every fuzz target for SECONDS each (needs cargo-fuzz; runs on stable via RUSTC_BOOTSTRAP).
 # Seeds come from fixtures/fuzz/<crate>/<target>/; a crash is saved under the crate's
@@ -43,6 +50,14 @@ bench:
 # The kbx-opts parser benchmark.
 bench-opts:
     cargo bench -p kbx-opts
+
+# The kbx-manifest renderer benchmark.
+bench-manifest:
+    cargo bench -p kbx-manifest
+
+# The kbx-balance pod-choice benchmark: balance table (sticky vs rendezvous), then timings.
+bench-balance:
+    cargo bench -p kbx-balance
 
 # kbx-buildkit context upload against a raw byte copy (needs root and docker.io).
 bench-upload:
