@@ -58,3 +58,7 @@ bench-manifest:
 # The kbx-balance pod-choice benchmark: balance table (sticky vs rendezvous), then timings.
 bench-balance:
     cargo bench -p kbx-balance
+
+# kbx-buildkit context upload against a raw byte copy (needs root and docker.io).
+bench-upload:
+    cargo bench -p kbx-buildkit --bench upload

@@ -1,0 +1,569 @@
+//! What else a session offers the daemon: secrets (`--secret`), SSH agent forwarding
+//! (`--ssh`) and registry credentials from the Docker CLI configuration.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::Secrets;
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
+use bollard_buildkit_proto::moby::filesync::v1::auth_server::Auth;
+use bollard_buildkit_proto::moby::filesync::v1::{
+    CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
+    GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
+    VerifyTokenAuthorityResponse,
+};
+use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::Ssh;
+use bollard_buildkit_proto::moby::sshforward::v1::{
+    BytesMessage as SshBytes, CheckAgentRequest, CheckAgentResponse,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{Error, Result};
+
+/// Where a secret's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretSource {
+    /// A local file, read when the daemon asks.
+    File(PathBuf),
+    /// An environment variable of this process.
+    Env(String),
+}
+
+/// One `--secret` for `RUN --mount=type=secret,id=…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// The ID the Dockerfile refers to.
+    pub id: String,
+    /// Where the value comes from.
+    pub source: SecretSource,
+}
+
+impl Secret {
+    /// Parses buildx's `--secret` syntax: `id=ID,src=PATH` (also `source=`), `id=ID,env=VAR`,
+    /// with optional `type=file|env`; `type=env` without `env=` reads the variable named `ID`.
+    ///
+    /// ```
+    /// use kbx_buildkit::{Secret, SecretSource};
+    /// let s = Secret::parse("id=npm,src=/home/me/.npmrc")?;
+    /// assert_eq!(s.source, SecretSource::File("/home/me/.npmrc".into()));
+    /// let s = Secret::parse("id=TOKEN,type=env")?;
+    /// assert_eq!(s.source, SecretSource::Env("TOKEN".into()));
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] for unknown keys, a missing `id` or a missing source.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = |m: String| Error::InvalidOptions(format!("--secret {spec:?}: {m}"));
+        let (mut id, mut kind, mut src, mut env) = (None, None, None, None);
+        for field in spec.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "id" => id = Some(v.to_owned()),
+                "type" => kind = Some(v.to_owned()),
+                "src" | "source" => src = Some(v.to_owned()),
+                "env" => env = Some(v.to_owned()),
+                other => return Err(bad(format!("unexpected key {other:?}"))),
+            }
+        }
+        let id = id
+            .or_else(|| {
+                src.as_deref()
+                    .and_then(|s| Path::new(s).file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .or_else(|| env.clone())
+            .ok_or_else(|| bad("id is required".to_owned()))?;
+        let source = match (kind.as_deref(), src, env) {
+            (Some("env"), None, None) => SecretSource::Env(id.clone()),
+            (Some("env"), Some(v), None) | (_, None, Some(v)) => SecretSource::Env(v),
+            (None | Some("file"), Some(p), None) => SecretSource::File(p.into()),
+            (Some(t), _, _) if t != "file" && t != "env" => {
+                return Err(bad(format!("unsupported type {t:?}")));
+            }
+            _ => return Err(bad("needs exactly one of src= or env=".to_owned())),
+        };
+        Ok(Secret { id, source })
+    }
+}
+
+/// Serves `GetSecret`; unknown IDs answer NotFound, which the daemon reports as "secret not
+/// found".
+pub(crate) struct SecretStore {
+    pub(crate) secrets: Arc<HashMap<String, SecretSource>>,
+}
+
+#[tonic::async_trait]
+impl Secrets for SecretStore {
+    async fn get_secret(
+        &self,
+        request: Request<GetSecretRequest>,
+    ) -> Result<Response<GetSecretResponse>, Status> {
+        let id = request.into_inner().id;
+        let Some(src) = self.secrets.get(&id) else {
+            return Err(Status::not_found(format!("secret {id} not found")));
+        };
+        let data = match src {
+            SecretSource::File(p) => tokio::fs::read(p)
+                .await
+                .map_err(|e| Status::not_found(format!("secret {id}: {}: {e}", p.display())))?,
+            SecretSource::Env(v) => std::env::var_os(v)
+                .map(|s| s.into_encoded_bytes())
+                .ok_or_else(|| Status::not_found(format!("secret {id}: ${v} is not set")))?,
+        };
+        Ok(Response::new(GetSecretResponse { data }))
+    }
+}
+
+/// One `--ssh` agent: `default` (from `SSH_AUTH_SOCK`) or `ID=SOCKET`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAgent {
+    /// The ID `RUN --mount=type=ssh,id=…` refers to (`default` when omitted there).
+    pub id: String,
+    /// The agent's unix socket.
+    pub socket: PathBuf,
+}
+
+impl SshAgent {
+    /// Parses `default`, `ID` (both take `SSH_AUTH_SOCK`) or `ID=SOCKET`.
+    ///
+    /// # Deviation
+    /// buildx also accepts private key files and loads them into an in-memory agent; kbx
+    /// accepts agent sockets only.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] when no socket is given and `SSH_AUTH_SOCK` is unset.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let (id, path) = match spec.split_once('=') {
+            Some((id, p)) => (id.to_owned(), Some(PathBuf::from(p))),
+            None => (spec.to_owned(), None),
+        };
+        let socket = match path {
+            Some(p) => p,
+            None => std::env::var_os("SSH_AUTH_SOCK")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    Error::InvalidOptions(format!(
+                        "--ssh {spec:?}: SSH_AUTH_SOCK is not set and no socket was given"
+                    ))
+                })?,
+        };
+        Ok(SshAgent { id, socket })
+    }
+}
+
+/// Forwards `ForwardAgent` streams to local agent sockets.
+pub(crate) struct SshForwarder {
+    pub(crate) agents: Arc<HashMap<String, PathBuf>>,
+}
+
+#[tonic::async_trait]
+impl Ssh for SshForwarder {
+    async fn check_agent(
+        &self,
+        request: Request<CheckAgentRequest>,
+    ) -> Result<Response<CheckAgentResponse>, Status> {
+        let id = agent_id(&request.get_ref().id);
+        if self.agents.contains_key(&id) {
+            Ok(Response::new(CheckAgentResponse {}))
+        } else {
+            Err(Status::not_found(format!("unset ssh forward key {id}")))
+        }
+    }
+
+    type ForwardAgentStream = ReceiverStream<Result<SshBytes, Status>>;
+
+    async fn forward_agent(
+        &self,
+        request: Request<Streaming<SshBytes>>,
+    ) -> Result<Response<Self::ForwardAgentStream>, Status> {
+        let id = agent_id(
+            request
+                .metadata()
+                .get("buildkit.ssh.id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        );
+        let Some(sock) = self.agents.get(&id).cloned() else {
+            return Err(Status::not_found(format!("unset ssh forward key {id}")));
+        };
+        let conn = tokio::net::UnixStream::connect(&sock)
+            .await
+            .map_err(|e| Status::unavailable(format!("ssh agent {}: {e}", sock.display())))?;
+        let (mut rd, mut wr) = conn.into_split();
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = inbound.message().await {
+                if wr.write_all(&m.data).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let msg = SshBytes {
+                            data: buf[..n].to_vec(),
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn agent_id(id: &str) -> String {
+    if id.is_empty() {
+        "default".to_owned()
+    } else {
+        id.to_owned()
+    }
+}
+
+/// Registry credentials from the Docker CLI configuration (`$DOCKER_CONFIG/config.json` or
+/// `~/.docker/config.json`): inline `auths` entries, `credHelpers` and `credsStore`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerCredentials {
+    config: serde_json::Value,
+    helper_dir: Option<PathBuf>,
+}
+
+/// A user name and secret (password or identity token; the user name is empty for a token).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credential {
+    /// User name; empty for an identity token.
+    pub username: String,
+    /// Password or token.
+    pub secret: String,
+}
+
+impl DockerCredentials {
+    /// Loads the Docker CLI configuration; a missing file means no credentials.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file exists but cannot be read or parsed.
+    pub fn load() -> Result<Self> {
+        let dir = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+        match dir {
+            Some(d) => Self::from_file(&d.join("config.json")),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// Loads a given `config.json`; a missing file means no credentials.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file exists but cannot be read or parsed.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(Error::io("read", path, e)),
+        };
+        let config = serde_json::from_str(&text).map_err(|e| {
+            Error::io(
+                "parse",
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?;
+        Ok(DockerCredentials {
+            config,
+            helper_dir: None,
+        })
+    }
+
+    /// Looks credential helpers (`docker-credential-<name>`) up in `dir` instead of `PATH`.
+    pub fn with_helper_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.helper_dir = Some(dir.into());
+        self
+    }
+
+    /// The credential for registry `host` (`registry-1.docker.io` and `docker.io` map to
+    /// Docker Hub's `https://index.docker.io/v1/` entry); anonymous when none is configured.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a credential helper cannot be run or answers garbage.
+    pub async fn get(&self, host: &str) -> Result<Credential> {
+        let key = match host {
+            "registry-1.docker.io" | "docker.io" | "index.docker.io" => {
+                "https://index.docker.io/v1/"
+            }
+            h => h,
+        };
+        let helper = self
+            .config
+            .get("credHelpers")
+            .and_then(|h| h.get(key))
+            .and_then(|v| v.as_str())
+            .or_else(|| self.config.get("credsStore").and_then(|v| v.as_str()));
+        if let Some(helper) = helper.filter(|h| !h.is_empty()) {
+            return run_helper(self.helper_dir.as_deref(), helper, key).await;
+        }
+        let auths = self.config.get("auths");
+        let entry = auths.and_then(|a| {
+            a.get(key).or_else(|| {
+                // Entries are sometimes stored as URLs: https://host or https://host/v1/.
+                a.as_object().and_then(|m| {
+                    m.iter()
+                        .find(|(k, _)| {
+                            k.trim_start_matches("https://")
+                                .trim_start_matches("http://")
+                                .split('/')
+                                .next()
+                                == Some(key)
+                        })
+                        .map(|(_, v)| v)
+                })
+            })
+        });
+        let Some(entry) = entry else {
+            return Ok(Credential::default());
+        };
+        if let Some(token) = entry.get("identitytoken").and_then(|v| v.as_str())
+            && !token.is_empty()
+        {
+            return Ok(Credential {
+                username: String::new(),
+                secret: token.to_owned(),
+            });
+        }
+        if let Some(auth) = entry.get("auth").and_then(|v| v.as_str()) {
+            let decoded = base64_decode(auth).unwrap_or_default();
+            let text = String::from_utf8_lossy(&decoded);
+            if let Some((u, p)) = text.split_once(':') {
+                return Ok(Credential {
+                    username: u.to_owned(),
+                    secret: p.to_owned(),
+                });
+            }
+        }
+        let field = |k: &str| {
+            entry
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok(Credential {
+            username: field("username"),
+            secret: field("password"),
+        })
+    }
+}
+
+async fn run_helper(dir: Option<&Path>, helper: &str, server: &str) -> Result<Credential> {
+    let name = format!("docker-credential-{helper}");
+    let program = match dir {
+        Some(d) => d.join(&name),
+        None => PathBuf::from(&name),
+    };
+    let err = |e: std::io::Error| Error::io("run credential helper", program.clone(), e);
+    let mut child = tokio::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(server.as_bytes()).await.map_err(err)?;
+    }
+    let out = child.wait_with_output().await.map_err(err)?;
+    if !out.status.success() {
+        // "credentials not found in native keychain": anonymous.
+        return Ok(Credential::default());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let username = s("Username");
+    Ok(if username == "<token>" {
+        Credential {
+            username: String::new(),
+            secret: s("Secret"),
+        }
+    } else {
+        Credential {
+            username,
+            secret: s("Secret"),
+        }
+    })
+}
+
+/// Standard base64 (padding optional); `None` on invalid input.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Answers `Credentials` from [`DockerCredentials`]; the token methods are left unimplemented,
+/// which the daemon takes as "fetch tokens yourself".
+pub(crate) struct AuthProvider {
+    pub(crate) creds: Arc<DockerCredentials>,
+}
+
+#[tonic::async_trait]
+impl Auth for AuthProvider {
+    async fn credentials(
+        &self,
+        request: Request<CredentialsRequest>,
+    ) -> Result<Response<CredentialsResponse>, Status> {
+        let host = request.into_inner().host;
+        let c = self
+            .creds
+            .get(&host)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(CredentialsResponse {
+            username: c.username,
+            secret: c.secret,
+        }))
+    }
+
+    async fn fetch_token(
+        &self,
+        _request: Request<FetchTokenRequest>,
+    ) -> Result<Response<FetchTokenResponse>, Status> {
+        Err(Status::unimplemented("fetch token is not served"))
+    }
+
+    async fn get_token_authority(
+        &self,
+        _request: Request<GetTokenAuthorityRequest>,
+    ) -> Result<Response<GetTokenAuthorityResponse>, Status> {
+        Err(Status::unimplemented("token authority is not served"))
+    }
+
+    async fn verify_token_authority(
+        &self,
+        _request: Request<VerifyTokenAuthorityRequest>,
+    ) -> Result<Response<VerifyTokenAuthorityResponse>, Status> {
+        Err(Status::unimplemented("token authority is not served"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_specs() {
+        assert_eq!(
+            Secret::parse("id=a,src=/x/y").expect("ok"),
+            Secret {
+                id: "a".into(),
+                source: SecretSource::File("/x/y".into())
+            }
+        );
+        assert_eq!(
+            Secret::parse("src=/x/token").expect("ok").id,
+            "token",
+            "id defaults to the file name"
+        );
+        assert_eq!(
+            Secret::parse("id=a,env=HOME").expect("ok").source,
+            SecretSource::Env("HOME".into())
+        );
+        assert!(Secret::parse("id=a").is_err());
+        assert!(Secret::parse("id=a,src=x,env=y").is_err());
+        assert!(Secret::parse("id=a,type=s3,src=x").is_err());
+        assert!(Secret::parse("id=a,bogus=1").is_err());
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("dXNlcjpwYXNz").expect("ok"), b"user:pass");
+        assert_eq!(base64_decode("YQ==").expect("ok"), b"a");
+        assert!(base64_decode("!!").is_none());
+    }
+
+    #[tokio::test]
+    async fn credentials_from_config_and_helper() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // A credential helper script on PATH for one host.
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        let helper = bin.join("docker-credential-kbxtest");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\nread host\necho \"{\\\"ServerURL\\\":\\\"$host\\\",\\\"Username\\\":\\\"helper-user\\\",\\\"Secret\\\":\\\"s3cret-for-$host\\\"}\"\n",
+        )
+        .expect("write helper");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let cfg = d.path().join("config.json");
+        std::fs::write(
+            &cfg,
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},
+                "tok.example":{"identitytoken":"idtok"},
+                "https://url.example/v1/":{"auth":"YTpi"}},
+               "credHelpers":{"helped.example":"kbxtest"}}"#,
+        )
+        .expect("write config");
+        let creds = DockerCredentials::from_file(&cfg).expect("load");
+        let hub = creds.get("registry-1.docker.io").await.expect("hub");
+        assert_eq!(
+            (hub.username.as_str(), hub.secret.as_str()),
+            ("user", "pass")
+        );
+        let tok = creds.get("tok.example").await.expect("token");
+        assert_eq!((tok.username.as_str(), tok.secret.as_str()), ("", "idtok"));
+        let url = creds.get("url.example").await.expect("url form");
+        assert_eq!((url.username.as_str(), url.secret.as_str()), ("a", "b"));
+        assert_eq!(
+            creds.get("unknown.example").await.expect("anon"),
+            Credential::default()
+        );
+        let helped = creds
+            .with_helper_dir(&bin)
+            .get("helped.example")
+            .await
+            .expect("helper");
+        assert_eq!(helped.username, "helper-user");
+        assert_eq!(helped.secret, "s3cret-for-helped.example");
+        assert!(DockerCredentials::from_file(&d.path().join("missing.json")).is_ok());
+    }
+}

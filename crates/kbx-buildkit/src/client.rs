@@ -1,0 +1,412 @@
+//! The Control API client: workers, daemon info, disk usage, capabilities.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
+use bollard_buildkit_proto::moby::buildkit::v1::{
+    DiskUsageRequest, InfoRequest, ListWorkersRequest, PruneRequest, UsageRecord,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+
+use crate::session::MAX_MESSAGE;
+use crate::transport::{self, Address};
+use crate::{Error, Result};
+
+/// Which kind of daemon is on the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// A standalone buildkitd (unix socket, TCP, `buildctl dial-stdio`, a pod).
+    Buildkitd,
+    /// The BuildKit embedded in the Docker Engine (reached through `/grpc`).
+    Docker,
+}
+
+/// A connection to one BuildKit daemon. Cheap to clone; clones share the HTTP/2 connection, so
+/// several builds can run at once.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) control: ControlClient<Channel>,
+    backend: Backend,
+    docker: Option<Address>,
+    docker_session_route: bool,
+}
+
+/// One BuildKit worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    /// The worker ID (`moby` on Docker).
+    pub id: String,
+    /// Platforms it can build for, as `os/arch[/variant]`.
+    pub platforms: Vec<String>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// The BuildKit version it reports (v0.11+ only).
+    pub buildkit_version: Option<String>,
+}
+
+/// What the daemon says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonInfo {
+    /// BuildKit version, e.g. `v0.29.0`; for old daemons without the `Info` call, the best
+    /// guess (`v0.8` for Docker 20.10) or `None`.
+    pub buildkit_version: Option<String>,
+    /// The BuildKit package (`github.com/moby/buildkit`) when `Info` answered.
+    pub package: Option<String>,
+    /// The Docker Engine version, when the daemon is a Docker Engine.
+    pub docker_version: Option<String>,
+    /// Whether the daemon implements `Control.Info` (BuildKit v0.11+).
+    pub has_info_api: bool,
+}
+
+/// One cache record from `DiskUsage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// Record ID.
+    pub id: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Whether it is in use.
+    pub in_use: bool,
+    /// Whether it is mutable.
+    pub mutable: bool,
+    /// Record type, e.g. `regular`, `source.local`.
+    pub record_type: String,
+    /// Description, e.g. `local source for context`.
+    pub description: String,
+}
+
+impl From<UsageRecord> for CacheRecord {
+    fn from(r: UsageRecord) -> Self {
+        CacheRecord {
+            id: r.id,
+            size: r.size,
+            in_use: r.in_use,
+            mutable: r.mutable,
+            record_type: r.record_type,
+            description: r.description,
+        }
+    }
+}
+
+/// What a daemon can do; decides which exporters and request fields a build uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Docker or buildkitd.
+    pub backend: Backend,
+    /// Version information.
+    pub info: DaemonInfo,
+    /// Exporter types the daemon has.
+    pub exporters: Vec<&'static str>,
+    /// Whether `SolveRequest.Exporters` (field 13, several exporters) is understood (v0.13+).
+    pub multiple_exporters: bool,
+    /// Cache export types (`--cache-to`).
+    pub cache_exporters: Vec<&'static str>,
+    /// Cache import types (`--cache-from`).
+    pub cache_importers: Vec<&'static str>,
+}
+
+impl Capabilities {
+    /// Whether the daemon has exporter `kind`.
+    pub fn supports_exporter(&self, kind: &str) -> bool {
+        self.exporters.contains(&kind)
+    }
+
+    /// A short name for error messages.
+    pub fn daemon_name(&self) -> String {
+        let v = self.info.buildkit_version.as_deref().unwrap_or("(unknown)");
+        match (&self.backend, &self.info.docker_version) {
+            (Backend::Docker, Some(d)) => format!("Docker {d}'s embedded BuildKit {v}"),
+            (Backend::Docker, None) => format!("Docker's embedded BuildKit {v}"),
+            _ => format!("buildkitd {v}"),
+        }
+    }
+}
+
+/// `(major, minor)` of a version like `v0.13.2` or `0.8`.
+pub(crate) fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let v = v.trim_start_matches('v');
+    let mut it = v.split(['.', '-', '+']);
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+impl Client {
+    /// Connects to `addr` (see [`Address::parse`]).
+    ///
+    /// # Errors
+    /// Address, connect, upgrade and HTTP/2 errors.
+    pub async fn connect(addr: &str) -> Result<Self> {
+        let addr = Address::parse(addr)?;
+        let channel = transport::connect(&addr).await?;
+        let mut c = Client::new(
+            channel,
+            if addr.is_docker() {
+                Backend::Docker
+            } else {
+                Backend::Buildkitd
+            },
+        );
+        if addr.is_docker() {
+            c.docker = Some(addr);
+            c.docker_session_route = true;
+        }
+        Ok(c)
+    }
+
+    /// Wraps an existing channel (from [`transport::connect_with`] for instance).
+    pub fn new(channel: Channel, backend: Backend) -> Self {
+        Client {
+            control: ControlClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            backend,
+            docker: None,
+            docker_session_route: false,
+        }
+    }
+
+    /// On a Docker Engine, open build sessions with `POST /session` (as buildx's docker driver
+    /// does; the default after [`Client::connect`] to a Docker address, and about 30 % faster
+    /// for uploads) or, with `false`, tunnel them through `Control.Session`. No effect on other
+    /// daemons, which only have `Control.Session`.
+    pub fn with_docker_session_route(mut self, yes: bool) -> Self {
+        self.docker_session_route = yes;
+        self
+    }
+
+    /// The Docker address when sessions should use the `/session` route.
+    pub(crate) fn session_route(&self) -> Option<&Address> {
+        self.docker.as_ref().filter(|_| self.docker_session_route)
+    }
+
+    /// The kind of daemon.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The daemon's workers (`ListWorkers`).
+    ///
+    /// # Errors
+    /// [`Error::Rpc`].
+    pub async fn list_workers(&self) -> Result<Vec<Worker>> {
+        let resp = self
+            .control
+            .clone()
+            .list_workers(ListWorkersRequest::default())
+            .await
+            .map_err(|s| Error::rpc("ListWorkers", s))?
+            .into_inner();
+        Ok(resp
+            .record
+            .into_iter()
+            .map(|w| Worker {
+                id: w.id,
+                platforms: w
+                    .platforms
+                    .into_iter()
+                    .map(|p| {
+                        let mut s = format!("{}/{}", p.os, p.architecture);
+                        if !p.variant.is_empty() {
+                            s = format!("{s}/{}", p.variant);
+                        }
+                        s
+                    })
+                    .collect(),
+                labels: w.labels.into_iter().collect(),
+                buildkit_version: w.buildkit_version.map(|v| v.version),
+            })
+            .collect())
+    }
+
+    /// Version information. Uses `Control.Info`; when the daemon answers Unimplemented (BuildKit
+    /// before v0.11, e.g. Docker 20.10's v0.8) falls back to the workers' versions and, on
+    /// Docker, to the Engine's `GET /version`.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] for failures other than Unimplemented.
+    pub async fn info(&self) -> Result<DaemonInfo> {
+        let docker_version = match (&self.backend, &self.docker) {
+            (Backend::Docker, Some(addr)) => docker_engine_version(addr).await.ok(),
+            _ => None,
+        };
+        match self.control.clone().info(InfoRequest {}).await {
+            Ok(resp) => {
+                let v = resp.into_inner().buildkit_version;
+                Ok(DaemonInfo {
+                    buildkit_version: v.as_ref().map(|v| v.version.clone()),
+                    package: v.map(|v| v.package),
+                    docker_version,
+                    has_info_api: true,
+                })
+            }
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                let from_workers = self
+                    .list_workers()
+                    .await?
+                    .into_iter()
+                    .find_map(|w| w.buildkit_version);
+                let guess = from_workers.or_else(|| match docker_version.as_deref() {
+                    Some(d) if d.starts_with("20.10") => Some("v0.8".to_owned()),
+                    _ if self.backend == Backend::Docker => None,
+                    _ => None,
+                });
+                Ok(DaemonInfo {
+                    buildkit_version: guess,
+                    package: None,
+                    docker_version,
+                    has_info_api: false,
+                })
+            }
+            Err(s) => Err(Error::rpc("Info", s)),
+        }
+    }
+
+    /// Build cache records (`DiskUsage`).
+    ///
+    /// # Errors
+    /// [`Error::Rpc`].
+    pub async fn disk_usage(&self) -> Result<Vec<CacheRecord>> {
+        let resp = self
+            .control
+            .clone()
+            .disk_usage(DiskUsageRequest::default())
+            .await
+            .map_err(|s| Error::rpc("DiskUsage", s))?
+            .into_inner();
+        Ok(resp.record.into_iter().map(CacheRecord::from).collect())
+    }
+
+    /// Removes build cache (`Prune`): everything unused when `all`, otherwise what BuildKit
+    /// deems reclaimable; `keep_duration` keeps records used more recently than that. Returns
+    /// the removed records.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`].
+    pub async fn prune(
+        &self,
+        all: bool,
+        keep_duration: Option<Duration>,
+    ) -> Result<Vec<CacheRecord>> {
+        let req = PruneRequest {
+            all,
+            keep_duration: keep_duration
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+            ..PruneRequest::default()
+        };
+        let mut stream = self
+            .control
+            .clone()
+            .prune(req)
+            .await
+            .map_err(|s| Error::rpc("Prune", s))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(r) = stream.message().await.map_err(|s| Error::rpc("Prune", s))? {
+            out.push(CacheRecord::from(r));
+        }
+        Ok(out)
+    }
+
+    /// What the daemon can do.
+    ///
+    /// # Deviation
+    /// buildx asks the Docker Engine for its features; kbx assumes a Docker Engine offers only
+    /// the `moby`, `local` and `tar` exporters (true for every Engine without the containerd
+    /// image store), and a standalone buildkitd `image`, `oci`, `docker`, `local` and `tar`.
+    /// The `local` cache type is never offered (it needs the session content store, which is
+    /// not served); Docker 20.10 gets cache export `inline` and import `registry` only.
+    ///
+    /// # Errors
+    /// See [`Client::info`].
+    pub async fn capabilities(&self) -> Result<Capabilities> {
+        let info = self.info().await?;
+        let exporters = match self.backend {
+            Backend::Docker => vec!["moby", "local", "tar"],
+            Backend::Buildkitd => vec!["image", "oci", "docker", "local", "tar"],
+        };
+        let multiple_exporters = info
+            .buildkit_version
+            .as_deref()
+            .and_then(parse_version)
+            .is_some_and(|v| v >= (0, 13));
+        // `local` cache needs the session content store, which this client does not serve.
+        let (cache_exporters, cache_importers) = match self.backend {
+            Backend::Docker => (vec!["inline"], vec!["registry"]),
+            Backend::Buildkitd => (
+                vec!["inline", "registry", "gha", "s3", "azblob"],
+                vec!["registry", "gha", "s3", "azblob"],
+            ),
+        };
+        Ok(Capabilities {
+            backend: self.backend,
+            info,
+            exporters,
+            multiple_exporters,
+            cache_exporters,
+            cache_importers,
+        })
+    }
+
+    /// The Docker Engine address, when connected to one with [`Client::connect`].
+    pub fn docker_address(&self) -> Option<&Address> {
+        self.docker.as_ref()
+    }
+}
+
+/// `GET /version` on the Docker Engine; returns its `Version`.
+async fn docker_engine_version(addr: &Address) -> Result<String> {
+    let io_err = |source| Error::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut io: transport::BoxIo = match addr {
+        Address::DockerUnix(p) => {
+            Box::new(tokio::net::UnixStream::connect(p).await.map_err(io_err)?)
+        }
+        Address::DockerTcp(h) => Box::new(tokio::net::TcpStream::connect(h).await.map_err(io_err)?),
+        _ => {
+            return Err(Error::InvalidAddress {
+                addr: addr.to_string(),
+                reason: "not a Docker Engine".to_owned(),
+            });
+        }
+    };
+    let fut = async {
+        io.write_all(b"GET /version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut body = Vec::new();
+        io.take(1 << 20).read_to_end(&mut body).await?;
+        Ok::<_, std::io::Error>(body)
+    };
+    let body = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| io_err(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(io_err)?;
+    let text = String::from_utf8_lossy(&body);
+    let key = "\"Version\":\"";
+    let start = text.find(key).map(|i| i + key.len());
+    match start.and_then(|s| text[s..].find('"').map(|e| text[s..s + e].to_owned())) {
+        Some(v) => Ok(v),
+        None => Err(Error::Session(
+            "no Version in Docker's /version answer".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("v0.13.2"), Some((0, 13)));
+        assert_eq!(parse_version("0.8"), Some((0, 8)));
+        assert_eq!(parse_version("v0.29.0-rc1"), Some((0, 29)));
+        assert_eq!(parse_version("garbage"), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! The one error type of this crate.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong talking to BuildKit.
+///
+/// Messages are lowercase fragments that read well after "failed to …"; the cause chain is
+/// available through [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The daemon address could not be understood.
+    #[error("invalid BuildKit address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Opening the byte stream to the daemon failed.
+    #[error("connect to {addr}")]
+    Connect {
+        /// Where we tried to connect.
+        addr: String,
+        /// The IO error.
+        #[source]
+        source: io::Error,
+    },
+    /// The Docker Engine refused the `Upgrade: h2c` hijack.
+    #[error(
+        "upgrade {path} on the Docker Engine: expected 101 Switching Protocols, got {status:?}"
+    )]
+    Upgrade {
+        /// `/grpc` or `/session`.
+        path: String,
+        /// The status line the daemon answered with.
+        status: String,
+    },
+    /// The gRPC channel could not be established.
+    #[error("open gRPC channel to {addr}")]
+    Transport {
+        /// Where we tried to connect.
+        addr: String,
+        /// tonic's error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A Control API call failed.
+    #[error("call {call}: {}", .status.message())]
+    Rpc {
+        /// The method, e.g. `ListWorkers`.
+        call: &'static str,
+        /// The gRPC status.
+        #[source]
+        status: Box<tonic::Status>,
+    },
+    /// The daemon cannot do what was asked; detected before the solve.
+    #[error("{what} is not supported by {daemon}")]
+    Unsupported {
+        /// The feature, e.g. `exporter "image"`.
+        what: String,
+        /// The daemon, e.g. `Docker's embedded BuildKit v0.8`.
+        daemon: String,
+    },
+    /// Invalid build options (caught before anything is sent).
+    #[error("invalid build options: {0}")]
+    InvalidOptions(String),
+    /// A path pattern did not compile.
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    Pattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A local file operation failed.
+    #[error("{op} {}", .path.display())]
+    Io {
+        /// What we were doing (`read`, `create`, `walk`, …).
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon sent a path that would escape the output directory, or a malformed stream.
+    #[error("unsafe or malformed path {path:?} from the daemon: {reason}")]
+    UnsafePath {
+        /// The path as sent.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The session stream broke or the peer violated the protocol.
+    #[error("session: {0}")]
+    Session(String),
+    /// The build failed. Carries the failing step and its last log lines when known.
+    #[error("{message}{}{}", vertex_suffix(.vertex.as_deref()), location_suffix(.location.as_ref()))]
+    Solve {
+        /// BuildKit's error message (with the Dockerfile line when the frontend gives one).
+        message: String,
+        /// The name of the failing step, e.g. `[2/3] RUN false`.
+        vertex: Option<String>,
+        /// The last lines the failing step printed.
+        logs: Vec<String>,
+        /// The Dockerfile location, when the daemon attached one (BuildKit v0.9+; Docker 20.10
+        /// attaches none, its message names the line instead).
+        location: Option<crate::SourceLocation>,
+        /// The gRPC status.
+        #[source]
+        status: Box<tonic::Status>,
+    },
+}
+
+fn vertex_suffix(vertex: Option<&str>) -> String {
+    match vertex {
+        Some(v) => format!(" (in step {v})"),
+        None => String::new(),
+    }
+}
+
+fn location_suffix(loc: Option<&crate::SourceLocation>) -> String {
+    match loc {
+        Some(l) => format!(" at {}:{}", l.file, l.line),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    pub(crate) fn rpc(call: &'static str, status: tonic::Status) -> Self {
+        Error::Rpc {
+            call,
+            status: Box::new(status),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The gRPC status code behind this error, when it came from the daemon.
+    pub fn grpc_code(&self) -> Option<tonic::Code> {
+        match self {
+            Error::Rpc { status, .. } | Error::Solve { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

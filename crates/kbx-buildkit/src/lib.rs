@@ -1,0 +1,70 @@
+//! A BuildKit client that builds a Dockerfile from a local context: transports (unix, TCP,
+//! Docker Engine, any spawned process' stdio), the Control API, a session server with a
+//! streaming FileSync sender, `dockerfile.v0` solves with `moby` / `local` / `tar` / `image` /
+//! `oci` / `docker` exports, and progress events with a plain renderer.
+//!
+//! ```no_run
+//! use kbx_buildkit::{BuildOptions, Client, Output, PlainRenderer};
+//!
+//! # async fn demo() -> Result<(), kbx_buildkit::Error> {
+//! // `docker` = the Engine named by DOCKER_HOST; also unix://…, tcp://…, docker-unix://…
+//! let client = Client::connect("docker").await?;
+//! let opts = BuildOptions {
+//!     context: "app".into(),
+//!     target: Some("release".into()),
+//!     output: Some(Output::parse("type=local,dest=out")?),
+//!     ..BuildOptions::default()
+//! };
+//! let mut plain = PlainRenderer::new(std::io::stderr());
+//! let result = client.build(&opts, |ev| { let _ = plain.render(ev); }).await?;
+//! println!("{:?}", result.exporter_response);
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces that need no daemon are usable on their own, e.g. Docker's pattern semantics:
+//!
+//! ```
+//! use kbx_buildkit::PatternMatcher;
+//! let ignore = PatternMatcher::new(["**/*.tmp", "target", "!target/keep"])?;
+//! assert!(ignore.matches("a/b/c.tmp"));
+//! assert!(ignore.matches("target/debug/x"));
+//! assert!(!ignore.matches("target/keep"));
+//! # Ok::<(), kbx_buildkit::Error>(())
+//! ```
+//!
+//! Modules: [`transport`] (byte streams → tonic channels), [`Client`] (Control API,
+//! capabilities, [`Client::build`]), [`progress`] (events and the plain renderer).
+//!
+//! # Deviations from buildx
+//! - Extended attributes of context files are not sent (buildx sends them); see
+//!   `docs/deviations.md`.
+//! - Exporter capabilities of a Docker Engine are assumed, not queried
+//!   ([`Client::capabilities`]).
+
+#![forbid(unsafe_code)]
+
+mod attachables;
+mod client;
+mod errdetails;
+mod error;
+mod fsutil;
+mod patterns;
+pub mod progress;
+mod session;
+mod solve;
+pub mod transport;
+
+pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
+pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker};
+pub use errdetails::SourceLocation;
+pub use error::{Error, Result};
+pub use patterns::{Pattern, PatternMatcher};
+pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker};
+pub use solve::{BuildOptions, BuildResult, CacheEntry, Output};
+pub use transport::Address;
+
+/// Measurement helpers for the upload benchmark (not a stable API).
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::fsutil::loopback::{Transfer, loopback_transfer};
+}

@@ -1,0 +1,661 @@
+//! The session: a reversed gRPC connection on which the daemon calls us back for health checks,
+//! the build context (FileSync) and exporter output (FileSend).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard_buildkit_proto::fsutil::types::Packet;
+use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
+use bollard_buildkit_proto::health::{
+    HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
+    health_check_response::ServingStatus,
+};
+use bollard_buildkit_proto::moby::buildkit::v1::BytesMessage as ControlBytes;
+use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
+use bollard_buildkit_proto::moby::filesync::packet::file_send_server::{
+    FileSend as PacketFileSend, FileSendServer as PacketFileSendServer,
+};
+use bollard_buildkit_proto::moby::filesync::packet::file_sync_server::{FileSync, FileSyncServer};
+use bollard_buildkit_proto::moby::filesync::v1::BytesMessage as FileBytes;
+use bollard_buildkit_proto::moby::filesync::v1::file_send_server::{
+    FileSend as BytesFileSend, FileSendServer as BytesFileSendServer,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Server};
+use tonic::{Request, Response, Status, Streaming};
+
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
+use bollard_buildkit_proto::moby::filesync::v1::auth_server::AuthServer;
+use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
+
+use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
+use crate::fsutil::{Filter, receive, send};
+use crate::transport::{Address, docker_upgrade};
+use crate::{Error, Result};
+
+/// Largest message we accept on the session (the daemon's own limit is 4 or 16 MiB).
+pub(crate) const MAX_MESSAGE: usize = 16 << 20;
+
+/// Where exporter output that comes back through the session goes.
+#[derive(Debug, Clone)]
+pub(crate) enum ExportTarget {
+    /// `local`: an fsutil tree written under this directory.
+    Dir(PathBuf),
+    /// `tar`, `oci`, `docker`: a byte stream to this file, or stdout when `None`.
+    Bytes(Option<PathBuf>),
+}
+
+/// Everything the session serves.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionConfig {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) shared_key: String,
+    pub(crate) dirs: HashMap<String, PathBuf>,
+    pub(crate) export: Option<ExportTarget>,
+    pub(crate) secrets: HashMap<String, crate::attachables::SecretSource>,
+    pub(crate) ssh: HashMap<String, PathBuf>,
+    pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
+}
+
+/// A running session; [`RunningSession::close`] ends it.
+pub(crate) struct RunningSession {
+    up: Option<JoinHandle<()>>,
+    down: Option<JoinHandle<()>>,
+    server: JoinHandle<()>,
+    export_done: mpsc::UnboundedReceiver<Result<()>>,
+}
+
+impl RunningSession {
+    /// Half-closes our side, waits briefly for the daemon to close its side, and stops serving.
+    /// Returns the outcome of the export transfer, if one happened.
+    pub(crate) async fn close(mut self) -> Option<Result<()>> {
+        if let Some(up) = &self.up {
+            up.abort();
+        }
+        if let Some(down) = self.down.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut *down).await;
+            down.abort();
+        }
+        self.server.abort();
+        self.export_done.try_recv().ok()
+    }
+}
+
+/// Opens `Control.Session` and serves the session over it.
+pub(crate) async fn start(
+    control: &mut ControlClient<Channel>,
+    cfg: SessionConfig,
+) -> Result<RunningSession> {
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (methods, router) = services(&cfg, done_tx);
+
+    let (server_io, tunnel_io) = tokio::io::duplex(1 << 20);
+    let server = tokio::spawn(async move {
+        let incoming = tokio_stream::once(Ok::<_, std::io::Error>(server_io));
+        let _ = router.serve_with_incoming(incoming).await;
+    });
+    let (mut rd, mut wr) = tokio::io::split(tunnel_io);
+    let (tx, rx) = mpsc::channel::<ControlBytes>(8);
+    let up = tokio::spawn(async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let msg = ControlBytes {
+                        data: buf[..n].to_vec(),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+
+    let mut req = Request::new(ReceiverStream::new(rx));
+    add_session_headers(req.metadata_mut(), &cfg, &methods)?;
+    let resp = match control.session(req).await {
+        Ok(r) => r,
+        Err(status) => {
+            up.abort();
+            server.abort();
+            return Err(Error::rpc("Session", status));
+        }
+    };
+    let mut inbound = resp.into_inner();
+    let down = tokio::spawn(async move {
+        while let Ok(Some(m)) = inbound.message().await {
+            if wr.write_all(&m.data).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    Ok(RunningSession {
+        up: Some(up),
+        down: Some(down),
+        server,
+        export_done: done_rx,
+    })
+}
+
+/// Opens the session through the Docker Engine's `POST /session` hijack (what buildx's docker
+/// driver does) and serves it directly on that connection.
+pub(crate) async fn start_docker(addr: &Address, cfg: SessionConfig) -> Result<RunningSession> {
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (methods, router) = services(&cfg, done_tx);
+    let mut headers = vec![
+        ("X-Docker-Expose-Session-Uuid".to_owned(), cfg.id.clone()),
+        ("X-Docker-Expose-Session-Name".to_owned(), cfg.name.clone()),
+        (
+            "X-Docker-Expose-Session-Sharedkey".to_owned(),
+            cfg.shared_key.clone(),
+        ),
+    ];
+    for m in &methods {
+        headers.push((
+            "X-Docker-Expose-Session-Grpc-Method".to_owned(),
+            (*m).to_owned(),
+        ));
+    }
+    let connect_err = |source| Error::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let server = match addr {
+        Address::DockerUnix(p) => {
+            let s = tokio::net::UnixStream::connect(p)
+                .await
+                .map_err(connect_err)?;
+            let s = docker_upgrade(s, "/session", &headers).await?;
+            tokio::spawn(async move {
+                let _ = router
+                    .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(s)))
+                    .await;
+            })
+        }
+        Address::DockerTcp(h) => {
+            let s = tokio::net::TcpStream::connect(h)
+                .await
+                .map_err(connect_err)?;
+            let s = docker_upgrade(s, "/session", &headers).await?;
+            tokio::spawn(async move {
+                let _ = router
+                    .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(s)))
+                    .await;
+            })
+        }
+        other => {
+            return Err(Error::InvalidAddress {
+                addr: other.to_string(),
+                reason: "the /session route needs a Docker Engine".to_owned(),
+            });
+        }
+    };
+    Ok(RunningSession {
+        up: None,
+        down: None,
+        server,
+        export_done: done_rx,
+    })
+}
+
+fn add_session_headers(md: &mut MetadataMap, cfg: &SessionConfig, methods: &[&str]) -> Result<()> {
+    let val = |s: &str| {
+        MetadataValue::try_from(s)
+            .map_err(|_| Error::InvalidOptions(format!("{s:?} is not a valid header value")))
+    };
+    md.insert("x-docker-expose-session-uuid", val(&cfg.id)?);
+    md.insert("x-docker-expose-session-name", val(&cfg.name)?);
+    md.insert("x-docker-expose-session-sharedkey", val(&cfg.shared_key)?);
+    for m in methods {
+        md.append("x-docker-expose-session-grpc-method", val(m)?);
+    }
+    Ok(())
+}
+
+pub(crate) fn services(
+    cfg: &SessionConfig,
+    done: mpsc::UnboundedSender<Result<()>>,
+) -> (Vec<&'static str>, tonic::transport::server::Router) {
+    let mut methods = vec!["/grpc.health.v1.Health/Check"];
+    let mut builder = Server::builder()
+        .initial_stream_window_size(Some(1 << 20))
+        .initial_connection_window_size(Some(4 << 20));
+    let health = HealthServer::new(HealthService);
+    let mut router = builder.add_service(health);
+    if !cfg.dirs.is_empty() {
+        methods.push("/moby.filesync.v1.FileSync/DiffCopy");
+        methods.push("/moby.filesync.v1.FileSync/TarStream");
+        let svc = FileSyncServer::new(FileSyncService {
+            dirs: Arc::new(cfg.dirs.clone()),
+        })
+        .max_decoding_message_size(MAX_MESSAGE);
+        router = router.add_service(svc);
+    }
+    if let Some(creds) = &cfg.credentials {
+        methods.push("/moby.filesync.v1.Auth/Credentials");
+        methods.push("/moby.filesync.v1.Auth/FetchToken");
+        methods.push("/moby.filesync.v1.Auth/GetTokenAuthority");
+        methods.push("/moby.filesync.v1.Auth/VerifyTokenAuthority");
+        router = router.add_service(AuthServer::new(AuthProvider {
+            creds: Arc::new(creds.clone()),
+        }));
+    }
+    if !cfg.secrets.is_empty() {
+        methods.push("/moby.buildkit.secrets.v1.Secrets/GetSecret");
+        router = router.add_service(SecretsServer::new(SecretStore {
+            secrets: Arc::new(cfg.secrets.clone()),
+        }));
+    }
+    if !cfg.ssh.is_empty() {
+        methods.push("/moby.sshforward.v1.SSH/CheckAgent");
+        methods.push("/moby.sshforward.v1.SSH/ForwardAgent");
+        router = router.add_service(
+            SshServer::new(SshForwarder {
+                agents: Arc::new(cfg.ssh.clone()),
+            })
+            .max_decoding_message_size(MAX_MESSAGE),
+        );
+    }
+    match &cfg.export {
+        Some(ExportTarget::Dir(dest)) => {
+            methods.push("/moby.filesync.v1.FileSend/DiffCopy");
+            let svc = PacketFileSendServer::new(TreeReceiver {
+                dest: dest.clone(),
+                done,
+            })
+            .max_decoding_message_size(MAX_MESSAGE);
+            router = router.add_service(svc);
+        }
+        Some(ExportTarget::Bytes(dest)) => {
+            methods.push("/moby.filesync.v1.FileSend/DiffCopy");
+            let svc = BytesFileSendServer::new(ByteReceiver {
+                dest: dest.clone(),
+                done,
+            })
+            .max_decoding_message_size(MAX_MESSAGE);
+            router = router.add_service(svc);
+        }
+        None => {}
+    }
+    (methods, router)
+}
+
+/// Answers every health check with SERVING.
+struct HealthService;
+
+#[tonic::async_trait]
+impl Health for HealthService {
+    async fn check(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        }))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<HealthListRequest>,
+    ) -> Result<Response<HealthListResponse>, Status> {
+        Err(Status::unimplemented("health list is not served"))
+    }
+
+    type WatchStream = ReceiverStream<Result<HealthCheckResponse, Status>>;
+
+    async fn watch(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("health watch is not served"))
+    }
+}
+
+/// Serves named local directories to `FileSync.DiffCopy`.
+struct FileSyncService {
+    dirs: Arc<HashMap<String, PathBuf>>,
+}
+
+#[tonic::async_trait]
+impl FileSync for FileSyncService {
+    type DiffCopyStream = ReceiverStream<Result<Packet, Status>>;
+
+    async fn diff_copy(
+        &self,
+        request: Request<Streaming<Packet>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        let md = request.metadata();
+        let name = metadata_values(md, "dir-name")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let Some(root) = self.dirs.get(&name).cloned() else {
+            return Err(Status::not_found(format!(
+                "no access allowed to dir \"{name}\""
+            )));
+        };
+        let include = metadata_values(md, "include-patterns");
+        let exclude = metadata_values(md, "exclude-patterns");
+        let follow = metadata_values(md, "followpaths");
+        let filter = Filter::new(&root, &include, &exclude, &follow)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let rx = send::start(root, filter, request.into_inner());
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type TarStreamStream = ReceiverStream<Result<Packet, Status>>;
+
+    async fn tar_stream(
+        &self,
+        _request: Request<Streaming<Packet>>,
+    ) -> Result<Response<Self::TarStreamStream>, Status> {
+        Err(Status::unimplemented("tarstream is not supported"))
+    }
+}
+
+/// Receives a `local` export.
+struct TreeReceiver {
+    dest: PathBuf,
+    done: mpsc::UnboundedSender<Result<()>>,
+}
+
+#[tonic::async_trait]
+impl PacketFileSend for TreeReceiver {
+    type DiffCopyStream = ReceiverStream<Result<Packet, Status>>;
+
+    async fn diff_copy(
+        &self,
+        request: Request<Streaming<Packet>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        let rx = receive::start(self.dest.clone(), request.into_inner(), self.done.clone());
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Receives a `tar` / `oci` / `docker` export as bytes.
+struct ByteReceiver {
+    dest: Option<PathBuf>,
+    done: mpsc::UnboundedSender<Result<()>>,
+}
+
+#[tonic::async_trait]
+impl BytesFileSend for ByteReceiver {
+    type DiffCopyStream = ReceiverStream<Result<FileBytes, Status>>;
+
+    async fn diff_copy(
+        &self,
+        request: Request<Streaming<FileBytes>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        let (tx, rx) = mpsc::channel(1);
+        let dest = self.dest.clone();
+        let done = self.done.clone();
+        let mut inbound = request.into_inner();
+        tokio::spawn(async move {
+            let result = copy_bytes(dest, &mut inbound).await;
+            if let Err(e) = &result {
+                let _ = tx.send(Err(Status::aborted(e.to_string()))).await;
+            }
+            let _ = done.send(result);
+            drop(tx);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn copy_bytes(dest: Option<PathBuf>, inbound: &mut Streaming<FileBytes>) -> Result<()> {
+    let label = dest.clone().unwrap_or_else(|| PathBuf::from("<stdout>"));
+    let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &dest {
+        Some(p) => Box::new(
+            tokio::fs::File::create(p)
+                .await
+                .map_err(|e| Error::io("create", p, e))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    loop {
+        match inbound.message().await {
+            Ok(Some(m)) => sink
+                .write_all(&m.data)
+                .await
+                .map_err(|e| Error::io("write", &label, e))?,
+            Ok(None) => break,
+            Err(status) => return Err(Error::Session(format!("export stream: {status}"))),
+        }
+    }
+    sink.flush()
+        .await
+        .map_err(|e| Error::io("write", &label, e))?;
+    if let Some(p) = &dest {
+        // Make the bytes durable before the build reports success.
+        let f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .await
+            .map_err(|e| Error::io("open", p, e))?;
+        f.sync_all().await.map_err(|e| Error::io("sync", p, e))?;
+    }
+    Ok(())
+}
+
+/// All values of a metadata key, URL-unescaped when the daemon flagged them `<key>-encoded`.
+fn metadata_values(md: &MetadataMap, key: &str) -> Vec<String> {
+    let encoded = md
+        .get(format!("{key}-encoded").as_str())
+        .and_then(|v| v.to_str().ok())
+        == Some("1");
+    md.get_all(key)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|s| {
+            if encoded {
+                query_unescape(s)
+            } else {
+                s.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Go's `url.QueryUnescape` (invalid escapes are kept as they are).
+pub(crate) fn query_unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard_buildkit_proto::health::health_client::HealthClient;
+    use bollard_buildkit_proto::moby::buildkit::secrets::v1::GetSecretRequest;
+    use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_client::SecretsClient;
+    use bollard_buildkit_proto::moby::sshforward::v1::ssh_client::SshClient;
+    use bollard_buildkit_proto::moby::sshforward::v1::{
+        BytesMessage as SshBytes, CheckAgentRequest,
+    };
+
+    /// Serves the session services on one end of an in-memory pipe and returns a channel
+    /// connected to the other end, the way the daemon reaches them.
+    async fn serve(cfg: SessionConfig) -> Channel {
+        let (done, _) = mpsc::unbounded_channel();
+        let (_, router) = services(&cfg, done);
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let incoming = tokio_stream::once(Ok::<_, std::io::Error>(server_io));
+            let _ = router.serve_with_incoming(incoming).await;
+        });
+        let slot = Arc::new(std::sync::Mutex::new(Some(client_io)));
+        crate::transport::connect_with("in-memory", move || {
+            let io = slot.lock().ok().and_then(|mut s| s.take());
+            async move { io.ok_or_else(|| std::io::Error::other("used")) }
+        })
+        .await
+        .expect("channel")
+    }
+
+    /// The unix and TCP transports carry gRPC (checked against our own health service).
+    #[tokio::test]
+    async fn unix_and_tcp_transports_carry_grpc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.sock");
+        let ul = tokio::net::UnixListener::bind(&path).expect("bind unix");
+        let tl = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind tcp");
+        let port = tl.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let _ = Server::builder()
+                .add_service(HealthServer::new(HealthService))
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(ul))
+                .await;
+        });
+        tokio::spawn(async move {
+            let _ = Server::builder()
+                .add_service(HealthServer::new(HealthService))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(tl))
+                .await;
+        });
+        for addr in [
+            format!("unix://{}", path.display()),
+            format!("tcp://127.0.0.1:{port}"),
+        ] {
+            let a = crate::Address::parse(&addr).expect("address");
+            let ch = crate::transport::connect(&a).await.expect("connect");
+            let r = HealthClient::new(ch)
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("check");
+            assert_eq!(
+                r.into_inner().status,
+                ServingStatus::Serving as i32,
+                "{addr}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn health_secrets_and_ssh_forwarding() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent_path = dir.path().join("agent.sock");
+        let listener = tokio::net::UnixListener::bind(&agent_path).expect("bind");
+        // A fake agent: answers each read with the bytes reversed.
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut r = buf[..n].to_vec();
+                        r.reverse();
+                        if s.write_all(&r).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let secret_file = dir.path().join("s.txt");
+        std::fs::write(&secret_file, b"file-secret").expect("write");
+        let cfg = SessionConfig {
+            secrets: HashMap::from([(
+                "f".to_owned(),
+                crate::SecretSource::File(secret_file.clone()),
+            )]),
+            ssh: HashMap::from([("default".to_owned(), agent_path.clone())]),
+            ..SessionConfig::default()
+        };
+        let ch = serve(cfg).await;
+
+        let h = HealthClient::new(ch.clone())
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("health");
+        assert_eq!(h.into_inner().status, ServingStatus::Serving as i32);
+
+        let mut sec = SecretsClient::new(ch.clone());
+        let got = sec
+            .get_secret(GetSecretRequest {
+                id: "f".into(),
+                ..GetSecretRequest::default()
+            })
+            .await
+            .expect("secret");
+        assert_eq!(got.into_inner().data, b"file-secret");
+        let missing = sec
+            .get_secret(GetSecretRequest {
+                id: "nope".into(),
+                ..GetSecretRequest::default()
+            })
+            .await
+            .expect_err("unknown id");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+
+        let mut ssh = SshClient::new(ch.clone());
+        ssh.check_agent(CheckAgentRequest { id: String::new() })
+            .await
+            .expect("default agent");
+        let e = ssh
+            .check_agent(CheckAgentRequest { id: "other".into() })
+            .await
+            .expect_err("unknown agent");
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(SshBytes {
+            data: b"hello".to_vec(),
+        })
+        .await
+        .expect("send");
+        let mut req = Request::new(ReceiverStream::new(rx));
+        req.metadata_mut()
+            .insert("buildkit.ssh.id", MetadataValue::from_static("default"));
+        let mut back = ssh.forward_agent(req).await.expect("forward").into_inner();
+        let first = back.message().await.expect("recv").expect("a message");
+        assert_eq!(first.data, b"olleh");
+    }
+
+    #[test]
+    fn unescape() {
+        assert_eq!(query_unescape("a%2Fb+c%C3%A9"), "a/b cé");
+        assert_eq!(query_unescape("100%"), "100%");
+        assert_eq!(query_unescape("%zz"), "%zz");
+        assert_eq!(query_unescape("%41"), "A");
+    }
+}
