@@ -24,6 +24,8 @@ pub(crate) enum Command {
     Use(UseArgs),
     /// Remove one or more builder instances.
     Rm(RmArgs),
+    /// Start a build on a builder.
+    Build(Box<BuildArgs>),
     /// Show the kbx version.
     Version,
     /// Print a shell completion script.
@@ -160,4 +162,71 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = kbx_opts::GoDuration::parse(text).map_err(|e| e.to_string())?;
     d.to_std()
         .ok_or_else(|| format!("invalid duration {text:?}: must not be negative"))
+}
+
+/// `--progress` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProgressMode {
+    /// `plain` (kbx has no animated output yet).
+    Auto,
+    /// Same as `plain` for now.
+    Tty,
+    /// One line per event.
+    Plain,
+    /// Nothing but errors.
+    Quiet,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// The build context directory.
+    pub(crate) context: std::path::PathBuf,
+    /// The builder (default: the current one).
+    #[arg(long, env = "BUILDX_BUILDER")]
+    pub(crate) builder: Option<String>,
+    /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`).
+    #[arg(short = 'f', long = "file")]
+    pub(crate) file: Option<std::path::PathBuf>,
+    /// Image names (`name:tag`).
+    #[arg(short = 't', long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// Build-time variables (`KEY=VALUE`).
+    #[arg(long = "build-arg")]
+    pub(crate) build_args: Vec<String>,
+    /// Image labels (`KEY=VALUE`).
+    #[arg(long = "label")]
+    pub(crate) labels: Vec<String>,
+    /// The stage to build.
+    #[arg(long)]
+    pub(crate) target: Option<String>,
+    /// Do not use the cache.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Target platforms.
+    #[arg(long = "platform")]
+    pub(crate) platforms: Vec<String>,
+    /// Output destination (`type=local,dest=DIR`, `type=tar,dest=FILE`, `type=image,…`).
+    #[arg(short = 'o', long = "output")]
+    pub(crate) output: Option<String>,
+    /// Shorthand for `--output=type=image,push=true`.
+    #[arg(long)]
+    pub(crate) push: bool,
+    /// Shorthand for `--output=type=docker` (load into Docker).
+    #[arg(long)]
+    pub(crate) load: bool,
+    /// External cache sources.
+    #[arg(long = "cache-from")]
+    pub(crate) cache_from: Vec<String>,
+    /// Cache export destinations.
+    #[arg(long = "cache-to")]
+    pub(crate) cache_to: Vec<String>,
+    /// Secrets for the build (`id=…,src=…` or `id=…,env=…`).
+    #[arg(long = "secret")]
+    pub(crate) secrets: Vec<String>,
+    /// SSH agent sockets for the build (`default` or `id=socket`).
+    #[arg(long = "ssh")]
+    pub(crate) ssh: Vec<String>,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) progress: ProgressMode,
 }

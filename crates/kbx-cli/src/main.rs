@@ -10,6 +10,7 @@
     reason = "the CLI is the only crate that prints"
 )]
 
+mod build;
 mod cli;
 mod context;
 mod create;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => ls::inspect(args).await,
             Command::Use(args) => manage::use_builder(args),
             Command::Rm(args) => manage::rm(args).await,
+            Command::Build(args) => build::run(*args).await,
             Command::Version => {
                 println!(
                     "kbx {} (buildx-compatible kubernetes driver)",

@@ -357,3 +357,41 @@ fn version_and_completion() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("kbx") && stdout(&o).contains("--driver-opt"));
 }
+
+#[test]
+fn build_input_errors() {
+    let env = Env::new();
+    let o = env.kbx(&["build", "--push", "--load", "."]);
+    fails_with(&o, "ERROR: --push and --load cannot be used together\n");
+    let o = env.kbx(&["build", "-o", "type=local,dest=out", "--push", "."]);
+    fails_with(
+        &o,
+        "ERROR: --output cannot be combined with --push or --load\n",
+    );
+    let o = env.kbx(&[
+        "build",
+        "--build-arg",
+        "NOT_SET_ANYWHERE",
+        "-o",
+        "type=local,dest=out",
+        ".",
+    ]);
+    fails_with(
+        &o,
+        "ERROR: invalid --build-arg \"NOT_SET_ANYWHERE\": expected KEY=VALUE\n",
+    );
+    let o = env.kbx(&["build", "-o", "type=local,dest=out", "."]);
+    fails_with(
+        &o,
+        "ERROR: no builder selected: pass --builder or run `kbx use NAME` (kbx has no default docker builder)\n",
+    );
+    let o = env.kbx(&[
+        "build",
+        "--builder",
+        "nope",
+        "-o",
+        "type=local,dest=out",
+        ".",
+    ]);
+    fails_with(&o, "ERROR: no builder \"nope\" found\n");
+}

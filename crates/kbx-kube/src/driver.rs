@@ -384,6 +384,22 @@ impl NodeDriver {
         Ok(out)
     }
 
+    /// Starts `buildctl dial-stdio` in `pod`'s `buildkitd` container: a byte stream to its
+    /// BuildKit. The daemon's stderr lines go to `stderr`.
+    pub async fn dial(
+        &self,
+        pod: &str,
+        stderr: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<crate::ExecStream, Error> {
+        crate::ExecStream::dial(
+            &self.api::<Pod>(),
+            pod,
+            kbx_manifest::CONTAINER_NAME,
+            stderr,
+        )
+        .await
+    }
+
     /// Deletes the node's objects: the workload, its ConfigMaps and, for a StatefulSet unless
     /// `keep_state`, its PersistentVolumeClaims. Objects already gone are not an error.
     ///
