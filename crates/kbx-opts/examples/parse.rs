@@ -40,7 +40,11 @@ fn usage() -> ExitCode {
 }
 
 fn parse_args() -> Option<Args> {
-    let mut args = Args { driver_opts: Vec::new(), platforms: Vec::new(), buildkitd_flags: None };
+    let mut args = Args {
+        driver_opts: Vec::new(),
+        platforms: Vec::new(),
+        buildkitd_flags: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -78,7 +82,10 @@ fn main() -> ExitCode {
     };
     match run(&args) {
         Ok(value) => {
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(err) => {
