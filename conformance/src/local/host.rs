@@ -190,6 +190,34 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Creates the kubelet's cgroup root in every mounted hierarchy (the kubelet requires it to
+/// exist), with the cpuset hierarchy's CPUs and memory nodes copied from its parent.
+pub fn create_cgroup_root(layout: &Layout) -> std::io::Result<()> {
+    let relative = layout.cgroup_root().trim_start_matches('/').to_owned();
+    let mut bases: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    bases.push(PathBuf::from("/sys/fs/cgroup"));
+    for base in bases {
+        if !base.join("cgroup.procs").is_file() {
+            continue;
+        }
+        let dir = base.join(&relative);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(value) = std::fs::read_to_string(base.join(file)) {
+                std::fs::write(dir.join(file), value.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What is left of the cluster on the host right now.
 pub fn leftovers(layout: &Layout) -> Leftovers {
     Leftovers {

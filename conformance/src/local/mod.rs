@@ -496,6 +496,8 @@ impl LocalCluster {
         self.timings.images = started.elapsed();
 
         // kubelet
+        host::create_cgroup_root(&l)
+            .map_err(|s| Error::io(format!("creating the cgroup root {}", l.cgroup_root()), s))?;
         let kubelet_conf = l.dir.join("kubelet.yaml");
         write_file(&kubelet_conf, &config::kubelet_yaml(&l, &pki, ports))?;
         self.spawn(
