@@ -236,6 +236,79 @@ impl Rootfs {
         self.entries.is_empty()
     }
 
+    /// A fingerprint of everything the archive would contain: paths, modes, link targets,
+    /// inline data, the content of small host files and the size and modification time of
+    /// large ones, and the image configuration. Equal fingerprints mean an archive can be reused.
+    pub fn fingerprint(&self, config: &ImageConfig) -> Result<String, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let mut h = Sha256::new();
+        h.update(format!("{config:?}\n"));
+        for (path, entry) in &self.entries {
+            h.update(path.as_os_str().as_encoded_bytes());
+            match entry {
+                Entry::Dir { mode } => h.update(format!(" dir {mode:o}\n")),
+                Entry::Symlink { target } => h.update(format!(" link {}\n", target.display())),
+                Entry::Data { bytes, mode } => {
+                    h.update(format!(" data {mode:o} {}\n", bytes.len()));
+                    h.update(bytes);
+                }
+                Entry::File { source, mode } => {
+                    let meta = std::fs::metadata(source)
+                        .map_err(io_err(format!("reading {}", source.display())))?;
+                    h.update(format!(" file {mode:o} {}", meta.len()));
+                    if meta.len() <= 1 << 20 {
+                        let bytes = std::fs::read(source)
+                            .map_err(io_err(format!("reading {}", source.display())))?;
+                        h.update(&bytes);
+                    } else {
+                        h.update(format!(
+                            " {} {} {}",
+                            source.display(),
+                            meta.mtime(),
+                            meta.mtime_nsec()
+                        ));
+                    }
+                    h.update("\n");
+                }
+            }
+        }
+        Ok(hex(&h.finalize()))
+    }
+
+    /// Writes the archive to `<cache_dir>/<name>-<fingerprint>.tar` unless it is already there,
+    /// removes older archives of the same `name`, and returns the path.
+    pub fn cached_archive(
+        &self,
+        config: &ImageConfig,
+        cache_dir: &Path,
+        name: &str,
+    ) -> Result<PathBuf, Error> {
+        let fingerprint = self.fingerprint(config)?;
+        let path = cache_dir.join(format!("{name}-{}.tar", &fingerprint[..16]));
+        if path.is_file() {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(cache_dir)
+            .map_err(io_err(format!("creating {}", cache_dir.display())))?;
+        let partial = cache_dir.join(format!(
+            ".{name}-{}.{}.partial",
+            &fingerprint[..16],
+            std::process::id()
+        ));
+        self.write_archive(config, &partial)?;
+        if let Ok(entries) = std::fs::read_dir(cache_dir) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("{name}-")) && n.ends_with(".tar") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        std::fs::rename(&partial, &path)
+            .map_err(io_err(format!("renaming into {}", path.display())))?;
+        Ok(path)
+    }
+
     /// Writes the layer as an uncompressed, reproducible tar: sorted entries, owner root, time 0.
     pub fn write_layer<W: Write>(&self, out: W) -> Result<W, Error> {
         let mut tar = tar::Builder::new(out);
@@ -669,6 +742,41 @@ mod tests {
         assert_eq!(
             listed,
             vec!["bin", "tmp", "usr", "usr/bin", "usr/bin/hello"]
+        );
+    }
+
+    #[test]
+    fn cached_archives_are_reused_until_an_input_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, b"one").unwrap();
+        let config = ImageConfig {
+            tag: "kbx.invalid/t:1".into(),
+            entrypoint: vec![],
+            env: vec![],
+        };
+        let mut fs = Rootfs::new();
+        fs.file("/f", &src).unwrap();
+        let cache = dir.path().join("cache");
+        let first = fs.cached_archive(&config, &cache, "t").unwrap();
+        let again = fs.cached_archive(&config, &cache, "t").unwrap();
+        assert_eq!(first, again);
+        std::fs::write(&src, b"two").unwrap();
+        let changed = fs.cached_archive(&config, &cache, "t").unwrap();
+        assert_ne!(first, changed);
+        assert!(!first.exists(), "the stale archive is removed");
+        let other_config = ImageConfig {
+            tag: "kbx.invalid/t:2".into(),
+            ..config
+        };
+        assert_ne!(
+            fs.fingerprint(&other_config).unwrap(),
+            fs.fingerprint(&ImageConfig {
+                tag: "kbx.invalid/t:1".into(),
+                entrypoint: vec![],
+                env: vec![]
+            })
+            .unwrap()
         );
     }
 

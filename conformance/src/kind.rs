@@ -1,4 +1,4 @@
-//! The `kind` backend: `kind create cluster --config kind-configs/<name>.yaml`, on machines with
+//! The `kind` backend: `kind create cluster --config kind-configs/<name>.yaml` (repository root), on machines with
 //! `kind` and a Docker engine. The cluster is deleted again by [`KindCluster::delete`] (or on
 //! drop); a cluster the suite did not create is never touched.
 
@@ -12,7 +12,7 @@ pub const CONFIGS: &[&str] = &["single", "multi-node", "multi-arch"];
 
 /// The directory of the shipped kind configurations.
 pub fn configs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("kind-configs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs")
 }
 
 /// Options for [`KindCluster::create`].

@@ -30,13 +30,10 @@ use crate::image;
 /// The Kubernetes version the local backend runs.
 pub const KUBERNETES_VERSION: &str = "1.20.2";
 
-/// Where the Kubernetes binaries are: `$KBX_K8S_BIN_DIR`, else
-/// `${KBX_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kbx}/k8s-1.20.2/bin`.
-pub fn kubernetes_bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KBX_K8S_BIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("KBX_K8S_CACHE")
+/// The cache root: `$KBX_K8S_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/kbx`.
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("KBX_K8S_CACHE")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             std::env::var_os("XDG_CACHE_HOME")
@@ -47,8 +44,18 @@ pub fn kubernetes_bin_dir() -> PathBuf {
                         .join(".cache")
                 })
                 .join("kbx")
-        });
-    cache.join(format!("k8s-{KUBERNETES_VERSION}")).join("bin")
+        })
+}
+
+/// Where the Kubernetes binaries are: `$KBX_K8S_BIN_DIR`, else `<cache root>/k8s-1.20.2/bin`
+/// (see [`cache_root`]).
+pub fn kubernetes_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KBX_K8S_BIN_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    cache_root()
+        .join(format!("k8s-{KUBERNETES_VERSION}"))
+        .join("bin")
 }
 
 /// The programs a local cluster runs.
@@ -841,18 +848,18 @@ impl Ctr {
     }
 }
 
-/// Builds the pause and builder image archives into `dir` (blocking work on a worker thread).
+/// Builds the pause and builder image archives (compiling the pause program in `dir`), or reuses
+/// them from `<cache root>/images/` when their inputs have not changed.
 pub async fn build_images(dir: &Path, buildctl: &Path) -> Result<Vec<PathBuf>, Error> {
     let dir = dir.to_path_buf();
     let buildctl = buildctl.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let pause_bin = image::compile_pause(&dir)?;
         let (fs, cfg) = image::pause_image(&pause_bin)?;
-        let pause = dir.join("pause.tar");
-        fs.write_archive(&cfg, &pause)?;
+        let cache = cache_root().join("images");
+        let pause = fs.cached_archive(&cfg, &cache, "pause")?;
         let (fs, cfg) = image::builder_image(&buildctl)?;
-        let builder = dir.join("builder.tar");
-        fs.write_archive(&cfg, &builder)?;
+        let builder = fs.cached_archive(&cfg, &cache, "builder")?;
         Ok(vec![pause, builder])
     })
     .await
