@@ -12,21 +12,35 @@ test:
     cargo test --workspace --doc
 
 # Formatting, clippy with warnings as errors, and docs with warnings as errors.
+# `cargo doc` builds no dev-dependencies, so it names the Kubernetes API version k8s-openapi
+# needs (libraries never pick one; keep it equal to what the binaries enable).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+    K8S_OPENAPI_ENABLED_VERSION=1.37 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# Check that the libraries build against the oldest and newest Kubernetes API that
+# k8s-openapi supports (they must not depend on one version's field types).
+check-k8s-versions:
+    for v in 1.33 1.37; do K8S_OPENAPI_ENABLED_VERSION=$v cargo check -p kbx-manifest --target-dir target/k8s-$v; done
 
 # Run every fuzz target for SECONDS each (needs cargo-fuzz; runs on stable via RUSTC_BOOTSTRAP).
+# Seeds come from fixtures/fuzz/<crate>/<target>/; a crash is saved under the crate's
+# fuzz/artifacts/ and must be copied to fixtures/fuzz/<crate>/<target>/ as a regression fixture.
 fuzz SECONDS="30":
     #!/usr/bin/env bash
     set -euo pipefail
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    export RUSTC_BOOTSTRAP=1
     for dir in crates/*/fuzz; do
         [ -d "$dir" ] || continue
-        (cd "$dir" && for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
-            RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time={{SECONDS}}
-        done)
+        crate=$(basename "$(dirname "$dir")")
+        for target in $(cd "$dir" && cargo fuzz list); do
+            seeds="$PWD/fixtures/fuzz/$crate/$target"
+            mkdir -p "$dir/corpus/$target"
+            (cd "$dir" && cargo fuzz run --sanitizer none "$target" "corpus/$target" "$seeds" -- \
+                -max_total_time={{SECONDS}} -max_len=4096)
+        done
     done
 
 # Every benchmark in the workspace.
@@ -36,6 +50,14 @@ bench:
 # The kbx-opts parser benchmark.
 bench-opts:
     cargo bench -p kbx-opts
+
+# The kbx-manifest renderer benchmark.
+bench-manifest:
+    cargo bench -p kbx-manifest
+
+# The kbx-balance pod-choice benchmark: balance table (sticky vs rendezvous), then timings.
+bench-balance:
+    cargo bench -p kbx-balance
 
 # Build (or reuse from the cache) the Kubernetes 1.20.2 binaries the local cluster runs.
 k8s-binaries:

@@ -313,7 +313,8 @@ impl Cluster {
     }
 
     /// Tears the cluster down (local: everything; kind: deletes the kind cluster; existing:
-    /// nothing, scenarios delete their own namespaces). Returns what the local backend left.
+    /// deletes the namespaces this process created, see
+    /// [`scenario::delete_own_namespaces`]). Returns what the local backend left.
     pub async fn teardown(self) -> Leftovers {
         match self.handle {
             Handle::Local(local) => tokio::task::spawn_blocking(move || local.teardown())
@@ -323,7 +324,10 @@ impl Cluster {
                 kind.delete().await;
                 Leftovers::default()
             }
-            Handle::Existing => Leftovers::default(),
+            Handle::Existing => {
+                scenario::delete_own_namespaces(&self.client).await;
+                Leftovers::default()
+            }
         }
     }
 }

@@ -82,6 +82,35 @@ impl TestNamespace {
     }
 }
 
+/// Deletes the namespaces this process created (label [`MANAGED_BY`] and the name suffix
+/// `-<pid>`), e.g. those a failed scenario could not delete. Nothing else is touched.
+pub async fn delete_own_namespaces(client: &kube::Client) {
+    let api = Api::<Namespace>::all(client.clone());
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let Ok(list) = with_deadline(
+        "listing namespaces",
+        api.list(&ListParams::default().labels(&selector)),
+    )
+    .await
+    else {
+        return;
+    };
+    let suffix = format!("-{}", std::process::id());
+    for ns in list.items {
+        if let Some(name) = ns
+            .metadata
+            .name
+            .filter(|n| n.starts_with("kbx-conformance-") && n.ends_with(&suffix))
+        {
+            let _ = with_deadline(
+                "deleting a namespace",
+                api.delete(&name, &DeleteParams::default()),
+            )
+            .await;
+        }
+    }
+}
+
 async fn with_deadline<T>(
     what: &str,
     call: impl std::future::Future<Output = Result<T, kube::Error>>,

@@ -21,6 +21,8 @@
 //! - `buildkitd-args`: the buildkitd arguments after shell-word splitting, with the default
 //!   `--allow-insecure-entitlement=network.host` added as buildx does.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // an example prints its result
+
 use std::process::ExitCode;
 
 use kbx_opts::{DriverOpts, KubernetesOptions, Platform, buildkitd_args};

@@ -355,17 +355,25 @@ impl Platform {
 }
 
 /// containerd's `FormatAll`: `os[(version+features)]/arch[/variant]`.
+///
+/// OS versions and features are percent-encoded like containerd does (`%`, `+`, `(`, `)`, `/`),
+/// and so is every other byte the specifier grammar does not allow, so the text always parses
+/// back to the same platform (containerd leaves e.g. `=` as is, which its own parser rejects).
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.os.is_empty() {
             return f.write_str("unknown");
         }
         let encode = |v: &str| {
-            v.replace('%', "%25")
-                .replace('+', "%2B")
-                .replace('(', "%28")
-                .replace(')', "%29")
-                .replace('/', "%2F")
+            let mut out = String::with_capacity(v.len());
+            for b in v.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
         };
         let mut options = encode(&self.os_version);
         let mut features = self.os_features.clone();
