@@ -239,6 +239,63 @@ async fn builder_deployment_becomes_ready() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rendered_for_the_default_options_becomes_ready() -> anyhow::Result<()> {
+    scenario(async |cluster| {
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "manifest").await?;
+        // What `kbx create --driver-opt image=<test image>` renders: the default options otherwise.
+        let options = kbx_opts::KubernetesOptions::parse([format!(
+            "namespace={},image={}",
+            ns.name(),
+            cluster.builder_image()
+        )])?;
+        let mut node = kbx_manifest::Node::new("builder0", options);
+        node.flags = kbx_opts::buildkitd_args(None, None)?;
+        let manifests = kbx_manifest::render(&node)?;
+        ensure!(
+            manifests.config_maps.is_empty(),
+            "default options render no ConfigMap"
+        );
+        let kbx_manifest::Workload::Deployment(deployment) = manifests.workload else {
+            bail!("default options must render a Deployment");
+        };
+        let name = deployment
+            .metadata
+            .name
+            .clone()
+            .context("rendered Deployment has no name")?;
+        let started = Instant::now();
+        create_deployment(client, ns.name(), &deployment).await?;
+        wait_deployment_ready(client, ns.name(), &name, 1, READY_LIMIT).await?;
+        note(&format!(
+            "rendered deployment Ready after {:.1?}",
+            started.elapsed()
+        ));
+        let pods = running_pods(client, ns.name(), &name).await?;
+        let pod = pods
+            .first()
+            .and_then(|p| p.metadata.name.clone())
+            .context("no running pod")?;
+        let (stream, attached) = exec_stream(
+            client,
+            ns.name(),
+            &pod,
+            "buildkitd",
+            &["buildctl", "dial-stdio"],
+        )
+        .await?;
+        let workers = tokio::time::timeout(Duration::from_secs(60), list_workers(stream))
+            .await
+            .context("ListWorkers timed out")??;
+        attached.abort();
+        ensure!(!workers.is_empty(), "no workers");
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_into_the_builder_pod_reaches_buildkit() -> anyhow::Result<()> {
     scenario(async |cluster| {
         let client = cluster.client();
