@@ -62,3 +62,19 @@ bench-balance:
 # kbx-buildkit context upload against a raw byte copy (needs root and docker.io).
 bench-upload:
     cargo bench -p kbx-buildkit --bench upload
+# Build (or reuse from the cache) the Kubernetes 1.20.2 binaries the local cluster runs.
+k8s-binaries:
+    conformance/scripts/build-kubernetes.sh
+
+# Conformance scenarios on a real cluster. KBX_CONFORMANCE_CLUSTER=local (default, needs root),
+# kind (KBX_CONFORMANCE_KIND_CONFIG=single|multi-node|multi-arch) or existing (KUBECONFIG).
+conformance:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "${KBX_CONFORMANCE_CLUSTER:-local}" = local ]; then
+        conformance/scripts/build-kubernetes.sh
+    fi
+    status=0
+    cargo nextest run -p kbx-conformance --profile conformance || status=$?
+    cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
+    exit $status

@@ -1,0 +1,789 @@
+//! Test images without a registry: a root filesystem collected from host files (with the shared
+//! libraries `ldd` lists), written as a reproducible single-layer docker-archive that
+//! `ctr images import` and `kind load image-archive` understand.
+//!
+//! Two images are defined here:
+//! - [`pause_image`]: a tiny static program that sleeps until SIGTERM/SIGINT and reaps
+//!   children, used as containerd's sandbox image;
+//! - [`builder_image`]: Debian's `dockerd` (with its embedded BuildKit), `containerd`, `runc`,
+//!   `tini` as `docker-init`, busybox, and this crate's `buildctl`, started by a `buildkitd`
+//!   entry point that accepts and ignores buildkitd flags.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// The tag of the pause image (not `latest`, so pods use `IfNotPresent`).
+pub const PAUSE_IMAGE: &str = "kbx.invalid/pause:test";
+/// The tag of the builder image (not `latest`, so pods use `IfNotPresent`).
+pub const BUILDER_IMAGE: &str = "kbx.invalid/buildkit:test";
+
+/// The C source of the pause program.
+pub const PAUSE_C: &str = include_str!("../images/pause.c");
+
+/// The builder image's entry point, installed as `/usr/local/bin/buildkitd`.
+pub const BUILDKITD_SH: &str = include_str!("../images/buildkitd.sh");
+
+/// Busybox applets linked into the builder image.
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "ls", "cat", "cp", "mkdir", "rm", "mv", "ln", "ps", "echo", "sleep", "mount", "umount",
+    "env", "kill", "grep", "sed", "tar", "gzip", "head", "tail", "wc", "test", "true", "false",
+    "id", "find", "chmod", "touch",
+];
+
+/// An entry of the image's file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Dir { mode: u32 },
+    File { source: PathBuf, mode: u32 },
+    Data { bytes: Vec<u8>, mode: u32 },
+    Symlink { target: PathBuf },
+}
+
+/// A root file system being assembled. Paths are image paths (absolute, no `..`).
+#[derive(Debug, Clone, Default)]
+pub struct Rootfs {
+    /// The host directory that host paths are read from (`/` except in tests).
+    host_root: PathBuf,
+    entries: BTreeMap<PathBuf, Entry>,
+}
+
+/// The image configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// The tag, e.g. [`BUILDER_IMAGE`].
+    pub tag: String,
+    /// The entry point.
+    pub entrypoint: Vec<String>,
+    /// The environment (`KEY=value`).
+    pub env: Vec<String>,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::io(what, source)
+}
+
+impl Rootfs {
+    /// An empty file system that reads host files from `/`.
+    pub fn new() -> Self {
+        Self::with_host_root("/")
+    }
+
+    /// An empty file system that reads host files below `host_root` (for tests).
+    pub fn with_host_root(host_root: impl Into<PathBuf>) -> Self {
+        Rootfs {
+            host_root: host_root.into(),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    fn host(&self, image_path: &Path) -> PathBuf {
+        self.host_root
+            .join(image_path.strip_prefix("/").unwrap_or(image_path))
+    }
+
+    fn add_parents(&mut self, path: &Path) {
+        for parent in path.ancestors().skip(1) {
+            if parent == Path::new("/") || parent.as_os_str().is_empty() {
+                break;
+            }
+            self.entries
+                .entry(parent.to_path_buf())
+                .or_insert(Entry::Dir { mode: 0o755 });
+        }
+    }
+
+    /// Adds a directory.
+    pub fn dir(&mut self, path: impl AsRef<Path>, mode: u32) -> &mut Self {
+        let path = path.as_ref().to_path_buf();
+        self.add_parents(&path);
+        self.entries.insert(path, Entry::Dir { mode });
+        self
+    }
+
+    /// Adds a symbolic link.
+    pub fn symlink(&mut self, path: impl AsRef<Path>, target: impl Into<PathBuf>) -> &mut Self {
+        let path = path.as_ref().to_path_buf();
+        self.add_parents(&path);
+        self.entries.insert(
+            path,
+            Entry::Symlink {
+                target: target.into(),
+            },
+        );
+        self
+    }
+
+    /// Adds a file with the given content.
+    pub fn data(
+        &mut self,
+        path: impl AsRef<Path>,
+        bytes: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> &mut Self {
+        let path = path.as_ref().to_path_buf();
+        self.add_parents(&path);
+        self.entries.insert(
+            path,
+            Entry::Data {
+                bytes: bytes.into(),
+                mode,
+            },
+        );
+        self
+    }
+
+    /// Adds the host file `source` at `path`, with its mode.
+    pub fn file(
+        &mut self,
+        path: impl AsRef<Path>,
+        source: impl AsRef<Path>,
+    ) -> Result<&mut Self, Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let source = source.as_ref();
+        let meta =
+            std::fs::metadata(source).map_err(io_err(format!("reading {}", source.display())))?;
+        let path = path.as_ref().to_path_buf();
+        self.add_parents(&path);
+        self.entries.insert(
+            path,
+            Entry::File {
+                source: source.to_path_buf(),
+                mode: meta.permissions().mode() & 0o7777,
+            },
+        );
+        Ok(self)
+    }
+
+    /// Adds the host path `path` at the same place in the image, reproducing every symbolic link
+    /// met on the way (so `/lib64/ld-linux-x86-64.so.2` keeps working through usrmerge links).
+    pub fn host_path(&mut self, path: impl AsRef<Path>) -> Result<&mut Self, Error> {
+        let wanted = path.as_ref();
+        let mut queue = Vec::new();
+        push_components(&mut queue, wanted);
+        let mut current = PathBuf::from("/");
+        let mut hops = 0;
+        while let Some(name) = queue.pop() {
+            if name == ".." {
+                current.pop();
+                continue;
+            }
+            let next = current.join(&name);
+            let host = self.host(&next);
+            let meta = std::fs::symlink_metadata(&host)
+                .map_err(io_err(format!("reading {}", host.display())))?;
+            if meta.file_type().is_symlink() {
+                hops += 1;
+                if hops > 40 {
+                    return Err(Error::Image(format!(
+                        "too many symbolic links resolving {}",
+                        wanted.display()
+                    )));
+                }
+                let target = std::fs::read_link(&host)
+                    .map_err(io_err(format!("reading link {}", host.display())))?;
+                self.symlink(&next, target.clone());
+                if target.is_absolute() {
+                    current = PathBuf::from("/");
+                }
+                push_components(&mut queue, &target);
+            } else if meta.is_dir() {
+                if !self.entries.contains_key(&next) {
+                    self.dir(&next, 0o755);
+                }
+                current = next;
+            } else {
+                if !queue.is_empty() {
+                    return Err(Error::Image(format!(
+                        "{} is not a directory",
+                        next.display()
+                    )));
+                }
+                self.file(&next, &host)?;
+                current = next;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Adds an executable at `path` from the host file `source`, plus every shared library and
+    /// the loader that `ldd` lists for it (at their host paths).
+    pub fn executable(
+        &mut self,
+        path: impl AsRef<Path>,
+        source: impl AsRef<Path>,
+    ) -> Result<&mut Self, Error> {
+        let source = source.as_ref();
+        self.file(path, source)?;
+        for lib in shared_libraries(source)? {
+            self.host_path(&lib)?;
+        }
+        Ok(self)
+    }
+
+    /// The number of entries (directories included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the file system is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A fingerprint of everything the archive would contain: paths, modes, link targets,
+    /// inline data, the content of small host files and the size and modification time of
+    /// large ones, and the image configuration. Equal fingerprints mean an archive can be reused.
+    pub fn fingerprint(&self, config: &ImageConfig) -> Result<String, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let mut h = Sha256::new();
+        h.update(format!("{config:?}\n"));
+        for (path, entry) in &self.entries {
+            h.update(path.as_os_str().as_encoded_bytes());
+            match entry {
+                Entry::Dir { mode } => h.update(format!(" dir {mode:o}\n")),
+                Entry::Symlink { target } => h.update(format!(" link {}\n", target.display())),
+                Entry::Data { bytes, mode } => {
+                    h.update(format!(" data {mode:o} {}\n", bytes.len()));
+                    h.update(bytes);
+                }
+                Entry::File { source, mode } => {
+                    let meta = std::fs::metadata(source)
+                        .map_err(io_err(format!("reading {}", source.display())))?;
+                    h.update(format!(" file {mode:o} {}", meta.len()));
+                    if meta.len() <= 1 << 20 {
+                        let bytes = std::fs::read(source)
+                            .map_err(io_err(format!("reading {}", source.display())))?;
+                        h.update(&bytes);
+                    } else {
+                        h.update(format!(
+                            " {} {} {}",
+                            source.display(),
+                            meta.mtime(),
+                            meta.mtime_nsec()
+                        ));
+                    }
+                    h.update("\n");
+                }
+            }
+        }
+        Ok(hex(&h.finalize()))
+    }
+
+    /// Writes the archive to `<cache_dir>/<name>-<fingerprint>.tar` unless it is already there,
+    /// removes older archives of the same `name`, and returns the path.
+    pub fn cached_archive(
+        &self,
+        config: &ImageConfig,
+        cache_dir: &Path,
+        name: &str,
+    ) -> Result<PathBuf, Error> {
+        let fingerprint = self.fingerprint(config)?;
+        let path = cache_dir.join(format!("{name}-{}.tar", &fingerprint[..16]));
+        if path.is_file() {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(cache_dir)
+            .map_err(io_err(format!("creating {}", cache_dir.display())))?;
+        let partial = cache_dir.join(format!(
+            ".{name}-{}.{}.partial",
+            &fingerprint[..16],
+            std::process::id()
+        ));
+        self.write_archive(config, &partial)?;
+        if let Ok(entries) = std::fs::read_dir(cache_dir) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("{name}-")) && n.ends_with(".tar") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        std::fs::rename(&partial, &path)
+            .map_err(io_err(format!("renaming into {}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Writes the layer as an uncompressed, reproducible tar: sorted entries, owner root, time 0.
+    pub fn write_layer<W: Write>(&self, out: W) -> Result<W, Error> {
+        let mut tar = tar::Builder::new(out);
+        tar.mode(tar::HeaderMode::Deterministic);
+        for (path, entry) in &self.entries {
+            let name = path.strip_prefix("/").unwrap_or(path);
+            let mut header = tar::Header::new_gnu();
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            let appended = match entry {
+                Entry::Dir { mode } => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(*mode);
+                    header.set_size(0);
+                    tar.append_data(&mut header, name, std::io::empty())
+                }
+                Entry::Symlink { target } => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    tar.append_link(&mut header, name, target)
+                }
+                Entry::Data { bytes, mode } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(bytes.len() as u64);
+                    tar.append_data(&mut header, name, bytes.as_slice())
+                }
+                Entry::File { source, mode } => {
+                    let file = std::fs::File::open(source)
+                        .map_err(io_err(format!("opening {}", source.display())))?;
+                    let len = file
+                        .metadata()
+                        .map_err(io_err(format!("reading {}", source.display())))?
+                        .len();
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(len);
+                    tar.append_data(&mut header, name, file)
+                }
+            };
+            appended.map_err(io_err(format!("writing {} into the layer", path.display())))?;
+        }
+        tar.into_inner().map_err(io_err("finishing the layer"))
+    }
+
+    /// Writes a docker-archive (`manifest.json`, config, one layer) to `path`. Returns the
+    /// image id (the config's sha256).
+    pub fn write_archive(&self, config: &ImageConfig, path: &Path) -> Result<String, Error> {
+        let layer = self.write_layer(HashingWriter::default())?;
+        let layer_digest = layer.hex();
+        let config_json = serde_json::to_vec(&serde_json::json!({
+            "architecture": go_arch(),
+            "os": "linux",
+            "config": {
+                "Entrypoint": config.entrypoint,
+                "Env": config.env,
+                "WorkingDir": "/",
+            },
+            "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
+            "history": [{ "created_by": "kbx-conformance image builder" }],
+        }))
+        .map_err(|e| Error::Image(format!("encoding the image config: {e}")))?;
+        let config_digest = hex(&Sha256::digest(&config_json));
+        let manifest = serde_json::to_vec(&serde_json::json!([{
+            "Config": format!("{config_digest}.json"),
+            "RepoTags": [config.tag],
+            "Layers": [format!("{layer_digest}/layer.tar")],
+        }]))
+        .map_err(|e| Error::Image(format!("encoding the manifest: {e}")))?;
+
+        let file =
+            std::fs::File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
+        let mut outer = tar::Builder::new(std::io::BufWriter::new(file));
+        let mut put = |name: String, bytes: &[u8]| -> Result<(), Error> {
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(0);
+            h.set_mode(0o644);
+            h.set_size(bytes.len() as u64);
+            h.set_entry_type(tar::EntryType::Regular);
+            outer
+                .append_data(&mut h, name, bytes)
+                .map_err(io_err(format!("writing {}", path.display())))
+        };
+        put("manifest.json".into(), &manifest)?;
+        put(format!("{config_digest}.json"), &config_json)?;
+        // The layer is written a second time, streamed into the archive.
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_mode(0o644);
+        h.set_size(layer.len);
+        h.set_entry_type(tar::EntryType::Regular);
+        let mut pipe = LayerReader::new(self)?;
+        outer
+            .append_data(&mut h, format!("{layer_digest}/layer.tar"), &mut pipe)
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        outer
+            .into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(io_err(format!("finishing {}", path.display())))?;
+        Ok(config_digest)
+    }
+}
+
+/// Pushes the components of `path` on a stack so that the first component pops first.
+fn push_components(stack: &mut Vec<std::ffi::OsString>, path: &Path) {
+    for c in path.components().rev() {
+        match c {
+            Component::Normal(n) => stack.push(n.to_os_string()),
+            Component::ParentDir => stack.push("..".into()),
+            _ => {}
+        }
+    }
+}
+
+/// Reads a layer back as bytes (written to a temporary file first, so nothing large stays in
+/// memory).
+struct LayerReader {
+    file: std::fs::File,
+}
+
+impl LayerReader {
+    fn new(rootfs: &Rootfs) -> Result<Self, Error> {
+        let file = tempfile::tempfile().map_err(io_err("creating a temporary layer file"))?;
+        let mut file = rootfs.write_layer(file)?;
+        use std::io::Seek;
+        file.rewind().map_err(io_err("rewinding the layer file"))?;
+        Ok(LayerReader { file })
+    }
+}
+
+impl std::io::Read for LayerReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+#[derive(Default)]
+struct HashingWriter {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl HashingWriter {
+    fn hex(&self) -> String {
+        hex(&self.hasher.clone().finalize())
+    }
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// The shared libraries and loader `ldd` lists for `binary` (empty for static binaries).
+pub fn shared_libraries(binary: &Path) -> Result<BTreeSet<PathBuf>, Error> {
+    let out = std::process::Command::new("ldd")
+        .arg(binary)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(io_err(format!("running ldd on {}", binary.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        if text.contains("not a dynamic executable")
+            || String::from_utf8_lossy(&out.stderr).contains("not a dynamic executable")
+        {
+            return Ok(BTreeSet::new());
+        }
+        return Err(Error::Image(format!(
+            "ldd {} failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    parse_ldd(&text)
+}
+
+/// Parses `ldd` output into library paths.
+pub fn parse_ldd(text: &str) -> Result<BTreeSet<PathBuf>, Error> {
+    let mut libs = BTreeSet::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.contains("not found") {
+            return Err(Error::Image(format!("missing shared library: {line}")));
+        }
+        let candidate = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = candidate.filter(|p| p.starts_with('/')) {
+            libs.insert(PathBuf::from(path));
+        }
+    }
+    Ok(libs)
+}
+
+/// Compiles the pause program with `cc -static` into `dir` and returns its path.
+pub fn compile_pause(dir: &Path) -> Result<PathBuf, Error> {
+    let source = dir.join("pause.c");
+    std::fs::write(&source, PAUSE_C).map_err(io_err(format!("writing {}", source.display())))?;
+    let binary = dir.join("pause");
+    let out = std::process::Command::new("cc")
+        .args(["-static", "-Os", "-s", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .map_err(io_err("running cc (install gcc and libc6-dev)"))?;
+    if !out.status.success() {
+        return Err(Error::Image(format!(
+            "cc -static pause.c failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(binary)
+}
+
+/// The pause image: `/pause` only.
+pub fn pause_image(pause_binary: &Path) -> Result<(Rootfs, ImageConfig), Error> {
+    let mut fs = Rootfs::new();
+    fs.file("/pause", pause_binary)?;
+    let config = ImageConfig {
+        tag: PAUSE_IMAGE.into(),
+        entrypoint: vec!["/pause".into()],
+        env: Vec::new(),
+    };
+    Ok((fs, config))
+}
+
+/// Host programs the builder image needs, from Debian packages.
+pub const BUILDER_HOST_PROGRAMS: &[(&str, &str)] = &[
+    ("/usr/sbin/dockerd", "docker.io"),
+    ("/usr/bin/docker", "docker.io"),
+    ("/usr/bin/containerd", "containerd"),
+    ("/usr/bin/containerd-shim-runc-v2", "containerd"),
+    ("/usr/sbin/runc", "runc"),
+    ("/usr/bin/tini-static", "tini"),
+    ("/bin/busybox", "busybox-static"),
+];
+
+/// The builder image: Docker Engine (embedded BuildKit) started by a `buildkitd` entry point,
+/// plus `buildctl` from `buildctl_binary`.
+pub fn builder_image(buildctl_binary: &Path) -> Result<(Rootfs, ImageConfig), Error> {
+    for (program, package) in BUILDER_HOST_PROGRAMS {
+        if !Path::new(program).exists() {
+            return Err(Error::Image(format!(
+                "{program} is missing (install the Debian package {package})"
+            )));
+        }
+    }
+    let mut fs = Rootfs::new();
+    for link in ["bin", "sbin", "lib", "lib64"] {
+        if std::fs::symlink_metadata(format!("/{link}"))
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            fs.host_path(format!("/{link}"))?;
+        }
+    }
+    fs.executable("/usr/sbin/dockerd", "/usr/sbin/dockerd")?
+        .executable("/usr/bin/docker", "/usr/bin/docker")?
+        .executable("/usr/bin/containerd", "/usr/bin/containerd")?
+        .executable(
+            "/usr/bin/containerd-shim-runc-v2",
+            "/usr/bin/containerd-shim-runc-v2",
+        )?
+        .executable("/usr/sbin/runc", "/usr/sbin/runc")?
+        .executable("/usr/bin/docker-init", "/usr/bin/tini-static")?
+        .executable("/usr/local/bin/buildctl", buildctl_binary)?
+        .file("/usr/bin/busybox", "/bin/busybox")?;
+    for applet in BUSYBOX_APPLETS {
+        let path = PathBuf::from("/usr/bin").join(applet);
+        if !fs.entries.contains_key(&path) {
+            fs.symlink(path, "busybox");
+        }
+    }
+    fs.data("/usr/local/bin/buildkitd", BUILDKITD_SH, 0o755)
+        .data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        .data("/etc/group", "root:x:0:\n", 0o644)
+        .dir("/tmp", 0o1777)
+        .dir("/root", 0o700)
+        .dir("/run", 0o755)
+        .symlink("/var/run", "../run")
+        .dir("/var/lib/buildkit", 0o711)
+        .dir("/etc/buildkit", 0o755)
+        .dir("/proc", 0o555)
+        .dir("/sys", 0o555)
+        .dir("/dev", 0o755);
+    let config = ImageConfig {
+        tag: BUILDER_IMAGE.into(),
+        entrypoint: vec!["/usr/local/bin/buildkitd".into()],
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+    };
+    Ok((fs, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ldd_output() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        let libs = parse_ldd(text).unwrap();
+        assert_eq!(
+            libs.into_iter().collect::<Vec<_>>(),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+        assert!(parse_ldd("\tlibnope.so => not found\n").is_err());
+    }
+
+    #[test]
+    fn host_paths_keep_their_symbolic_links() {
+        let host = tempfile::tempdir().unwrap();
+        let r = host.path();
+        std::fs::create_dir_all(r.join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::write(r.join("usr/lib/x86_64-linux-gnu/ld.so"), b"loader").unwrap();
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib64")).unwrap();
+        std::os::unix::fs::symlink("/lib/x86_64-linux-gnu/ld.so", r.join("usr/lib64/ld")).unwrap();
+        std::os::unix::fs::symlink("usr/lib64", r.join("lib64")).unwrap();
+
+        let mut fs = Rootfs::with_host_root(r);
+        fs.host_path("/lib64/ld").unwrap();
+        let e = &fs.entries;
+        assert_eq!(
+            e[Path::new("/lib64")],
+            Entry::Symlink {
+                target: "usr/lib64".into()
+            }
+        );
+        assert_eq!(
+            e[Path::new("/usr/lib64/ld")],
+            Entry::Symlink {
+                target: "/lib/x86_64-linux-gnu/ld.so".into()
+            }
+        );
+        assert_eq!(
+            e[Path::new("/lib")],
+            Entry::Symlink {
+                target: "usr/lib".into()
+            }
+        );
+        assert!(matches!(
+            e[Path::new("/usr/lib/x86_64-linux-gnu/ld.so")],
+            Entry::File { .. }
+        ));
+        assert!(matches!(
+            e[Path::new("/usr/lib/x86_64-linux-gnu")],
+            Entry::Dir { .. }
+        ));
+    }
+
+    #[test]
+    fn archives_are_reproducible_and_well_formed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("hello");
+        std::fs::write(&src, b"#!/bin/sh\necho hi\n").unwrap();
+        let mut fs = Rootfs::new();
+        fs.file("/usr/bin/hello", &src)
+            .unwrap()
+            .symlink("/bin", "usr/bin")
+            .dir("/tmp", 0o1777);
+        let config = ImageConfig {
+            tag: "kbx.invalid/t:1".into(),
+            entrypoint: vec!["/usr/bin/hello".into()],
+            env: vec![],
+        };
+        let a = dir.path().join("a.tar");
+        let b = dir.path().join("b.tar");
+        let id_a = fs.write_archive(&config, &a).unwrap();
+        let id_b = fs.write_archive(&config, &b).unwrap();
+        assert_eq!(id_a, id_b);
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+        let mut archive = tar::Archive::new(std::fs::File::open(&a).unwrap());
+        let mut names = Vec::new();
+        let mut manifest = serde_json::Value::Null;
+        let mut layer = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            if name == "manifest.json" {
+                manifest = serde_json::from_slice(&bytes).unwrap();
+            } else if name.ends_with("layer.tar") {
+                layer = bytes;
+            }
+            names.push(name);
+        }
+        assert_eq!(manifest[0]["RepoTags"][0], "kbx.invalid/t:1");
+        assert_eq!(manifest[0]["Config"], format!("{id_a}.json"));
+        let layer_name = manifest[0]["Layers"][0].as_str().unwrap();
+        assert_eq!(
+            layer_name,
+            format!("{}/layer.tar", hex(&Sha256::digest(&layer)))
+        );
+        assert!(names.contains(&layer_name.to_owned()));
+
+        let mut inner = tar::Archive::new(layer.as_slice());
+        let listed: Vec<String> = inner
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            listed,
+            vec!["bin", "tmp", "usr", "usr/bin", "usr/bin/hello"]
+        );
+    }
+
+    #[test]
+    fn cached_archives_are_reused_until_an_input_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, b"one").unwrap();
+        let config = ImageConfig {
+            tag: "kbx.invalid/t:1".into(),
+            entrypoint: vec![],
+            env: vec![],
+        };
+        let mut fs = Rootfs::new();
+        fs.file("/f", &src).unwrap();
+        let cache = dir.path().join("cache");
+        let first = fs.cached_archive(&config, &cache, "t").unwrap();
+        let again = fs.cached_archive(&config, &cache, "t").unwrap();
+        assert_eq!(first, again);
+        std::fs::write(&src, b"two").unwrap();
+        let changed = fs.cached_archive(&config, &cache, "t").unwrap();
+        assert_ne!(first, changed);
+        assert!(!first.exists(), "the stale archive is removed");
+        let other_config = ImageConfig {
+            tag: "kbx.invalid/t:2".into(),
+            ..config
+        };
+        assert_ne!(
+            fs.fingerprint(&other_config).unwrap(),
+            fs.fingerprint(&ImageConfig {
+                tag: "kbx.invalid/t:1".into(),
+                entrypoint: vec![],
+                env: vec![]
+            })
+            .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_pause_program_compiles_statically() {
+        let dir = tempfile::tempdir().unwrap();
+        let pause = compile_pause(dir.path()).unwrap();
+        assert!(shared_libraries(&pause).unwrap().is_empty());
+    }
+}
