@@ -304,6 +304,15 @@ impl Cluster {
         &self.builder_image
     }
 
+    /// A kubeconfig file for an admin of the cluster (what `kbx` is run with).
+    pub fn kubeconfig(&self) -> Option<PathBuf> {
+        match &self.handle {
+            Handle::Local(l) => Some(l.kubeconfig()),
+            Handle::Kind(k) => Some(k.kubeconfig()),
+            Handle::Existing => std::env::var_os("KUBECONFIG").map(PathBuf::from),
+        }
+    }
+
     /// The local cluster, when the backend is `local`.
     pub fn local(&self) -> Option<&LocalCluster> {
         match &self.handle {

@@ -465,3 +465,225 @@ async fn teardown_leaves_nothing_behind() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The `kbx` binary of this workspace, built if needed.
+fn kbx_binary() -> anyhow::Result<std::path::PathBuf> {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "kbx-cli", "--bin", "kbx"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .context("running cargo build -p kbx-cli")?;
+    ensure!(status.success(), "cannot build kbx");
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test binary has no profile directory")?;
+    Ok(profile_dir.join("kbx"))
+}
+
+/// Runs `kbx` with its own store and the cluster's kubeconfig.
+async fn kbx(
+    bin: &std::path::Path,
+    home: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<std::process::Output> {
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("BUILDX_CONFIG", home.join("buildx"))
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .await
+        .with_context(|| format!("running kbx {args:?}"))?;
+    note(&format!(
+        "$ kbx {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ));
+    Ok(out)
+}
+
+/// Every regular file under `root` with its bytes, by relative path.
+fn tree(root: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&path)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_create_bootstrap_ls_build_and_rm() -> anyhow::Result<()> {
+    scenario(async |cluster| {
+        let bin = kbx_binary()?;
+        let kubeconfig = cluster
+            .kubeconfig()
+            .context("the cluster has no kubeconfig")?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "kbx").await?;
+        let home = tempfile::tempdir()?;
+        let opts = format!(
+            "namespace={},image={},replicas=2,timeout=240s",
+            ns.name(),
+            cluster.builder_image()
+        );
+
+        // create --bootstrap: both pods become ready.
+        let out = kbx(
+            &bin,
+            home.path(),
+            &kubeconfig,
+            &[
+                "create",
+                "--name",
+                "kbxtest",
+                "--driver",
+                "kubernetes",
+                "--driver-opt",
+                &opts,
+                "--bootstrap",
+                "--use",
+            ],
+        )
+        .await?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(out.status.success(), "create failed: {stderr}");
+        ensure!(
+            String::from_utf8_lossy(&out.stdout) == "kbxtest\n",
+            "create prints the name"
+        );
+        ensure!(stderr.contains("Deployment kbxtest0 created"), "{stderr}");
+        ensure!(
+            stderr.contains("waiting for 2 pods to be ready, timeout: 4 minutes"),
+            "{stderr}"
+        );
+        let pods = running_pods(client, ns.name(), "kbxtest0").await?;
+        ensure!(
+            pods.len() == 2,
+            "expected two running pods, got {}",
+            pods.len()
+        );
+
+        // Bootstrapping again changes nothing.
+        let out = kbx(&bin, home.path(), &kubeconfig, &["inspect", "--bootstrap"]).await?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(out.status.success(), "inspect failed: {stderr}");
+        ensure!(stderr.contains("Deployment kbxtest0 unchanged"), "{stderr}");
+        ensure!(String::from_utf8_lossy(&out.stdout).contains("Status:                running"));
+
+        // ls: the builder, current, one row per running pod.
+        let out = kbx(&bin, home.path(), &kubeconfig, &["ls"]).await?;
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        ensure!(out.status.success(), "ls failed");
+        ensure!(table.lines().any(|l| l.starts_with("kbxtest*")), "{table}");
+        ensure!(
+            table.lines().filter(|l| l.contains(" running ")).count() == 2,
+            "{table}"
+        );
+
+        // build: FROM scratch + COPY, exported locally, identical to the source tree.
+        let ctx = tempfile::tempdir()?;
+        std::fs::create_dir_all(ctx.path().join("a/b/c"))?;
+        std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n")?;
+        std::fs::write(ctx.path().join("a/b/c/deep.txt"), "deep\n")?;
+        std::fs::write(ctx.path().join("a/empty"), "")?;
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(ctx.path().join("a/big.bin"), &big)?;
+        let dest = home.path().join("out");
+        let out = kbx(
+            &bin,
+            home.path(),
+            &kubeconfig,
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+                ctx.path().to_str().context("path")?,
+            ],
+        )
+        .await?;
+        ensure!(
+            out.status.success(),
+            "build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(
+            tree(&dest)? == tree(ctx.path())?,
+            "exported tree differs from the source"
+        );
+
+        // A failing step names the step and its output.
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY missing-file /\n",
+        )?;
+        let out = kbx(
+            &bin,
+            home.path(),
+            &kubeconfig,
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+                ctx.path().to_str().context("path")?,
+            ],
+        )
+        .await?;
+        ensure!(
+            out.status.code() == Some(1),
+            "a broken Dockerfile must fail the build"
+        );
+        ensure!(String::from_utf8_lossy(&out.stderr).contains("missing-file"));
+
+        // rm: nothing of the builder is left in the namespace.
+        let out = kbx(&bin, home.path(), &kubeconfig, &["rm", "kbxtest"]).await?;
+        ensure!(
+            out.status.success(),
+            "rm failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(client.clone(), ns.name());
+        ensure!(
+            deployments.get_opt("kbxtest0").await?.is_none(),
+            "the Deployment is left"
+        );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !running_pods(client, ns.name(), "kbxtest0")
+            .await?
+            .is_empty()
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "builder pods still running 2 minutes after rm"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        ensure!(
+            !home.path().join("buildx/instances/kbxtest").exists(),
+            "the store record is left"
+        );
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
