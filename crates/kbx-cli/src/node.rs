@@ -48,7 +48,7 @@ pub(crate) async fn driver(node: &Node) -> Result<NodeDriver, Error> {
     let endpoint = KubernetesEndpoint::parse(&node.endpoint).ok();
     let request = ConfigRequest {
         endpoint_kubeconfig: endpoint.map(|e| e.kubeconfig).unwrap_or_default(),
-        context: None,
+        context: options.context.clone(),
         namespace: options.namespace.clone(),
     };
     let resolved = kbx_kube::resolve(&request, |k| std::env::var_os(k)).await?;

@@ -126,6 +126,13 @@ pub struct KubernetesOptions {
     pub image: String,
     /// `namespace`: `None` means the kubeconfig context's namespace.
     pub namespace: Option<String>,
+    /// `context`: a kubeconfig context to use instead of the kubeconfig's `current-context`
+    /// (`None`: the current context, read at every command as buildx does).
+    ///
+    /// # Deviation
+    /// New in kbx (buildx #2069): buildx has no way to pin a node to a context and follows
+    /// whatever `current-context` is when a command runs.
+    pub context: Option<String>,
     /// `replicas` (≥ 0).
     pub replicas: i32,
     /// `requests.cpu`, `requests.memory`, `requests.ephemeral-storage`.
@@ -170,6 +177,7 @@ impl Default for KubernetesOptions {
         Self {
             image: DEFAULT_IMAGE.to_owned(),
             namespace: None,
+            context: None,
             replicas: 1,
             requests: Resources::default(),
             limits: Resources::default(),
@@ -290,6 +298,7 @@ impl KubernetesOptions {
         match opt.key() {
             "image" => *image = non_empty(v),
             "namespace" => self.namespace = Some(v.to_owned()),
+            "context" => self.context = non_empty(v),
             "replicas" => {
                 let n = parse_go_int(v, 32, IntFunc::ParseInt)?;
                 if n < 0 {
@@ -363,6 +372,9 @@ impl KubernetesOptions {
         let mut d = DriverOpts::new();
         if let Some(ns) = &self.namespace {
             d.insert("namespace", ns);
+        }
+        if let Some(c) = &self.context {
+            d.insert("context", c);
         }
         let default_image = if self.rootless {
             DEFAULT_ROOTLESS_IMAGE

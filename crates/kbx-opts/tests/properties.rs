@@ -116,14 +116,28 @@ fn options() -> impl Strategy<Value = KubernetesOptions> {
         any::<bool>(),
         1i64..=i64::MAX,
         btree_map("[A-Z_][A-Z0-9_]{0,10}", "[ -~]{0,20}", 0..4),
+        option::of(free_text()),
     );
     (a, b).prop_map(
         |(
             (image, namespace, replicas, requests, limits, pvc, memory, rootless, sched, sa),
-            (node_selector, annotations, labels, tolerations, lb, qemu, qemu_image, load, ns, env),
+            (
+                node_selector,
+                annotations,
+                labels,
+                tolerations,
+                lb,
+                qemu,
+                qemu_image,
+                load,
+                ns,
+                env,
+                context,
+            ),
         )| KubernetesOptions {
             image,
             namespace,
+            context,
             replicas,
             requests,
             limits,

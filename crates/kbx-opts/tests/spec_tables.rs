@@ -425,3 +425,14 @@ fn endpoint_strings() {
     assert_eq!(ep.kubeconfig, "./fixtures/k3s-kubeconfig");
     assert!(KubernetesEndpoint::parse("tcp://x").is_err());
 }
+
+/// `context=` (kbx only): pins a kubeconfig context; empty means the current context.
+#[test]
+fn context_option_pins_a_kubeconfig_context() {
+    let o = parse(&["context=prod-eu,namespace=ci"]).unwrap();
+    assert_eq!(o.context.as_deref(), Some("prod-eu"));
+    assert_eq!(o.to_string(), "namespace=ci,context=prod-eu");
+    assert_eq!(parse(&[&o.to_string()]).unwrap(), o);
+    assert_eq!(parse(&["context="]).unwrap().context, None);
+    assert_eq!(KubernetesOptions::default().context, None);
+}
