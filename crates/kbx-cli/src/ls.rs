@@ -62,23 +62,18 @@ pub(crate) fn tabwrite(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn platforms(n: &Node, status: &NodeStatus) -> String {
-    let stored: Vec<String> = n
-        .platforms
-        .iter()
-        .flatten()
-        .map(|p| format!("{p}*"))
-        .collect();
-    let mut all = stored.clone();
-    if let Ok(Status::Running(pods)) = &status.status {
-        for p in pods.iter().flat_map(|p| &p.platforms) {
-            let text = p.to_string();
-            if !all.iter().any(|s| s.trim_end_matches('*') == text) {
-                all.push(text);
-            }
-        }
+/// The PLATFORMS of one row: the node's fixed platforms, then those `detected` (a pod's).
+fn platforms(n: &Node, detected: &[kbx_opts::Platform]) -> Vec<String> {
+    let fixed = n.platforms.clone().unwrap_or_default();
+    crate::platforms::in_groups(&fixed, detected)
+}
+
+/// Every platform any pod of the node reports.
+fn detected(status: &NodeStatus) -> Vec<kbx_opts::Platform> {
+    match &status.status {
+        Ok(Status::Running(pods)) => pods.iter().flat_map(|p| p.platforms.clone()).collect(),
+        _ => Vec::new(),
     }
-    all.join(", ")
 }
 
 pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
@@ -136,15 +131,20 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
             String::new(),
         ]);
         for (n, st) in ng.nodes().iter().zip(statuses) {
-            let pods = match &st.status {
-                Ok(Status::Running(pods)) if !pods.is_empty() => pods.len(),
-                _ => 1,
-            };
-            for _ in 0..pods {
-                let mut p = platforms(n, st);
-                if !args.no_trunc && p.len() > 80 {
-                    p = truncate_platforms(&p);
+            // A running node has one row per running pod, as buildx's dynamic nodes.
+            let per_row: Vec<Vec<kbx_opts::Platform>> = match &st.status {
+                Ok(Status::Running(pods)) if !pods.is_empty() => {
+                    pods.iter().map(|p| p.platforms.clone()).collect()
                 }
+                _ => vec![Vec::new()],
+            };
+            for detected in per_row {
+                let list = platforms(n, &detected);
+                let p = if args.no_trunc {
+                    list.join(", ")
+                } else {
+                    crate::platforms::truncate(&list, 4)
+                };
                 rows.push(vec![
                     format!(" \\_ {}", n.name),
                     format!(" \\_ {}", n.endpoint),
@@ -168,14 +168,6 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn truncate_platforms(list: &str) -> String {
-    let items: Vec<&str> = list.split(", ").collect();
-    if items.len() <= 4 {
-        return list.to_owned();
-    }
-    format!("{}, ({} more)", items[..4].join(", "), items.len() - 4)
-}
-
 fn builder_json(
     ng: &NodeGroup,
     statuses: &[NodeStatus],
@@ -186,20 +178,26 @@ fn builder_json(
         .iter()
         .zip(statuses)
         .map(|(n, st)| {
-            json!({
-                "Name": n.name,
-                "Endpoint": n.endpoint,
-                "Flags": n.buildkitd_flags,
-                "DriverOpts": n.driver_opts,
-                "Status": st.word(),
-                "Err": st.status.as_ref().err(),
-                "StatusReason": match &st.status {
-                    Ok(Status::Inactive(why)) => Some(why.clone()),
-                    Ok(Status::Stopped(why)) => why.clone(),
-                    _ => None,
-                },
-                "Platforms": n.platforms.iter().flatten().map(ToString::to_string).collect::<Vec<_>>(),
-            })
+            // The stored node as the store writes it (Files in base64), plus its state.
+            let mut node = serde_json::to_value(n).unwrap_or_else(|_| json!({}));
+            if let Some(obj) = node.as_object_mut() {
+                obj.insert("Status".into(), json!(st.word()));
+                obj.insert("Err".into(), json!(st.status.as_ref().err()));
+                obj.insert(
+                    "StatusReason".into(),
+                    json!(match &st.status {
+                        Ok(Status::Inactive(why)) => Some(why.clone()),
+                        Ok(Status::Stopped(why)) => why.clone(),
+                        _ => None,
+                    }),
+                );
+                let all: Vec<String> = platforms(n, &detected(st))
+                    .into_iter()
+                    .map(|p| p.trim_end_matches('*').to_owned())
+                    .collect();
+                obj.insert("Platforms".into(), json!(all));
+            }
+            node
         })
         .collect();
     json!({
@@ -262,7 +260,7 @@ pub(crate) async fn inspect(args: InspectArgs) -> Result<(), Error> {
         if let Some(flags) = &n.buildkitd_flags {
             println!("BuildKit daemon flags: {}", flags.join(" "));
         }
-        let p = platforms(n, &st);
+        let p = platforms(n, &detected(&st)).join(", ");
         if !p.is_empty() {
             println!("Platforms:             {p}");
         }
@@ -320,14 +318,5 @@ mod tests {
             "{text}"
         );
         assert!(lines[1].ends_with(' '), "trailing padding as in buildx");
-    }
-
-    #[test]
-    fn platforms_truncate_to_four_groups() {
-        assert_eq!(
-            truncate_platforms("a, b, c, d, e, f"),
-            "a, b, c, d, (2 more)"
-        );
-        assert_eq!(truncate_platforms("a, b"), "a, b");
     }
 }

@@ -19,6 +19,7 @@ mod ls;
 mod manage;
 mod names;
 mod node;
+mod platforms;
 
 use std::process::ExitCode;
 
