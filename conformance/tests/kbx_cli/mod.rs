@@ -116,6 +116,21 @@ impl User {
         })
     }
 
+    /// `kbx create --name NAME --driver kubernetes --driver-opt OPTS [flags…]`.
+    async fn create(&self, name: &str, opts: &str, flags: &[&str]) -> anyhow::Result<Run> {
+        let mut args = vec![
+            "create",
+            "--name",
+            name,
+            "--driver",
+            "kubernetes",
+            "--driver-opt",
+            opts,
+        ];
+        args.extend_from_slice(flags);
+        self.run(&args).await
+    }
+
     /// `kbx build --progress plain [extra…] DIR`.
     async fn build(&self, dir: &Path, extra: &[&str]) -> anyhow::Result<Run> {
         let mut args = vec!["build", "--progress", "plain"];
@@ -262,17 +277,7 @@ async fn kbx_create_bootstrap_ls_build_and_rm() -> anyhow::Result<()> {
 
         // create --bootstrap: both pods become ready.
         let run = user
-            .run(&[
-                "create",
-                "--name",
-                "kbxtest",
-                "--driver",
-                "kubernetes",
-                "--driver-opt",
-                &opts,
-                "--bootstrap",
-                "--use",
-            ])
+            .create("kbxtest", &opts, &["--bootstrap", "--use"])
             .await?
             .ok()?;
         ensure!(run.stdout == "kbxtest\n", "create prints the name");
@@ -372,19 +377,11 @@ async fn kbx_build_pod_choice_sticky_random_and_lost_pod() -> anyhow::Result<()>
         let client = cluster.client();
         let ns = TestNamespace::create(client, "spread").await?;
         let opts = driver_opts(cluster, &ns, "replicas=2");
-        user.run(&[
-            "create",
-            "--name",
+        user.create(
             "spread",
-            "--node",
-            "spread0",
-            "--driver",
-            "kubernetes",
-            "--driver-opt",
             &opts,
-            "--bootstrap",
-            "--use",
-        ])
+            &["--node", "spread0", "--bootstrap", "--use"],
+        )
         .await?
         .ok()?;
         let names: Vec<String> = running_pods(client, ns.name(), "spread0")
@@ -453,17 +450,7 @@ async fn kbx_build_pod_choice_sticky_random_and_lost_pod() -> anyhow::Result<()>
         wait_deployment_ready(client, ns.name(), "spread0", 2, READY_AGAIN).await?;
         let opts = driver_opts(cluster, &ns, "replicas=2,loadbalance=random");
         let run = user
-            .run(&[
-                "create",
-                "--name",
-                "spread",
-                "--node",
-                "spread0",
-                "--driver",
-                "kubernetes",
-                "--driver-opt",
-                &opts,
-            ])
+            .create("spread", &opts, &["--node", "spread0"])
             .await?
             .ok()?;
         ensure!(run.stdout == "spread\n", "{}", run.stdout);
@@ -531,18 +518,7 @@ async fn kbx_create_options_reach_the_cluster_and_rm_leaves_nothing() -> anyhow:
              requests.cpu=100m,requests.memory=64Mi,limits.memory=3Gi"
         );
         let opts = driver_opts(cluster, &ns, &extra);
-        user.run(&[
-            "create",
-            "--name",
-            "opts",
-            "--driver",
-            "kubernetes",
-            "--driver-opt",
-            &opts,
-            "--bootstrap",
-        ])
-        .await?
-        .ok()?;
+        user.create("opts", &opts, &["--bootstrap"]).await?.ok()?;
         let d = Api::<Deployment>::namespaced(client.clone(), ns.name())
             .get("opts0")
             .await?;
@@ -634,18 +610,7 @@ async fn kbx_create_options_reach_the_cluster_and_rm_leaves_nothing() -> anyhow:
             ns.name()
         );
         let started = Instant::now();
-        let run = user
-            .run(&[
-                "create",
-                "--name",
-                "nopull",
-                "--driver",
-                "kubernetes",
-                "--driver-opt",
-                &opts,
-                "--bootstrap",
-            ])
-            .await?;
+        let run = user.create("nopull", &opts, &["--bootstrap"]).await?;
         ensure!(
             !run.out.status.success(),
             "bootstrap of an unpullable image succeeded"
@@ -706,17 +671,7 @@ async fn kbx_statefulset_with_claims_builds_and_rm_deletes_claims() -> anyhow::R
 
         let opts = driver_opts(cluster, &ns, "persistent-volume-claim.requests.storage=1Gi");
         let run = user
-            .run(&[
-                "create",
-                "--name",
-                "state",
-                "--driver",
-                "kubernetes",
-                "--driver-opt",
-                &opts,
-                "--bootstrap",
-                "--use",
-            ])
+            .create("state", &opts, &["--bootstrap", "--use"])
             .await?
             .ok()?;
         ensure!(
