@@ -59,7 +59,7 @@ pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker}
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};
-pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker};
+pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker, SolveStatus};
 pub use solve::{BuildOptions, BuildResult, CacheEntry, Output};
 pub use transport::Address;
 
