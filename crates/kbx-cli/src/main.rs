@@ -19,6 +19,7 @@ mod ls;
 mod manage;
 mod names;
 mod node;
+mod progress;
 
 use std::process::ExitCode;
 
