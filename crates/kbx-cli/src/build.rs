@@ -53,12 +53,12 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         .map_err(|e| Error::msg(e.to_string()))?
         .name
         .clone();
-    let mut printer = Printer::new(mode);
-    if printer.takes_notes() {
+    if mode.takes_notes() {
         eprintln!("#0 building on {} ({} pod {pod})", n.name, ng.name);
     }
 
     let client = connect(&driver, &pod).await?;
+    let mut printer = Printer::new(mode);
     let result = client
         .build_with_status(&opts, |status, events| printer.update(status, events))
         .await;

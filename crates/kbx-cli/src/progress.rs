@@ -50,6 +50,13 @@ pub(crate) enum Mode {
     Quiet,
 }
 
+impl Mode {
+    /// Whether free-form notes (`#0 building on …`) may go to stderr before the build.
+    pub(crate) fn takes_notes(self) -> bool {
+        matches!(self, Mode::Plain | Mode::Tty)
+    }
+}
+
 /// Decides `auto` and checks `tty`: `stderr_terminal` is whether stderr is a terminal, `term`
 /// the value of `TERM`.
 ///
@@ -111,11 +118,6 @@ impl Printer {
             }
         };
         Printer { kind }
-    }
-
-    /// Whether free-form notes (`#0 building on …`) may go to stderr.
-    pub(crate) fn takes_notes(&self) -> bool {
-        matches!(self.kind, Kind::Plain(_) | Kind::Tty(_))
     }
 
     /// One daemon message and the events it caused. Write errors of stderr are ignored: a
