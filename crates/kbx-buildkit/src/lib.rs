@@ -33,7 +33,8 @@
 //! ```
 //!
 //! Modules: [`transport`] (byte streams → tonic channels), [`Client`] (Control API,
-//! capabilities, [`Client::build`]), [`progress`] (events and the plain renderer).
+//! capabilities, [`Client::build`]), [`progress`] (events, the daemon's messages as
+//! [`SolveStatus`], and the plain renderer).
 //!
 //! # Deviations from buildx
 //! - Extended attributes of context files are not sent (buildx sends them); see

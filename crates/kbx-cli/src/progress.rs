@@ -11,10 +11,13 @@
 //! # Deviation
 //! - The tty view draws each step's sub-progress and last log lines itself instead of through a
 //!   virtual terminal: cursor movement inside a step's output is reduced to "text after the last
-//!   carriage return", and the rows of a progress group are not merged into one.
-//! - The timer of a running step counts from when kbx saw it start (buildx corrects the daemon's
-//!   clock by the offset it measured); finished steps use the daemon's own timestamps, as buildx.
-//! - Warnings are not summarised after the build.
+//!   carriage return", `BUILDKIT_TTY_LOG_LINES` is not read (6 lines), and the rows of a
+//!   progress group are not merged into one. The timer of a running step counts from when kbx
+//!   saw it start (buildx corrects the daemon's clock by the offset it measured); finished steps
+//!   use the daemon's own timestamps, as buildx. Colours are buildkit's defaults, off with
+//!   `NO_COLOR`; `BUILDKIT_COLORS` is not read. (`docs/deviations.md` K8.)
+//! - Warnings are not summarised after the build (K9).
+//! - `rawjson` leaves the LLB `definition` out of a warning's `sourceInfo` (K10).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IsTerminal as _, Write};
@@ -155,6 +158,10 @@ fn color_enabled() -> bool {
 
 /// Writes each [`SolveStatus`] as one line of JSON with the Go client's field names and
 /// `omitempty` rules: byte slices in standard base64, times in RFC 3339 with nanoseconds (UTC).
+///
+/// # Deviation
+/// A warning's `sourceInfo` has no `definition` (the LLB of the source); see
+/// `docs/deviations.md` K10.
 pub(crate) struct JsonPrinter<W: Write> {
     out: W,
 }
