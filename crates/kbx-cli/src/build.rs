@@ -28,7 +28,7 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
     let options = node::options(&n)?;
     let driver = node::driver(&n).await?;
     if !matches!(driver.status().await?, Status::Running(_)) {
-        create::bootstrap(&ng).await?;
+        create::bootstrap(&ng, mode).await?;
     }
 
     // The pod: buildx's key is the absolute context path.

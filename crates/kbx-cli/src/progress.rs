@@ -95,20 +95,28 @@ pub(crate) struct Printer {
     kind: Kind,
 }
 
+/// Where `plain` and `rawjson` output goes.
+type Sink = Box<dyn Write + Send>;
+
 enum Kind {
     Quiet,
-    Plain(PlainRenderer<io::Stderr>),
-    Json(JsonPrinter<io::Stderr>),
+    Plain(PlainRenderer<Sink>),
+    Json(JsonPrinter<Sink>),
     Tty(TtyPrinter),
 }
 
 impl Printer {
     /// A printer on stderr.
     pub(crate) fn new(mode: Mode) -> Self {
+        Self::with_sink(mode, Box::new(io::stderr()))
+    }
+
+    /// A printer writing `plain` and `rawjson` output to `sink` (`tty` always draws on stderr).
+    fn with_sink(mode: Mode, sink: Sink) -> Self {
         let kind = match mode {
             Mode::Quiet => Kind::Quiet,
-            Mode::Plain => Kind::Plain(PlainRenderer::new(io::stderr())),
-            Mode::RawJson => Kind::Json(JsonPrinter::new(io::stderr())),
+            Mode::Plain => Kind::Plain(PlainRenderer::new(sink)),
+            Mode::RawJson => Kind::Json(JsonPrinter::new(sink)),
             Mode::Tty => {
                 let term = console::Term::stderr();
                 let size = Arc::new(move || term.size_checked().map(|(h, w)| (w, h)));
@@ -145,6 +153,149 @@ impl Printer {
         if let Kind::Tty(t) = self.kind {
             t.finish();
         }
+    }
+}
+
+/// The mode of commands without `--progress` (`create --bootstrap`, `inspect --bootstrap`):
+/// `auto`, or `BUILDKIT_PROGRESS` when it names a mode, as buildx. A `tty` that stderr cannot
+/// honour becomes `plain`.
+pub(crate) fn default_mode() -> Mode {
+    use clap::ValueEnum as _;
+    let requested = std::env::var("BUILDKIT_PROGRESS")
+        .ok()
+        .and_then(|v| ProgressMode::from_str(&v, true).ok())
+        .unwrap_or(ProgressMode::Auto);
+    resolve_for_stderr(requested).unwrap_or(Mode::Plain)
+}
+
+/// Work kbx does itself (booting a builder) shown as build steps in any [`Mode`], like buildx's
+/// `[internal] booting buildkit`. Cloning shares the printer; steps may run in parallel.
+#[derive(Clone)]
+pub(crate) struct Steps {
+    printer: Arc<Mutex<Option<Printer>>>,
+}
+
+impl Steps {
+    /// Steps printed in `mode` on stderr.
+    pub(crate) fn new(mode: Mode) -> Self {
+        Self::with_printer(Printer::new(mode))
+    }
+
+    fn with_printer(printer: Printer) -> Self {
+        Steps {
+            printer: Arc::new(Mutex::new(Some(printer))),
+        }
+    }
+
+    fn send(&self, status: SolveStatus, events: &[ProgressEvent]) {
+        let mut printer = self.printer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = printer.as_mut() {
+            p.update(&status, events);
+        }
+    }
+
+    /// Starts a step named `name`.
+    pub(crate) fn start(&self, name: &str) -> Step {
+        use rand::RngExt as _;
+        let bytes: [u8; 32] = rand::rng().random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let step = Step {
+            steps: self.clone(),
+            digest: format!("sha256:{hex}"),
+            name: name.to_owned(),
+            started: SystemTime::now(),
+        };
+        self.send(
+            SolveStatus {
+                vertexes: vec![step.vertex(None, String::new())],
+                ..SolveStatus::default()
+            },
+            &[ProgressEvent::Started {
+                digest: step.digest.clone(),
+                name: step.name.clone(),
+            }],
+        );
+        step
+    }
+
+    /// Ends the output (the tty view is left on screen); later steps print nothing.
+    pub(crate) fn finish(&self) {
+        let printer = self
+            .printer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(p) = printer {
+            p.finish();
+        }
+    }
+}
+
+/// One running step of [`Steps`]; clones are the same step.
+#[derive(Clone)]
+pub(crate) struct Step {
+    steps: Steps,
+    digest: String,
+    name: String,
+    started: SystemTime,
+}
+
+impl Step {
+    fn vertex(&self, completed: Option<SystemTime>, error: String) -> Vertex {
+        Vertex {
+            digest: self.digest.clone(),
+            name: self.name.clone(),
+            started: Some(self.started),
+            completed,
+            error,
+            ..Vertex::default()
+        }
+    }
+
+    /// One line of the step's output.
+    pub(crate) fn log(&self, line: &str) {
+        let data = format!("{line}\n").into_bytes();
+        self.steps.send(
+            SolveStatus {
+                logs: vec![VertexLog {
+                    vertex: self.digest.clone(),
+                    stream: 1,
+                    data: data.clone(),
+                    timestamp: Some(SystemTime::now()),
+                }],
+                ..SolveStatus::default()
+            },
+            &[ProgressEvent::Log {
+                digest: self.digest.clone(),
+                stream: 1,
+                data,
+            }],
+        );
+    }
+
+    /// Ends the step, failed when `error` is given.
+    pub(crate) fn done(&self, error: Option<&str>) {
+        let now = SystemTime::now();
+        let event = match error {
+            Some(e) => ProgressEvent::Failed {
+                digest: self.digest.clone(),
+                name: self.name.clone(),
+                error: e.to_owned(),
+            },
+            None => ProgressEvent::Completed {
+                digest: self.digest.clone(),
+                name: self.name.clone(),
+                duration: now.duration_since(self.started).ok(),
+            },
+        };
+        let vertex = self.vertex(Some(now), error.unwrap_or_default().to_owned());
+        self.steps.send(
+            SolveStatus {
+                vertexes: vec![vertex],
+                ..SolveStatus::default()
+            },
+            &[event],
+        );
     }
 }
 
@@ -1243,6 +1394,86 @@ mod tests {
             v[0]["logs"][0],
             serde_json::json!({"data": null, "timestamp": "1970-01-01T00:00:00Z"})
         );
+    }
+
+    /// A `Write` whose bytes stay readable after the printer took it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("not poisoned").clone()).expect("utf8")
+        }
+    }
+
+    #[test]
+    fn steps_print_like_a_build_in_plain_mode() {
+        let out = Shared::default();
+        let steps = Steps::with_printer(Printer::with_sink(Mode::Plain, Box::new(out.clone())));
+        let boot = steps.start("[internal] booting buildkit");
+        boot.log("waiting for 1 pods to be ready, timeout: 2m0s");
+        boot.done(None);
+        let other = steps.start("[node1 internal] booting buildkit");
+        other.done(Some("expected 1 replicas to be ready, got 0"));
+        steps.finish();
+        // After finish nothing more is printed.
+        steps.start("late").done(None);
+        let text = out.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "#1 [internal] booting buildkit");
+        assert_eq!(lines[1], "#1 waiting for 1 pods to be ready, timeout: 2m0s");
+        assert!(
+            lines[2].starts_with("#1 DONE ") && lines[2].ends_with('s'),
+            "{text}"
+        );
+        assert_eq!(
+            &lines[3..],
+            [
+                "",
+                "#2 [node1 internal] booting buildkit",
+                "#2 ERROR: expected 1 replicas to be ready, got 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn steps_in_rawjson_are_solve_statuses() {
+        let out = Shared::default();
+        let steps = Steps::with_printer(Printer::with_sink(Mode::RawJson, Box::new(out.clone())));
+        let boot = steps.start("[internal] booting buildkit");
+        boot.log("1/1 pods ready");
+        boot.done(None);
+        steps.finish();
+        let lines: Vec<serde_json::Value> = out
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        assert_eq!(lines.len(), 3);
+        let digest = lines[0]["vertexes"][0]["digest"].as_str().expect("digest");
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{digest}"
+        );
+        assert_eq!(
+            lines[0]["vertexes"][0]["name"],
+            "[internal] booting buildkit"
+        );
+        assert!(lines[0]["vertexes"][0].get("completed").is_none());
+        assert_eq!(lines[1]["logs"][0]["vertex"], digest);
+        assert_eq!(lines[1]["logs"][0]["data"], b64(b"1/1 pods ready\n"));
+        assert_eq!(lines[2]["vertexes"][0]["digest"], digest);
+        assert!(lines[2]["vertexes"][0]["completed"].is_string());
     }
 
     #[test]
