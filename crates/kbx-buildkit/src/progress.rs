@@ -570,9 +570,15 @@ impl<W: Write> PlainRenderer<W> {
                 } else {
                     String::new()
                 };
-                let done = if *done { " done" } else { "" };
-                let line = format!("#{n} {id} {amount}{done}");
-                writeln!(self.out, "{}", line.trim_end())?;
+                // `#5 exporting layers done`: no double space when there is no amount.
+                let mut line = format!("#{n} {id}");
+                for part in [amount.as_str(), if *done { "done" } else { "" }] {
+                    if !part.is_empty() {
+                        line.push(' ');
+                        line.push_str(part);
+                    }
+                }
+                writeln!(self.out, "{line}")?;
             }
             ProgressEvent::Log { digest, data, .. } => {
                 let n = self.switch_to(digest)?;

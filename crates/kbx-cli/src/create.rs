@@ -285,7 +285,7 @@ async fn boot_node(builder: &str, n: &Node, step: &Step) -> Result<(), Error> {
             log.log(&format!("{kind} {name} {what}"));
         }
         BootstrapEvent::Waiting { replicas, timeout } => {
-            log.log(&format!(
+            log.begin(&format!(
                 "waiting for {replicas} pods to be ready, timeout: {timeout}"
             ));
         }

@@ -204,6 +204,7 @@ impl Steps {
             digest: format!("sha256:{hex}"),
             name: name.to_owned(),
             started: SystemTime::now(),
+            open: Arc::default(),
         };
         self.send(
             SolveStatus {
@@ -238,9 +239,44 @@ pub(crate) struct Step {
     digest: String,
     name: String,
     started: SystemTime,
+    /// Sub-progress items not finished yet: id and start.
+    open: Arc<Mutex<Vec<(String, SystemTime)>>>,
 }
 
 impl Step {
+    fn item(&self, id: &str, started: SystemTime, completed: Option<SystemTime>) -> VertexStatus {
+        VertexStatus {
+            id: id.to_owned(),
+            vertex: self.digest.clone(),
+            timestamp: Some(completed.unwrap_or(started)),
+            started: Some(started),
+            completed,
+            ..VertexStatus::default()
+        }
+    }
+
+    /// Starts a sub-progress item (` => => waiting for …`); it ends with the step.
+    pub(crate) fn begin(&self, id: &str) {
+        let now = SystemTime::now();
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id.to_owned(), now));
+        self.steps.send(
+            SolveStatus {
+                statuses: vec![self.item(id, now, None)],
+                ..SolveStatus::default()
+            },
+            &[ProgressEvent::Status {
+                digest: self.digest.clone(),
+                id: id.to_owned(),
+                current: 0,
+                total: 0,
+                done: false,
+            }],
+        );
+    }
+
     fn vertex(&self, completed: Option<SystemTime>, error: String) -> Vertex {
         Vertex {
             digest: self.digest.clone(),
@@ -276,6 +312,22 @@ impl Step {
     /// Ends the step, failed when `error` is given.
     pub(crate) fn done(&self, error: Option<&str>) {
         let now = SystemTime::now();
+        let open = std::mem::take(&mut *self.open.lock().unwrap_or_else(PoisonError::into_inner));
+        for (id, started) in open {
+            self.steps.send(
+                SolveStatus {
+                    statuses: vec![self.item(&id, started, Some(now))],
+                    ..SolveStatus::default()
+                },
+                &[ProgressEvent::Status {
+                    digest: self.digest.clone(),
+                    id,
+                    current: 0,
+                    total: 0,
+                    done: true,
+                }],
+            );
+        }
         let event = match error {
             Some(e) => ProgressEvent::Failed {
                 digest: self.digest.clone(),
@@ -1421,7 +1473,8 @@ mod tests {
         let out = Shared::default();
         let steps = Steps::with_printer(Printer::with_sink(Mode::Plain, Box::new(out.clone())));
         let boot = steps.start("[internal] booting buildkit");
-        boot.log("waiting for 1 pods to be ready, timeout: 2m0s");
+        boot.log("Deployment kube0 created");
+        boot.begin("waiting for 1 pods to be ready, timeout: 2m0s");
         boot.done(None);
         let other = steps.start("[node1 internal] booting buildkit");
         other.done(Some("expected 1 replicas to be ready, got 0"));
@@ -1431,17 +1484,67 @@ mod tests {
         let text = out.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "#1 [internal] booting buildkit");
-        assert_eq!(lines[1], "#1 waiting for 1 pods to be ready, timeout: 2m0s");
+        assert_eq!(lines[1], "#1 Deployment kube0 created");
+        assert_eq!(
+            lines[2],
+            "#1 waiting for 1 pods to be ready, timeout: 2m0s done"
+        );
         assert!(
-            lines[2].starts_with("#1 DONE ") && lines[2].ends_with('s'),
+            lines[3].starts_with("#1 DONE ") && lines[3].ends_with('s'),
             "{text}"
         );
         assert_eq!(
-            &lines[3..],
+            &lines[4..],
             [
                 "",
                 "#2 [node1 internal] booting buildkit",
                 "#2 ERROR: expected 1 replicas to be ready, got 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn steps_in_the_tty_model_show_their_sub_progress() {
+        let out = Shared::default();
+        let steps = Steps::with_printer(Printer::with_sink(Mode::RawJson, Box::new(out.clone())));
+        let boot = steps.start("[internal] booting buildkit");
+        boot.begin("waiting for 1 pods to be ready, timeout: 2m0s");
+        boot.done(None);
+        steps.finish();
+        // Replay what was printed into the tty model: the same statuses, read back.
+        let t0 = Instant::now();
+        let mut m = TtyModel::new(t0);
+        let text = out.text();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let mut s = SolveStatus::default();
+            for x in v["vertexes"].as_array().into_iter().flatten() {
+                s.vertexes.push(Vertex {
+                    digest: x["digest"].as_str().unwrap_or_default().into(),
+                    name: x["name"].as_str().unwrap_or_default().into(),
+                    started: x.get("started").map(|_| at(1, 0)),
+                    completed: x.get("completed").map(|_| at(3, 0)),
+                    ..Vertex::default()
+                });
+            }
+            for x in v["statuses"].as_array().into_iter().flatten() {
+                s.statuses.push(VertexStatus {
+                    id: x["id"].as_str().unwrap_or_default().into(),
+                    vertex: x["vertex"].as_str().unwrap_or_default().into(),
+                    started: Some(at(1, 500)),
+                    completed: x.get("completed").map(|_| at(3, 0)),
+                    ..VertexStatus::default()
+                });
+            }
+            m.update(&s, t0);
+        }
+        m.finish(t0 + Duration::from_secs(2));
+        assert_eq!(
+            texts(&m.frame(t0, 70, None)),
+            [
+                "[+] Building 2.0s (1/1) FINISHED",
+                " => [internal] booting buildkit                                  2.0s",
+                " => => waiting for 1 pods to be ready, timeout: 2m0s             1.5s",
             ]
         );
     }
