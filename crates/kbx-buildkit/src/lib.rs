@@ -33,7 +33,8 @@
 //! ```
 //!
 //! Modules: [`transport`] (byte streams → tonic channels), [`Client`] (Control API,
-//! capabilities, [`Client::build`]), [`progress`] (events and the plain renderer).
+//! capabilities, [`Client::build`]), [`progress`] (events, the daemon's messages as
+//! [`SolveStatus`], and the plain renderer).
 //!
 //! # Deviations from buildx
 //! - Extended attributes of context files are not sent (buildx sends them); see
@@ -59,7 +60,7 @@ pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker}
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};
-pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker};
+pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker, SolveStatus};
 pub use solve::{BuildOptions, BuildResult, CacheEntry, Output};
 pub use transport::Address;
 

@@ -1,9 +1,13 @@
 //! Build progress: the daemon's `Status` stream merged by vertex digest into typed events, and a
 //! plain-text renderer in the style of `buildx --progress plain`.
+//!
+//! Each `Status` message is also available unmerged as a [`SolveStatus`] (the shape of the Go
+//! client's `client.SolveStatus`), for printers that need every field, e.g. timestamps or the
+//! vertices that have not started yet.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bollard_buildkit_proto::google::protobuf::Timestamp;
 use bollard_buildkit_proto::moby::buildkit::v1::StatusResponse;
@@ -83,6 +87,248 @@ pub enum ProgressEvent {
         /// The short text.
         message: String,
     },
+}
+
+/// One `Status` message of the daemon, unmerged: the vertices, sub-progress items, log chunks
+/// and warnings it carries, like the Go client's `client.SolveStatus`.
+///
+/// ```
+/// use kbx_buildkit::progress::{SolveStatus, Vertex};
+/// let status = SolveStatus {
+///     vertexes: vec![Vertex { digest: "sha256:a".into(), name: "[1/2] FROM scratch".into(), ..Vertex::default() }],
+///     ..SolveStatus::default()
+/// };
+/// assert!(!status.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SolveStatus {
+    /// Vertices that changed.
+    pub vertexes: Vec<Vertex>,
+    /// Sub-progress items that changed.
+    pub statuses: Vec<VertexStatus>,
+    /// Output chunks of steps.
+    pub logs: Vec<VertexLog>,
+    /// Warnings (BuildKit v0.10+).
+    pub warnings: Vec<VertexWarning>,
+}
+
+impl SolveStatus {
+    /// Whether the message carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.vertexes.is_empty()
+            && self.statuses.is_empty()
+            && self.logs.is_empty()
+            && self.warnings.is_empty()
+    }
+
+    /// The typed copy of a daemon message.
+    pub(crate) fn from_response(resp: &StatusResponse) -> Self {
+        SolveStatus {
+            vertexes: resp
+                .vertexes
+                .iter()
+                .map(|v| Vertex {
+                    digest: v.digest.clone(),
+                    inputs: v.inputs.clone(),
+                    name: v.name.clone(),
+                    started: time(v.started.as_ref()),
+                    completed: time(v.completed.as_ref()),
+                    cached: v.cached,
+                    error: v.error.clone(),
+                    progress_group: v.progress_group.as_ref().map(|g| ProgressGroup {
+                        id: g.id.clone(),
+                        name: g.name.clone(),
+                        weak: g.weak,
+                    }),
+                })
+                .collect(),
+            statuses: resp
+                .statuses
+                .iter()
+                .map(|s| VertexStatus {
+                    id: s.id.clone(),
+                    vertex: s.vertex.clone(),
+                    name: s.name.clone(),
+                    current: s.current,
+                    total: s.total,
+                    timestamp: time(s.timestamp.as_ref()),
+                    started: time(s.started.as_ref()),
+                    completed: time(s.completed.as_ref()),
+                })
+                .collect(),
+            logs: resp
+                .logs
+                .iter()
+                .map(|l| VertexLog {
+                    vertex: l.vertex.clone(),
+                    stream: l.stream,
+                    data: l.msg.clone(),
+                    timestamp: time(l.timestamp.as_ref()),
+                })
+                .collect(),
+            warnings: resp
+                .warnings
+                .iter()
+                .map(|w| VertexWarning {
+                    vertex: w.vertex.clone(),
+                    level: w.level,
+                    short: w.short.clone(),
+                    detail: w.detail.clone(),
+                    url: w.url.clone(),
+                    source_info: w.info.as_ref().map(|i| SourceInfo {
+                        filename: i.filename.clone(),
+                        data: i.data.clone(),
+                        language: i.language.clone(),
+                    }),
+                    ranges: w
+                        .ranges
+                        .iter()
+                        .map(|r| Range {
+                            start: position(r.start.as_ref()),
+                            end: position(r.end.as_ref()),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A step of the build graph (Go: `client.Vertex`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vertex {
+    /// The vertex digest.
+    pub digest: String,
+    /// Digests of the vertices it depends on.
+    pub inputs: Vec<String>,
+    /// The step's name, e.g. `[2/3] RUN make` (empty when unchanged).
+    pub name: String,
+    /// When it started on the daemon.
+    pub started: Option<SystemTime>,
+    /// When it finished on the daemon.
+    pub completed: Option<SystemTime>,
+    /// Whether it was satisfied from the cache.
+    pub cached: bool,
+    /// The daemon's error text, empty on success.
+    pub error: String,
+    /// The group that displays it together with others.
+    pub progress_group: Option<ProgressGroup>,
+}
+
+/// Vertices shown as one row (Go: `pb.ProgressGroup`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgressGroup {
+    /// The group's ID.
+    pub id: String,
+    /// The group's display name.
+    pub name: String,
+    /// Whether this member alone does not count.
+    pub weak: bool,
+}
+
+/// Sub-progress of a step (Go: `client.VertexStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VertexStatus {
+    /// The item, e.g. `transferring context:`.
+    pub id: String,
+    /// The vertex digest.
+    pub vertex: String,
+    /// The item's name.
+    pub name: String,
+    /// Bytes or items done.
+    pub current: i64,
+    /// Total, 0 when unknown.
+    pub total: i64,
+    /// When this update was made.
+    pub timestamp: Option<SystemTime>,
+    /// When the item started.
+    pub started: Option<SystemTime>,
+    /// When the item finished.
+    pub completed: Option<SystemTime>,
+}
+
+/// A chunk of a step's output, not line-aligned (Go: `client.VertexLog`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VertexLog {
+    /// The vertex digest.
+    pub vertex: String,
+    /// 1 = stdout, 2 = stderr.
+    pub stream: i64,
+    /// The raw bytes.
+    pub data: Vec<u8>,
+    /// When it was written.
+    pub timestamp: Option<SystemTime>,
+}
+
+/// A warning about the build (Go: `client.VertexWarning`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VertexWarning {
+    /// The vertex digest.
+    pub vertex: String,
+    /// Severity.
+    pub level: i64,
+    /// The short text.
+    pub short: Vec<u8>,
+    /// Paragraphs of detail.
+    pub detail: Vec<Vec<u8>>,
+    /// A link to more information.
+    pub url: String,
+    /// The source file the warning is about.
+    pub source_info: Option<SourceInfo>,
+    /// The places in that file.
+    pub ranges: Vec<Range>,
+}
+
+/// A source file a warning points into (Go: `pb.SourceInfo`, without the LLB definition).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The file's name, e.g. `Dockerfile`.
+    pub filename: String,
+    /// The file's contents.
+    pub data: Vec<u8>,
+    /// The file's language, e.g. `Dockerfile`.
+    pub language: String,
+}
+
+/// A span in a source file (Go: `pb.Range`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Range {
+    /// The first position.
+    pub start: Position,
+    /// The last position.
+    pub end: Position,
+}
+
+/// A line and column in a source file (Go: `pb.Position`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line.
+    pub line: i32,
+    /// Column.
+    pub character: i32,
+}
+
+fn position(p: Option<&bollard_buildkit_proto::pb::Position>) -> Position {
+    p.map(|p| Position {
+        line: p.line,
+        character: p.character,
+    })
+    .unwrap_or_default()
+}
+
+/// A protobuf timestamp as a `SystemTime` (`None` when absent or out of range).
+fn time(ts: Option<&Timestamp>) -> Option<SystemTime> {
+    let ts = ts?;
+    let nanos = u32::try_from(ts.nanos).ok()?;
+    if ts.seconds >= 0 {
+        let d = Duration::new(u64::try_from(ts.seconds).ok()?, nanos);
+        SystemTime::UNIX_EPOCH.checked_add(d)
+    } else {
+        let d = Duration::from_secs(ts.seconds.unsigned_abs());
+        SystemTime::UNIX_EPOCH
+            .checked_sub(d)?
+            .checked_add(Duration::from_nanos(u64::from(nanos)))
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -324,9 +570,15 @@ impl<W: Write> PlainRenderer<W> {
                 } else {
                     String::new()
                 };
-                let done = if *done { " done" } else { "" };
-                let line = format!("#{n} {id} {amount}{done}");
-                writeln!(self.out, "{}", line.trim_end())?;
+                // `#5 exporting layers done`: no double space when there is no amount.
+                let mut line = format!("#{n} {id}");
+                for part in [amount.as_str(), if *done { "done" } else { "" }] {
+                    if !part.is_empty() {
+                        line.push(' ');
+                        line.push_str(part);
+                    }
+                }
+                writeln!(self.out, "{line}")?;
             }
             ProgressEvent::Log { digest, data, .. } => {
                 let n = self.switch_to(digest)?;
@@ -458,6 +710,90 @@ mod tests {
         let (name, lines) = t.failed_step().expect("failed");
         assert_eq!(name, "[1/2] FROM scratch");
         assert_eq!(lines, ["hello", "world"]);
+    }
+
+    #[test]
+    fn solve_status_keeps_every_field() {
+        use bollard_buildkit_proto::moby::buildkit::v1::VertexWarning as PbWarning;
+        use bollard_buildkit_proto::pb;
+        let resp = StatusResponse {
+            vertexes: vec![Vertex {
+                inputs: vec!["sha256:0".into()],
+                started: ts(10, 5),
+                completed: ts(-1, 0),
+                error: "boom".into(),
+                progress_group: Some(pb::ProgressGroup {
+                    id: "g".into(),
+                    name: "group".into(),
+                    weak: true,
+                }),
+                ..vertex("sha256:a", "[1/2] RUN x")
+            }],
+            statuses: vec![VertexStatus {
+                id: "layer".into(),
+                vertex: "sha256:a".into(),
+                current: 3,
+                total: 9,
+                timestamp: ts(11, 0),
+                ..VertexStatus::default()
+            }],
+            logs: vec![VertexLog {
+                vertex: "sha256:a".into(),
+                stream: 2,
+                msg: b"out".to_vec(),
+                timestamp: ts(12, 0),
+            }],
+            warnings: vec![PbWarning {
+                vertex: "sha256:a".into(),
+                level: 1,
+                short: b"short".to_vec(),
+                detail: vec![b"d".to_vec()],
+                url: "u".into(),
+                info: Some(pb::SourceInfo {
+                    filename: "Dockerfile".into(),
+                    data: b"FROM x".to_vec(),
+                    language: "Dockerfile".into(),
+                    ..pb::SourceInfo::default()
+                }),
+                ranges: vec![pb::Range {
+                    start: Some(pb::Position {
+                        line: 1,
+                        character: 2,
+                    }),
+                    end: None,
+                }],
+            }],
+        };
+        let s = SolveStatus::from_response(&resp);
+        let epoch = SystemTime::UNIX_EPOCH;
+        let v = &s.vertexes[0];
+        assert_eq!(v.inputs, ["sha256:0"]);
+        assert_eq!(v.started, Some(epoch + Duration::new(10, 5)));
+        assert_eq!(v.completed, Some(epoch - Duration::from_secs(1)));
+        assert_eq!(v.error, "boom");
+        assert_eq!(v.progress_group.as_ref().map(|g| g.weak), Some(true));
+        assert_eq!((s.statuses[0].current, s.statuses[0].total), (3, 9));
+        assert_eq!(s.statuses[0].started, None);
+        assert_eq!(s.logs[0].data, b"out");
+        assert_eq!(s.logs[0].timestamp, Some(epoch + Duration::from_secs(12)));
+        let w = &s.warnings[0];
+        assert_eq!(w.short, b"short");
+        assert_eq!(
+            w.source_info.as_ref().map(|i| i.filename.as_str()),
+            Some("Dockerfile")
+        );
+        assert_eq!(
+            w.ranges[0].start,
+            Position {
+                line: 1,
+                character: 2
+            }
+        );
+        assert_eq!(w.ranges[0].end, Position::default());
+        assert!(!s.is_empty());
+        assert!(SolveStatus::default().is_empty());
+        // A malformed timestamp is dropped, not a panic.
+        assert_eq!(time(ts(1, -5).as_ref()), None);
     }
 
     #[test]

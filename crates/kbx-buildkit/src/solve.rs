@@ -13,7 +13,7 @@ use bollard_buildkit_proto::moby::buildkit::v1::{
 use tokio::sync::watch;
 
 use crate::client::Client;
-use crate::progress::{ProgressEvent, ProgressTracker};
+use crate::progress::{ProgressEvent, ProgressTracker, SolveStatus};
 use crate::session::{self, ExportTarget, SessionConfig};
 use crate::{Error, Result};
 
@@ -289,6 +289,28 @@ impl Client {
     where
         F: FnMut(&ProgressEvent) + Send,
     {
+        self.build_with_status(opts, |_, events| {
+            for ev in events {
+                on_progress(ev);
+            }
+        })
+        .await
+    }
+
+    /// Like [`Client::build`], but calls `on_status` once per daemon `Status` message with the
+    /// message itself ([`SolveStatus`], every field) and the events it caused, for printers
+    /// that need timestamps or not-yet-started steps (`--progress tty` / `rawjson`).
+    ///
+    /// # Errors
+    /// As [`Client::build`].
+    pub async fn build_with_status<F>(
+        &self,
+        opts: &BuildOptions,
+        mut on_status: F,
+    ) -> Result<BuildResult>
+    where
+        F: FnMut(&SolveStatus, &[ProgressEvent]) + Send,
+    {
         let context = std::fs::canonicalize(&opts.context)
             .map_err(|e| Error::io("open context", &opts.context, e))?;
         if !context.is_dir() {
@@ -379,7 +401,7 @@ impl Client {
             let _ = done_tx.send(true);
             r
         };
-        let status = follow_status(self.clone(), build_ref.clone(), done_rx, &mut on_progress);
+        let status = follow_status(self.clone(), build_ref.clone(), done_rx, &mut on_status);
         let (solved, tracker) = tokio::join!(solve, status);
         let export = running.close().await;
 
@@ -492,7 +514,7 @@ async fn follow_status<F>(
     on_progress: &mut F,
 ) -> ProgressTracker
 where
-    F: FnMut(&ProgressEvent) + Send,
+    F: FnMut(&SolveStatus, &[ProgressEvent]) + Send,
 {
     let mut tracker = ProgressTracker::new();
     let mut control = client.control.clone();
@@ -515,9 +537,8 @@ where
         };
         match next {
             Ok(Some(resp)) => {
-                for ev in tracker.update(&resp) {
-                    on_progress(&ev);
-                }
+                let events = tracker.update(&resp);
+                on_progress(&SolveStatus::from_response(&resp), &events);
             }
             Ok(None) | Err(_) => break,
         }

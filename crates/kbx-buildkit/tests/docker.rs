@@ -825,3 +825,60 @@ async fn secrets_and_add_hosts_reach_run_steps_and_unknown_secrets_fail() {
     let err = r.expect_err("missing secret");
     assert!(err.to_string().contains("secret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_with_status_passes_every_daemon_message_with_its_events() {
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let ctx = tempfile::tempdir().unwrap();
+    let base = d.base_image();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        format!("FROM {base}\nRUN echo status-line-one && echo status-line-two\n").as_bytes(),
+        0o644,
+    );
+    let opts = BuildOptions {
+        context: ctx.path().into(),
+        network: Some("none".into()),
+        no_cache: true,
+        ..BuildOptions::default()
+    };
+    let mut messages = Vec::new();
+    let mut events = Vec::new();
+    c.build_with_status(&opts, |status, evs| {
+        messages.push(status.clone());
+        events.extend_from_slice(evs);
+    })
+    .await
+    .expect("build");
+    assert!(!messages.is_empty());
+    assert!(messages.iter().all(|m| !m.is_empty()), "{messages:?}");
+    let vertices: Vec<_> = messages.iter().flat_map(|m| &m.vertexes).collect();
+    let run = vertices
+        .iter()
+        .filter(|v| v.name.contains("RUN echo status-line-one"))
+        .find(|v| v.completed.is_some())
+        .expect("the RUN step completes");
+    let started = run.started.expect("a completed step has a start time");
+    let completed = run.completed.expect("checked above");
+    assert!(completed >= started, "{run:?}");
+    assert!(run.error.is_empty(), "{run:?}");
+    let output: Vec<u8> = messages
+        .iter()
+        .flat_map(|m| &m.logs)
+        .filter(|l| l.vertex == run.digest)
+        .flat_map(|l| l.data.clone())
+        .collect();
+    let output = String::from_utf8_lossy(&output);
+    assert!(
+        output.contains("status-line-one\nstatus-line-two\n"),
+        "{output}"
+    );
+    // The events are those of the typed stream: one completion for the RUN step.
+    let completions = events
+        .iter()
+        .filter(|e| matches!(e, ProgressEvent::Completed { digest, .. } if *digest == run.digest))
+        .count();
+    assert_eq!(completions, 1, "{events:?}");
+}

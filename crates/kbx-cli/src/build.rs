@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kbx_balance::{Pod, PodChooser, PodPhase};
-use kbx_buildkit::{BuildOptions, Client, Output, PlainRenderer};
+use kbx_buildkit::{BuildOptions, Client, Output};
 use kbx_kube::{NodeDriver, Status};
 use kbx_store::{NodeGroup, Store};
 
-use crate::cli::{BuildArgs, ProgressMode};
+use crate::cli::BuildArgs;
 use crate::error::Error;
+use crate::progress::{self, Printer};
 use crate::{context, create, node};
 
 /// Connection attempts before giving up (buildx: 5, 500 ms doubling).
@@ -18,6 +19,7 @@ const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
+    let mode = progress::resolve_for_stderr(args.progress)?;
     let opts = build_options(&args)?;
     let ng = builder(&args)?;
     let Some(n) = ng.nodes().first().cloned() else {
@@ -26,7 +28,7 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
     let options = node::options(&n)?;
     let driver = node::driver(&n).await?;
     if !matches!(driver.status().await?, Status::Running(_)) {
-        create::bootstrap(&ng).await?;
+        create::bootstrap(&ng, mode).await?;
     }
 
     // The pod: buildx's key is the absolute context path.
@@ -51,20 +53,16 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         .map_err(|e| Error::msg(e.to_string()))?
         .name
         .clone();
-    if args.progress != ProgressMode::Quiet {
+    if mode.takes_notes() {
         eprintln!("#0 building on {} ({} pod {pod})", n.name, ng.name);
     }
 
     let client = connect(&driver, &pod).await?;
-    let quiet = args.progress == ProgressMode::Quiet;
-    let mut plain = PlainRenderer::new(io::stderr());
+    let mut printer = Printer::new(mode);
     let result = client
-        .build(&opts, |ev| {
-            if !quiet {
-                let _ = plain.render(ev);
-            }
-        })
+        .build_with_status(&opts, |status, events| printer.update(status, events))
         .await;
+    printer.finish();
     match result {
         Ok(res) => {
             if let Some(digest) = res.image_digest() {

@@ -164,15 +164,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("invalid duration {text:?}: must not be negative"))
 }
 
-/// `--progress` values.
+/// `--progress` values, as buildx's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ProgressMode {
-    /// `plain` (kbx has no animated output yet).
+    /// `tty` when stderr is a terminal (and `TERM` is not `dumb`), else `plain`.
     Auto,
-    /// Same as `plain` for now.
+    /// A redrawn block of steps with timers and their last log lines.
     Tty,
-    /// One line per event.
+    /// One line per event (`#N …`).
     Plain,
+    /// One JSON object per line on stderr (BuildKit's `client.SolveStatus`).
+    #[value(name = "rawjson")]
+    RawJson,
     /// Nothing but errors.
     Quiet,
 }
@@ -226,7 +229,7 @@ pub(crate) struct BuildArgs {
     /// SSH agent sockets for the build (`default` or `id=socket`).
     #[arg(long = "ssh")]
     pub(crate) ssh: Vec<String>,
-    /// Progress output.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Progress output (`BUILDKIT_PROGRESS` sets the default).
+    #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value = "auto")]
     pub(crate) progress: ProgressMode,
 }

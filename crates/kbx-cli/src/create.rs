@@ -7,10 +7,11 @@ use kbx_manifest::ConfigFiles;
 use kbx_opts::{
     BuildkitdConfig, DriverOpts, KubernetesEndpoint, KubernetesOptions, buildkitd_args,
 };
-use kbx_store::{NodeGroup, NodeUpdate, Store, validate_name};
+use kbx_store::{Node, NodeGroup, NodeUpdate, Store, validate_name};
 
 use crate::cli::CreateArgs;
 use crate::error::Error;
+use crate::progress::{self, Mode, Step, Steps};
 use crate::{context, names, node};
 
 pub(crate) const DRIVER: &str = "kubernetes";
@@ -157,7 +158,7 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
     }
 
     if args.bootstrap {
-        let boot = bootstrap(&ng).await;
+        let boot = bootstrap(&ng, progress::default_mode()).await;
         if let Err(e) = boot {
             if existing.is_none() {
                 // A new builder that failed to boot is kept, as buildx does: `kbx rm` cleans up.
@@ -232,51 +233,69 @@ async fn leave(args: &CreateArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Boots every node in parallel, printing progress on stderr.
-pub(crate) async fn bootstrap(ng: &NodeGroup) -> Result<(), Error> {
+/// Boots every node in parallel, printing progress on stderr in `mode`: one
+/// `[internal] booting buildkit` step per node (`[NODE internal] …` when there are several).
+pub(crate) async fn bootstrap(ng: &NodeGroup, mode: Mode) -> Result<(), Error> {
     let prefix = ng.nodes().len() > 1;
+    let steps = Steps::new(mode);
     let mut tasks = Vec::new();
     for n in ng.nodes().iter().cloned() {
         let builder = ng.name.clone();
+        let steps = steps.clone();
         tasks.push(tokio::spawn(async move {
-            let label = if prefix {
-                format!("[{}] ", n.name)
+            let name = if prefix {
+                format!("[{} internal] booting buildkit", n.name)
             } else {
-                String::new()
+                "[internal] booting buildkit".to_owned()
             };
-            eprintln!("{label}[internal] booting buildkit");
-            let driver = node::driver(&n).await?;
-            let on_event = move |event: BootstrapEvent| match event {
-                BootstrapEvent::Applied { kind, name, change } => {
-                    let what = match change {
-                        Change::Created => "created",
-                        Change::Updated => "updated (it differed from the options)",
-                        Change::Unchanged => "unchanged",
-                    };
-                    eprintln!("{label}{kind} {name} {what}");
-                }
-                BootstrapEvent::Waiting { replicas, timeout } => {
-                    eprintln!("{label}waiting for {replicas} pods to be ready, timeout: {timeout}");
-                }
-                BootstrapEvent::Ready { ready, replicas } => {
-                    eprintln!("{label}{ready}/{replicas} pods ready")
-                }
-            };
-            driver.bootstrap(&on_event).await.map_err(|e| Error::Node {
-                builder,
-                node: n.name.clone(),
-                source: Box::new(e.into()),
-            })
+            let step = steps.start(&name);
+            let result = boot_node(&builder, &n, &step).await;
+            let error = result.as_ref().err().map(|e| crate::error::chain(e));
+            step.done(error.as_deref());
+            result
         }));
     }
     let mut first_error = None;
     for t in tasks {
         let result = t
             .await
-            .map_err(|e| Error::msg(format!("bootstrap task failed: {e}")))?;
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
+            .map_err(|e| Error::msg(format!("bootstrap task failed: {e}")));
+        match result {
+            Ok(Err(e)) | Err(e) => {
+                first_error.get_or_insert(e);
+            }
+            Ok(Ok(())) => {}
         }
     }
+    steps.finish();
     first_error.map_or(Ok(()), Err)
+}
+
+/// Boots one node, logging each bootstrap event as a line of `step`.
+async fn boot_node(builder: &str, n: &Node, step: &Step) -> Result<(), Error> {
+    let driver = node::driver(n).await?;
+    let log = step.clone();
+    let on_event = move |event: BootstrapEvent| match event {
+        BootstrapEvent::Applied { kind, name, change } => {
+            let what = match change {
+                Change::Created => "created",
+                Change::Updated => "updated (it differed from the options)",
+                Change::Unchanged => "unchanged",
+            };
+            log.log(&format!("{kind} {name} {what}"));
+        }
+        BootstrapEvent::Waiting { replicas, timeout } => {
+            log.begin(&format!(
+                "waiting for {replicas} pods to be ready, timeout: {timeout}"
+            ));
+        }
+        BootstrapEvent::Ready { ready, replicas } => {
+            log.log(&format!("{ready}/{replicas} pods ready"));
+        }
+    };
+    driver.bootstrap(&on_event).await.map_err(|e| Error::Node {
+        builder: builder.to_owned(),
+        node: n.name.clone(),
+        source: Box::new(e.into()),
+    })
 }

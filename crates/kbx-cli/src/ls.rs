@@ -223,7 +223,7 @@ pub(crate) async fn inspect(args: InspectArgs) -> Result<(), Error> {
         }
     };
     if args.bootstrap {
-        create::bootstrap(&ng).await?;
+        create::bootstrap(&ng, crate::progress::default_mode()).await?;
     }
     println!("Name:          {}", ng.name);
     println!("Driver:        {}", ng.driver);

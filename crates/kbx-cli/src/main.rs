@@ -20,6 +20,7 @@ mod manage;
 mod names;
 mod node;
 mod platforms;
+mod progress;
 
 use std::process::ExitCode;
 

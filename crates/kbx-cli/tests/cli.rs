@@ -20,12 +20,18 @@ impl Env {
     }
 
     fn kbx(&self, args: &[&str]) -> Output {
+        self.kbx_env(args, &[])
+    }
+
+    /// `kbx` with extra environment variables.
+    fn kbx_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_kbx"))
             .args(args)
             .env_clear()
             .env("HOME", self.dir.path())
             .env("BUILDX_CONFIG", self.store())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(vars.iter().copied())
             .output()
             .expect("kbx runs")
     }
@@ -394,4 +400,60 @@ fn build_input_errors() {
         ".",
     ]);
     fails_with(&o, "ERROR: no builder \"nope\" found\n");
+}
+
+#[test]
+fn build_progress_modes_and_buildkit_progress() {
+    let env = Env::new();
+    let no_builder = "ERROR: no builder selected: pass --builder or run `kbx use NAME` (kbx has no default docker builder)\n";
+    // Every buildx mode parses; the build then stops at the missing builder.
+    for mode in ["auto", "plain", "rawjson", "quiet"] {
+        let o = env.kbx(&[
+            "build",
+            "--progress",
+            mode,
+            "-o",
+            "type=local,dest=out",
+            ".",
+        ]);
+        fails_with(&o, no_builder);
+    }
+    // stderr is a pipe here: an explicit tty fails before anything else, as buildx.
+    let not_console = "ERROR: failed to get console: provided file is not a console\n";
+    let o = env.kbx(&["build", "--progress", "tty", "."]);
+    fails_with(&o, not_console);
+    // BUILDKIT_PROGRESS is the default ...
+    let o = env.kbx_env(&["build", "."], &[("BUILDKIT_PROGRESS", "tty")]);
+    fails_with(&o, not_console);
+    // ... and the flag wins over it.
+    let o = env.kbx_env(
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            "type=local,dest=out",
+            ".",
+        ],
+        &[("BUILDKIT_PROGRESS", "tty")],
+    );
+    fails_with(&o, no_builder);
+    let o = env.kbx_env(
+        &["build", "-o", "type=local,dest=out", "."],
+        &[("BUILDKIT_PROGRESS", "rawjson")],
+    );
+    fails_with(&o, no_builder);
+    // Unknown values are usage errors naming the valid ones, from the flag or the variable.
+    for o in [
+        env.kbx(&["build", "--progress", "fancy", "."]),
+        env.kbx_env(&["build", "."], &[("BUILDKIT_PROGRESS", "fancy")]),
+    ] {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("invalid value 'fancy'"), "{err}");
+        assert!(
+            err.contains("[possible values: auto, tty, plain, rawjson, quiet]"),
+            "{err}"
+        );
+    }
 }
