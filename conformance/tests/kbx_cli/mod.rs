@@ -716,3 +716,153 @@ async fn kbx_statefulset_with_claims_builds_and_rm_deletes_claims() -> anyhow::R
     })
     .await
 }
+
+/// Two nodes of one builder, one declared `linux/arm64`: a two-platform build runs on both,
+/// each node building its own platform, and a local export has one directory per platform;
+/// exports that would need merging are refused; `--leave` removes the node's objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_multi_node_builder_routes_platforms_to_their_nodes() -> anyhow::Result<()> {
+    scenario(async |cluster| {
+        let user = User::new(cluster)?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "multi").await?;
+        let opts = driver_opts(cluster, &ns, "");
+        user.create(
+            "multi",
+            &opts,
+            &[
+                "--node",
+                "multi-amd",
+                "--platform",
+                "linux/amd64",
+                "--bootstrap",
+                "--use",
+            ],
+        )
+        .await?
+        .ok()?;
+        user.create(
+            "multi",
+            &opts,
+            &[
+                "--append",
+                "--node",
+                "multi-arm",
+                "--platform",
+                "linux/arm64",
+                "--bootstrap",
+            ],
+        )
+        .await?
+        .ok()?;
+        let run = user.run(&["ls"]).await?.ok()?;
+        for (node, platform) in [("multi-amd", "linux/amd64*"), ("multi-arm", "linux/arm64*")] {
+            ensure!(
+                run.stdout
+                    .lines()
+                    .any(|l| l.contains(node) && l.contains(" running ") && l.ends_with(platform)),
+                "ls does not show {node} running with {platform}:\n{}",
+                run.stdout
+            );
+        }
+
+        let ctx = tempfile::tempdir()?;
+        context(ctx.path(), "multi")?;
+        let source = tree(ctx.path())?;
+        let both = "linux/amd64,linux/arm64";
+
+        // Each platform on its node, one directory per platform.
+        let dest = user.home().join("both");
+        let local = format!("type=local,dest={}", dest.display());
+        let run = user
+            .build(ctx.path(), &["--platform", both, "-o", &local])
+            .await?
+            .ok()?;
+        for (platform, node) in [("linux/amd64", "multi-amd"), ("linux/arm64", "multi-arm")] {
+            ensure!(
+                run.stderr
+                    .contains(&format!("#0 building {platform} on {node} (multi pod ")),
+                "{platform} was not built on {node}:\n{}",
+                run.stderr
+            );
+        }
+        ensure!(
+            tree(&dest.join("linux_amd64"))? == source,
+            "linux_amd64 differs"
+        );
+        ensure!(
+            tree(&dest.join("linux_arm64"))? == source,
+            "linux_arm64 differs"
+        );
+
+        // One platform: only its node, a flat export.
+        let dest = user.home().join("arm");
+        let run = user
+            .build(
+                ctx.path(),
+                &[
+                    "--platform",
+                    "linux/arm64",
+                    "-o",
+                    &format!("type=local,dest={}", dest.display()),
+                ],
+            )
+            .await?
+            .ok()?;
+        ensure!(
+            run.stderr.contains("#0 building linux/arm64 on multi-arm ")
+                && !run.stderr.contains("on multi-amd "),
+            "{}",
+            run.stderr
+        );
+        ensure!(tree(&dest)? == source, "the arm64 export differs");
+
+        // Refused before any solve: --load of two platforms (buildx's text), a split tar.
+        let run = user
+            .build(ctx.path(), &["--platform", both, "--load"])
+            .await?;
+        ensure!(
+            run.out.status.code() == Some(1)
+                && run.stderr.contains(
+                    "docker exporter does not currently support exporting manifest lists"
+                ),
+            "{}",
+            run.stderr
+        );
+        let run = user
+            .build(ctx.path(), &["--platform", both, "-o", "type=tar,dest=-"])
+            .await?;
+        ensure!(
+            run.out.status.code() == Some(1)
+                && run
+                    .stderr
+                    .contains("tar export of platforms built on several nodes is not supported"),
+            "{}",
+            run.stderr
+        );
+
+        // --leave deletes the node's objects; rm the rest.
+        user.run(&[
+            "create",
+            "--name",
+            "multi",
+            "--leave",
+            "--node",
+            "multi-arm",
+        ])
+        .await?
+        .ok()?;
+        wait_nothing_left(client, ns.name(), "multi-arm").await?;
+        ensure!(
+            !running_pods(client, ns.name(), "multi-amd")
+                .await?
+                .is_empty(),
+            "--leave touched the other node"
+        );
+        user.run(&["rm", "multi"]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "multi-amd").await?;
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kbx_balance::{Pod, PodChooser, PodPhase};
 use kbx_buildkit::{BuildOptions, Client, Output};
 use kbx_kube::{NodeDriver, Status};
-use kbx_store::{NodeGroup, Store};
+use kbx_store::{Node, NodeGroup, Store};
 
 use crate::cli::BuildArgs;
 use crate::error::Error;
@@ -25,17 +25,54 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
     let Some(n) = ng.nodes().first().cloned() else {
         return Err(Error::msg(format!("builder {:?} has no nodes", ng.name)));
     };
-    let options = node::options(&n)?;
+    if opts.platforms.len() > 1
+        && let Some(Output::Docker { .. }) = &opts.output
+    {
+        return Err(Error::msg(
+            "docker exporter does not currently support exporting manifest lists",
+        ));
+    }
+    if ng.nodes().len() > 1 && !opts.platforms.is_empty() {
+        return crate::multi::run(&args, opts, &ng, mode).await;
+    }
     let driver = node::driver(&n).await?;
     if !matches!(driver.status().await?, Status::Running(_)) {
         create::bootstrap(&ng, mode).await?;
     }
+    let key = context_key(&args)?;
+    let (pod, client) = open(&n, &key).await?;
+    if mode.takes_notes() {
+        eprintln!("#0 building on {} ({} pod {pod})", n.name, ng.name);
+    }
+    let mut printer = Printer::new(mode);
+    let result = client
+        .build_with_status(&opts, |status, events| printer.update(status, events))
+        .await;
+    printer.finish();
+    match result {
+        Ok(res) => {
+            if let Some(digest) = res.image_digest() {
+                println!("{digest}");
+            }
+            Ok(())
+        }
+        Err(err) => Err(solve_error(err)),
+    }
+}
 
-    // The pod: buildx's key is the absolute context path.
-    let key = std::path::absolute(&args.context).map_err(|source| Error::Read {
+/// buildx's pod-choice key: the absolute context path.
+pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error> {
+    std::path::absolute(&args.context).map_err(|source| Error::Read {
         path: args.context.display().to_string(),
         source,
-    })?;
+    })
+}
+
+/// Chooses the pod of node `n` for `key` with the node's `loadbalance` strategy and connects
+/// to its BuildKit.
+pub(crate) async fn open(n: &Node, key: &std::path::Path) -> Result<(String, Client), Error> {
+    let options = node::options(n)?;
+    let driver = node::driver(n).await?;
     let pods: Vec<Pod> = driver
         .running_pods()
         .await?
@@ -53,25 +90,8 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         .map_err(|e| Error::msg(e.to_string()))?
         .name
         .clone();
-    if mode.takes_notes() {
-        eprintln!("#0 building on {} ({} pod {pod})", n.name, ng.name);
-    }
-
     let client = connect(&driver, &pod).await?;
-    let mut printer = Printer::new(mode);
-    let result = client
-        .build_with_status(&opts, |status, events| printer.update(status, events))
-        .await;
-    printer.finish();
-    match result {
-        Ok(res) => {
-            if let Some(digest) = res.image_digest() {
-                println!("{digest}");
-            }
-            Ok(())
-        }
-        Err(err) => Err(solve_error(err)),
-    }
+    Ok((pod, client))
 }
 
 /// Exec + HTTP/2 handshake + a first call, retried: a pod whose BuildKit is not answering yet
@@ -144,6 +164,22 @@ fn key_values(
         .collect()
 }
 
+/// `--platform` values (comma lists allowed), parsed and normalised.
+///
+/// # Deviation
+/// A platform given twice is built once (buildx passes the duplicate on to BuildKit).
+pub(crate) fn platforms(values: &[String]) -> Result<Vec<kbx_opts::Platform>, Error> {
+    let all = kbx_opts::Platform::parse_list(values, &kbx_opts::Platform::local())
+        .map_err(|e| Error::msg(format!("invalid --platform: {e}")))?;
+    let mut out: Vec<kbx_opts::Platform> = Vec::new();
+    for p in all {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
     let bk = |e: kbx_buildkit::Error| Error::msg(e.to_string());
     if args.push && args.load {
@@ -178,7 +214,10 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         target: args.target.clone(),
         build_args: key_values(&args.build_args, "--build-arg")?,
         labels: key_values(&args.labels, "--label")?,
-        platforms: args.platforms.clone(),
+        platforms: platforms(&args.platforms)?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         no_cache: args.no_cache,
         output,
         cache_from: args
@@ -211,7 +250,7 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
 }
 
 /// A failed solve: the step, its last log lines, then the daemon's message.
-fn solve_error(err: kbx_buildkit::Error) -> Error {
+pub(crate) fn solve_error(err: kbx_buildkit::Error) -> Error {
     if let kbx_buildkit::Error::Solve {
         vertex: Some(v),
         logs,

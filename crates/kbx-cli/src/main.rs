@@ -17,10 +17,12 @@ mod create;
 mod error;
 mod ls;
 mod manage;
+mod multi;
 mod names;
 mod node;
 mod platforms;
 mod progress;
+mod routing;
 
 use std::process::ExitCode;
 
