@@ -55,9 +55,7 @@ mod solve;
 pub mod transport;
 
 pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
-pub use client::{
-    Backend, CacheRecord, Capabilities, Client, DaemonInfo, PruneOptions, Worker,
-};
+pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, PruneOptions, Worker};
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};
