@@ -1,0 +1,422 @@
+//! The `kbx` binary against real BuildKit daemons: a private Docker Engine (Debian's docker.io)
+//! as the `default` builder (docker driver), and the same engine's BuildKit exposed as a plain
+//! gRPC unix socket for a `remote` builder.
+//!
+//! Oracles are the Docker Engine's own API (`/system/df` build-cache records, `/_ping`,
+//! `/images/…/json`, `/version`) and the source trees, never kbx's output alone.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+// The private-dockerd helper shared with kbx-buildkit's tests.
+#[path = "../../kbx-buildkit/tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Dockerd, snapshot, write};
+
+/// A `kbx` with its own store, pointed at one Docker Engine.
+struct Kbx {
+    home: tempfile::TempDir,
+    docker_host: String,
+}
+
+impl Kbx {
+    fn new(d: &Dockerd) -> Self {
+        Kbx {
+            home: tempfile::tempdir().unwrap(),
+            docker_host: format!("unix://{}", d.sock.display()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let o = Command::new(env!("CARGO_BIN_EXE_kbx"))
+            .args(args)
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("BUILDX_CONFIG", self.home.path().join("buildx"))
+            .env("DOCKER_HOST", &self.docker_host)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .expect("kbx runs");
+        eprintln!(
+            "$ kbx {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    /// Runs and requires success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "kbx {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
+/// The body of an HTTP answer from the engine.
+fn body(d: &Dockerd, path: &str) -> String {
+    let raw = d.http_get(path).expect("engine answers");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    // Chunked answers: one or more `size\r\ndata\r\n` chunks.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    }
+}
+
+/// IDs of the engine's build-cache records (`GET /system/df`).
+fn engine_cache_ids(d: &Dockerd) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(&body(d, "/system/df")).unwrap();
+    let mut ids: Vec<String> = json["BuildCache"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["ID"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A context whose `src/` is copied to the image root, with nested dirs, modes and symlinks.
+fn context() -> (tempfile::TempDir, PathBuf) {
+    let ctx = tempfile::tempdir().unwrap();
+    let src = ctx.path().join("src");
+    write(&src, "a.txt", b"alpha\n", 0o644);
+    write(&src, "bin/run.sh", b"#!/bin/sh\necho hi\n", 0o755);
+    write(&src, "deep/er/leaf.bin", &[0, 1, 2, 255], 0o600);
+    write(&src, "deep/empty", b"", 0o644);
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY src/ /\n",
+        0o644,
+    );
+    (ctx, src)
+}
+
+/// The cells of `ls`'s table (columns are at least 3 spaces apart).
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// The rows of `du`'s table: (id, reclaimable, size).
+fn du_rows(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("Reclaimable:") && !l.starts_with("Shared:"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('\t').filter(|c| !c.is_empty()).collect();
+            (
+                cells[0].trim().trim_end_matches('*').to_owned(),
+                cells[1].trim().to_owned(),
+                cells[2].trim().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn docker_driver_default_builder_ls_build_du_prune() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let version: serde_json::Value = serde_json::from_str(&body(&d, "/version")).unwrap();
+    let engine = version["Version"].as_str().unwrap().to_owned();
+
+    // ls: the engine's builder, current because nothing else is selected.
+    let table = kbx.ok(&["ls"]);
+    let rows = cells(&table);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME/NODE",
+            "DRIVER/ENDPOINT",
+            "STATUS",
+            "BUILDKIT",
+            "PLATFORMS"
+        ],
+        "{table}"
+    );
+    assert_eq!(rows[1], ["default*", "docker"], "{table}");
+    assert_eq!(
+        rows[2][..3],
+        ["\\_ default", "\\_ default", "running"],
+        "{table}"
+    );
+    // BuildKit before v0.11 has no Info API: buildx shows the engine's version instead.
+    assert_eq!(rows[2][3], engine, "{table}");
+    assert!(
+        rows[2][4].contains("linux/"),
+        "platforms from the workers: {table}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(kbx.ok(&["ls", "--format", "json"]).trim()).unwrap();
+    assert_eq!(json["Name"], "default");
+    assert_eq!(json["Driver"], "docker");
+    assert_eq!(json["Current"], true);
+    assert_eq!(json["Nodes"][0]["Status"], "running");
+
+    let text = kbx.ok(&["inspect"]);
+    assert!(
+        text.starts_with("Name:          default\nDriver:        docker\n"),
+        "{text}"
+    );
+    assert!(text.contains("Status:                running\n"), "{text}");
+
+    // build -o type=local: the exported tree is the source tree.
+    let (ctx, src) = context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("local");
+    let o = kbx.run(&[
+        "build",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).starts_with("#0 building on default (docker)\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(snapshot(&dest), snapshot(&src));
+
+    // -o type=tar: the same tree in an archive.
+    let tar = out.path().join("out.tar");
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "default",
+        "-o",
+        &format!("type=tar,dest={}", tar.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    let untar = out.path().join("untar");
+    std::fs::create_dir_all(&untar).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&untar)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(snapshot(&untar), snapshot(&src));
+
+    // No output flag: the docker driver loads the image into the engine (moby exporter);
+    // --load does the same.
+    kbx.ok(&["build", "-t", "kbx-default:1", ctx.path().to_str().unwrap()]);
+    body(&d, "/images/kbx-default:1/json");
+    kbx.ok(&[
+        "build",
+        "--load",
+        "-t",
+        "kbx-load:1",
+        ctx.path().to_str().unwrap(),
+    ]);
+    body(&d, "/images/kbx-load:1/json");
+
+    // du lists exactly the engine's build-cache records.
+    let engine_ids = engine_cache_ids(&d);
+    assert!(!engine_ids.is_empty(), "the builds left cache records");
+    let du = kbx.ok(&["du"]);
+    assert!(du.starts_with("ID\t"), "{du}");
+    let rows = du_rows(&du);
+    let mut ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, engine_ids, "{du}");
+    let summary: Vec<&str> = du.lines().rev().take(2).collect();
+    assert!(summary[0].starts_with("Total:\t\t"), "{du}");
+    assert_ne!(summary[0], "Total:\t\t0B", "{du}");
+    assert!(summary[1].starts_with("Reclaimable:\t"), "{du}");
+    let verbose = kbx.ok(&["du", "--verbose"]);
+    assert_eq!(
+        verbose.matches("ID:\t\t").count(),
+        engine_ids.len(),
+        "one block per record: {verbose}"
+    );
+    for id in &engine_ids {
+        assert!(
+            verbose.contains(&format!("ID:\t\t{id}\n")),
+            "{id} in {verbose}"
+        );
+    }
+
+    // prune -f --all frees every record, and says what it removed.
+    let pruned = kbx.ok(&["prune", "-f", "--all"]);
+    assert!(pruned.starts_with("ID\t"), "{pruned}");
+    let mut removed: Vec<String> = du_rows(&pruned.replace("Total:", "Reclaimable:"))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    removed.sort();
+    assert_eq!(removed, engine_ids, "{pruned}");
+    assert!(
+        pruned.lines().last().unwrap().starts_with("Total:\t"),
+        "{pruned}"
+    );
+    assert!(
+        engine_cache_ids(&d).is_empty(),
+        "the engine has no cache left"
+    );
+    let du = kbx.ok(&["du"]);
+    assert_eq!(
+        du,
+        "ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED\nReclaimable:\t0B\nTotal:\t\t0B\n"
+    );
+}
+
+/// What `buildctl dial-stdio` does against a Docker Engine, for every connection to `listen`:
+/// `POST /grpc` with `Upgrade: h2c` on the engine's socket, then bytes both ways. The result is
+/// a plain BuildKit gRPC socket, as a standalone buildkitd would offer.
+fn serve_grpc_socket(engine: PathBuf, listen: &Path) {
+    let listener = UnixListener::bind(listen).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let Ok(mut up) = UnixStream::connect(&engine) else {
+                    return;
+                };
+                let req = "POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n";
+                if up.write_all(req.as_bytes()).is_err() {
+                    return;
+                }
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match up.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                assert!(
+                    head.starts_with(b"HTTP/1.1 101"),
+                    "{}",
+                    String::from_utf8_lossy(&head)
+                );
+                let (mut c_read, mut u_write) =
+                    (client.try_clone().unwrap(), up.try_clone().unwrap());
+                let forward = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut u_write);
+                    let _ = u_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut u_read, mut c_write) = (up, client);
+                let _ = std::io::copy(&mut u_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+                let _ = forward.join();
+            });
+        }
+    });
+}
+
+#[test]
+fn remote_driver_create_ls_build_du_rm() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("buildkitd.sock");
+    serve_grpc_socket(d.sock.clone(), &sock);
+    let endpoint = format!("unix://{}", sock.display());
+
+    assert_eq!(
+        kbx.ok(&["create", "--name", "rb", "--driver", "remote", &endpoint]),
+        "rb\n"
+    );
+    let record = std::fs::read_to_string(kbx.home.path().join("buildx/instances/rb")).unwrap();
+    assert!(
+        record.contains(&format!(
+            "\"Driver\":\"remote\",\"Nodes\":[{{\"Name\":\"rb0\",\"Endpoint\":\"{endpoint}\""
+        )),
+        "{record}"
+    );
+
+    let table = kbx.ok(&["ls"]);
+    let rows = cells(&table);
+    assert_eq!(rows[1], ["rb", "remote"], "{table}");
+    assert_eq!(
+        rows[2][..3],
+        [
+            "\\_ rb0".to_owned(),
+            format!("\\_ {endpoint}"),
+            "running".to_owned()
+        ],
+        "{table}"
+    );
+    assert!(rows[2].last().unwrap().contains("linux/"), "{table}");
+    // The engine's own builder is listed after the stored ones; rb is current only when used.
+    assert_eq!(rows[3], ["default*", "docker"], "{table}");
+
+    let (ctx, src) = context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("local");
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "rb",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .starts_with(&format!("#0 building on rb0 (remote {endpoint})\n")),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(snapshot(&dest), snapshot(&src));
+
+    let mut ids: Vec<String> = du_rows(&kbx.ok(&["du", "--builder", "rb"]))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, engine_cache_ids(&d));
+
+    // rm forgets the builder and leaves the daemon alone.
+    let o = kbx.run(&["rm", "rb"]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "rb removed\n");
+    assert!(!kbx.home.path().join("buildx/instances/rb").exists());
+    assert!(sock.exists());
+    assert_eq!(body(&d, "/_ping"), "OK");
+    assert!(!kbx.ok(&["ls"]).contains("rb"));
+}
