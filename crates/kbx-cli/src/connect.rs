@@ -34,6 +34,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The implicit builder of the Docker Engine, as buildx shows the `default` context: one node
 /// named `default` whose endpoint is the context name. Never saved in the store.
+///
+/// # Deviation
+/// buildx has one such builder per Docker context and reaches the engine of the current
+/// context; kbx has only `default`, reaching `DOCKER_HOST` (or the default socket), and `ls`
+/// lists it only when that engine answers (buildx lists it with an error).
 pub(crate) fn default_builder() -> NodeGroup {
     let mut ng = NodeGroup::new(DEFAULT_BUILDER, DOCKER);
     ng.nodes = Some(vec![Node {

@@ -55,7 +55,8 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
         .ok()
         .filter(|h| !h.is_empty());
     // buildx: the given driver, the existing builder's, `remote` for BUILDKIT_HOST or an
-    // endpoint only remote understands; kbx's own default is kubernetes.
+    // endpoint only remote understands. Deviation (docs/deviations.md K8): where buildx would
+    // pick docker-container, kbx picks kubernetes.
     let driver = match (&args.driver, &existing) {
         (Some(d), _) => d.clone(),
         (None, Some(ng)) => ng.driver.clone(),
