@@ -278,6 +278,26 @@ fn docker_driver_default_builder_ls_build_du_prune() {
         );
     }
 
+    // --filter goes to BuildKit as `type==regular`; filtered output has no summary.
+    let df: serde_json::Value = serde_json::from_str(&body(&d, "/system/df")).unwrap();
+    let mut regular: Vec<String> = df["BuildCache"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["Type"] == "regular")
+        .map(|r| r["ID"].as_str().unwrap().to_owned())
+        .collect();
+    regular.sort();
+    assert!(
+        !regular.is_empty() && regular.len() < engine_ids.len(),
+        "{df}"
+    );
+    let filtered = kbx.ok(&["du", "--filter", "type=regular"]);
+    let mut ids: Vec<String> = du_rows(&filtered).into_iter().map(|r| r.0).collect();
+    ids.sort();
+    assert_eq!(ids, regular, "{filtered}");
+    assert!(!filtered.contains("Total:"), "{filtered}");
+
     // prune -f --all frees every record, and says what it removed.
     let pruned = kbx.ok(&["prune", "-f", "--all"]);
     assert!(pruned.starts_with("ID\t"), "{pruned}");
