@@ -58,14 +58,26 @@ pub(crate) fn find_builder(txn: &Txn<'_>, name: Option<&str>) -> Result<NodeGrou
     match name {
         Some(n) => match txn.node_group(n) {
             Ok(ng) => Ok(ng),
-            Err(kbx_store::Error::NotFound(_)) if n == DEFAULT_BUILDER => Ok(default_builder()),
+            Err(kbx_store::Error::NotFound(_)) if n == DEFAULT_BUILDER => {
+                default_with_activity(txn)
+            }
             Err(e) => Err(e.into()),
         },
         None => {
             let key = context::current_key(|k| std::env::var_os(k));
-            Ok(txn.current(&key)?.unwrap_or_else(default_builder))
+            match txn.current(&key)? {
+                Some(ng) => Ok(ng),
+                None => default_with_activity(txn),
+            }
         }
     }
+}
+
+/// [`default_builder`] with its last activity from the store, as buildx loads it.
+pub(crate) fn default_with_activity(txn: &Txn<'_>) -> Result<NodeGroup, Error> {
+    let mut ng = default_builder();
+    ng.last_activity = txn.last_activity(DEFAULT_BUILDER)?;
+    Ok(ng)
 }
 
 /// The Docker host kbx talks to: `DOCKER_HOST` or the default socket.

@@ -57,9 +57,13 @@ fn platforms(n: &Node, status: &NodeStatus) -> String {
 pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
     let key = context::current_key(|k| std::env::var_os(k));
-    let (mut builders, current) = {
+    let (mut builders, current, default) = {
         let txn = store.txn()?;
-        (txn.list()?, txn.current(&key)?.map(|c| c.name))
+        (
+            txn.list()?,
+            txn.current(&key)?.map(|c| c.name),
+            connect::default_with_activity(&txn)?,
+        )
     };
     builders.sort_by(|a, b| a.name.cmp(&b.name));
     let mut loaded = Vec::new();
@@ -71,7 +75,6 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
         loaded.push((ng, statuses));
     }
     // The Docker Engine's builder comes after the stored ones, when the engine answers.
-    let default = connect::default_builder();
     let docker = status_of(connect::DOCKER, &default.nodes()[0], args.timeout).await;
     if docker.running() {
         loaded.push((default, vec![docker]));

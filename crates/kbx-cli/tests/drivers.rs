@@ -187,6 +187,8 @@ fn docker_driver_default_builder_ls_build_du_prune() {
 
     let json: serde_json::Value =
         serde_json::from_str(kbx.ok(&["ls", "--format", "json"]).trim()).unwrap();
+    // Builds stamp the builder's last activity, `default` included (checked after the builds).
+    let activity_file = kbx.home.path().join("buildx/activity/default");
     assert_eq!(json["Name"], "default");
     assert_eq!(json["Driver"], "docker");
     assert_eq!(json["Current"], true);
@@ -251,6 +253,14 @@ fn docker_driver_default_builder_ls_build_du_prune() {
         ctx.path().to_str().unwrap(),
     ]);
     body(&d, "/images/kbx-load:1/json");
+
+    assert!(
+        activity_file.exists(),
+        "build stamps the default builder's activity"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(kbx.ok(&["ls", "--format", "json"]).trim()).unwrap();
+    assert!(json["LastActivity"].is_string(), "{json}");
 
     // du lists exactly the engine's build-cache records.
     let engine_ids = engine_cache_ids(&d);
