@@ -529,6 +529,22 @@ fn create_driver_errors_use_buildx_texts() {
         ]),
         "ERROR: existing instance for \"r\" but has mismatched driver \"remote\"\n",
     );
+    // Appending inherits the driver; leaving a remote node touches nothing remote.
+    let o = env.kbx(&["create", "--name", "r", "--append", "tcp://127.0.0.1:3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let record = std::fs::read_to_string(env.store().join("instances/r")).unwrap();
+    assert!(
+        record.contains("{\"Name\":\"r1\",\"Endpoint\":\"tcp://127.0.0.1:3\""),
+        "{record}"
+    );
+    fails_with(
+        &env.kbx(&["create", "--name", "r", "--append", "tcp://127.0.0.1:3"]),
+        "ERROR: invalid duplicate endpoint tcp://127.0.0.1:3\n",
+    );
+    let o = env.kbx(&["create", "--name", "r", "--leave", "--node", "r1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let record = std::fs::read_to_string(env.store().join("instances/r")).unwrap();
+    assert!(!record.contains("\"r1\""), "{record}");
 }
 
 #[test]
