@@ -206,6 +206,16 @@ impl Client {
         Ok(c)
     }
 
+    /// Connects to a standalone buildkitd at `addr` (`unix://…` or `tcp://…`) over TLS.
+    ///
+    /// # Errors
+    /// See [`transport::connect_tls`].
+    pub async fn connect_tls(addr: &str, tls: &transport::TlsOptions) -> Result<Self> {
+        let addr = Address::parse(addr)?;
+        let channel = transport::connect_tls(&addr, tls).await?;
+        Ok(Client::new(channel, Backend::Buildkitd))
+    }
+
     /// Wraps an existing channel (from [`transport::connect_with`] for instance).
     pub fn new(channel: Channel, backend: Backend) -> Self {
         Client {

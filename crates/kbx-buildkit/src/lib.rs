@@ -1,4 +1,4 @@
-//! A BuildKit client that builds a Dockerfile from a local context: transports (unix, TCP,
+//! A BuildKit client that builds a Dockerfile from a local context: transports (unix, TCP, TLS,
 //! Docker Engine, any spawned process' stdio), the Control API, a session server with a
 //! streaming FileSync sender, `dockerfile.v0` solves with `moby` / `local` / `tar` / `image` /
 //! `oci` / `docker` exports, and progress events with a plain renderer.

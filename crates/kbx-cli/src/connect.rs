@@ -5,7 +5,8 @@
 //!   through `pods/exec`, retried while BuildKit starts.
 //! - `docker`: the BuildKit embedded in the Docker Engine named by `DOCKER_HOST` (the implicit
 //!   `default` builder).
-//! - `remote`: a buildkitd listening on the node's `unix://` or `tcp://` endpoint.
+//! - `remote`: a buildkitd listening on the node's `unix://` or `tcp://` endpoint, with TLS
+//!   when the node's driver options name certificates.
 
 use std::io;
 use std::sync::Arc;
@@ -200,15 +201,20 @@ pub(crate) async fn docker() -> Result<Client, Error> {
     }
 }
 
-/// A remote node's buildkitd, retried like a pod (buildx waits up to 20 s for a remote
-/// builder to answer).
+/// A remote node's buildkitd (over TLS when its options say so), retried like a pod (buildx
+/// waits up to 20 s for a remote builder to answer).
 async fn remote_client(n: &Node) -> Result<Client, Error> {
-    remote::check_supported(n)?;
+    let tls = remote::connection(n)?;
+    if let Some(t) = &tls {
+        // Bad TLS files fail at once, not after every retry.
+        kbx_buildkit::transport::tls_connector(t).map_err(|e| Error::msg(chain(&e)))?;
+    }
     let endpoint = n.endpoint.clone();
     kbx_kube::with_retry(ATTEMPTS, FIRST_BACKOFF, |_| {
         let endpoint = endpoint.clone();
+        let tls = tls.clone();
         async move {
-            let client = Client::connect(&endpoint).await.map_err(|e| {
+            let client = remote_connect(&endpoint, tls.as_ref()).await.map_err(|e| {
                 Error::msg(format!(
                     "cannot connect to BuildKit at {endpoint}: {}",
                     chain(&e)
@@ -219,6 +225,16 @@ async fn remote_client(n: &Node) -> Result<Client, Error> {
         }
     })
     .await
+}
+
+async fn remote_connect(
+    endpoint: &str,
+    tls: Option<&kbx_buildkit::transport::TlsOptions>,
+) -> Result<Client, kbx_buildkit::Error> {
+    match tls {
+        Some(t) => Client::connect_tls(endpoint, t).await,
+        None => Client::connect(endpoint).await,
+    }
 }
 
 /// A node's status, or why it could not be read, with what the daemon says about itself.
@@ -259,9 +275,9 @@ pub(crate) async fn status_of(driver: &str, n: &Node, timeout: Duration) -> Node
                 daemon_status(&client, true).await
             }
             REMOTE => {
-                remote::check_supported(n)?;
+                let tls = remote::connection(n)?;
                 let connected = async {
-                    let client = Client::connect(&n.endpoint).await?;
+                    let client = remote_connect(&n.endpoint, tls.as_ref()).await?;
                     client.list_workers().await?;
                     Ok::<_, kbx_buildkit::Error>(client)
                 }

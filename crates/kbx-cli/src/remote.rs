@@ -1,14 +1,14 @@
-//! The `remote` driver's endpoint and driver options, checked as buildx checks them.
+//! The `remote` driver's endpoint and driver options, checked as buildx checks them, and the
+//! TLS settings they turn into.
 //!
 //! # Deviation
-//! buildx accepts `docker-container://`, `kube-pod://`, `npipe://` and `ssh://` endpoints and
-//! speaks TLS when `cacert`, `cert`, `key` or `servername` is set. kbx connects to `tcp://` and
-//! `unix://` endpoints without TLS only: other schemes are refused by `kbx create` with a clear
-//! error, and a node with TLS options is stored (so buildx can use it) but kbx reports that it
-//! cannot connect to it.
+//! buildx accepts `docker-container://`, `kube-pod://`, `npipe://` and `ssh://` endpoints too;
+//! kbx connects to `tcp://` and `unix://` endpoints only (with or without TLS) and refuses the
+//! other schemes in `kbx create` with a clear error.
 
 use std::collections::BTreeMap;
 
+use kbx_buildkit::transport::TlsOptions;
 use kbx_store::Node;
 
 use crate::error::Error;
@@ -103,17 +103,45 @@ pub(crate) fn validate_options(opts: &BTreeMap<String, String>) -> Result<(), Er
     Ok(())
 }
 
-/// Fails for a node kbx cannot connect to (TLS options, a scheme kbx does not speak).
-pub(crate) fn check_supported(n: &Node) -> Result<(), Error> {
+/// The host part of `tcp://HOST:PORT` (brackets of an IPv6 literal removed), as Go's
+/// `url.Hostname`; empty for `unix://`.
+fn hostname(endpoint: &str) -> String {
+    let Some(rest) = endpoint.strip_prefix("tcp://") else {
+        return String::new();
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.to_owned()
+}
+
+/// Checks a stored remote node and returns its TLS settings, if its options ask for TLS.
+/// `servername` defaults to the endpoint's host, as in buildx.
+pub(crate) fn connection(n: &Node) -> Result<Option<TlsOptions>, Error> {
     let opts = n.driver_opts.clone().unwrap_or_default();
     validate_options(&opts)?;
-    if TLS_KEYS.iter().any(|k| opts.contains_key(*k)) {
+    validate_endpoint(&n.endpoint)?;
+    if !TLS_KEYS.iter().any(|k| opts.contains_key(*k)) {
+        return Ok(None);
+    }
+    let server_name = opts
+        .get("servername")
+        .cloned()
+        .unwrap_or_else(|| hostname(&n.endpoint));
+    if server_name.is_empty() {
         return Err(Error::msg(format!(
-            "cannot connect to {}: TLS (driver options cacert, cert, key, servername) is not supported by kbx's remote driver",
+            "TLS to {} needs the servername driver option",
             n.endpoint
         )));
     }
-    validate_endpoint(&n.endpoint).map(|_| ())
+    Ok(Some(TlsOptions {
+        ca_cert: opts.get("cacert").cloned().unwrap_or_default().into(),
+        cert: opts.get("cert").map(Into::into),
+        key: opts.get("key").map(Into::into),
+        server_name,
+    }))
 }
 
 #[cfg(test)]
@@ -183,5 +211,44 @@ mod tests {
             "tls enabled, but missing keys cert"
         );
         assert!(validate_options(&opts(&[("cacert", "/ca.pem")])).is_ok());
+    }
+
+    #[test]
+    fn tls_settings_default_the_server_name_to_the_host() {
+        let node = |endpoint: &str, pairs: &[(&str, &str)]| Node {
+            name: "n".into(),
+            endpoint: endpoint.into(),
+            platforms: None,
+            driver_opts: Some(opts(pairs)),
+            buildkitd_flags: None,
+            files: None,
+        };
+        assert_eq!(connection(&node("tcp://h:1", &[])).expect("ok"), None);
+        let tls = connection(&node("tcp://build.example:1234", &[("cacert", "/ca.pem")]))
+            .expect("ok")
+            .expect("tls");
+        assert_eq!(tls.server_name, "build.example");
+        assert_eq!(tls.ca_cert, std::path::PathBuf::from("/ca.pem"));
+        assert_eq!(tls.cert, None);
+        assert_eq!(hostname("tcp://[::1]:1234"), "::1");
+        assert_eq!(
+            err(connection(&node(
+                "unix:///s.sock",
+                &[("cacert", "/ca.pem")]
+            ))),
+            "TLS to unix:///s.sock needs the servername driver option"
+        );
+        let tls = connection(&node(
+            "unix:///s.sock",
+            &[
+                ("cacert", "/ca.pem"),
+                ("servername", "bk"),
+                ("cert", "/c"),
+                ("key", "/k"),
+            ],
+        ))
+        .expect("ok")
+        .expect("tls");
+        assert_eq!((tls.server_name.as_str(), tls.key.is_some()), ("bk", true));
     }
 }

@@ -565,18 +565,18 @@ fn remote_builders_are_stored_listed_and_removed_without_touching_the_daemon() {
             "--name",
             "tls",
             "--driver-opt",
-            "cacert=/etc/ca.pem,servername=buildkit.example",
+            "cacert=/nonexistent/ca.pem,servername=buildkit.example",
         ],
         &[("BUILDKIT_HOST", "tcp://127.0.0.1:2")],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(env.store().join("instances/tls")).unwrap(),
-        "{\"Name\":\"tls\",\"Driver\":\"remote\",\"Nodes\":[{\"Name\":\"tls0\",\"Endpoint\":\"tcp://127.0.0.1:2\",\"Platforms\":null,\"DriverOpts\":{\"cacert\":\"/etc/ca.pem\",\"servername\":\"buildkit.example\"},\"Flags\":null,\"Files\":null}],\"Dynamic\":false}"
+        "{\"Name\":\"tls\",\"Driver\":\"remote\",\"Nodes\":[{\"Name\":\"tls0\",\"Endpoint\":\"tcp://127.0.0.1:2\",\"Platforms\":null,\"DriverOpts\":{\"cacert\":\"/nonexistent/ca.pem\",\"servername\":\"buildkit.example\"},\"Flags\":null,\"Files\":null}],\"Dynamic\":false}"
     );
 
-    // Nothing listens on port 1: inactive, as buildx shows an unreachable remote daemon. TLS
-    // is refused by kbx with a reason.
+    // Nothing listens on port 1, and the CA file of the other does not exist: both inactive,
+    // as buildx shows a remote daemon it cannot reach; kbx adds the reason.
     let o = env.kbx(&["ls", "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = stdout(&o)
@@ -589,10 +589,10 @@ fn remote_builders_are_stored_listed_and_removed_without_touching_the_daemon() {
     assert_eq!(lines[0]["Current"], true);
     assert_eq!(lines[0]["Nodes"][0]["Status"], "inactive");
     assert_eq!(lines[1]["Name"], "tls");
-    assert_eq!(lines[1]["Nodes"][0]["Status"], "error");
+    assert_eq!(lines[1]["Nodes"][0]["Status"], "inactive");
     assert_eq!(
-        lines[1]["Nodes"][0]["Err"],
-        "cannot connect to tcp://127.0.0.1:2: TLS (driver options cacert, cert, key, servername) is not supported by kbx's remote driver"
+        lines[1]["Nodes"][0]["StatusReason"],
+        "TLS: read CA certificate /nonexistent/ca.pem: I/O error: No such file or directory (os error 2)"
     );
     let o = env.kbx(&["ls"]);
     let table = stdout(&o);
@@ -610,9 +610,10 @@ fn remote_builders_are_stored_listed_and_removed_without_touching_the_daemon() {
         "type=local,dest=out",
         ".",
     ]);
+    // Missing TLS files fail at once (no connection retries).
     fails_with(
         &o,
-        "ERROR: cannot connect to tcp://127.0.0.1:2: TLS (driver options cacert, cert, key, servername) is not supported by kbx's remote driver\n",
+        "ERROR: TLS: read CA certificate /nonexistent/ca.pem: I/O error: No such file or directory (os error 2)\n",
     );
     let o = env.kbx(&["du", "--builder", "tls"]);
     assert_eq!(o.status.code(), Some(1));

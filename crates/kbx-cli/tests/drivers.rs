@@ -1,6 +1,6 @@
 //! The `kbx` binary against real BuildKit daemons: a private Docker Engine (Debian's docker.io)
 //! as the `default` builder (docker driver), and the same engine's BuildKit exposed as a plain
-//! gRPC unix socket for a `remote` builder.
+//! gRPC unix socket for a `remote` builder, also behind a mutual-TLS listener on 127.0.0.1.
 //!
 //! Oracles are the Docker Engine's own API (`/system/df` build-cache records, `/_ping`,
 //! `/images/…/json`, `/version`) and the source trees, never kbx's output alone.
@@ -449,4 +449,190 @@ fn remote_driver_create_ls_build_du_rm() {
     assert!(sock.exists());
     assert_eq!(body(&d, "/_ping"), "OK");
     assert!(!kbx.ok(&["ls"]).contains("rb"));
+}
+
+/// Certificates for the TLS test: a CA, a server certificate for `buildkitd.test`, a client
+/// certificate; PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn pki(dir: &Path, name: &str) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose,
+    };
+    let file = |f: &str, pem: String| {
+        let p = dir.join(format!("{name}-{f}"));
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = file("ca.pem", ca_cert.pem());
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |san: &str, usage: ExtendedKeyUsagePurpose, f: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![san.to_owned()]).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (
+            file(&format!("{f}.pem"), cert.pem()),
+            file(&format!("{f}-key.pem"), key.serialize_pem()),
+        )
+    };
+    let (server_cert, server_key) = leaf(
+        "buildkitd.test",
+        ExtendedKeyUsagePurpose::ServerAuth,
+        "server",
+    );
+    let (client_cert, client_key) = leaf("kbx", ExtendedKeyUsagePurpose::ClientAuth, "client");
+    Pki {
+        ca,
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    }
+}
+
+/// A TLS listener on 127.0.0.1 that requires a client certificate signed by the same CA and
+/// forwards the decrypted bytes to `upstream` (a plain BuildKit gRPC socket). Returns the port.
+fn serve_tls(pki: &Pki, upstream: PathBuf) -> u16 {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&pki.server_cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::UnixStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn remote_driver_over_mutual_tls() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("buildkitd.sock");
+    serve_grpc_socket(d.sock.clone(), &sock);
+    let good = pki(dir.path(), "good");
+    let other = pki(dir.path(), "other");
+    let port = serve_tls(&good, sock);
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let opts = |p: &Pki| {
+        format!(
+            "cacert={},cert={},key={},servername=buildkitd.test",
+            p.ca.display(),
+            good.client_cert.display(),
+            good.client_key.display()
+        )
+    };
+    kbx.ok(&[
+        "create",
+        "--name",
+        "tls",
+        "--driver",
+        "remote",
+        "--driver-opt",
+        &opts(&good),
+        &endpoint,
+    ]);
+    // A CA that did not sign the daemon's certificate: the daemon is not trusted.
+    kbx.ok(&[
+        "create",
+        "--name",
+        "untrusted",
+        "--driver",
+        "remote",
+        "--driver-opt",
+        &opts(&other),
+        &endpoint,
+    ]);
+
+    let json: Vec<serde_json::Value> = kbx
+        .ok(&["ls", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let status = |name: &str| {
+        json.iter()
+            .find(|b| b["Name"] == name)
+            .map(|b| b["Nodes"][0]["Status"].clone())
+            .unwrap()
+    };
+    assert_eq!(status("tls"), "running", "{json:?}");
+    assert_eq!(status("untrusted"), "inactive", "{json:?}");
+
+    let (ctx, src) = context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("local");
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "tls",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert_eq!(snapshot(&dest), snapshot(&src));
+    assert!(!du_rows(&kbx.ok(&["du", "--builder", "tls"])).is_empty());
 }
