@@ -1,8 +1,9 @@
 //! The Control API client: workers, daemon info, disk usage, capabilities.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bollard_buildkit_proto::google::protobuf::Timestamp;
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
 use bollard_buildkit_proto::moby::buildkit::v1::{
     DiskUsageRequest, InfoRequest, ListWorkersRequest, PruneRequest, UsageRecord,
@@ -76,10 +77,39 @@ pub struct CacheRecord {
     pub record_type: String,
     /// Description, e.g. `local source for context`.
     pub description: String,
+    /// IDs of the records this one is built on (the deprecated single `parent` included).
+    pub parents: Vec<String>,
+    /// When the record was created.
+    pub created_at: Option<SystemTime>,
+    /// When the record was last used.
+    pub last_used_at: Option<SystemTime>,
+    /// How many times it was used.
+    pub usage_count: i64,
+    /// Whether its data is shared with other records or images.
+    pub shared: bool,
+}
+
+fn system_time(ts: Option<Timestamp>) -> Option<SystemTime> {
+    let ts = ts?;
+    let nanos = u32::try_from(ts.nanos).ok()?;
+    match u64::try_from(ts.seconds) {
+        Ok(secs) => UNIX_EPOCH.checked_add(Duration::new(secs, nanos)),
+        Err(_) => UNIX_EPOCH
+            .checked_sub(Duration::from_secs(ts.seconds.unsigned_abs()))?
+            .checked_add(Duration::from_nanos(u64::from(nanos))),
+    }
 }
 
 impl From<UsageRecord> for CacheRecord {
+    #[allow(
+        deprecated,
+        reason = "BuildKit before v0.12 (Docker 20.10) only fills the single `parent`"
+    )]
     fn from(r: UsageRecord) -> Self {
+        let mut parents = r.parents;
+        if parents.is_empty() && !r.parent.is_empty() {
+            parents.push(r.parent);
+        }
         CacheRecord {
             id: r.id,
             size: r.size,
@@ -87,8 +117,27 @@ impl From<UsageRecord> for CacheRecord {
             mutable: r.mutable,
             record_type: r.record_type,
             description: r.description,
+            parents,
+            created_at: system_time(r.created_at),
+            last_used_at: system_time(r.last_used_at),
+            usage_count: r.usage_count,
+            shared: r.shared,
         }
     }
+}
+
+/// What `Prune` removes (BuildKit's `PruneRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Everything unused, not only what BuildKit deems reclaimable (internal and frontend
+    /// images included).
+    pub all: bool,
+    /// Keep records used more recently than this.
+    pub keep_duration: Option<Duration>,
+    /// Bytes of cache always kept (`--reserved-space`, formerly `--keep-storage`).
+    pub reserved_space: i64,
+    /// BuildKit filter expressions, e.g. `type==regular,description~=context`.
+    pub filters: Vec<String>,
 }
 
 /// What a daemon can do; decides which exporters and request fields a build uses.
@@ -155,6 +204,16 @@ impl Client {
             c.docker_session_route = true;
         }
         Ok(c)
+    }
+
+    /// Connects to a standalone buildkitd at `addr` (`unix://…` or `tcp://…`) over TLS.
+    ///
+    /// # Errors
+    /// See [`transport::connect_tls`].
+    pub async fn connect_tls(addr: &str, tls: &transport::TlsOptions) -> Result<Self> {
+        let addr = Address::parse(addr)?;
+        let channel = transport::connect_tls(&addr, tls).await?;
+        Ok(Client::new(channel, Backend::Buildkitd))
     }
 
     /// Wraps an existing channel (from [`transport::connect_with`] for instance).
@@ -270,10 +329,22 @@ impl Client {
     /// # Errors
     /// [`Error::Rpc`].
     pub async fn disk_usage(&self) -> Result<Vec<CacheRecord>> {
+        self.disk_usage_filtered(&[]).await
+    }
+
+    /// Build cache records matching BuildKit filter expressions (`DiskUsage` with `filter`),
+    /// e.g. `["type==regular"]`; every record for an empty list.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`].
+    pub async fn disk_usage_filtered(&self, filters: &[String]) -> Result<Vec<CacheRecord>> {
         let resp = self
             .control
             .clone()
-            .disk_usage(DiskUsageRequest::default())
+            .disk_usage(DiskUsageRequest {
+                filter: filters.to_vec(),
+                ..DiskUsageRequest::default()
+            })
             .await
             .map_err(|s| Error::rpc("DiskUsage", s))?
             .into_inner();
@@ -291,11 +362,35 @@ impl Client {
         all: bool,
         keep_duration: Option<Duration>,
     ) -> Result<Vec<CacheRecord>> {
+        self.prune_with(
+            &PruneOptions {
+                all,
+                keep_duration,
+                ..PruneOptions::default()
+            },
+            |_| {},
+        )
+        .await
+    }
+
+    /// Removes build cache as `opts` says, calling `on_removed` for each record as the daemon
+    /// reports it; returns the removed records.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`].
+    pub async fn prune_with(
+        &self,
+        opts: &PruneOptions,
+        mut on_removed: impl FnMut(&CacheRecord),
+    ) -> Result<Vec<CacheRecord>> {
         let req = PruneRequest {
-            all,
-            keep_duration: keep_duration
+            filter: opts.filters.clone(),
+            all: opts.all,
+            keep_duration: opts
+                .keep_duration
                 .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
                 .unwrap_or(0),
+            reserved_space: opts.reserved_space,
             ..PruneRequest::default()
         };
         let mut stream = self
@@ -307,7 +402,9 @@ impl Client {
             .into_inner();
         let mut out = Vec::new();
         while let Some(r) = stream.message().await.map_err(|s| Error::rpc("Prune", s))? {
-            out.push(CacheRecord::from(r));
+            let record = CacheRecord::from(r);
+            on_removed(&record);
+            out.push(record);
         }
         Ok(out)
     }
@@ -401,6 +498,32 @@ async fn docker_engine_version(addr: &Address) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(deprecated, reason = "the old field is what old daemons send")]
+    fn usage_records_keep_times_and_the_old_parent_field() {
+        let r = CacheRecord::from(UsageRecord {
+            id: "x".into(),
+            parent: "p".into(),
+            created_at: Some(Timestamp {
+                seconds: 10,
+                nanos: 5,
+            }),
+            last_used_at: Some(Timestamp {
+                seconds: -1,
+                nanos: 0,
+            }),
+            usage_count: 3,
+            shared: true,
+            ..UsageRecord::default()
+        });
+        assert_eq!(r.parents, vec!["p".to_owned()]);
+        assert_eq!(r.created_at, Some(UNIX_EPOCH + Duration::new(10, 5)));
+        assert_eq!(r.last_used_at, Some(UNIX_EPOCH - Duration::from_secs(1)));
+        assert_eq!((r.usage_count, r.shared), (3, true));
+        let none = CacheRecord::from(UsageRecord::default());
+        assert!(none.parents.is_empty() && none.created_at.is_none());
+    }
 
     #[test]
     fn versions() {

@@ -37,6 +37,15 @@ pub enum Error {
         /// The status line the daemon answered with.
         status: String,
     },
+    /// TLS material could not be loaded or used.
+    #[error("TLS: {what}")]
+    Tls {
+        /// What failed, e.g. `read CA certificate /etc/ca.pem`.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The gRPC channel could not be established.
     #[error("open gRPC channel to {addr}")]
     Transport {

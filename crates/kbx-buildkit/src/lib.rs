@@ -1,4 +1,4 @@
-//! A BuildKit client that builds a Dockerfile from a local context: transports (unix, TCP,
+//! A BuildKit client that builds a Dockerfile from a local context: transports (unix, TCP, TLS,
 //! Docker Engine, any spawned process' stdio), the Control API, a session server with a
 //! streaming FileSync sender, `dockerfile.v0` solves with `moby` / `local` / `tar` / `image` /
 //! `oci` / `docker` exports, and progress events with a plain renderer.
@@ -56,7 +56,7 @@ mod solve;
 pub mod transport;
 
 pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
-pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker};
+pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, PruneOptions, Worker};
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};

@@ -257,6 +257,119 @@ pub async fn connect(addr: &Address) -> Result<Channel> {
     .await
 }
 
+/// TLS to a standalone buildkitd, as `buildctl --tlscacert --tlscert --tlskey
+/// --tlsservername` (and buildx's remote driver) speak it: the daemon's certificate must chain to
+/// `ca_cert` and name `server_name`; `cert` and `key` are the client's, for daemons that ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM file of the CA(s) that sign the daemon's certificate.
+    pub ca_cert: std::path::PathBuf,
+    /// PEM client certificate chain (with `key`).
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM client private key (with `cert`).
+    pub key: Option<std::path::PathBuf>,
+    /// The name the daemon's certificate must carry (a DNS name or an IP address).
+    pub server_name: String,
+}
+
+fn tls_err(what: String) -> impl FnOnce(rustls_pki_types::pem::Error) -> Error {
+    move |e| Error::Tls {
+        what,
+        source: Box::new(e),
+    }
+}
+
+/// A TLS connector for `opts`: ring crypto, TLS 1.2/1.3, ALPN `h2` (gRPC servers require it).
+///
+/// # Errors
+/// [`Error::Tls`] when a file cannot be read or parsed, or the name is invalid.
+pub fn tls_connector(
+    opts: &TlsOptions,
+) -> Result<(
+    tokio_rustls::TlsConnector,
+    rustls_pki_types::ServerName<'static>,
+)> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = &opts.ca_cert;
+    for cert in CertificateDer::pem_file_iter(ca)
+        .map_err(tls_err(format!("read CA certificate {}", ca.display())))?
+    {
+        let cert = cert.map_err(tls_err(format!("parse CA certificate {}", ca.display())))?;
+        roots.add(cert).map_err(|e| Error::Tls {
+            what: format!("use CA certificate {}", ca.display()),
+            source: Box::new(e),
+        })?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls {
+            what: "choose protocol versions".to_owned(),
+            source: Box::new(e),
+        })?
+        .with_root_certificates(roots);
+    let mut config = match (&opts.cert, &opts.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(tls_err(format!("read certificate {}", cert.display())))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(tls_err(format!("parse certificate {}", cert.display())))?;
+            let key_der = PrivateKeyDer::from_pem_file(key)
+                .map_err(tls_err(format!("read key {}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| Error::Tls {
+                    what: format!(
+                        "use certificate {} with key {}",
+                        cert.display(),
+                        key.display()
+                    ),
+                    source: Box::new(e),
+                })?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from(opts.server_name.clone()).map_err(|e| Error::Tls {
+        what: format!("server name {:?}", opts.server_name),
+        source: Box::new(e),
+    })?;
+    Ok((
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        name,
+    ))
+}
+
+/// A tonic channel to a standalone buildkitd at `addr` (`unix://` or `tcp://`) over TLS.
+///
+/// # Errors
+/// [`Error::Tls`] for bad TLS material, [`Error::InvalidAddress`] for a Docker address, and
+/// see [`connect_with`]; a failed handshake is a connect error.
+pub async fn connect_tls(addr: &Address, opts: &TlsOptions) -> Result<Channel> {
+    if addr.is_docker() {
+        return Err(Error::InvalidAddress {
+            addr: addr.to_string(),
+            reason: "TLS is for a standalone buildkitd (unix:// or tcp://)".to_owned(),
+        });
+    }
+    let (connector, name) = tls_connector(opts)?;
+    let a = addr.clone();
+    connect_with(&addr.to_string(), move || {
+        let a = a.clone();
+        let connector = connector.clone();
+        let name = name.clone();
+        async move {
+            let raw = dial(&a).await.map_err(io::Error::other)?;
+            connector.connect(name, raw).await
+        }
+    })
+    .await
+}
+
 /// The stdin/stdout of a spawned process as one byte stream (`buildctl dial-stdio`,
 /// `kubectl exec -i … buildctl dial-stdio`, `docker exec -i …`). The process is killed when the
 /// stream is dropped; its stderr goes to ours.
@@ -360,6 +473,42 @@ mod tests {
         assert!(Address::parse_docker_host("ssh://me@host").is_err());
         let a = Address::parse("docker-tcp://127.0.0.1:2375").expect("ok");
         assert_eq!(Address::parse(&a.to_string()).expect("ok"), a);
+    }
+
+    #[tokio::test]
+    async fn tls_material_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("kbx-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let opts = |ca: &std::path::Path| TlsOptions {
+            ca_cert: ca.to_path_buf(),
+            cert: None,
+            key: None,
+            server_name: "buildkitd".into(),
+        };
+        let missing = dir.join("missing.pem");
+        let Err(err) = tls_connector(&opts(&missing)) else {
+            panic!("a missing CA file is an error")
+        };
+        assert!(
+            err.to_string()
+                .starts_with(&format!("TLS: read CA certificate {}", missing.display())),
+            "{err}"
+        );
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").expect("write");
+        // No certificate in the file: an empty root store, refused when connecting, not here.
+        let mut bad = opts(&empty);
+        bad.server_name = "not a name!".into();
+        let Err(err) = tls_connector(&bad) else {
+            panic!("an invalid server name is an error")
+        };
+        assert_eq!(err.to_string(), "TLS: server name \"not a name!\"");
+        let docker = Address::DockerUnix("/x.sock".into());
+        let err = connect_tls(&docker, &opts(&empty))
+            .await
+            .expect_err("docker");
+        assert!(err.to_string().contains("standalone buildkitd"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -1,26 +1,17 @@
-//! `kbx build`: send a local context to BuildKit in one of the builder's pods.
+//! `kbx build`: send a local context to the builder's BuildKit (a pod, the Docker Engine or a
+//! remote daemon; see [`crate::connect`]).
 
-use std::io;
-use std::sync::Arc;
-use std::time::Duration;
-
-use kbx_balance::{Pod, PodChooser, PodPhase};
-use kbx_buildkit::{BuildOptions, Client, Output};
-use kbx_kube::{NodeDriver, Status};
-use kbx_store::{Node, NodeGroup, Store};
+use kbx_buildkit::{BuildOptions, Output};
+use kbx_store::{NodeGroup, Store};
 
 use crate::cli::BuildArgs;
+use crate::connect;
 use crate::error::Error;
 use crate::progress::{self, Printer};
-use crate::{context, create, node};
-
-/// Connection attempts before giving up (buildx: 5, 500 ms doubling).
-const ATTEMPTS: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
     let mode = progress::resolve_for_stderr(args.progress)?;
-    let opts = build_options(&args)?;
+    let mut opts = build_options(&args)?;
     let ng = builder(&args)?;
     let Some(n) = ng.nodes().first().cloned() else {
         return Err(Error::msg(format!("builder {:?} has no nodes", ng.name)));
@@ -32,20 +23,19 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
             "docker exporter does not currently support exporting manifest lists",
         ));
     }
+    default_output(&mut opts, &ng.driver, &args.tags);
     if ng.nodes().len() > 1 && !opts.platforms.is_empty() {
         return crate::multi::run(&args, opts, &ng, mode).await;
     }
-    let driver = node::driver(&n).await?;
-    if !matches!(driver.status().await?, Status::Running(_)) {
-        create::bootstrap(&ng, mode).await?;
-    }
     let key = context_key(&args)?;
-    let (pod, client) = open(&n, &key).await?;
+    let connected =
+        connect::connect(&ng, &n, key.as_os_str().as_encoded_bytes(), Some(mode)).await?;
     if mode.takes_notes() {
-        eprintln!("#0 building on {} ({} pod {pod})", n.name, ng.name);
+        eprintln!("#0 building on {}", connected.description);
     }
     let mut printer = Printer::new(mode);
-    let result = client
+    let result = connected
+        .client
         .build_with_status(&opts, |status, events| printer.update(status, events))
         .await;
     printer.finish();
@@ -68,85 +58,34 @@ pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error>
     })
 }
 
-/// Chooses the pod of node `n` for `key` with the node's `loadbalance` strategy and connects
-/// to its BuildKit.
-pub(crate) async fn open(n: &Node, key: &std::path::Path) -> Result<(String, Client), Error> {
-    let options = node::options(n)?;
-    let driver = node::driver(n).await?;
-    let pods: Vec<Pod> = driver
-        .running_pods()
-        .await?
-        .into_iter()
-        .map(|p| Pod {
-            name: p.name,
-            phase: PodPhase::from_api(&p.phase),
-            ready: p.ready,
-            terminating: p.terminating,
-        })
-        .collect();
-    let chooser = PodChooser::new(options.load_balance);
-    let pod = chooser
-        .choose(key.as_os_str().as_encoded_bytes(), &pods)
-        .map_err(|e| Error::msg(e.to_string()))?
-        .name
-        .clone();
-    let client = connect(&driver, &pod).await?;
-    Ok((pod, client))
-}
-
-/// Exec + HTTP/2 handshake + a first call, retried: a pod whose BuildKit is not answering yet
-/// (e.g. `tls: internal error`, connection refused) is retried with backoff.
-async fn connect(driver: &NodeDriver, pod: &str) -> Result<Client, Error> {
-    let stderr: Arc<dyn Fn(&str) + Send + Sync> = {
-        let pod = pod.to_owned();
-        Arc::new(move |line: &str| eprintln!("[{pod}] {line}"))
-    };
-    kbx_kube::with_retry(ATTEMPTS, FIRST_BACKOFF, |_| {
-        let driver = driver.clone();
-        let pod = pod.to_owned();
-        let stderr = stderr.clone();
-        async move {
-            let dial = move || {
-                let driver = driver.clone();
-                let pod = pod.clone();
-                let stderr = stderr.clone();
-                async move { driver.dial(&pod, stderr).await.map_err(io::Error::other) }
-            };
-            let channel = kbx_buildkit::transport::connect_with("buildkit pod", dial)
-                .await
-                .map_err(|e| {
-                    Error::msg(format!(
-                        "cannot connect to BuildKit: {}",
-                        crate::error::chain(&e)
-                    ))
-                })?;
-            let client = Client::new(channel, kbx_buildkit::Backend::Buildkitd);
-            client.list_workers().await.map_err(|e| {
-                Error::msg(format!(
-                    "BuildKit does not answer: {}",
-                    crate::error::chain(&e)
-                ))
-            })?;
-            Ok(client)
-        }
-    })
-    .await
-}
-
 fn builder(args: &BuildArgs) -> Result<NodeGroup, Error> {
     let store = Store::open_default()?;
     let txn = store.txn()?;
-    let ng = match &args.builder {
-        Some(name) => txn.node_group(name)?,
-        None => {
-            let key = context::current_key(|k| std::env::var_os(k));
-            txn.current(&key)?.ok_or_else(|| {
-                Error::msg("no builder selected: pass --builder or run `kbx use NAME` (kbx has no default docker builder)")
-            })?
-        }
-    };
+    let ng = connect::find_builder(&txn, args.builder.as_deref())?;
     txn.update_last_activity(&ng.name)?;
     Ok(ng)
+}
+
+/// What a build exports to when the flags leave a choice, per driver, as buildx does: the
+/// docker driver loads into the Engine (`moby`), others keep the result in the cache only.
+fn default_output(opts: &mut BuildOptions, driver: &str, tags: &[String]) {
+    if driver == connect::DOCKER {
+        let load = matches!(
+            &opts.output,
+            None | Some(Output::Docker { dest: None } | Output::Image { push: false, .. })
+        );
+        if load {
+            let names = match &opts.output {
+                Some(Output::Image { names, .. }) => names.clone(),
+                _ => tags.to_vec(),
+            };
+            opts.output = Some(Output::Moby { names });
+        }
+    } else if opts.output.is_none() {
+        eprintln!(
+            "WARNING: No output specified with {driver} driver. Build result will only remain in the build cache. To push result image into registry use --push or to load image into docker use --load"
+        );
+    }
 }
 
 fn key_values(
@@ -203,11 +142,6 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         }),
         _ => None,
     };
-    if output.is_none() {
-        eprintln!(
-            "WARNING: No output specified with kubernetes driver. Build result will only remain in the build cache. To push result image into registry use --push or to load image into docker use --load"
-        );
-    }
     Ok(BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),

@@ -26,6 +26,10 @@ pub(crate) enum Command {
     Rm(RmArgs),
     /// Start a build on a builder.
     Build(Box<BuildArgs>),
+    /// Disk usage of the build cache.
+    Du(DuArgs),
+    /// Remove build cache.
+    Prune(PruneArgs),
     /// Show the kbx version.
     Version,
     /// Print a shell completion script.
@@ -47,7 +51,8 @@ pub(crate) struct CreateArgs {
     /// Builder instance name.
     #[arg(long)]
     pub(crate) name: Option<String>,
-    /// Driver to use (only `kubernetes` here).
+    /// Driver to use: `kubernetes` (default) or `remote` (`docker` is the implicit `default`
+    /// builder and cannot be created).
     #[arg(long)]
     pub(crate) driver: Option<String>,
     /// Create or modify this node.
@@ -89,7 +94,8 @@ pub(crate) struct CreateArgs {
     /// Output format of --dry-run.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub(crate) output: DryRunFormat,
-    /// Context or endpoint (not supported by the kubernetes driver).
+    /// The remote driver's BuildKit address (`tcp://HOST:PORT` or `unix:///PATH`); not
+    /// supported by the kubernetes driver.
     pub(crate) endpoint: Option<String>,
 }
 
@@ -232,4 +238,42 @@ pub(crate) struct BuildArgs {
     /// Progress output (`BUILDKIT_PROGRESS` sets the default).
     #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value = "auto")]
     pub(crate) progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DuArgs {
+    /// The builder (default: the current one).
+    #[arg(long, env = "BUILDX_BUILDER")]
+    pub(crate) builder: Option<String>,
+    /// Provide filter values (`KEY=VALUE`, e.g. `type=regular`, `until=24h`).
+    #[arg(long = "filter")]
+    pub(crate) filters: Vec<String>,
+    /// Provide a more verbose output.
+    #[arg(long)]
+    pub(crate) verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// The builder (default: the current one).
+    #[arg(long, env = "BUILDX_BUILDER")]
+    pub(crate) builder: Option<String>,
+    /// Include internal/frontend images.
+    #[arg(short, long)]
+    pub(crate) all: bool,
+    /// Provide filter values (`KEY=VALUE`, e.g. `type=regular`, `until=24h`).
+    #[arg(long = "filter")]
+    pub(crate) filters: Vec<String>,
+    /// Amount of disk space always allowed to keep for cache (e.g. `512mb`, `10GB`).
+    #[arg(long)]
+    pub(crate) reserved_space: Option<String>,
+    /// Amount of disk space to keep for cache (deprecated name of --reserved-space).
+    #[arg(long)]
+    pub(crate) keep_storage: Option<String>,
+    /// Provide a more verbose output.
+    #[arg(long)]
+    pub(crate) verbose: bool,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub(crate) force: bool,
 }

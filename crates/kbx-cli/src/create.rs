@@ -12,34 +12,99 @@ use kbx_store::{Node, NodeGroup, NodeUpdate, Store, validate_name};
 use crate::cli::CreateArgs;
 use crate::error::Error;
 use crate::progress::{self, Mode, Step, Steps};
-use crate::{context, names, node};
+use crate::{connect, context, names, node, remote};
 
-pub(crate) const DRIVER: &str = "kubernetes";
+pub(crate) const DRIVER: &str = connect::KUBERNETES;
+
+/// Drivers buildx has that kbx does not implement.
+const BUILDX_ONLY_DRIVERS: &[&str] = &["docker-container"];
 
 pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
-    if let Some(driver) = &args.driver
-        && driver != DRIVER
-    {
-        return Err(Error::msg(format!(
-            "driver {driver:?} is not supported: kbx creates kubernetes builders (--driver kubernetes)"
-        )));
-    }
-    if let Some(ep) = &args.endpoint {
-        return Err(Error::msg(format!(
-            "kubernetes driver does not support endpoint args {ep:?}"
-        )));
-    }
     if args.append && args.name.is_none() {
         return Err(Error::msg("append requires a builder name"));
     }
     if args.leave {
         return leave(&args).await;
     }
+    if args.name.as_deref() == Some("default") {
+        return Err(Error::msg(
+            "default is a reserved name and cannot be used to identify builder instance",
+        ));
+    }
 
     let store = Store::open_default()?;
     let key = context::current_key(|k| std::env::var_os(k));
+    let txn = store.txn()?;
+    let name = match &args.name {
+        Some(n) => {
+            validate_name(n)?;
+            n.clone()
+        }
+        None => generate_name(&txn)?,
+    };
+    let existing = match txn.node_group(&name) {
+        Ok(ng) => Some(ng),
+        Err(kbx_store::Error::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if existing.is_none() && args.append {
+        return Err(Error::msg(format!(
+            "failed to find instance {name:?} for append"
+        )));
+    }
+    let buildkit_host = std::env::var("BUILDKIT_HOST")
+        .ok()
+        .filter(|h| !h.is_empty());
+    // buildx: the given driver, the existing builder's, `remote` for BUILDKIT_HOST or an
+    // endpoint only remote understands. Deviation (docs/deviations.md K12): where buildx would
+    // pick docker-container, kbx picks kubernetes.
+    let driver = match (&args.driver, &existing) {
+        (Some(d), _) => d.clone(),
+        (None, Some(ng)) => ng.driver.clone(),
+        (None, None) => match &args.endpoint {
+            None if buildkit_host.is_some() => connect::REMOTE.to_owned(),
+            Some(ep) if remote::validate_endpoint(ep).is_ok() => connect::REMOTE.to_owned(),
+            _ => DRIVER.to_owned(),
+        },
+    };
+    if let Some(ng) = &existing {
+        if args.node.is_none() && !args.append {
+            return Err(Error::msg(format!(
+                "existing instance for {name:?} but no append mode, specify the node name to make changes for existing instances"
+            )));
+        }
+        if ng.driver != driver {
+            return Err(Error::msg(format!(
+                "existing instance for {name:?} but has mismatched driver {:?}",
+                ng.driver
+            )));
+        }
+    }
+    match driver.as_str() {
+        DRIVER => {}
+        connect::REMOTE => {
+            let endpoint = args.endpoint.clone().or(buildkit_host);
+            return create_remote(&args, &txn, &key, name, existing, endpoint).await;
+        }
+        connect::DOCKER => {
+            return Err(Error::msg(format!(
+                "additional instances of driver {driver:?} cannot be created"
+            )));
+        }
+        d if BUILDX_ONLY_DRIVERS.contains(&d) => {
+            return Err(Error::msg(format!(
+                "driver {d:?} is not supported: kbx creates kubernetes and remote builders (--driver kubernetes|remote)"
+            )));
+        }
+        d => return Err(Error::msg(format!("failed to find driver {d:?}"))),
+    }
+    if let Some(ep) = &args.endpoint {
+        return Err(Error::msg(format!(
+            "kubernetes driver does not support endpoint args {ep:?}"
+        )));
+    }
 
-    // Everything the user typed is checked before the store is touched.
+    // Everything the user typed is checked before the store is changed.
     let driver_opts = if args.driver_opts.is_empty() {
         None
     } else {
@@ -54,47 +119,10 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
     };
     let (flags, files) = daemon_config(&args)?;
 
-    let txn = store.txn()?;
-    let name = match &args.name {
-        Some(n) => {
-            validate_name(n)?;
-            n.clone()
-        }
-        None => generate_name(&txn)?,
-    };
-    if name == "default" {
-        return Err(Error::msg(
-            "default is a reserved name and cannot be used to identify builder instance",
-        ));
-    }
-    let existing = match txn.node_group(&name) {
-        Ok(ng) => Some(ng),
-        Err(kbx_store::Error::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
     let node_name = args.node.clone().unwrap_or_default();
-    let mut ng = match existing.clone() {
-        Some(ng) => {
-            if ng.driver != DRIVER {
-                return Err(Error::msg(format!(
-                    "existing instance for {name:?} but has mismatched driver {:?}",
-                    ng.driver
-                )));
-            }
-            if !args.append && node_name.is_empty() {
-                return Err(Error::msg(format!(
-                    "existing instance for {name:?} but no append mode, specify the node name to make changes for existing instances"
-                )));
-            }
-            ng
-        }
-        None if args.append => {
-            return Err(Error::msg(format!(
-                "failed to find instance {name:?} for append"
-            )));
-        }
-        None => NodeGroup::new(&name, DRIVER),
-    };
+    let mut ng = existing
+        .clone()
+        .unwrap_or_else(|| NodeGroup::new(&name, DRIVER));
 
     let deployment = if node_name.is_empty() {
         names::unique_deployment_id()
@@ -171,6 +199,91 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// `create --driver remote`: the endpoint is stored as given; nothing is created anywhere.
+async fn create_remote(
+    args: &CreateArgs,
+    txn: &kbx_store::Txn<'_>,
+    key: &str,
+    name: String,
+    existing: Option<NodeGroup>,
+    endpoint: Option<String>,
+) -> Result<(), Error> {
+    let endpoint = endpoint.ok_or_else(|| Error::msg("no remote endpoint provided"))?;
+    let endpoint = remote::validate_endpoint(&endpoint)?;
+    if args.dry_run {
+        return Err(Error::msg(
+            "--dry-run prints Kubernetes objects: the remote driver creates none",
+        ));
+    }
+    let driver_opts = if args.driver_opts.is_empty() {
+        None
+    } else {
+        let parsed = DriverOpts::parse(&args.driver_opts)?;
+        Some(
+            parsed
+                .iter()
+                .map(|o| (o.key().to_owned(), o.value().to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    // buildx parses the flags (syntax errors come first) and adds no default entitlement for
+    // remote; the driver then refuses flags and config files when it loads the node.
+    let flags = match &args.buildkitd_flags {
+        Some(f) if !f.is_empty() => kbx_opts::split_shell_words(f)?,
+        _ => Vec::new(),
+    };
+    let mut ng = existing
+        .clone()
+        .unwrap_or_else(|| NodeGroup::new(&name, connect::REMOTE));
+    let before: Vec<String> = ng.nodes().iter().map(|n| n.name.clone()).collect();
+    ng.update(NodeUpdate {
+        name: args.node.clone().unwrap_or_default(),
+        endpoint: endpoint.clone(),
+        platforms: args.platforms.clone(),
+        set_endpoint: true,
+        append: args.append,
+        buildkitd_flags: None,
+        files: None,
+        driver_opts: driver_opts.clone(),
+    })?;
+    let node_name = ng
+        .nodes()
+        .iter()
+        .find(|n| !before.contains(&n.name) || Some(&n.name) == args.node.as_ref())
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    let loaded = if !flags.is_empty() {
+        Err(Error::msg(
+            "setting buildkit flags is not supported for remote driver",
+        ))
+    } else if args.buildkitd_config.is_some() {
+        Err(Error::msg(
+            "setting config file is not supported for remote driver",
+        ))
+    } else {
+        ng.nodes()
+            .iter()
+            .try_for_each(|n| remote::validate_options(&n.driver_opts.clone().unwrap_or_default()))
+    };
+    loaded.map_err(|e| Error::Node {
+        builder: name.clone(),
+        node: node_name.clone(),
+        source: Box::new(e),
+    })?;
+
+    txn.save(&ng)?;
+    if args.use_ {
+        txn.set_current(key, &name, false, false)?;
+    }
+    if args.bootstrap
+        && let Some(n) = ng.node(&node_name)
+    {
+        crate::connect::connect(&ng, n, b"", None).await?;
+    }
+    println!("{name}");
+    Ok(())
+}
+
 /// Config files as stored on a node: relative path → bytes.
 type StoredFiles = BTreeMap<String, Vec<u8>>;
 
@@ -225,7 +338,8 @@ async fn leave(args: &CreateArgs) -> Result<(), Error> {
     };
     let node = ng.node(&node_name).cloned();
     ng.leave(&node_name)?;
-    if let (Some(node), false) = (node, args.keep_daemon) {
+    // Only kubernetes nodes own cluster objects; leaving a remote node touches nothing remote.
+    if let (Some(node), false, DRIVER) = (node, args.keep_daemon, ng.driver.as_str()) {
         let driver = node::driver(&node).await?;
         driver.remove(false).await?;
     }

@@ -117,7 +117,11 @@ fn collect(err: &(dyn std::error::Error + 'static), lines: &mut Vec<String>) {
 
 /// A hint when the cause is obvious.
 fn hint(text: &str) -> Option<&'static str> {
-    if text.contains("forbidden") {
+    if text.contains("Cannot connect to the Docker daemon") {
+        Some(
+            "the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`",
+        )
+    } else if text.contains("forbidden") {
         Some(
             "the Kubernetes user lacks a permission; kbx needs get/list/watch/create/patch/delete on deployments, statefulsets, configmaps and pods, and create on pods/exec, in the builder's namespace",
         )

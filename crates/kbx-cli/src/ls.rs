@@ -1,44 +1,13 @@
 //! `kbx ls` and `kbx inspect`.
 
-use std::time::Duration;
-
 use kbx_kube::Status;
 use kbx_store::{Node, NodeGroup, Store};
 use serde_json::json;
 
 use crate::cli::{InspectArgs, LsArgs, LsFormat};
-use crate::error::{Error, chain};
-use crate::{context, create, node};
-
-/// A node's status, or why it could not be read.
-pub(crate) struct NodeStatus {
-    pub(crate) status: Result<Status, String>,
-}
-
-impl NodeStatus {
-    fn word(&self) -> &'static str {
-        match &self.status {
-            Ok(s) => s.as_str(),
-            Err(_) => "error",
-        }
-    }
-}
-
-pub(crate) async fn status_of(n: &Node, timeout: Duration) -> NodeStatus {
-    let work = async {
-        let driver = node::driver(n).await?;
-        Ok::<_, Error>(driver.status().await?)
-    };
-    let status = match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(chain(&e)),
-        Err(_) => Err(format!(
-            "timed out after {}",
-            kbx_opts::GoDuration::from_nanos(timeout.as_nanos() as i64)
-        )),
-    };
-    NodeStatus { status }
-}
+use crate::connect::{self, NodeStatus, status_of};
+use crate::error::Error;
+use crate::{context, create};
 
 /// Go `text/tabwriter` with padding 3: every cell but the last of a row is padded.
 pub(crate) fn tabwrite(rows: &[Vec<String>]) -> String {
@@ -62,37 +31,60 @@ pub(crate) fn tabwrite(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The PLATFORMS of one row: the node's fixed platforms, then those `detected` (a pod's).
+/// The PLATFORMS of one row: the node's fixed platforms, then those `detected`.
 fn platforms(n: &Node, detected: &[kbx_opts::Platform]) -> Vec<String> {
     let fixed = n.platforms.clone().unwrap_or_default();
     crate::platforms::in_groups(&fixed, detected)
 }
 
-/// Every platform any pod of the node reports.
+/// The platforms the node's workers report (Docker engine, remote daemon).
+fn reported(status: &NodeStatus) -> Vec<kbx_opts::Platform> {
+    status
+        .platforms
+        .iter()
+        .filter_map(|p| kbx_opts::Platform::parse(p, &kbx_opts::Platform::local()).ok())
+        .collect()
+}
+
+/// Every platform any pod of the node, or its workers, report.
 fn detected(status: &NodeStatus) -> Vec<kbx_opts::Platform> {
-    match &status.status {
+    let mut out = match &status.status {
         Ok(Status::Running(pods)) => pods.iter().flat_map(|p| p.platforms.clone()).collect(),
         _ => Vec::new(),
-    }
+    };
+    out.extend(reported(status));
+    out
 }
 
 pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
     let key = context::current_key(|k| std::env::var_os(k));
-    let (builders, current) = {
+    let (mut builders, current, default) = {
         let txn = store.txn()?;
-        (txn.list()?, txn.current(&key)?.map(|c| c.name))
+        (
+            txn.list()?,
+            txn.current(&key)?.map(|c| c.name),
+            connect::default_with_activity(&txn)?,
+        )
     };
+    builders.sort_by(|a, b| a.name.cmp(&b.name));
     let mut loaded = Vec::new();
     for ng in builders {
         let mut statuses = Vec::new();
         for n in ng.nodes() {
-            statuses.push(status_of(n, args.timeout).await);
+            statuses.push(status_of(&ng.driver, n, args.timeout).await);
         }
         loaded.push((ng, statuses));
     }
+    // The Docker Engine's builder comes after the stored ones, when the engine answers.
+    let docker = status_of(connect::DOCKER, &default.nodes()[0], args.timeout).await;
+    if docker.running() {
+        loaded.push((default, vec![docker]));
+    }
+    let current = current.unwrap_or_else(|| connect::DEFAULT_BUILDER.to_owned());
+    let current = Some(current);
     // Builders with errors go last.
-    loaded.sort_by_key(|(ng, st)| (st.iter().any(|s| s.status.is_err()), ng.name.clone()));
+    loaded.sort_by_key(|(_, st)| st.iter().any(|s| s.status.is_err()));
 
     if args.format == LsFormat::Json {
         for (ng, statuses) in &loaded {
@@ -133,10 +125,11 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
         for (n, st) in ng.nodes().iter().zip(statuses) {
             // A running node has one row per running pod, as buildx's dynamic nodes.
             let per_row: Vec<Vec<kbx_opts::Platform>> = match &st.status {
-                Ok(Status::Running(pods)) if !pods.is_empty() => {
-                    pods.iter().map(|p| p.platforms.clone()).collect()
-                }
-                _ => vec![Vec::new()],
+                Ok(Status::Running(pods)) if !pods.is_empty() => pods
+                    .iter()
+                    .map(|p| [p.platforms.clone(), reported(st)].concat())
+                    .collect(),
+                _ => vec![reported(st)],
             };
             for detected in per_row {
                 let list = platforms(n, &detected);
@@ -149,7 +142,7 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
                     format!(" \\_ {}", n.name),
                     format!(" \\_ {}", n.endpoint),
                     st.word().to_owned(),
-                    String::new(),
+                    st.version.clone().unwrap_or_default(),
                     p,
                 ]);
             }
@@ -182,6 +175,7 @@ fn builder_json(
             let mut node = serde_json::to_value(n).unwrap_or_else(|_| json!({}));
             if let Some(obj) = node.as_object_mut() {
                 obj.insert("Status".into(), json!(st.word()));
+                obj.insert("Version".into(), json!(st.version));
                 obj.insert("Err".into(), json!(st.status.as_ref().err()));
                 obj.insert(
                     "StatusReason".into(),
@@ -212,17 +206,11 @@ fn builder_json(
 
 pub(crate) async fn inspect(args: InspectArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
-    let key = context::current_key(|k| std::env::var_os(k));
     let ng = {
         let txn = store.txn()?;
-        match &args.name {
-            Some(n) => txn.node_group(n)?,
-            None => txn
-                .current(&key)?
-                .ok_or_else(|| Error::msg("no builder is in use; pass a builder name"))?,
-        }
+        connect::find_builder(&txn, args.name.as_deref())?
     };
-    if args.bootstrap {
+    if args.bootstrap && ng.driver == connect::KUBERNETES {
         create::bootstrap(&ng, crate::progress::default_mode()).await?;
     }
     println!("Name:          {}", ng.name);
@@ -236,7 +224,7 @@ pub(crate) async fn inspect(args: InspectArgs) -> Result<(), Error> {
         if i > 0 {
             println!();
         }
-        let st = status_of(n, args.timeout).await;
+        let st = status_of(&ng.driver, n, args.timeout).await;
         println!("Name:                  {}", n.name);
         println!("Endpoint:              {}", n.endpoint);
         let opts: Vec<String> = n
@@ -260,11 +248,16 @@ pub(crate) async fn inspect(args: InspectArgs) -> Result<(), Error> {
         if let Some(flags) = &n.buildkitd_flags {
             println!("BuildKit daemon flags: {}", flags.join(" "));
         }
+        if let Some(v) = &st.version {
+            println!("BuildKit version:      {v}");
+        }
         let p = platforms(n, &detected(&st)).join(", ");
         if !p.is_empty() {
             println!("Platforms:             {p}");
         }
-        if let Ok(Status::Running(pods)) = &st.status {
+        if let Ok(Status::Running(pods)) = &st.status
+            && !pods.is_empty()
+        {
             let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
             println!("Pods:                  {}", names.join(", "));
         }

@@ -1,4 +1,5 @@
-//! `kbx`: BuildKit builders on Kubernetes, compatible with `docker buildx`.
+//! `kbx`: BuildKit builders on Kubernetes (and the Docker Engine's or a remote BuildKit),
+//! compatible with `docker buildx`.
 //!
 //! Exit codes: 0 success; 1 the command failed (bad input, cluster or store error); 2 bad
 //! command-line syntax.
@@ -11,7 +12,9 @@
 )]
 
 mod build;
+mod cache;
 mod cli;
+mod connect;
 mod context;
 mod create;
 mod error;
@@ -22,7 +25,9 @@ mod names;
 mod node;
 mod platforms;
 mod progress;
+mod remote;
 mod routing;
+mod tabwriter;
 
 use std::process::ExitCode;
 
@@ -50,6 +55,8 @@ fn main() -> ExitCode {
             Command::Use(args) => manage::use_builder(args),
             Command::Rm(args) => manage::rm(args).await,
             Command::Build(args) => build::run(*args).await,
+            Command::Du(args) => cache::du(args).await,
+            Command::Prune(args) => cache::prune(args).await,
             Command::Version => {
                 println!(
                     "kbx {} (buildx-compatible kubernetes driver)",

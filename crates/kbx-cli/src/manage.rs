@@ -6,7 +6,7 @@ use kbx_store::Store;
 
 use crate::cli::{RmArgs, UseArgs};
 use crate::error::{Error, chain};
-use crate::{context, ls, node};
+use crate::{connect, context, node};
 
 pub(crate) fn use_builder(args: UseArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
@@ -14,6 +14,11 @@ pub(crate) fn use_builder(args: UseArgs) -> Result<(), Error> {
     let txn = store.txn()?;
     let ng = match txn.node_group(&args.name) {
         Ok(ng) => ng,
+        // The Docker Engine's builder: no current builder means `default`.
+        Err(kbx_store::Error::NotFound(_)) if args.name == connect::DEFAULT_BUILDER => {
+            txn.set_current(&key, "", false, false)?;
+            return Ok(());
+        }
         Err(kbx_store::Error::NotFound(_)) => {
             return Err(Error::msg(format!(
                 "run `kbx ls` to see available builders: no builder {:?} found",
@@ -47,8 +52,9 @@ pub(crate) async fn rm(args: RmArgs) -> Result<(), Error> {
         for ng in builders {
             let mut running = false;
             for n in ng.nodes() {
-                let st = ls::status_of(n, std::time::Duration::from_secs(20)).await;
-                running |= matches!(st.status, Ok(kbx_kube::Status::Running(_)));
+                let st =
+                    connect::status_of(&ng.driver, n, std::time::Duration::from_secs(20)).await;
+                running |= st.running();
             }
             if !running {
                 failed |= remove_one(&store, &ng.name, &args).await.is_err();
@@ -64,11 +70,7 @@ pub(crate) async fn rm(args: RmArgs) -> Result<(), Error> {
     }
     let names = if args.names.is_empty() {
         let current = store.txn()?.current(&key)?;
-        vec![
-            current
-                .ok_or_else(|| Error::msg("no builder is in use; pass a builder name"))?
-                .name,
-        ]
+        vec![current.map_or_else(|| connect::DEFAULT_BUILDER.to_owned(), |c| c.name)]
     } else {
         args.names.clone()
     };
@@ -88,9 +90,17 @@ pub(crate) async fn rm(args: RmArgs) -> Result<(), Error> {
 async fn remove_one(store: &Store, name: &str, args: &RmArgs) -> Result<(), Error> {
     let result = async {
         let txn = store.txn()?;
-        let ng = txn.node_group(name)?;
+        let ng = match txn.node_group(name) {
+            Err(kbx_store::Error::NotFound(_)) if name == connect::DEFAULT_BUILDER => {
+                return Err(Error::msg(format!(
+                    "context builder cannot be removed, run `docker context rm {name}` to remove this context"
+                )));
+            }
+            other => other?,
+        };
         let mut first_error = None;
-        if !args.keep_daemon {
+        // Only kubernetes nodes own something to delete; a remote daemon is never touched.
+        if !args.keep_daemon && ng.driver == connect::KUBERNETES {
             for n in ng.nodes() {
                 let removed = async {
                     let driver = node::driver(n).await?;

@@ -5,16 +5,15 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kbx_buildkit::{BuildOptions, Client, Output};
-use kbx_kube::Status;
 use kbx_opts::Platform;
 use kbx_store::NodeGroup;
 
-use crate::build::{context_key, open, platforms, solve_error};
+use crate::build::{context_key, platforms, solve_error};
 use crate::cli::BuildArgs;
+use crate::connect::{self, Connected};
 use crate::error::Error;
 use crate::progress::{Mode, Printer};
 use crate::routing::{NodePlatforms, Share, route};
-use crate::{create, node};
 
 /// The directory of one platform in a multi-platform `type=local` export, as BuildKit names
 /// it (`linux_amd64`, `linux_arm_v7`).
@@ -75,15 +74,6 @@ pub(crate) async fn run(
     let requested = platforms(&opts.platforms)?;
     let key = context_key(args)?;
 
-    // Boot the builder if any node is down, as a single-node build does.
-    let mut running = true;
-    for n in ng.nodes() {
-        running &= matches!(node::driver(n).await?.status().await?, Status::Running(_));
-    }
-    if !running {
-        create::bootstrap(ng, mode).await?;
-    }
-
     let mut nodes: Vec<NodePlatforms> = ng
         .nodes()
         .iter()
@@ -92,12 +82,14 @@ pub(crate) async fn run(
             detected: None,
         })
         .collect();
-    let mut connections: Vec<Option<(String, Client)>> = ng.nodes().iter().map(|_| None).collect();
+    // A node that is down is booted (every node at once) on first connection.
+    let key = key.as_os_str().as_encoded_bytes();
+    let mut connections: Vec<Option<Connected>> = ng.nodes().iter().map(|_| None).collect();
     if crate::routing::needs_detection(&requested, &nodes) {
         for (i, n) in ng.nodes().iter().enumerate() {
-            let (pod, client) = open(n, &key).await?;
-            nodes[i].detected = Some(worker_platforms(&client).await?);
-            connections[i] = Some((pod, client));
+            let connected = connect::connect(ng, n, key, Some(mode)).await?;
+            nodes[i].detected = Some(worker_platforms(&connected.client).await?);
+            connections[i] = Some(connected);
         }
     }
     let shares = route(&requested, &nodes);
@@ -106,9 +98,9 @@ pub(crate) async fn run(
     let mut jobs = Vec::new();
     for share in &shares {
         let n = &ng.nodes()[share.node];
-        let (pod, client) = match connections[share.node].take() {
+        let connected = match connections[share.node].take() {
             Some(c) => c,
-            None => open(n, &key).await?,
+            None => connect::connect(ng, n, key, Some(mode)).await?,
         };
         let mut share_opts = opts.clone();
         share_opts.platforms = share.platforms.iter().map(ToString::to_string).collect();
@@ -116,10 +108,9 @@ pub(crate) async fn run(
         if mode.takes_notes() {
             let list: Vec<String> = share.platforms.iter().map(ToString::to_string).collect();
             eprintln!(
-                "#0 building {} on {} ({} pod {pod})",
+                "#0 building {} on {}",
                 list.join(","),
-                n.name,
-                ng.name
+                connected.description
             );
             for p in &share.unclaimed {
                 eprintln!(
@@ -128,7 +119,7 @@ pub(crate) async fn run(
                 );
             }
         }
-        jobs.push((client, share_opts));
+        jobs.push((connected.client, share_opts));
     }
 
     let printer = Arc::new(Mutex::new(Printer::new(mode)));

@@ -1,5 +1,6 @@
 //! The `kbx` binary as a user runs it: bad input, exact texts, exit codes, the store it writes
-//! and `--dry-run` output. Cluster scenarios live in the conformance suite.
+//! and `--dry-run` output. Cluster scenarios live in the conformance suite, Docker Engine and
+//! remote BuildKit scenarios in `tests/drivers.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,6 +20,11 @@ impl Env {
         self.dir.path().join("buildx")
     }
 
+    /// `unix://…` of a socket nobody listens on: no Docker Engine is reachable.
+    fn docker_host(&self) -> String {
+        format!("unix://{}/no-docker.sock", self.dir.path().display())
+    }
+
     fn kbx(&self, args: &[&str]) -> Output {
         self.kbx_env(args, &[])
     }
@@ -30,6 +36,7 @@ impl Env {
             .env_clear()
             .env("HOME", self.dir.path())
             .env("BUILDX_CONFIG", self.store())
+            .env("DOCKER_HOST", self.docker_host())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(vars.iter().copied())
             .output()
@@ -118,7 +125,14 @@ fn create_flag_errors_use_buildx_texts() {
             "ERROR: append requires a builder name\n",
         ),
         (
-            &["create", "--name", "kube", "tcp://1.2.3.4:1234"],
+            &[
+                "create",
+                "--name",
+                "kube",
+                "--driver",
+                "kubernetes",
+                "tcp://1.2.3.4:1234",
+            ],
             "ERROR: kubernetes driver does not support endpoint args \"tcp://1.2.3.4:1234\"\n",
         ),
         (
@@ -205,7 +219,10 @@ fn create_writes_a_buildx_record_and_manages_nodes() {
     let current = std::fs::read_to_string(env.store().join("current")).unwrap();
     assert_eq!(
         current,
-        "{\"Key\":\"unix:///var/run/docker.sock\",\"Name\":\"kube\",\"Global\":false}"
+        format!(
+            "{{\"Key\":\"{}\",\"Name\":\"kube\",\"Global\":false}}",
+            env.docker_host()
+        )
     );
 
     let o = env.kbx(&["create", "--name", "kube"]);
@@ -386,10 +403,14 @@ fn build_input_errors() {
         &o,
         "ERROR: invalid --build-arg \"NOT_SET_ANYWHERE\": expected KEY=VALUE\n",
     );
+    // No builder selected: the Docker Engine's `default` builder, which is not running here.
     let o = env.kbx(&["build", "-o", "type=local,dest=out", "."]);
     fails_with(
         &o,
-        "ERROR: no builder selected: pass --builder or run `kbx use NAME` (kbx has no default docker builder)\n",
+        &format!(
+            "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`\n",
+            env.docker_host()
+        ),
     );
     let o = env.kbx(&[
         "build",
@@ -405,8 +426,11 @@ fn build_input_errors() {
 #[test]
 fn build_progress_modes_and_buildkit_progress() {
     let env = Env::new();
-    let no_builder = "ERROR: no builder selected: pass --builder or run `kbx use NAME` (kbx has no default docker builder)\n";
-    // Every buildx mode parses; the build then stops at the missing builder.
+    let no_builder = &format!(
+        "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`\n",
+        env.docker_host()
+    );
+    // Every buildx mode parses; the build then stops at the unreachable default builder.
     for mode in ["auto", "plain", "rawjson", "quiet"] {
         let o = env.kbx(&[
             "build",
@@ -456,4 +480,284 @@ fn build_progress_modes_and_buildkit_progress() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn create_driver_errors_use_buildx_texts() {
+    let env = Env::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["create", "--driver", "docker"],
+            "ERROR: additional instances of driver \"docker\" cannot be created\n",
+        ),
+        (
+            &["create", "--name", "b", "--driver", "nope"],
+            "ERROR: failed to find driver \"nope\"\n",
+        ),
+        (
+            &["create", "--name", "b", "--driver", "remote"],
+            "ERROR: no remote endpoint provided\n",
+        ),
+        (
+            &["create", "--name", "b", "--driver", "remote", "ftp://x"],
+            "ERROR: unrecognized url scheme ftp\n",
+        ),
+        (
+            &[
+                "create",
+                "--name",
+                "b",
+                "--driver",
+                "remote",
+                "ssh://me@host",
+            ],
+            "ERROR: remote endpoint scheme \"ssh\" is not supported by kbx (supported: tcp, unix)\n",
+        ),
+        (
+            &[
+                "create",
+                "--name",
+                "b",
+                "--driver",
+                "remote",
+                "--driver-opt",
+                "foo=1",
+                "tcp://127.0.0.1:1234",
+            ],
+            "ERROR: failed to initialize builder b (b0)\n  caused by: invalid driver option foo for remote driver\n",
+        ),
+        (
+            &[
+                "create",
+                "--name",
+                "b",
+                "--driver",
+                "remote",
+                "--driver-opt",
+                "cacert=ca.pem",
+                "tcp://127.0.0.1:1234",
+            ],
+            "ERROR: failed to initialize builder b (b0)\n  caused by: non-absolute path 'ca.pem' provided for cacert\n",
+        ),
+        (
+            &[
+                "create",
+                "--name",
+                "b",
+                "--driver",
+                "remote",
+                "--driver-opt",
+                "cert=/c.pem",
+                "tcp://127.0.0.1:1234",
+            ],
+            "ERROR: failed to initialize builder b (b0)\n  caused by: tls enabled, but missing keys cacert, key\n",
+        ),
+        (
+            &[
+                "create",
+                "--name",
+                "b",
+                "--driver",
+                "remote",
+                "--buildkitd-flags=--debug",
+                "tcp://127.0.0.1:1234",
+            ],
+            "ERROR: failed to initialize builder b (b0)\n  caused by: setting buildkit flags is not supported for remote driver\n",
+        ),
+    ];
+    for (args, text) in cases {
+        fails_with(&env.kbx(args), text);
+    }
+    assert!(
+        !env.store().join("instances/b").exists(),
+        "nothing saved for rejected builders"
+    );
+    // An existing remote builder keeps its driver.
+    assert!(
+        env.kbx(&["create", "--name", "r", "tcp://127.0.0.1:1"])
+            .status
+            .success()
+    );
+    fails_with(
+        &env.kbx(&[
+            "create",
+            "--name",
+            "r",
+            "--append",
+            "--driver",
+            "kubernetes",
+        ]),
+        "ERROR: existing instance for \"r\" but has mismatched driver \"remote\"\n",
+    );
+    // Appending inherits the driver; leaving a remote node touches nothing remote.
+    let o = env.kbx(&["create", "--name", "r", "--append", "tcp://127.0.0.1:3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let record = std::fs::read_to_string(env.store().join("instances/r")).unwrap();
+    assert!(
+        record.contains("{\"Name\":\"r1\",\"Endpoint\":\"tcp://127.0.0.1:3\""),
+        "{record}"
+    );
+    fails_with(
+        &env.kbx(&["create", "--name", "r", "--append", "tcp://127.0.0.1:3"]),
+        "ERROR: invalid duplicate endpoint tcp://127.0.0.1:3\n",
+    );
+    let o = env.kbx(&["create", "--name", "r", "--leave", "--node", "r1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let record = std::fs::read_to_string(env.store().join("instances/r")).unwrap();
+    assert!(!record.contains("\"r1\""), "{record}");
+}
+
+#[test]
+fn remote_builders_are_stored_listed_and_removed_without_touching_the_daemon() {
+    let env = Env::new();
+    // An endpoint only the remote driver understands picks it, as buildx's driver priority does.
+    let o = env.kbx(&["create", "--name", "plain", "--use", "tcp://127.0.0.1:1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "plain\n");
+    assert_eq!(
+        std::fs::read_to_string(env.store().join("instances/plain")).unwrap(),
+        "{\"Name\":\"plain\",\"Driver\":\"remote\",\"Nodes\":[{\"Name\":\"plain0\",\"Endpoint\":\"tcp://127.0.0.1:1\",\"Platforms\":null,\"DriverOpts\":null,\"Flags\":null,\"Files\":null}],\"Dynamic\":false}"
+    );
+    // BUILDKIT_HOST without an endpoint argument means remote too.
+    let o = env.kbx_env(
+        &[
+            "create",
+            "--name",
+            "tls",
+            "--driver-opt",
+            "cacert=/nonexistent/ca.pem,servername=buildkit.example",
+        ],
+        &[("BUILDKIT_HOST", "tcp://127.0.0.1:2")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(env.store().join("instances/tls")).unwrap(),
+        "{\"Name\":\"tls\",\"Driver\":\"remote\",\"Nodes\":[{\"Name\":\"tls0\",\"Endpoint\":\"tcp://127.0.0.1:2\",\"Platforms\":null,\"DriverOpts\":{\"cacert\":\"/nonexistent/ca.pem\",\"servername\":\"buildkit.example\"},\"Flags\":null,\"Files\":null}],\"Dynamic\":false}"
+    );
+
+    // Nothing listens on port 1, and the CA file of the other does not exist: both inactive,
+    // as buildx shows a remote daemon it cannot reach; kbx adds the reason.
+    let o = env.kbx(&["ls", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "no Docker Engine, so no default: {lines:?}");
+    assert_eq!(lines[0]["Name"], "plain");
+    assert_eq!(lines[0]["Driver"], "remote");
+    assert_eq!(lines[0]["Current"], true);
+    assert_eq!(lines[0]["Nodes"][0]["Status"], "inactive");
+    assert_eq!(lines[1]["Name"], "tls");
+    assert_eq!(lines[1]["Nodes"][0]["Status"], "inactive");
+    assert_eq!(
+        lines[1]["Nodes"][0]["StatusReason"],
+        "TLS: read CA certificate /nonexistent/ca.pem: I/O error: No such file or directory (os error 2)"
+    );
+    let o = env.kbx(&["ls"]);
+    let table = stdout(&o);
+    assert!(
+        table.contains("\nplain*       remote ")
+            && table.contains(" \\_ plain0    \\_ tcp://127.0.0.1:1   inactive "),
+        "{table}"
+    );
+
+    let o = env.kbx(&[
+        "build",
+        "--builder",
+        "tls",
+        "-o",
+        "type=local,dest=out",
+        ".",
+    ]);
+    // Missing TLS files fail at once (no connection retries).
+    fails_with(
+        &o,
+        "ERROR: TLS: read CA certificate /nonexistent/ca.pem: I/O error: No such file or directory (os error 2)\n",
+    );
+    let o = env.kbx(&["du", "--builder", "tls"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    // rm forgets the builders; nothing remote is contacted (port 1 would refuse).
+    let o = env.kbx(&["rm", "plain", "tls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "plain removed\ntls removed\n");
+    assert!(!env.store().join("instances/plain").exists());
+}
+
+#[test]
+fn default_builder_is_the_docker_engine() {
+    let env = Env::new();
+    // `use default` selects the Docker Engine's builder; it cannot be removed or created.
+    let o = env.kbx(&["use", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.kbx(&["rm", "default"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "failed to remove default: context builder cannot be removed, run `docker context rm default` to remove this context\nERROR: failed to remove one or more builders\n"
+    );
+    let o = env.kbx(&["inspect", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("Name:          default\nDriver:        docker\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Status:                error\nError:                 Cannot connect to the Docker daemon at {}. Is the docker daemon running?\n",
+            env.docker_host()
+        )),
+        "{text}"
+    );
+    let o = env.kbx(&["du"]);
+    fails_with(
+        &o,
+        &format!(
+            "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`\n",
+            env.docker_host()
+        ),
+    );
+}
+
+#[test]
+fn du_and_prune_input_errors() {
+    let env = Env::new();
+    fails_with(
+        &env.kbx(&["du", "--filter", "nope"]),
+        "ERROR: invalid argument \"nope\" for \"--filter\" flag: bad format of filter (expected name=value)\n",
+    );
+    fails_with(
+        &env.kbx(&["du", "--filter", "until=1h", "--filter", "unused-for=2h"]),
+        "ERROR: conflicting filters \"until\" and \"unused-for\"\n",
+    );
+    fails_with(
+        &env.kbx(&["prune", "-f", "--filter", "until=soon"]),
+        "ERROR: \"until\" filter expects a duration (e.g., '24h'): time: invalid duration \"soon\"\n",
+    );
+    fails_with(
+        &env.kbx(&["prune", "-f", "--filter", "type=a", "--filter", "type=b"]),
+        "ERROR: \"type\" filter expects only one value\n",
+    );
+    fails_with(
+        &env.kbx(&["prune", "-f", "--keep-storage", "lots"]),
+        "Flag --keep-storage has been deprecated, keep-storage flag has been changed to reserved-space\nERROR: invalid argument \"lots\" for \"--keep-storage\" flag: invalid size: 'lots'\n",
+    );
+    fails_with(
+        &env.kbx(&["prune", "-f", "--builder", "nope"]),
+        "ERROR: no builder \"nope\" found\n",
+    );
+    // Without --force the question comes first; no answer (stdin closed) means no.
+    let o = env.kbx(&["prune", "--all", "--builder", "nope"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "WARNING! This will remove all build cache. Are you sure you want to continue? [y/N] "
+    );
+    let o = env.kbx(&["prune"]);
+    assert_eq!(
+        stdout(&o),
+        "WARNING! This will remove all dangling build cache. Are you sure you want to continue? [y/N] "
+    );
 }

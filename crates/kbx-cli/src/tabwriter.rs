@@ -1,0 +1,119 @@
+//! Go's `text/tabwriter` as buildx's `du` and `prune` use it: `NewWriter(out, 1, 8, 1, '\t', 0)`
+//! (minimum width 1, tab width 8, padding 1, padded with tabs). Text is buffered until
+//! [`TabWriter::flush`], and columns are aligned within the flushed text only, so where the
+//! caller flushes changes the output exactly as in Go.
+
+/// Buffers tab-separated lines and aligns them on flush.
+#[derive(Debug, Default)]
+pub(crate) struct TabWriter {
+    lines: Vec<Vec<String>>,
+}
+
+const MIN_WIDTH: usize = 1;
+const TAB_WIDTH: usize = 8;
+const PADDING: usize = 1;
+
+impl TabWriter {
+    /// Adds one line (without its newline); `\t` ends a cell.
+    pub(crate) fn line(&mut self, text: &str) {
+        self.lines
+            .push(text.split('\t').map(str::to_owned).collect());
+    }
+
+    /// The aligned text of every buffered line; the buffer is emptied.
+    pub(crate) fn flush(&mut self) -> String {
+        let lines = std::mem::take(&mut self.lines);
+        let mut out = String::new();
+        let mut widths = Vec::new();
+        format(&lines, 0, lines.len(), &mut widths, &mut out);
+        out
+    }
+}
+
+fn width(cell: &str) -> usize {
+    cell.chars().count()
+}
+
+/// Go's recursive column-block formatting: a block is a run of lines that have a tab-terminated
+/// cell in the current column; its width is the widest cell plus padding.
+fn format(
+    lines: &[Vec<String>],
+    mut line0: usize,
+    line1: usize,
+    widths: &mut Vec<usize>,
+    out: &mut String,
+) {
+    let column = widths.len();
+    let mut this = line0;
+    while this < line1 {
+        if column + 1 >= lines[this].len() {
+            this += 1;
+            continue;
+        }
+        write_lines(lines, line0, this, widths, out);
+        line0 = this;
+        let mut w = MIN_WIDTH;
+        while this < line1 && column + 1 < lines[this].len() {
+            w = w.max(width(&lines[this][column]) + PADDING);
+            this += 1;
+        }
+        widths.push(w);
+        format(lines, line0, this, widths, out);
+        widths.pop();
+        line0 = this;
+    }
+    write_lines(lines, line0, line1, widths, out);
+}
+
+fn write_lines(
+    lines: &[Vec<String>],
+    line0: usize,
+    line1: usize,
+    widths: &[usize],
+    out: &mut String,
+) {
+    for line in &lines[line0..line1] {
+        for (j, cell) in line.iter().enumerate() {
+            out.push_str(cell);
+            if j + 1 < line.len() && j < widths.len() {
+                // Padding with tabs: the cell is widened to a multiple of the tab width.
+                let cellw = widths[j].div_ceil(TAB_WIDTH) * TAB_WIDTH;
+                let n = cellw.saturating_sub(width(cell));
+                out.push_str(&"\t".repeat(n.div_ceil(TAB_WIDTH)));
+            }
+        }
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligns_like_go_with_tab_padding() {
+        let mut tw = TabWriter::default();
+        tw.line("ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED");
+        tw.line(&format!("{:<40}\t{:<5}\t{:<10}\t", "abc", "true", "1.2kB"));
+        let text = tw.flush();
+        assert_eq!(
+            text,
+            format!(
+                "ID\t\t\t\t\t\tRECLAIMABLE\tSIZE\t\tLAST ACCESSED\n{:<40}\ttrue \t\t1.2kB     \t\n",
+                "abc"
+            )
+        );
+        // A later flush aligns on its own lines only.
+        tw.line(&format!("{:<40}\t{:<5}\t{:<10}\t", "abc", "false", "0B"));
+        assert_eq!(tw.flush(), format!("{:<40}\tfalse\t0B        \t\n", "abc"));
+
+        tw.line("Reclaimable:\t1B");
+        tw.line("Total:\t2B");
+        assert_eq!(tw.flush(), "Reclaimable:\t1B\nTotal:\t\t2B\n");
+        // An empty line ends a column block.
+        tw.line("ID:\tx");
+        tw.line("");
+        tw.line("Description:\ty");
+        assert_eq!(tw.flush(), "ID:\tx\n\nDescription:\ty\n");
+    }
+}

@@ -1,0 +1,638 @@
+//! The `kbx` binary against real BuildKit daemons: a private Docker Engine (Debian's docker.io)
+//! as the `default` builder (docker driver), and the same engine's BuildKit exposed as a plain
+//! gRPC unix socket for a `remote` builder, also behind a mutual-TLS listener on 127.0.0.1.
+//!
+//! Oracles are the Docker Engine's own API (`/system/df` build-cache records, `/_ping`,
+//! `/images/…/json`, `/version`) and the source trees, never kbx's output alone.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+// The private-dockerd helper shared with kbx-buildkit's tests.
+#[path = "../../kbx-buildkit/tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Dockerd, snapshot, write};
+
+/// A `kbx` with its own store, pointed at one Docker Engine.
+struct Kbx {
+    home: tempfile::TempDir,
+    docker_host: String,
+}
+
+impl Kbx {
+    fn new(d: &Dockerd) -> Self {
+        Kbx {
+            home: tempfile::tempdir().unwrap(),
+            docker_host: format!("unix://{}", d.sock.display()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let o = Command::new(env!("CARGO_BIN_EXE_kbx"))
+            .args(args)
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("BUILDX_CONFIG", self.home.path().join("buildx"))
+            .env("DOCKER_HOST", &self.docker_host)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .expect("kbx runs");
+        eprintln!(
+            "$ kbx {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    /// Runs and requires success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "kbx {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
+/// The body of an HTTP answer from the engine.
+fn body(d: &Dockerd, path: &str) -> String {
+    let raw = d.http_get(path).expect("engine answers");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    // Chunked answers: one or more `size\r\ndata\r\n` chunks.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    }
+}
+
+/// IDs of the engine's build-cache records (`GET /system/df`).
+fn engine_cache_ids(d: &Dockerd) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(&body(d, "/system/df")).unwrap();
+    let mut ids: Vec<String> = json["BuildCache"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["ID"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A context whose `src/` is copied to the image root, with nested dirs, modes and symlinks.
+fn context() -> (tempfile::TempDir, PathBuf) {
+    let ctx = tempfile::tempdir().unwrap();
+    let src = ctx.path().join("src");
+    write(&src, "a.txt", b"alpha\n", 0o644);
+    write(&src, "bin/run.sh", b"#!/bin/sh\necho hi\n", 0o755);
+    write(&src, "deep/er/leaf.bin", &[0, 1, 2, 255], 0o600);
+    write(&src, "deep/empty", b"", 0o644);
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY src/ /\n",
+        0o644,
+    );
+    (ctx, src)
+}
+
+/// The cells of `ls`'s table (columns are at least 3 spaces apart).
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// The rows of `du`'s table: (id, reclaimable, size).
+fn du_rows(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("Reclaimable:") && !l.starts_with("Shared:"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('\t').filter(|c| !c.is_empty()).collect();
+            (
+                cells[0].trim().trim_end_matches('*').to_owned(),
+                cells[1].trim().to_owned(),
+                cells[2].trim().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn docker_driver_default_builder_ls_build_du_prune() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let version: serde_json::Value = serde_json::from_str(&body(&d, "/version")).unwrap();
+    let engine = version["Version"].as_str().unwrap().to_owned();
+
+    // ls: the engine's builder, current because nothing else is selected.
+    let table = kbx.ok(&["ls"]);
+    let rows = cells(&table);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME/NODE",
+            "DRIVER/ENDPOINT",
+            "STATUS",
+            "BUILDKIT",
+            "PLATFORMS"
+        ],
+        "{table}"
+    );
+    assert_eq!(rows[1], ["default*", "docker"], "{table}");
+    assert_eq!(
+        rows[2][..3],
+        ["\\_ default", "\\_ default", "running"],
+        "{table}"
+    );
+    // BuildKit before v0.11 has no Info API: buildx shows the engine's version instead.
+    assert_eq!(rows[2][3], engine, "{table}");
+    assert!(
+        rows[2][4].contains("linux/"),
+        "platforms from the workers: {table}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(kbx.ok(&["ls", "--format", "json"]).trim()).unwrap();
+    // Builds stamp the builder's last activity, `default` included (checked after the builds).
+    let activity_file = kbx.home.path().join("buildx/activity/default");
+    assert_eq!(json["Name"], "default");
+    assert_eq!(json["Driver"], "docker");
+    assert_eq!(json["Current"], true);
+    assert_eq!(json["Nodes"][0]["Status"], "running");
+
+    let text = kbx.ok(&["inspect"]);
+    assert!(
+        text.starts_with("Name:          default\nDriver:        docker\n"),
+        "{text}"
+    );
+    assert!(text.contains("Status:                running\n"), "{text}");
+
+    // build -o type=local: the exported tree is the source tree.
+    let (ctx, src) = context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("local");
+    let o = kbx.run(&[
+        "build",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).starts_with("#0 building on default (docker)\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(snapshot(&dest), snapshot(&src));
+
+    // -o type=tar: the same tree in an archive.
+    let tar = out.path().join("out.tar");
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "default",
+        "-o",
+        &format!("type=tar,dest={}", tar.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    let untar = out.path().join("untar");
+    std::fs::create_dir_all(&untar).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&untar)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(snapshot(&untar), snapshot(&src));
+
+    // No output flag: the docker driver loads the image into the engine (moby exporter);
+    // --load does the same.
+    kbx.ok(&["build", "-t", "kbx-default:1", ctx.path().to_str().unwrap()]);
+    body(&d, "/images/kbx-default:1/json");
+    kbx.ok(&[
+        "build",
+        "--load",
+        "-t",
+        "kbx-load:1",
+        ctx.path().to_str().unwrap(),
+    ]);
+    body(&d, "/images/kbx-load:1/json");
+
+    assert!(
+        activity_file.exists(),
+        "build stamps the default builder's activity"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(kbx.ok(&["ls", "--format", "json"]).trim()).unwrap();
+    assert!(json["LastActivity"].is_string(), "{json}");
+
+    // du lists exactly the engine's build-cache records.
+    let engine_ids = engine_cache_ids(&d);
+    assert!(!engine_ids.is_empty(), "the builds left cache records");
+    let du = kbx.ok(&["du"]);
+    assert!(du.starts_with("ID\t"), "{du}");
+    let rows = du_rows(&du);
+    let mut ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, engine_ids, "{du}");
+    let summary: Vec<&str> = du.lines().rev().take(2).collect();
+    assert!(summary[0].starts_with("Total:\t\t"), "{du}");
+    assert_ne!(summary[0], "Total:\t\t0B", "{du}");
+    assert!(summary[1].starts_with("Reclaimable:\t"), "{du}");
+    let verbose = kbx.ok(&["du", "--verbose"]);
+    assert_eq!(
+        verbose.matches("ID:\t\t").count(),
+        engine_ids.len(),
+        "one block per record: {verbose}"
+    );
+    for id in &engine_ids {
+        assert!(
+            verbose.contains(&format!("ID:\t\t{id}\n")),
+            "{id} in {verbose}"
+        );
+    }
+
+    // --filter goes to BuildKit as `type==regular`; filtered output has no summary.
+    let df: serde_json::Value = serde_json::from_str(&body(&d, "/system/df")).unwrap();
+    let mut regular: Vec<String> = df["BuildCache"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["Type"] == "regular")
+        .map(|r| r["ID"].as_str().unwrap().to_owned())
+        .collect();
+    regular.sort();
+    assert!(
+        !regular.is_empty() && regular.len() < engine_ids.len(),
+        "{df}"
+    );
+    let filtered = kbx.ok(&["du", "--filter", "type=regular"]);
+    let mut ids: Vec<String> = du_rows(&filtered).into_iter().map(|r| r.0).collect();
+    ids.sort();
+    assert_eq!(ids, regular, "{filtered}");
+    assert!(!filtered.contains("Total:"), "{filtered}");
+
+    // prune -f --all frees every record, and says what it removed.
+    let pruned = kbx.ok(&["prune", "-f", "--all"]);
+    assert!(pruned.starts_with("ID\t"), "{pruned}");
+    let mut removed: Vec<String> = du_rows(&pruned.replace("Total:", "Reclaimable:"))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    removed.sort();
+    assert_eq!(removed, engine_ids, "{pruned}");
+    assert!(
+        pruned.lines().last().unwrap().starts_with("Total:\t"),
+        "{pruned}"
+    );
+    assert!(
+        engine_cache_ids(&d).is_empty(),
+        "the engine has no cache left"
+    );
+    let du = kbx.ok(&["du"]);
+    assert_eq!(
+        du,
+        "ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED\nReclaimable:\t0B\nTotal:\t\t0B\n"
+    );
+}
+
+/// What `buildctl dial-stdio` does against a Docker Engine, for every connection to `listen`:
+/// `POST /grpc` with `Upgrade: h2c` on the engine's socket, then bytes both ways. The result is
+/// a plain BuildKit gRPC socket, as a standalone buildkitd would offer.
+fn serve_grpc_socket(engine: PathBuf, listen: &Path) {
+    let listener = UnixListener::bind(listen).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let Ok(mut up) = UnixStream::connect(&engine) else {
+                    return;
+                };
+                let req = "POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n";
+                if up.write_all(req.as_bytes()).is_err() {
+                    return;
+                }
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match up.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                assert!(
+                    head.starts_with(b"HTTP/1.1 101"),
+                    "{}",
+                    String::from_utf8_lossy(&head)
+                );
+                let (mut c_read, mut u_write) =
+                    (client.try_clone().unwrap(), up.try_clone().unwrap());
+                let forward = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut u_write);
+                    let _ = u_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut u_read, mut c_write) = (up, client);
+                let _ = std::io::copy(&mut u_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+                let _ = forward.join();
+            });
+        }
+    });
+}
+
+#[test]
+fn remote_driver_create_ls_build_du_rm() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("buildkitd.sock");
+    serve_grpc_socket(d.sock.clone(), &sock);
+    let endpoint = format!("unix://{}", sock.display());
+
+    assert_eq!(
+        kbx.ok(&["create", "--name", "rb", "--driver", "remote", &endpoint]),
+        "rb\n"
+    );
+    let record = std::fs::read_to_string(kbx.home.path().join("buildx/instances/rb")).unwrap();
+    assert!(
+        record.contains(&format!(
+            "\"Driver\":\"remote\",\"Nodes\":[{{\"Name\":\"rb0\",\"Endpoint\":\"{endpoint}\""
+        )),
+        "{record}"
+    );
+
+    let table = kbx.ok(&["ls"]);
+    let rows = cells(&table);
+    assert_eq!(rows[1], ["rb", "remote"], "{table}");
+    assert_eq!(
+        rows[2][..3],
+        [
+            "\\_ rb0".to_owned(),
+            format!("\\_ {endpoint}"),
+            "running".to_owned()
+        ],
+        "{table}"
+    );
+    assert!(rows[2].last().unwrap().contains("linux/"), "{table}");
+    // The engine's own builder is listed after the stored ones; rb is current only when used.
+    assert_eq!(rows[3], ["default*", "docker"], "{table}");
+
+    let (ctx, src) = context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("local");
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "rb",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .starts_with(&format!("#0 building on rb0 (remote {endpoint})\n")),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(snapshot(&dest), snapshot(&src));
+
+    let mut ids: Vec<String> = du_rows(&kbx.ok(&["du", "--builder", "rb"]))
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, engine_cache_ids(&d));
+
+    // rm forgets the builder and leaves the daemon alone.
+    let o = kbx.run(&["rm", "rb"]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "rb removed\n");
+    assert!(!kbx.home.path().join("buildx/instances/rb").exists());
+    assert!(sock.exists());
+    assert_eq!(body(&d, "/_ping"), "OK");
+    assert!(!kbx.ok(&["ls"]).contains("rb"));
+}
+
+/// Certificates for the TLS test: a CA, a server certificate for `buildkitd.test`, a client
+/// certificate; PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn pki(dir: &Path, name: &str) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose,
+    };
+    let file = |f: &str, pem: String| {
+        let p = dir.join(format!("{name}-{f}"));
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = file("ca.pem", ca_cert.pem());
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |san: &str, usage: ExtendedKeyUsagePurpose, f: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![san.to_owned()]).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (
+            file(&format!("{f}.pem"), cert.pem()),
+            file(&format!("{f}-key.pem"), key.serialize_pem()),
+        )
+    };
+    let (server_cert, server_key) = leaf(
+        "buildkitd.test",
+        ExtendedKeyUsagePurpose::ServerAuth,
+        "server",
+    );
+    let (client_cert, client_key) = leaf("kbx", ExtendedKeyUsagePurpose::ClientAuth, "client");
+    Pki {
+        ca,
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    }
+}
+
+/// A TLS listener on 127.0.0.1 that requires a client certificate signed by the same CA and
+/// forwards the decrypted bytes to `upstream` (a plain BuildKit gRPC socket). Returns the port.
+fn serve_tls(pki: &Pki, upstream: PathBuf) -> u16 {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&pki.server_cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::UnixStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn remote_driver_over_mutual_tls() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("buildkitd.sock");
+    serve_grpc_socket(d.sock.clone(), &sock);
+    let good = pki(dir.path(), "good");
+    let other = pki(dir.path(), "other");
+    let port = serve_tls(&good, sock);
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let opts = |p: &Pki| {
+        format!(
+            "cacert={},cert={},key={},servername=buildkitd.test",
+            p.ca.display(),
+            good.client_cert.display(),
+            good.client_key.display()
+        )
+    };
+    kbx.ok(&[
+        "create",
+        "--name",
+        "tls",
+        "--driver",
+        "remote",
+        "--driver-opt",
+        &opts(&good),
+        &endpoint,
+    ]);
+    // A CA that did not sign the daemon's certificate: the daemon is not trusted.
+    kbx.ok(&[
+        "create",
+        "--name",
+        "untrusted",
+        "--driver",
+        "remote",
+        "--driver-opt",
+        &opts(&other),
+        &endpoint,
+    ]);
+
+    let json: Vec<serde_json::Value> = kbx
+        .ok(&["ls", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let status = |name: &str| {
+        json.iter()
+            .find(|b| b["Name"] == name)
+            .map(|b| b["Nodes"][0]["Status"].clone())
+            .unwrap()
+    };
+    assert_eq!(status("tls"), "running", "{json:?}");
+    assert_eq!(status("untrusted"), "inactive", "{json:?}");
+
+    let (ctx, src) = context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("local");
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "tls",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert_eq!(snapshot(&dest), snapshot(&src));
+    assert!(!du_rows(&kbx.ok(&["du", "--builder", "tls"])).is_empty());
+}
