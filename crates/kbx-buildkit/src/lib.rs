@@ -45,6 +45,7 @@
 
 mod attachables;
 mod client;
+mod contexts;
 mod errdetails;
 mod error;
 mod fsutil;
@@ -56,6 +57,7 @@ pub mod transport;
 
 pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
 pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker};
+pub use contexts::{NamedContext, NamedContextSource};
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};

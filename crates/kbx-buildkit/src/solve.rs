@@ -253,6 +253,9 @@ pub struct BuildOptions {
     /// The session shared key that lets the daemon transfer only changed files; default: a
     /// stable hash of the context path.
     pub shared_key: Option<String>,
+    /// `--build-context` named contexts (BuildKit v0.10+; refused before the solve on older
+    /// daemons, see [`crate::Capabilities::named_contexts`]).
+    pub named_contexts: Vec<crate::NamedContext>,
 }
 
 /// What a successful build returns.
@@ -311,12 +314,22 @@ impl Client {
             }
         };
 
-        if opts.output.is_some() || !opts.cache_from.is_empty() || !opts.cache_to.is_empty() {
+        let named = crate::contexts::plan(&opts.named_contexts)?;
+        if opts.output.is_some()
+            || !opts.cache_from.is_empty()
+            || !opts.cache_to.is_empty()
+            || !opts.named_contexts.is_empty()
+        {
             let caps = self.capabilities().await?;
             let unsupported = |what: String| Error::Unsupported {
                 what,
                 daemon: caps.daemon_name(),
             };
+            if !opts.named_contexts.is_empty() && !caps.named_contexts {
+                return Err(unsupported(
+                    "named build contexts (--build-context, Dockerfile frontend 1.4+)".to_owned(),
+                ));
+            }
             if let Some(out) = &opts.output
                 && !caps.supports_exporter(out.kind())
             {
@@ -339,6 +352,7 @@ impl Client {
         let mut dirs = HashMap::new();
         dirs.insert("context".to_owned(), context.clone());
         dirs.insert("dockerfile".to_owned(), df_dir);
+        dirs.extend(named.dirs);
         let cfg = SessionConfig {
             id: session_id.clone(),
             name: context
@@ -372,7 +386,8 @@ impl Client {
             None => session::start(&mut control, cfg).await?,
         };
 
-        let req = solve_request(opts, &df_name, &session_id, &build_ref);
+        let mut req = solve_request(opts, &df_name, &session_id, &build_ref);
+        req.frontend_attrs.extend(named.attrs);
         let (done_tx, done_rx) = watch::channel(false);
         let solve = async {
             let r = control.clone().solve(req).await;

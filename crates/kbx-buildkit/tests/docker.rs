@@ -102,6 +102,25 @@ async fn control_api_and_capabilities() {
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("exporter \"image\""), "{err}");
 
+    // Named contexts: Docker 20.10's Dockerfile frontend would ignore `context:<name>` and
+    // pull `FROM name` instead, so the build is refused before the solve.
+    assert!(!caps.named_contexts, "Docker 20.10 has frontend 1.2");
+    let lib = tempfile::tempdir().unwrap();
+    let named = BuildOptions {
+        output: None,
+        named_contexts: vec![
+            kbx_buildkit::NamedContext::parse(&format!("lib={}", lib.path().display())).unwrap(),
+        ],
+        ..opts.clone()
+    };
+    let err = c
+        .build(&named, |_| {})
+        .await
+        .expect_err("named contexts on Docker 20.10");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("--build-context"), "{err}");
+    assert!(err.to_string().contains("Docker 20.10"), "{err}");
+
     // Same for a cache export type Docker 20.10 lacks; inline is fine.
     let opts = BuildOptions {
         output: Some(Output::Moby {
