@@ -68,7 +68,7 @@ fn parse() -> Result<(String, BuildOptions), String> {
                 opts.output = Some(Output::parse(&value("--output")?).map_err(|e| e.to_string())?);
             }
             "-h" | "--help" => return Err(String::new()),
-            s if s.starts_with('-') => return Err(format!("unknown flag {s}")),
+            s if s.starts_with('-') && s != "-" => return Err(format!("unknown flag {s}")),
             _ if context.is_none() => context = Some(arg),
             _ => return Err("only one CONTEXT".to_owned()),
         }

@@ -49,6 +49,7 @@ mod contexts;
 mod errdetails;
 mod error;
 mod fsutil;
+mod inputs;
 mod patterns;
 pub mod progress;
 mod session;

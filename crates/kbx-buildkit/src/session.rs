@@ -33,6 +33,8 @@ use tonic::{Request, Response, Status, Streaming};
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use bollard_buildkit_proto::moby::filesync::v1::auth_server::AuthServer;
 use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
+use bollard_buildkit_proto::moby::upload::v1::BytesMessage as UploadBytes;
+use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServer};
 
 use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
 use crate::fsutil::{Filter, receive, send};
@@ -62,6 +64,8 @@ pub(crate) struct SessionConfig {
     pub(crate) secrets: HashMap<String, crate::attachables::SecretSource>,
     pub(crate) ssh: HashMap<String, PathBuf>,
     pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
+    /// Readers served once each by `Upload.Pull`, keyed by the URL path's ID.
+    pub(crate) uploads: HashMap<String, crate::inputs::UploadSlot>,
 }
 
 /// A running session; [`RunningSession::close`] ends it.
@@ -266,6 +270,12 @@ pub(crate) fn services(
             .max_decoding_message_size(MAX_MESSAGE),
         );
     }
+    if !cfg.uploads.is_empty() {
+        methods.push("/moby.upload.v1.Upload/Pull");
+        router = router.add_service(UploadServer::new(UploadService {
+            uploads: Arc::new(cfg.uploads.clone()),
+        }));
+    }
     match &cfg.export {
         Some(ExportTarget::Dir(dest)) => {
             methods.push("/moby.filesync.v1.FileSend/DiffCopy");
@@ -360,6 +370,60 @@ impl FileSync for FileSyncService {
         _request: Request<Streaming<Packet>>,
     ) -> Result<Response<Self::TarStreamStream>, Status> {
         Err(Status::unimplemented("tarstream is not supported"))
+    }
+}
+
+/// Streams an uploaded context (an archive read from `-`) to the daemon's `Upload.Pull`, in
+/// 32 KiB messages through a one-message channel, so memory stays flat.
+struct UploadService {
+    uploads: Arc<HashMap<String, crate::inputs::UploadSlot>>,
+}
+
+/// Bytes per `Upload.Pull` message (what buildx's `io.Copy` sends).
+const UPLOAD_CHUNK: usize = 32 * 1024;
+
+#[tonic::async_trait]
+impl Upload for UploadService {
+    type PullStream = ReceiverStream<Result<UploadBytes, Status>>;
+
+    async fn pull(
+        &self,
+        request: Request<Streaming<UploadBytes>>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let path = metadata_values(request.metadata(), "urlpath")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let id = path.trim_start_matches('/');
+        let Some(mut reader) = self.uploads.get(id).and_then(|s| s.take()) else {
+            return Err(Status::not_found(format!(
+                "no http response from session for {id}"
+            )));
+        };
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; UPLOAD_CHUNK];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let msg = UploadBytes {
+                            data: buf[..n].to_vec(),
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::aborted(format!("read the context: {e}"))))
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 

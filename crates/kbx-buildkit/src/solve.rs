@@ -217,9 +217,11 @@ impl CacheEntry {
 /// A Dockerfile build: `docker buildx build` flags that reach the daemon.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuildOptions {
-    /// The build context directory.
+    /// The build context directory, or `-`: an archive or a Dockerfile on standard input (see
+    /// [`Client::build_with_stdin`]).
     pub context: PathBuf,
-    /// The Dockerfile (`-f`); default `<context>/Dockerfile`. May be outside the context.
+    /// The Dockerfile (`-f`); default `<context>/Dockerfile`. May be outside the context; `-`
+    /// reads it from standard input; with an archive context, a path inside the archive.
     pub dockerfile: Option<PathBuf>,
     /// The stage to build (`--target`).
     pub target: Option<String>,
@@ -288,31 +290,57 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidOptions`], [`Error::Unsupported`], [`Error::Solve`] with the failing step
     /// and its last log lines, and transport errors.
-    pub async fn build<F>(&self, opts: &BuildOptions, mut on_progress: F) -> Result<BuildResult>
+    pub async fn build<F>(&self, opts: &BuildOptions, on_progress: F) -> Result<BuildResult>
     where
         F: FnMut(&ProgressEvent) + Send,
     {
-        let context = std::fs::canonicalize(&opts.context)
-            .map_err(|e| Error::io("open context", &opts.context, e))?;
-        if !context.is_dir() {
-            return Err(Error::InvalidOptions(format!(
-                "context {} is not a directory",
-                opts.context.display()
-            )));
-        }
-        let dockerfile = match &opts.dockerfile {
-            Some(p) => std::fs::canonicalize(p).map_err(|e| Error::io("open Dockerfile", p, e))?,
-            None => context.join("Dockerfile"),
-        };
-        let (df_dir, df_name) = match (dockerfile.parent(), dockerfile.file_name()) {
-            (Some(d), Some(n)) => (d.to_path_buf(), n.to_string_lossy().into_owned()),
-            _ => {
-                return Err(Error::InvalidOptions(format!(
-                    "bad Dockerfile path {}",
-                    dockerfile.display()
-                )));
-            }
-        };
+        self.build_with_stdin(opts, tokio::io::stdin(), on_progress)
+            .await
+    }
+
+    /// [`Client::build`] with `stdin` standing in for standard input: what a context or a
+    /// Dockerfile of `-` reads, as in `buildx build - < ctx.tar` or `buildx build -f - .`.
+    ///
+    /// With context `-`, input that starts like an archive (tar, or gzip / bzip2 / xz
+    /// compressed) is the context: it is streamed to the daemon through the session's `Upload`
+    /// service (`context=http://buildkit-session/<id>`) when the daemon asks for it, and the
+    /// Dockerfile is read from inside it (`dockerfile` is a path in the archive). Other input
+    /// is the Dockerfile, built with an empty context. With Dockerfile `-`, the input is the
+    /// Dockerfile. Nothing is read from `stdin` otherwise.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kbx_buildkit::Client) -> Result<(), kbx_buildkit::Error> {
+    /// // A context archive from a file instead of standard input.
+    /// let tar = tokio::fs::File::open("ctx.tar.gz").await.map_err(|e| {
+    ///     kbx_buildkit::Error::Session(e.to_string())
+    /// })?;
+    /// let opts = kbx_buildkit::BuildOptions { context: "-".into(), ..Default::default() };
+    /// client.build_with_stdin(&opts, tar, |_| {}).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::build`]; [`Error::InvalidOptions`] when both the context and the Dockerfile
+    /// are `-`, when the input is empty, or when a Dockerfile comes from both `-` and `-f`.
+    pub async fn build_with_stdin<R, F>(
+        &self,
+        opts: &BuildOptions,
+        stdin: R,
+        mut on_progress: F,
+    ) -> Result<BuildResult>
+    where
+        R: tokio::io::AsyncRead + Send + 'static,
+        F: FnMut(&ProgressEvent) + Send,
+    {
+        let upload_id = random_id();
+        let inputs = crate::inputs::load(
+            &opts.context,
+            opts.dockerfile.as_deref(),
+            &upload_id,
+            Box::pin(stdin),
+        )
+        .await?;
+        let df_name = inputs.filename.clone();
 
         let named = crate::contexts::plan(&opts.named_contexts)?;
         if opts.output.is_some()
@@ -349,21 +377,21 @@ impl Client {
 
         let session_id = random_id();
         let build_ref = random_id();
-        let mut dirs = HashMap::new();
-        dirs.insert("context".to_owned(), context.clone());
-        dirs.insert("dockerfile".to_owned(), df_dir);
+        let mut dirs = inputs.dirs.clone();
         dirs.extend(named.dirs);
         let cfg = SessionConfig {
             id: session_id.clone(),
-            name: context
+            name: inputs
+                .key_path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "context".to_owned()),
             shared_key: opts
                 .shared_key
                 .clone()
-                .unwrap_or_else(|| stable_key(&context)),
+                .unwrap_or_else(|| stable_key(&inputs.key_path)),
             dirs,
+            uploads: inputs.uploads.clone(),
             export: opts.output.as_ref().and_then(Output::target),
             secrets: opts
                 .secrets
@@ -388,6 +416,7 @@ impl Client {
 
         let mut req = solve_request(opts, &df_name, &session_id, &build_ref);
         req.frontend_attrs.extend(named.attrs);
+        req.frontend_attrs.extend(inputs.attrs.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let solve = async {
             let r = control.clone().solve(req).await;
@@ -397,6 +426,7 @@ impl Client {
         let status = follow_status(self.clone(), build_ref.clone(), done_rx, &mut on_progress);
         let (solved, tracker) = tokio::join!(solve, status);
         let export = running.close().await;
+        drop(inputs);
 
         match solved {
             Ok(resp) => {

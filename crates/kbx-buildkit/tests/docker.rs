@@ -844,3 +844,136 @@ async fn secrets_and_add_hosts_reach_run_steps_and_unknown_secrets_fail() {
     let err = r.expect_err("missing secret");
     assert!(err.to_string().contains("secret"), "{err}");
 }
+
+/// Runs `tar` with `args` in `dir`.
+fn tar(dir: &Path, args: &[&str]) {
+    let st = std::process::Command::new("tar")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_archive_and_dockerfile_from_stdin() {
+    use std::io::Write as _;
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree.join("src"));
+    // 100 MB in the archive: the upload must stream, not buffer.
+    let mut f = std::fs::File::create(tree.join("src/huge.bin")).unwrap();
+    let mut piece = vec![0u8; 1 << 20];
+    for i in 0..100u32 {
+        for (j, b) in piece.iter_mut().enumerate() {
+            *b = ((j as u32).wrapping_mul(13) ^ i) as u8;
+        }
+        f.write_all(&piece).unwrap();
+    }
+    drop(f);
+    write(&tree, "Dockerfile", b"FROM scratch\nCOPY src/ /\n", 0o644);
+    write(
+        &tree,
+        "sub/Dockerfile.alt",
+        b"FROM scratch\nCOPY src/a.txt /alt.txt\n",
+        0o644,
+    );
+    let ctx_tar = work.path().join("ctx.tar");
+    tar(&tree, &["-cf", ctx_tar.to_str().unwrap(), "."]);
+
+    // `build - < ctx.tar`: the archive is the context and holds the Dockerfile.
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("o");
+    let opts = BuildOptions {
+        context: "-".into(),
+        output: Some(Output::Local { dest: dest.clone() }),
+        ..BuildOptions::default()
+    };
+    let file = tokio::fs::File::open(&ctx_tar).await.unwrap();
+    let before = peak_rss();
+    let mut plain = PlainRenderer::new(Vec::new());
+    c.build_with_stdin(&opts, file, |ev| plain.render(ev).unwrap())
+        .await
+        .expect("build from a context archive");
+    let after = peak_rss();
+    let text = String::from_utf8(plain.into_inner()).unwrap();
+    assert!(text.contains("load remote build context"), "{text}");
+    assert!(same_file(
+        &tree.join("src/huge.bin"),
+        &dest.join("huge.bin")
+    ));
+    std::fs::remove_file(tree.join("src/huge.bin")).unwrap();
+    std::fs::remove_file(dest.join("huge.bin")).unwrap();
+    let (want, got) = (snapshot(&tree.join("src")), snapshot(&dest));
+    assert_eq!(got, want);
+    assert!(
+        after.saturating_sub(before) < 64 << 20,
+        "peak RSS grew from {before} to {after}"
+    );
+
+    // A gzip-compressed archive, with the Dockerfile named by a path inside it.
+    let tgz = work.path().join("ctx.tgz");
+    tar(
+        &tree,
+        &[
+            "-czf",
+            tgz.to_str().unwrap(),
+            "Dockerfile",
+            "sub",
+            "src/a.txt",
+        ],
+    );
+    let dest2 = out.path().join("o2");
+    let opts = BuildOptions {
+        context: "-".into(),
+        dockerfile: Some("sub/Dockerfile.alt".into()),
+        output: Some(Output::Local {
+            dest: dest2.clone(),
+        }),
+        ..BuildOptions::default()
+    };
+    let file = tokio::fs::File::open(&tgz).await.unwrap();
+    c.build_with_stdin(&opts, file, |_| {})
+        .await
+        .expect("build from a gzip archive");
+    assert_eq!(std::fs::read(dest2.join("alt.txt")).unwrap(), b"alpha\n");
+    assert_eq!(std::fs::read_dir(&dest2).unwrap().count(), 1);
+
+    // `build -f - DIR`: the Dockerfile on stdin, the context from the directory.
+    let dest3 = out.path().join("o3");
+    let opts = BuildOptions {
+        context: tree.clone(),
+        dockerfile: Some("-".into()),
+        output: Some(Output::Local {
+            dest: dest3.clone(),
+        }),
+        ..BuildOptions::default()
+    };
+    let df = std::io::Cursor::new(b"FROM scratch\nCOPY src/a.txt /from-stdin.txt\n".to_vec());
+    c.build_with_stdin(&opts, df, |_| {})
+        .await
+        .expect("Dockerfile from stdin");
+    assert_eq!(
+        std::fs::read(dest3.join("from-stdin.txt")).unwrap(),
+        b"alpha\n"
+    );
+
+    // `build - < Dockerfile`: no archive, so the input is the Dockerfile and the context is
+    // empty.
+    let dest4 = out.path().join("o4");
+    let opts = BuildOptions {
+        context: "-".into(),
+        output: Some(Output::Local {
+            dest: dest4.clone(),
+        }),
+        ..BuildOptions::default()
+    };
+    let df = std::io::Cursor::new(b"FROM scratch\nCOPY . /ctx/\n".to_vec());
+    c.build_with_stdin(&opts, df, |_| {})
+        .await
+        .expect("Dockerfile as the only input");
+    assert!(dest4.join("ctx").is_dir());
+    assert_eq!(std::fs::read_dir(dest4.join("ctx")).unwrap().count(), 0);
+}
