@@ -4,7 +4,7 @@
 //! cargo run -p kbx-buildkit --example build -- \
 //!     --addr unix:///run/buildkit/buildkitd.sock|tcp://HOST:PORT|docker-unix:///var/run/docker.sock|docker \
 //!     [-f Dockerfile] [--build-arg K=V]... [--target T] [--platform P] [--no-cache] \
-//!     [--network none|host|default] [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID=SOCK]... \
+//!     [--network none|host|default] [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID=SOCK|ID=KEY,...]... \
 //!     [--build-context NAME=DIR|docker-image://REF]... \
 //!     --output type=local,dest=DIR|type=tar,dest=FILE|type=moby,name=N CONTEXT
 //! ```

@@ -54,9 +54,10 @@ mod patterns;
 pub mod progress;
 mod session;
 mod solve;
+mod sshkeys;
 pub mod transport;
 
-pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
+pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent, SshSource};
 pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, Worker};
 pub use contexts::{NamedContext, NamedContextSource};
 pub use errdetails::SourceLocation;

@@ -62,7 +62,7 @@ pub(crate) struct SessionConfig {
     pub(crate) dirs: HashMap<String, PathBuf>,
     pub(crate) export: Option<ExportTarget>,
     pub(crate) secrets: HashMap<String, crate::attachables::SecretSource>,
-    pub(crate) ssh: HashMap<String, PathBuf>,
+    pub(crate) ssh: HashMap<String, crate::attachables::AgentTarget>,
     pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
     /// Readers served once each by `Upload.Pull`, keyed by the URL path's ID.
     pub(crate) uploads: HashMap<String, crate::inputs::UploadSlot>,
@@ -663,7 +663,10 @@ mod tests {
                 "f".to_owned(),
                 crate::SecretSource::File(secret_file.clone()),
             )]),
-            ssh: HashMap::from([("default".to_owned(), agent_path.clone())]),
+            ssh: HashMap::from([(
+                "default".to_owned(),
+                crate::attachables::AgentTarget::Socket(agent_path.clone()),
+            )]),
             ..SessionConfig::default()
         };
         let ch = serve(cfg).await;

@@ -401,8 +401,13 @@ impl Client {
             ssh: opts
                 .ssh
                 .iter()
-                .map(|a| (a.id.clone(), a.socket.clone()))
-                .collect(),
+                .map(|a| {
+                    Ok((
+                        a.id.clone(),
+                        crate::attachables::AgentTarget::from_source(&a.source)?,
+                    ))
+                })
+                .collect::<Result<_>>()?,
             credentials: Some(match &opts.credentials {
                 Some(c) => c.clone(),
                 None => crate::DockerCredentials::load()?,

@@ -977,3 +977,85 @@ async fn context_archive_and_dockerfile_from_stdin() {
     assert!(dest4.join("ctx").is_dir());
     assert_eq!(std::fs::read_dir(dest4.join("ctx")).unwrap().count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_key_file_agent_reaches_run_steps() {
+    let Some(d) = Dockerd::start() else { return };
+    if std::process::Command::new("ssh-keygen")
+        .arg("-?")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "openssh-client is needed (CI=true, so this is a failure)"
+        );
+        eprintln!("SKIP: ssh-keygen not installed");
+        return;
+    }
+    let c = client(&d).await;
+    let base = d.base_image();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "ed25519", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ctx = tempfile::tempdir().unwrap();
+    let dockerfile = |id: &str| {
+        format!(
+            "FROM {base} AS work\n\
+             RUN --mount=type=ssh,id={id},required=true [ -S \"$SSH_AUTH_SOCK\" ] && \
+             echo \"$SSH_AUTH_SOCK\" > /sock.txt\n\
+             FROM scratch\nCOPY --from=work /sock.txt /\n"
+        )
+    };
+    write(
+        ctx.path(),
+        "Dockerfile",
+        dockerfile("deploy").as_bytes(),
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let opts = BuildOptions {
+        context: ctx.path().into(),
+        ssh: vec![kbx_buildkit::SshAgent::parse(&format!("deploy={}", key.display())).unwrap()],
+        network: Some("none".into()),
+        output: Some(Output::Local {
+            dest: out.path().join("o"),
+        }),
+        ..BuildOptions::default()
+    };
+    assert!(matches!(
+        opts.ssh[0].source,
+        kbx_buildkit::SshSource::Keys(_)
+    ));
+    let (r, _) = build(&c, &opts).await;
+    r.expect("build with an ssh key file");
+    let sock = std::fs::read_to_string(out.path().join("o/sock.txt")).unwrap();
+    assert!(sock.trim().starts_with('/'), "{sock:?}");
+
+    // A required agent ID the session does not have fails the build.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        dockerfile("other").as_bytes(),
+        0o644,
+    );
+    let (r, _) = build(&c, &opts).await;
+    let err = r.expect_err("unknown ssh id");
+    assert!(err.to_string().contains("other"), "{err}");
+
+    // A key file that is not a key fails before the solve, naming the file.
+    let junk = keys.path().join("junk");
+    std::fs::write(&junk, b"not a key").unwrap();
+    let opts = BuildOptions {
+        ssh: vec![kbx_buildkit::SshAgent::parse(&format!("deploy={}", junk.display())).unwrap()],
+        ..opts
+    };
+    let err = c.build(&opts, |_| {}).await.expect_err("junk key");
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err:?}");
+    assert!(err.to_string().contains("junk"), "{err}");
+}
