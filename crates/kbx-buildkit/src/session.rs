@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard_buildkit_proto::fsutil::types::Packet;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
@@ -14,10 +13,6 @@ use bollard_buildkit_proto::health::{
 };
 use bollard_buildkit_proto::moby::buildkit::v1::BytesMessage as ControlBytes;
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
-use bollard_buildkit_proto::moby::filesync::packet::file_send_server::{
-    FileSend as PacketFileSend, FileSendServer as PacketFileSendServer,
-};
-use bollard_buildkit_proto::moby::filesync::packet::file_sync_server::{FileSync, FileSyncServer};
 use bollard_buildkit_proto::moby::filesync::v1::BytesMessage as FileBytes;
 use bollard_buildkit_proto::moby::filesync::v1::file_send_server::{
     FileSend as BytesFileSend, FileSendServer as BytesFileSendServer,
@@ -37,6 +32,7 @@ use bollard_buildkit_proto::moby::upload::v1::BytesMessage as UploadBytes;
 use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServer};
 
 use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
+use crate::fsutil::wire::{DiffCopy, DiffCopyServer, FileSendRoute, FileSyncRoute, Packet};
 use crate::fsutil::{Filter, receive, send};
 use crate::transport::{Address, docker_upgrade};
 use crate::{Error, Result};
@@ -239,10 +235,12 @@ pub(crate) fn services(
     if !cfg.dirs.is_empty() {
         methods.push("/moby.filesync.v1.FileSync/DiffCopy");
         methods.push("/moby.filesync.v1.FileSync/TarStream");
-        let svc = FileSyncServer::new(FileSyncService {
-            dirs: Arc::new(cfg.dirs.clone()),
-        })
-        .max_decoding_message_size(MAX_MESSAGE);
+        let svc = DiffCopyServer::<FileSyncRoute, _>::new(
+            FileSyncService {
+                dirs: Arc::new(cfg.dirs.clone()),
+            },
+            MAX_MESSAGE,
+        );
         router = router.add_service(svc);
     }
     if let Some(creds) = &cfg.credentials {
@@ -279,11 +277,13 @@ pub(crate) fn services(
     match &cfg.export {
         Some(ExportTarget::Dir(dest)) => {
             methods.push("/moby.filesync.v1.FileSend/DiffCopy");
-            let svc = PacketFileSendServer::new(TreeReceiver {
-                dest: dest.clone(),
-                done,
-            })
-            .max_decoding_message_size(MAX_MESSAGE);
+            let svc = DiffCopyServer::<FileSendRoute, _>::new(
+                TreeReceiver {
+                    dest: dest.clone(),
+                    done,
+                },
+                MAX_MESSAGE,
+            );
             router = router.add_service(svc);
         }
         Some(ExportTarget::Bytes(dest)) => {
@@ -336,14 +336,11 @@ struct FileSyncService {
     dirs: Arc<HashMap<String, PathBuf>>,
 }
 
-#[tonic::async_trait]
-impl FileSync for FileSyncService {
-    type DiffCopyStream = ReceiverStream<Result<Packet, Status>>;
-
-    async fn diff_copy(
+impl DiffCopy for FileSyncService {
+    fn diff_copy(
         &self,
         request: Request<Streaming<Packet>>,
-    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+    ) -> Result<mpsc::Receiver<Result<Packet, Status>>, Status> {
         let md = request.metadata();
         let name = metadata_values(md, "dir-name")
             .into_iter()
@@ -359,17 +356,7 @@ impl FileSync for FileSyncService {
         let follow = metadata_values(md, "followpaths");
         let filter = Filter::new(&root, &include, &exclude, &follow)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let rx = send::start(root, filter, request.into_inner());
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    type TarStreamStream = ReceiverStream<Result<Packet, Status>>;
-
-    async fn tar_stream(
-        &self,
-        _request: Request<Streaming<Packet>>,
-    ) -> Result<Response<Self::TarStreamStream>, Status> {
-        Err(Status::unimplemented("tarstream is not supported"))
+        Ok(send::start(root, filter, request.into_inner()))
     }
 }
 
@@ -433,16 +420,16 @@ struct TreeReceiver {
     done: mpsc::UnboundedSender<Result<()>>,
 }
 
-#[tonic::async_trait]
-impl PacketFileSend for TreeReceiver {
-    type DiffCopyStream = ReceiverStream<Result<Packet, Status>>;
-
-    async fn diff_copy(
+impl DiffCopy for TreeReceiver {
+    fn diff_copy(
         &self,
         request: Request<Streaming<Packet>>,
-    ) -> Result<Response<Self::DiffCopyStream>, Status> {
-        let rx = receive::start(self.dest.clone(), request.into_inner(), self.done.clone());
-        Ok(Response::new(ReceiverStream::new(rx)))
+    ) -> Result<mpsc::Receiver<Result<Packet, Status>>, Status> {
+        Ok(receive::start(
+            self.dest.clone(),
+            request.into_inner(),
+            self.done.clone(),
+        ))
     }
 }
 

@@ -1059,3 +1059,87 @@ async fn ssh_key_file_agent_reaches_run_steps() {
     assert!(matches!(err, Error::InvalidOptions(_)), "{err:?}");
     assert!(err.to_string().contains("junk"), "{err}");
 }
+
+/// Every entry under `root` as (raw path bytes, kind, content or raw link target).
+fn raw_snapshot(root: &Path) -> Vec<(Vec<u8>, char, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    fn visit(root: &Path, dir: &Path, out: &mut Vec<(Vec<u8>, char, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if md.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                out.push((rel, 'l', t.as_os_str().as_bytes().to_vec()));
+            } else if md.is_dir() {
+                out.push((rel, 'd', Vec::new()));
+                visit(root, &p, out);
+            } else {
+                out.push((rel, 'f', std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(root, root, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_utf8_file_names_round_trip_byte_exact() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let ctx = tempfile::tempdir().unwrap();
+    let src = ctx.path().join("src");
+    let latin1 = src.join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir_all(&latin1).unwrap();
+    std::fs::write(latin1.join(OsStr::from_bytes(b"na\xefve.txt")), b"latin-1").unwrap();
+    std::fs::write(src.join(OsStr::from_bytes(b"\xff\xfe-bytes")), b"raw").unwrap();
+    std::fs::write(src.join("plain-\u{e9}.txt"), b"utf-8").unwrap();
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"caf\xe9/na\xefve.txt"), src.join("link"))
+        .unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY src/ /\n",
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("o");
+    let opts = BuildOptions {
+        context: ctx.path().into(),
+        output: Some(Output::Local { dest: dest.clone() }),
+        ..BuildOptions::default()
+    };
+    let (r, _) = build(&c, &opts).await;
+    r.expect("build with non-UTF-8 names");
+    let (want, got) = (raw_snapshot(&src), raw_snapshot(&dest));
+    assert_eq!(want.len(), 5);
+    assert_eq!(got, want);
+    assert!(got.iter().any(|(p, _, _)| p == b"caf\xe9/na\xefve.txt"));
+
+    // The tar export (no fsutil on the way back) carries the same bytes.
+    let tar_path = out.path().join("o.tar");
+    let opts = BuildOptions {
+        output: Some(Output::Tar {
+            dest: Some(tar_path.clone()),
+        }),
+        ..opts
+    };
+    let (r, _) = build(&c, &opts).await;
+    r.expect("tar export");
+    let x = out.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    tar(&x, &["-xf", tar_path.to_str().unwrap()]);
+    assert_eq!(raw_snapshot(&x), want);
+}
