@@ -340,8 +340,8 @@ impl Client {
     /// buildx asks the Docker Engine for its features; kbx assumes a Docker Engine offers only
     /// the `moby`, `local` and `tar` exporters (true for every Engine without the containerd
     /// image store), and a standalone buildkitd `image`, `oci`, `docker`, `local` and `tar`.
-    /// The `local` cache type is never offered (it needs the session content store, which is
-    /// not served); Docker 20.10 gets cache export `inline` and import `registry` only.
+    /// The `local` cache type is offered for import only (a read-only session content store
+    /// serves it); Docker 20.10 gets cache export `inline` and import `registry` and `local`.
     ///
     /// # Errors
     /// See [`Client::info`].
@@ -356,12 +356,13 @@ impl Client {
             .as_deref()
             .and_then(parse_version)
             .is_some_and(|v| v >= (0, 13));
-        // `local` cache needs the session content store, which this client does not serve.
+        // `local` cache import reads through the session content store; exporting would need
+        // its write side, which this client does not serve.
         let (cache_exporters, cache_importers) = match self.backend {
-            Backend::Docker => (vec!["inline"], vec!["registry"]),
+            Backend::Docker => (vec!["inline"], vec!["registry", "local"]),
             Backend::Buildkitd => (
                 vec!["inline", "registry", "gha", "s3", "azblob"],
-                vec!["registry", "gha", "s3", "azblob"],
+                vec!["registry", "local", "gha", "s3", "azblob"],
             ),
         };
         let named_contexts = named_contexts_supported(self.backend, &info);

@@ -45,6 +45,7 @@
 
 mod attachables;
 mod client;
+mod content;
 mod contexts;
 mod errdetails;
 mod error;

@@ -62,6 +62,8 @@ pub(crate) struct SessionConfig {
     pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
     /// Readers served once each by `Upload.Pull`, keyed by the URL path's ID.
     pub(crate) uploads: HashMap<String, crate::inputs::UploadSlot>,
+    /// Read-only content stores (`--cache-from type=local`).
+    pub(crate) content: crate::content::Stores,
 }
 
 /// A running session; [`RunningSession::close`] ends it.
@@ -267,6 +269,11 @@ pub(crate) fn services(
             })
             .max_decoding_message_size(MAX_MESSAGE),
         );
+    }
+    if !cfg.content.dirs.is_empty() {
+        methods.push("/containerd.services.content.v1.Content/Info");
+        methods.push("/containerd.services.content.v1.Content/Read");
+        router = router.add_service(crate::content::ContentServer::new(cfg.content.clone()));
     }
     if !cfg.uploads.is_empty() {
         methods.push("/moby.upload.v1.Upload/Pull");

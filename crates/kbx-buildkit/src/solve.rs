@@ -241,7 +241,12 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// Where the result goes; `None` builds without exporting (cache only).
     pub output: Option<Output>,
-    /// `--cache-from` entries.
+    /// `--cache-from` entries. `type=local,src=DIR` is read from the OCI layout `DIR` through
+    /// the session content store.
+    ///
+    /// # Deviation
+    /// A `type=local` source without `index.json` is skipped silently (buildx warns), and
+    /// `--cache-to type=local` is refused: the content store is read-only.
     pub cache_from: Vec<CacheEntry>,
     /// `--cache-to` entries.
     pub cache_to: Vec<CacheEntry>,
@@ -375,6 +380,18 @@ impl Client {
             }
         }
 
+        let (cache_from, content) = resolve_local_cache(&opts.cache_from)?;
+        let resolved;
+        let opts = if cache_from == opts.cache_from {
+            opts
+        } else {
+            resolved = BuildOptions {
+                cache_from,
+                ..opts.clone()
+            };
+            &resolved
+        };
+
         let session_id = random_id();
         let build_ref = random_id();
         let mut dirs = inputs.dirs.clone();
@@ -392,6 +409,7 @@ impl Client {
                 .unwrap_or_else(|| stable_key(&inputs.key_path)),
             dirs,
             uploads: inputs.uploads.clone(),
+            content,
             export: opts.output.as_ref().and_then(Output::target),
             secrets: opts
                 .secrets
@@ -457,6 +475,45 @@ impl Client {
             }
         }
     }
+}
+
+/// Resolves `type=local` cache imports the way the Go client does: `src` is required, the
+/// digest comes from `index.json` (tag `latest` or `tag=`) unless `digest=` is given, and an
+/// entry whose `index.json` does not exist is dropped (nothing to import yet). Returns the
+/// entries to send and the content stores to serve.
+fn resolve_local_cache(
+    entries: &[CacheEntry],
+) -> Result<(Vec<CacheEntry>, crate::content::Stores)> {
+    let mut out = Vec::with_capacity(entries.len());
+    let mut stores = crate::content::Stores::default();
+    for e in entries {
+        if e.kind != "local" {
+            out.push(e.clone());
+            continue;
+        }
+        let Some(src) = e.attrs.get("src").cloned() else {
+            return Err(Error::InvalidOptions(
+                "local cache importer requires src".to_owned(),
+            ));
+        };
+        let mut e = e.clone();
+        if !e.attrs.contains_key("digest") {
+            match crate::content::resolve_tag(
+                Path::new(&src),
+                e.attrs.get("tag").map(String::as_str),
+            )? {
+                Some(d) => {
+                    e.attrs.insert("digest".to_owned(), d);
+                }
+                None => continue,
+            }
+        }
+        stores
+            .dirs
+            .insert(format!("local:{src}"), PathBuf::from(&src));
+        out.push(e);
+    }
+    Ok((out, stores))
 }
 
 fn solve_request(
@@ -682,6 +739,39 @@ mod tests {
             r.frontend_attrs["cache-imports"],
             r#"[{"Attrs":{"ref":"r/c"},"Type":"registry"}]"#
         );
+    }
+
+    #[test]
+    fn local_cache_sources_resolve_digests_and_stores() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let with_index = d.path().join("c");
+        std::fs::create_dir(&with_index).expect("mkdir");
+        std::fs::write(
+            with_index.join("index.json"),
+            r#"{"manifests":[{"digest":"sha256:11","annotations":{"org.opencontainers.image.ref.name":"latest"}}]}"#,
+        )
+        .expect("write");
+        let src = with_index.display().to_string();
+        let entries = [
+            CacheEntry::parse("type=registry,ref=r/c").expect("ok"),
+            CacheEntry::parse(&format!("type=local,src={src}")).expect("ok"),
+            CacheEntry::parse(&format!(
+                "type=local,src={}",
+                d.path().join("none").display()
+            ))
+            .expect("ok"),
+            CacheEntry::parse(&format!("type=local,src={src},digest=sha256:22")).expect("ok"),
+        ];
+        let (out, stores) = resolve_local_cache(&entries).expect("resolve");
+        assert_eq!(out.len(), 3, "the source without index.json is dropped");
+        assert_eq!(out[0], entries[0]);
+        assert_eq!(out[1].attrs["digest"], "sha256:11");
+        assert_eq!(out[2].attrs["digest"], "sha256:22");
+        assert_eq!(stores.dirs.len(), 1);
+        assert_eq!(stores.dirs[&format!("local:{src}")], with_index);
+        let e = resolve_local_cache(&[CacheEntry::parse("type=local,dest=x").expect("ok")])
+            .expect_err("no src");
+        assert!(e.to_string().contains("requires src"), "{e}");
     }
 
     #[test]

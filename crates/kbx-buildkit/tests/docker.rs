@@ -1143,3 +1143,129 @@ async fn non_utf8_file_names_round_trip_byte_exact() {
     tar(&x, &["-xf", tar_path.to_str().unwrap()]);
     assert_eq!(raw_snapshot(&x), want);
 }
+
+/// Writes `data` as a blob of the OCI layout `dir`; returns `(digest, size)`.
+fn put_blob(dir: &Path, data: &[u8]) -> (String, usize) {
+    let tmp = dir.join("tmp-blob");
+    std::fs::write(&tmp, data).unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let hex = String::from_utf8(out.stdout).unwrap()[..64].to_owned();
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::rename(&tmp, dir.join("blobs/sha256").join(&hex)).unwrap();
+    (format!("sha256:{hex}"), data.len())
+}
+
+/// An OCI layout holding a BuildKit cache index tagged `latest` whose config blob is
+/// `config` (written only when `Some`).
+fn cache_layout(dir: &Path, config: Option<&[u8]>) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let (cfg_digest, cfg_size) = match config {
+        Some(c) => put_blob(dir, c),
+        None => (format!("sha256:{}", "0".repeat(64)), 2),
+    };
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.buildkit.cacheconfig.v0","digest":"{cfg_digest}","size":{cfg_size}}}]}}"#
+    );
+    let (idx_digest, idx_size) = put_blob(dir, index.as_bytes());
+    std::fs::write(
+        dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{idx_digest}","size":{idx_size},"annotations":{{"org.opencontainers.image.ref.name":"latest"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_cache_import_reads_through_the_session_content_store() {
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let caps = c.capabilities().await.unwrap();
+    assert!(caps.cache_importers.contains(&"local"));
+    assert!(!caps.cache_exporters.contains(&"local"));
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "f.txt", b"cached?", 0o644);
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY f.txt /\n",
+        0o644,
+    );
+    let caches = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let opts_for = |src: &Path, dest: &str| BuildOptions {
+        context: ctx.path().into(),
+        cache_from: vec![
+            kbx_buildkit::CacheEntry::parse(&format!("type=local,src={}", src.display())).unwrap(),
+        ],
+        output: Some(Output::Local {
+            dest: out.path().join(dest),
+        }),
+        ..BuildOptions::default()
+    };
+
+    // A valid (empty) cache: the daemon reads the index and the config through the session.
+    let good = caches.path().join("good");
+    cache_layout(&good, Some(br#"{"layers":[],"records":[]}"#));
+    let (r, text) = build(&c, &opts_for(&good, "o1")).await;
+    r.expect("build importing a local cache");
+    assert_eq!(
+        std::fs::read(out.path().join("o1/f.txt")).unwrap(),
+        b"cached?"
+    );
+    assert!(
+        text.contains("importing cache manifest from local:"),
+        "{text}"
+    );
+    assert!(!text.contains("ERROR"), "{text}");
+
+    // The config blob is garbage: the daemon read it through our store and says so (a failed
+    // import is not fatal to the build).
+    let bad = caches.path().join("bad");
+    cache_layout(&bad, Some(b"this is not json"));
+    let (r, text) = build(&c, &opts_for(&bad, "o2")).await;
+    r.expect("a broken cache does not fail the build");
+    assert!(text.contains("ERROR: invalid character 'h'"), "{text}");
+
+    // The config blob is missing: our Info answers NotFound, and the daemon reports it.
+    let missing = caches.path().join("missing");
+    cache_layout(&missing, None);
+    let (r, text) = build(&c, &opts_for(&missing, "o3")).await;
+    r.expect("a missing blob does not fail the build");
+    let zero = "0".repeat(64);
+    assert!(
+        text.contains(&format!("content digest sha256:{zero}: not found")),
+        "{text}"
+    );
+
+    // No index.json yet: nothing to import, the build runs without it.
+    let (r, _) = build(&c, &opts_for(&caches.path().join("empty"), "o4")).await;
+    r.expect("build with an empty cache dir");
+
+    // Exporting a local cache is refused before the solve.
+    let opts = BuildOptions {
+        cache_from: Vec::new(),
+        cache_to: vec![
+            kbx_buildkit::CacheEntry::parse(&format!(
+                "type=local,dest={}",
+                caches.path().join("out").display()
+            ))
+            .unwrap(),
+        ],
+        ..opts_for(&good, "o5")
+    };
+    let err = c
+        .build(&opts, |_| {})
+        .await
+        .expect_err("local cache export");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("cache export type \"local\""),
+        "{err}"
+    );
+}
