@@ -149,7 +149,7 @@ pub(crate) fn resolve_tag(dir: &Path, tag: Option<&str>) -> Result<Option<String
 }
 
 /// A prost codec for one request and one response type.
-struct ProstCodec<E, D>(PhantomData<fn() -> (E, D)>);
+pub(crate) struct ProstCodec<E, D>(PhantomData<fn() -> (E, D)>);
 
 impl<E, D> Default for ProstCodec<E, D> {
     fn default() -> Self {

@@ -712,6 +712,96 @@ mod tests {
         assert_eq!(first.data, b"olleh");
     }
 
+    /// Reads a blob from the session content store: `Info`, then ranged `Read`s.
+    #[tokio::test]
+    async fn content_store_info_and_ranged_reads() {
+        use crate::content::{
+            InfoRequest, InfoResponse, ProstCodec, ReadContentRequest, ReadContentResponse, Stores,
+        };
+        let d = tempfile::tempdir().expect("tempdir");
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let hex = "cd".repeat(32);
+        std::fs::create_dir_all(d.path().join("blobs/sha256")).expect("mkdir");
+        std::fs::write(d.path().join("blobs/sha256").join(&hex), &data).expect("write");
+        let cfg = SessionConfig {
+            content: Stores {
+                dirs: HashMap::from([("local:c".to_owned(), d.path().to_path_buf())]),
+            },
+            ..SessionConfig::default()
+        };
+        let ch = serve(cfg).await;
+        let mut grpc = tonic::client::Grpc::new(ch);
+        let digest = format!("sha256:{hex}");
+        fn with_store<T>(msg: T) -> Request<T> {
+            let mut r = Request::new(msg);
+            r.metadata_mut().insert(
+                "buildkit-attachable-store-id",
+                MetadataValue::from_static("local:c"),
+            );
+            r
+        }
+        grpc.ready().await.expect("ready");
+        let info: InfoResponse = grpc
+            .unary(
+                with_store(InfoRequest {
+                    digest: digest.clone(),
+                }),
+                "/containerd.services.content.v1.Content/Info"
+                    .parse()
+                    .expect("path"),
+                ProstCodec::<InfoRequest, InfoResponse>::default(),
+            )
+            .await
+            .expect("info")
+            .into_inner();
+        assert_eq!(info.info.expect("info").size, data.len() as i64);
+
+        for (offset, size) in [(0i64, 0i64), (1000, 300_000), (599_990, 100)] {
+            grpc.ready().await.expect("ready");
+            let mut stream = grpc
+                .server_streaming(
+                    with_store(ReadContentRequest {
+                        digest: digest.clone(),
+                        offset,
+                        size,
+                    }),
+                    "/containerd.services.content.v1.Content/Read"
+                        .parse()
+                        .expect("path"),
+                    ProstCodec::<ReadContentRequest, ReadContentResponse>::default(),
+                )
+                .await
+                .expect("read")
+                .into_inner();
+            let mut got = Vec::new();
+            while let Some(m) = stream.message().await.expect("message") {
+                assert_eq!(m.offset, offset + got.len() as i64);
+                got.extend_from_slice(&m.data);
+            }
+            let end = if size == 0 {
+                data.len()
+            } else {
+                (offset + size).min(data.len() as i64) as usize
+            };
+            assert_eq!(got, &data[offset as usize..end], "{offset}+{size}");
+        }
+
+        grpc.ready().await.expect("ready");
+        let missing = grpc
+            .unary(
+                with_store(InfoRequest {
+                    digest: format!("sha256:{}", "ee".repeat(32)),
+                }),
+                "/containerd.services.content.v1.Content/Info"
+                    .parse()
+                    .expect("path"),
+                ProstCodec::<InfoRequest, InfoResponse>::default(),
+            )
+            .await
+            .expect_err("missing blob");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+    }
+
     #[test]
     fn unescape() {
         assert_eq!(query_unescape("a%2Fb+c%C3%A9"), "a/b cé");
