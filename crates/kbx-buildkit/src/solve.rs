@@ -324,6 +324,10 @@ impl Client {
     /// # Ok(()) }
     /// ```
     ///
+    /// # Deviation
+    /// An empty input as the context is refused before the solve; buildx sends no context and
+    /// the daemon fails (`docs/deviations.md`, C7).
+    ///
     /// # Errors
     /// As [`Client::build`]; [`Error::InvalidOptions`] when both the context and the Dockerfile
     /// are `-`, when the input is empty, or when a Dockerfile comes from both `-` and `-f`.
