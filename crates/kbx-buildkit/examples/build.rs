@@ -4,7 +4,8 @@
 //! cargo run -p kbx-buildkit --example build -- \
 //!     --addr unix:///run/buildkit/buildkitd.sock|tcp://HOST:PORT|docker-unix:///var/run/docker.sock|docker \
 //!     [-f Dockerfile] [--build-arg K=V]... [--target T] [--platform P] [--no-cache] \
-//!     [--network none|host|default] [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID=SOCK]... \
+//!     [--network none|host|default] [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID=SOCK|ID=KEY,...]... \
+//!     [--build-context NAME=DIR|docker-image://REF]... \
 //!     --output type=local,dest=DIR|type=tar,dest=FILE|type=moby,name=N CONTEXT
 //! ```
 //!
@@ -18,7 +19,8 @@ use std::process::ExitCode;
 use kbx_buildkit::{BuildOptions, Client, Error, Output, PlainRenderer};
 
 const USAGE: &str = "usage: build --addr ADDR [-f DOCKERFILE] [--build-arg K=V]... [--target T] \
-[--platform P] [--no-cache] [--network MODE] [--secret SPEC]... [--ssh SPEC]... [--output SPEC] CONTEXT";
+[--platform P] [--no-cache] [--network MODE] [--secret SPEC]... [--ssh SPEC]... \
+[--build-context NAME=VALUE]... [--output SPEC] CONTEXT";
 
 fn parse() -> Result<(String, BuildOptions), String> {
     let mut addr = None;
@@ -49,6 +51,10 @@ fn parse() -> Result<(String, BuildOptions), String> {
             "--ssh" => opts
                 .ssh
                 .push(kbx_buildkit::SshAgent::parse(&value("--ssh")?).map_err(|e| e.to_string())?),
+            "--build-context" => opts.named_contexts.push(
+                kbx_buildkit::NamedContext::parse(&value("--build-context")?)
+                    .map_err(|e| e.to_string())?,
+            ),
             "--build-arg" => {
                 let kv = value("--build-arg")?;
                 let (k, v) = match kv.split_once('=') {
@@ -62,7 +68,7 @@ fn parse() -> Result<(String, BuildOptions), String> {
                 opts.output = Some(Output::parse(&value("--output")?).map_err(|e| e.to_string())?);
             }
             "-h" | "--help" => return Err(String::new()),
-            s if s.starts_with('-') => return Err(format!("unknown flag {s}")),
+            s if s.starts_with('-') && s != "-" => return Err(format!("unknown flag {s}")),
             _ if context.is_none() => context = Some(arg),
             _ => return Err("only one CONTEXT".to_owned()),
         }

@@ -122,46 +122,101 @@ impl Secrets for SecretStore {
     }
 }
 
-/// One `--ssh` agent: `default` (from `SSH_AUTH_SOCK`) or `ID=SOCKET`.
+/// What an `--ssh` entry forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SshSource {
+    /// A running agent's unix socket.
+    Socket(PathBuf),
+    /// OpenSSH private key files, loaded into an agent inside this process.
+    Keys(Vec<PathBuf>),
+}
+
+/// One `--ssh` entry: `default` (from `SSH_AUTH_SOCK`), `ID=SOCKET` or `ID=KEY[,KEY…]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshAgent {
     /// The ID `RUN --mount=type=ssh,id=…` refers to (`default` when omitted there).
     pub id: String,
-    /// The agent's unix socket.
-    pub socket: PathBuf,
+    /// The agent socket or key files.
+    pub source: SshSource,
 }
 
 impl SshAgent {
-    /// Parses `default`, `ID` (both take `SSH_AUTH_SOCK`) or `ID=SOCKET`.
+    /// Parses buildx's `--ssh` syntax: `default` or `ID` (both take `SSH_AUTH_SOCK`),
+    /// `ID=PATH[,PATH…]`. A single path that is a unix socket is an agent; anything else is a
+    /// list of private key files, loaded into an in-process agent when the build starts.
+    ///
+    /// ```
+    /// use kbx_buildkit::{SshAgent, SshSource};
+    /// let a = SshAgent::parse("git=/home/me/.ssh/id_ed25519,/home/me/.ssh/id_rsa")?;
+    /// assert_eq!(a.id, "git");
+    /// assert_eq!(a.source, SshSource::Keys(vec![
+    ///     "/home/me/.ssh/id_ed25519".into(), "/home/me/.ssh/id_rsa".into()
+    /// ]));
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
     ///
     /// # Deviation
-    /// buildx also accepts private key files and loads them into an in-memory agent; kbx
-    /// accepts agent sockets only.
+    /// Key files must be in OpenSSH format (`BEGIN OPENSSH PRIVATE KEY`, `ssh-keygen`'s
+    /// default) and unencrypted; types Ed25519, ECDSA P-256/P-384 and RSA (signing with
+    /// SHA-2 only). buildx also reads PEM/PKCS#8 keys and asks for passphrases on a terminal.
+    /// A single path that does not exist is taken as a socket (the error comes when the daemon
+    /// asks for it); buildx fails at once.
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] when no socket is given and `SSH_AUTH_SOCK` is unset.
+    /// [`Error::InvalidOptions`] when no path is given and `SSH_AUTH_SOCK` is unset.
     pub fn parse(spec: &str) -> Result<Self> {
-        let (id, path) = match spec.split_once('=') {
-            Some((id, p)) => (id.to_owned(), Some(PathBuf::from(p))),
-            None => (spec.to_owned(), None),
+        let (id, paths) = match spec.split_once('=') {
+            Some((id, p)) => (
+                id.to_owned(),
+                p.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect::<Vec<_>>(),
+            ),
+            None => (spec.to_owned(), Vec::new()),
         };
-        let socket = match path {
-            Some(p) => p,
-            None => std::env::var_os("SSH_AUTH_SOCK")
-                .map(PathBuf::from)
-                .ok_or_else(|| {
-                    Error::InvalidOptions(format!(
-                        "--ssh {spec:?}: SSH_AUTH_SOCK is not set and no socket was given"
-                    ))
-                })?,
+        let source = match paths.as_slice() {
+            [] => SshSource::Socket(
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| {
+                        Error::InvalidOptions(format!(
+                            "--ssh {spec:?}: SSH_AUTH_SOCK is not set and no socket was given"
+                        ))
+                    })?,
+            ),
+            [one] if crate::sshkeys::is_socket(one) || !one.exists() => {
+                SshSource::Socket(one.clone())
+            }
+            _ => SshSource::Keys(paths),
         };
-        Ok(SshAgent { id, socket })
+        Ok(SshAgent { id, source })
     }
 }
 
-/// Forwards `ForwardAgent` streams to local agent sockets.
+/// Where a forwarded agent stream goes.
+#[derive(Debug, Clone)]
+pub(crate) enum AgentTarget {
+    /// A local agent socket.
+    Socket(PathBuf),
+    /// Keys served by [`crate::sshkeys::serve`].
+    Keys(Arc<Vec<crate::sshkeys::Key>>),
+}
+
+impl AgentTarget {
+    /// Loads key files; sockets are only opened when the daemon asks.
+    pub(crate) fn from_source(src: &SshSource) -> Result<Self> {
+        Ok(match src {
+            SshSource::Socket(p) => AgentTarget::Socket(p.clone()),
+            SshSource::Keys(paths) => AgentTarget::Keys(Arc::new(crate::sshkeys::load(paths)?)),
+        })
+    }
+}
+
+/// Forwards `ForwardAgent` streams to local agent sockets or the in-process key agent.
 pub(crate) struct SshForwarder {
-    pub(crate) agents: Arc<HashMap<String, PathBuf>>,
+    pub(crate) agents: Arc<HashMap<String, AgentTarget>>,
 }
 
 #[tonic::async_trait]
@@ -191,13 +246,24 @@ impl Ssh for SshForwarder {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
         );
-        let Some(sock) = self.agents.get(&id).cloned() else {
+        let Some(target) = self.agents.get(&id).cloned() else {
             return Err(Status::not_found(format!("unset ssh forward key {id}")));
         };
-        let conn = tokio::net::UnixStream::connect(&sock)
-            .await
-            .map_err(|e| Status::unavailable(format!("ssh agent {}: {e}", sock.display())))?;
-        let (mut rd, mut wr) = conn.into_split();
+        let conn: Box<dyn AgentIo> = match target {
+            AgentTarget::Socket(sock) => {
+                Box::new(tokio::net::UnixStream::connect(&sock).await.map_err(|e| {
+                    Status::unavailable(format!("ssh agent {}: {e}", sock.display()))
+                })?)
+            }
+            AgentTarget::Keys(keys) => {
+                let (ours, theirs) = tokio::io::duplex(64 * 1024);
+                tokio::spawn(async move {
+                    let _ = crate::sshkeys::serve(&keys, theirs).await;
+                });
+                Box::new(ours)
+            }
+        };
+        let (mut rd, mut wr) = tokio::io::split(conn);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(async move {
@@ -227,6 +293,10 @@ impl Ssh for SshForwarder {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
+
+/// A byte stream to an agent.
+trait AgentIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> AgentIo for T {}
 
 fn agent_id(id: &str) -> String {
     if id.is_empty() {
@@ -416,7 +486,7 @@ async fn run_helper(dir: Option<&Path>, helper: &str, server: &str) -> Result<Cr
 }
 
 /// Standard base64 (padding optional); `None` on invalid input.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
     for c in s.bytes().filter(|c| *c != b'=') {

@@ -155,6 +155,10 @@ pub struct Capabilities {
     pub cache_exporters: Vec<&'static str>,
     /// Cache import types (`--cache-from`).
     pub cache_importers: Vec<&'static str>,
+    /// Whether the built-in Dockerfile frontend resolves named contexts (`context:<name>`
+    /// attributes, `--build-context`): BuildKit v0.10+ (Docker 23+). Older frontends ignore the
+    /// attributes silently, so builds with named contexts are refused there.
+    pub named_contexts: bool,
 }
 
 impl Capabilities {
@@ -171,6 +175,24 @@ impl Capabilities {
             (Backend::Docker, None) => format!("Docker's embedded BuildKit {v}"),
             _ => format!("buildkitd {v}"),
         }
+    }
+}
+
+/// Named contexts arrived with the Dockerfile frontend 1.4 in BuildKit v0.10 (Docker 23.0).
+/// A known BuildKit version decides; otherwise a Docker Engine's own version does, and a
+/// buildkitd of unknown version (no `Info`, so before v0.11) is given the benefit of the doubt.
+pub(crate) fn named_contexts_supported(backend: Backend, info: &DaemonInfo) -> bool {
+    if let Some(v) = info.buildkit_version.as_deref().and_then(parse_version) {
+        return v >= (0, 10);
+    }
+    match backend {
+        Backend::Docker => info
+            .docker_version
+            .as_deref()
+            .and_then(|d| d.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|major| major >= 23),
+        Backend::Buildkitd => true,
     }
 }
 
@@ -415,8 +437,8 @@ impl Client {
     /// buildx asks the Docker Engine for its features; kbx assumes a Docker Engine offers only
     /// the `moby`, `local` and `tar` exporters (true for every Engine without the containerd
     /// image store), and a standalone buildkitd `image`, `oci`, `docker`, `local` and `tar`.
-    /// The `local` cache type is never offered (it needs the session content store, which is
-    /// not served); Docker 20.10 gets cache export `inline` and import `registry` only.
+    /// The `local` cache type is offered for import only (a read-only session content store
+    /// serves it); Docker 20.10 gets cache export `inline` and import `registry` and `local`.
     ///
     /// # Errors
     /// See [`Client::info`].
@@ -431,14 +453,16 @@ impl Client {
             .as_deref()
             .and_then(parse_version)
             .is_some_and(|v| v >= (0, 13));
-        // `local` cache needs the session content store, which this client does not serve.
+        // `local` cache import reads through the session content store; exporting would need
+        // its write side, which this client does not serve.
         let (cache_exporters, cache_importers) = match self.backend {
-            Backend::Docker => (vec!["inline"], vec!["registry"]),
+            Backend::Docker => (vec!["inline"], vec!["registry", "local"]),
             Backend::Buildkitd => (
                 vec!["inline", "registry", "gha", "s3", "azblob"],
-                vec!["registry", "gha", "s3", "azblob"],
+                vec!["registry", "local", "gha", "s3", "azblob"],
             ),
         };
+        let named_contexts = named_contexts_supported(self.backend, &info);
         Ok(Capabilities {
             backend: self.backend,
             info,
@@ -446,6 +470,7 @@ impl Client {
             multiple_exporters,
             cache_exporters,
             cache_importers,
+            named_contexts,
         })
     }
 
@@ -531,5 +556,24 @@ mod tests {
         assert_eq!(parse_version("0.8"), Some((0, 8)));
         assert_eq!(parse_version("v0.29.0-rc1"), Some((0, 29)));
         assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn named_contexts_need_buildkit_0_10() {
+        let info = |bk: Option<&str>, docker: Option<&str>| DaemonInfo {
+            buildkit_version: bk.map(str::to_owned),
+            package: None,
+            docker_version: docker.map(str::to_owned),
+            has_info_api: false,
+        };
+        let yes = named_contexts_supported;
+        assert!(!yes(Backend::Docker, &info(Some("v0.8"), Some("20.10.24"))));
+        assert!(!yes(Backend::Docker, &info(None, Some("20.10.24"))));
+        assert!(yes(Backend::Docker, &info(None, Some("23.0.6"))));
+        assert!(yes(Backend::Docker, &info(Some("v0.12.5"), Some("25.0.3"))));
+        assert!(!yes(Backend::Docker, &info(None, None)));
+        assert!(!yes(Backend::Buildkitd, &info(Some("v0.9.3"), None)));
+        assert!(yes(Backend::Buildkitd, &info(Some("v0.10.0"), None)));
+        assert!(yes(Backend::Buildkitd, &info(None, None)));
     }
 }

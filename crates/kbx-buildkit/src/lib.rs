@@ -46,17 +46,22 @@
 
 mod attachables;
 mod client;
+mod content;
+mod contexts;
 mod errdetails;
 mod error;
 mod fsutil;
+mod inputs;
 mod patterns;
 pub mod progress;
 mod session;
 mod solve;
+mod sshkeys;
 pub mod transport;
 
-pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent};
+pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent, SshSource};
 pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, PruneOptions, Worker};
+pub use contexts::{NamedContext, NamedContextSource};
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard_buildkit_proto::fsutil::types::Packet;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
@@ -14,10 +13,6 @@ use bollard_buildkit_proto::health::{
 };
 use bollard_buildkit_proto::moby::buildkit::v1::BytesMessage as ControlBytes;
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
-use bollard_buildkit_proto::moby::filesync::packet::file_send_server::{
-    FileSend as PacketFileSend, FileSendServer as PacketFileSendServer,
-};
-use bollard_buildkit_proto::moby::filesync::packet::file_sync_server::{FileSync, FileSyncServer};
 use bollard_buildkit_proto::moby::filesync::v1::BytesMessage as FileBytes;
 use bollard_buildkit_proto::moby::filesync::v1::file_send_server::{
     FileSend as BytesFileSend, FileSendServer as BytesFileSendServer,
@@ -33,8 +28,11 @@ use tonic::{Request, Response, Status, Streaming};
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use bollard_buildkit_proto::moby::filesync::v1::auth_server::AuthServer;
 use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
+use bollard_buildkit_proto::moby::upload::v1::BytesMessage as UploadBytes;
+use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServer};
 
 use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
+use crate::fsutil::wire::{DiffCopy, DiffCopyServer, FileSendRoute, FileSyncRoute, Packet};
 use crate::fsutil::{Filter, receive, send};
 use crate::transport::{Address, docker_upgrade};
 use crate::{Error, Result};
@@ -60,8 +58,12 @@ pub(crate) struct SessionConfig {
     pub(crate) dirs: HashMap<String, PathBuf>,
     pub(crate) export: Option<ExportTarget>,
     pub(crate) secrets: HashMap<String, crate::attachables::SecretSource>,
-    pub(crate) ssh: HashMap<String, PathBuf>,
+    pub(crate) ssh: HashMap<String, crate::attachables::AgentTarget>,
     pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
+    /// Readers served once each by `Upload.Pull`, keyed by the URL path's ID.
+    pub(crate) uploads: HashMap<String, crate::inputs::UploadSlot>,
+    /// Read-only content stores (`--cache-from type=local`).
+    pub(crate) content: crate::content::Stores,
 }
 
 /// A running session; [`RunningSession::close`] ends it.
@@ -235,10 +237,12 @@ pub(crate) fn services(
     if !cfg.dirs.is_empty() {
         methods.push("/moby.filesync.v1.FileSync/DiffCopy");
         methods.push("/moby.filesync.v1.FileSync/TarStream");
-        let svc = FileSyncServer::new(FileSyncService {
-            dirs: Arc::new(cfg.dirs.clone()),
-        })
-        .max_decoding_message_size(MAX_MESSAGE);
+        let svc = DiffCopyServer::<FileSyncRoute, _>::new(
+            FileSyncService {
+                dirs: Arc::new(cfg.dirs.clone()),
+            },
+            MAX_MESSAGE,
+        );
         router = router.add_service(svc);
     }
     if let Some(creds) = &cfg.credentials {
@@ -266,14 +270,27 @@ pub(crate) fn services(
             .max_decoding_message_size(MAX_MESSAGE),
         );
     }
+    if !cfg.content.dirs.is_empty() {
+        methods.push("/containerd.services.content.v1.Content/Info");
+        methods.push("/containerd.services.content.v1.Content/Read");
+        router = router.add_service(crate::content::ContentServer::new(cfg.content.clone()));
+    }
+    if !cfg.uploads.is_empty() {
+        methods.push("/moby.upload.v1.Upload/Pull");
+        router = router.add_service(UploadServer::new(UploadService {
+            uploads: Arc::new(cfg.uploads.clone()),
+        }));
+    }
     match &cfg.export {
         Some(ExportTarget::Dir(dest)) => {
             methods.push("/moby.filesync.v1.FileSend/DiffCopy");
-            let svc = PacketFileSendServer::new(TreeReceiver {
-                dest: dest.clone(),
-                done,
-            })
-            .max_decoding_message_size(MAX_MESSAGE);
+            let svc = DiffCopyServer::<FileSendRoute, _>::new(
+                TreeReceiver {
+                    dest: dest.clone(),
+                    done,
+                },
+                MAX_MESSAGE,
+            );
             router = router.add_service(svc);
         }
         Some(ExportTarget::Bytes(dest)) => {
@@ -326,14 +343,11 @@ struct FileSyncService {
     dirs: Arc<HashMap<String, PathBuf>>,
 }
 
-#[tonic::async_trait]
-impl FileSync for FileSyncService {
-    type DiffCopyStream = ReceiverStream<Result<Packet, Status>>;
-
-    async fn diff_copy(
+impl DiffCopy for FileSyncService {
+    fn diff_copy(
         &self,
         request: Request<Streaming<Packet>>,
-    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+    ) -> Result<mpsc::Receiver<Result<Packet, Status>>, Status> {
         let md = request.metadata();
         let name = metadata_values(md, "dir-name")
             .into_iter()
@@ -349,17 +363,61 @@ impl FileSync for FileSyncService {
         let follow = metadata_values(md, "followpaths");
         let filter = Filter::new(&root, &include, &exclude, &follow)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let rx = send::start(root, filter, request.into_inner());
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(send::start(root, filter, request.into_inner()))
     }
+}
 
-    type TarStreamStream = ReceiverStream<Result<Packet, Status>>;
+/// Streams an uploaded context (an archive read from `-`) to the daemon's `Upload.Pull`, in
+/// 32 KiB messages through a one-message channel, so memory stays flat.
+struct UploadService {
+    uploads: Arc<HashMap<String, crate::inputs::UploadSlot>>,
+}
 
-    async fn tar_stream(
+/// Bytes per `Upload.Pull` message (what buildx's `io.Copy` sends).
+const UPLOAD_CHUNK: usize = 32 * 1024;
+
+#[tonic::async_trait]
+impl Upload for UploadService {
+    type PullStream = ReceiverStream<Result<UploadBytes, Status>>;
+
+    async fn pull(
         &self,
-        _request: Request<Streaming<Packet>>,
-    ) -> Result<Response<Self::TarStreamStream>, Status> {
-        Err(Status::unimplemented("tarstream is not supported"))
+        request: Request<Streaming<UploadBytes>>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let path = metadata_values(request.metadata(), "urlpath")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let id = path.trim_start_matches('/');
+        let Some(mut reader) = self.uploads.get(id).and_then(|s| s.take()) else {
+            return Err(Status::not_found(format!(
+                "no http response from session for {id}"
+            )));
+        };
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; UPLOAD_CHUNK];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let msg = UploadBytes {
+                            data: buf[..n].to_vec(),
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::aborted(format!("read the context: {e}"))))
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
@@ -369,16 +427,16 @@ struct TreeReceiver {
     done: mpsc::UnboundedSender<Result<()>>,
 }
 
-#[tonic::async_trait]
-impl PacketFileSend for TreeReceiver {
-    type DiffCopyStream = ReceiverStream<Result<Packet, Status>>;
-
-    async fn diff_copy(
+impl DiffCopy for TreeReceiver {
+    fn diff_copy(
         &self,
         request: Request<Streaming<Packet>>,
-    ) -> Result<Response<Self::DiffCopyStream>, Status> {
-        let rx = receive::start(self.dest.clone(), request.into_inner(), self.done.clone());
-        Ok(Response::new(ReceiverStream::new(rx)))
+    ) -> Result<mpsc::Receiver<Result<Packet, Status>>, Status> {
+        Ok(receive::start(
+            self.dest.clone(),
+            request.into_inner(),
+            self.done.clone(),
+        ))
     }
 }
 
@@ -599,7 +657,10 @@ mod tests {
                 "f".to_owned(),
                 crate::SecretSource::File(secret_file.clone()),
             )]),
-            ssh: HashMap::from([("default".to_owned(), agent_path.clone())]),
+            ssh: HashMap::from([(
+                "default".to_owned(),
+                crate::attachables::AgentTarget::Socket(agent_path.clone()),
+            )]),
             ..SessionConfig::default()
         };
         let ch = serve(cfg).await;
@@ -649,6 +710,96 @@ mod tests {
         let mut back = ssh.forward_agent(req).await.expect("forward").into_inner();
         let first = back.message().await.expect("recv").expect("a message");
         assert_eq!(first.data, b"olleh");
+    }
+
+    /// Reads a blob from the session content store: `Info`, then ranged `Read`s.
+    #[tokio::test]
+    async fn content_store_info_and_ranged_reads() {
+        use crate::content::{
+            InfoRequest, InfoResponse, ProstCodec, ReadContentRequest, ReadContentResponse, Stores,
+        };
+        let d = tempfile::tempdir().expect("tempdir");
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let hex = "cd".repeat(32);
+        std::fs::create_dir_all(d.path().join("blobs/sha256")).expect("mkdir");
+        std::fs::write(d.path().join("blobs/sha256").join(&hex), &data).expect("write");
+        let cfg = SessionConfig {
+            content: Stores {
+                dirs: HashMap::from([("local:c".to_owned(), d.path().to_path_buf())]),
+            },
+            ..SessionConfig::default()
+        };
+        let ch = serve(cfg).await;
+        let mut grpc = tonic::client::Grpc::new(ch);
+        let digest = format!("sha256:{hex}");
+        fn with_store<T>(msg: T) -> Request<T> {
+            let mut r = Request::new(msg);
+            r.metadata_mut().insert(
+                "buildkit-attachable-store-id",
+                MetadataValue::from_static("local:c"),
+            );
+            r
+        }
+        grpc.ready().await.expect("ready");
+        let info: InfoResponse = grpc
+            .unary(
+                with_store(InfoRequest {
+                    digest: digest.clone(),
+                }),
+                "/containerd.services.content.v1.Content/Info"
+                    .parse()
+                    .expect("path"),
+                ProstCodec::<InfoRequest, InfoResponse>::default(),
+            )
+            .await
+            .expect("info")
+            .into_inner();
+        assert_eq!(info.info.expect("info").size, data.len() as i64);
+
+        for (offset, size) in [(0i64, 0i64), (1000, 300_000), (599_990, 100)] {
+            grpc.ready().await.expect("ready");
+            let mut stream = grpc
+                .server_streaming(
+                    with_store(ReadContentRequest {
+                        digest: digest.clone(),
+                        offset,
+                        size,
+                    }),
+                    "/containerd.services.content.v1.Content/Read"
+                        .parse()
+                        .expect("path"),
+                    ProstCodec::<ReadContentRequest, ReadContentResponse>::default(),
+                )
+                .await
+                .expect("read")
+                .into_inner();
+            let mut got = Vec::new();
+            while let Some(m) = stream.message().await.expect("message") {
+                assert_eq!(m.offset, offset + got.len() as i64);
+                got.extend_from_slice(&m.data);
+            }
+            let end = if size == 0 {
+                data.len()
+            } else {
+                (offset + size).min(data.len() as i64) as usize
+            };
+            assert_eq!(got, &data[offset as usize..end], "{offset}+{size}");
+        }
+
+        grpc.ready().await.expect("ready");
+        let missing = grpc
+            .unary(
+                with_store(InfoRequest {
+                    digest: format!("sha256:{}", "ee".repeat(32)),
+                }),
+                "/containerd.services.content.v1.Content/Info"
+                    .parse()
+                    .expect("path"),
+                ProstCodec::<InfoRequest, InfoResponse>::default(),
+            )
+            .await
+            .expect_err("missing blob");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
     }
 
     #[test]

@@ -217,9 +217,11 @@ impl CacheEntry {
 /// A Dockerfile build: `docker buildx build` flags that reach the daemon.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuildOptions {
-    /// The build context directory.
+    /// The build context directory, or `-`: an archive or a Dockerfile on standard input (see
+    /// [`Client::build_with_stdin`]).
     pub context: PathBuf,
-    /// The Dockerfile (`-f`); default `<context>/Dockerfile`. May be outside the context.
+    /// The Dockerfile (`-f`); default `<context>/Dockerfile`. May be outside the context; `-`
+    /// reads it from standard input; with an archive context, a path inside the archive.
     pub dockerfile: Option<PathBuf>,
     /// The stage to build (`--target`).
     pub target: Option<String>,
@@ -239,7 +241,12 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// Where the result goes; `None` builds without exporting (cache only).
     pub output: Option<Output>,
-    /// `--cache-from` entries.
+    /// `--cache-from` entries. `type=local,src=DIR` is read from the OCI layout `DIR` through
+    /// the session content store.
+    ///
+    /// # Deviation
+    /// A `type=local` source without `index.json` is skipped silently (buildx warns), and
+    /// `--cache-to type=local` is refused: the content store is read-only.
     pub cache_from: Vec<CacheEntry>,
     /// `--cache-to` entries.
     pub cache_to: Vec<CacheEntry>,
@@ -253,6 +260,9 @@ pub struct BuildOptions {
     /// The session shared key that lets the daemon transfer only changed files; default: a
     /// stable hash of the context path.
     pub shared_key: Option<String>,
+    /// `--build-context` named contexts (BuildKit v0.10+; refused before the solve on older
+    /// daemons, see [`crate::Capabilities::named_contexts`]).
+    pub named_contexts: Vec<crate::NamedContext>,
 }
 
 /// What a successful build returns.
@@ -285,11 +295,53 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidOptions`], [`Error::Unsupported`], [`Error::Solve`] with the failing step
     /// and its last log lines, and transport errors.
-    pub async fn build<F>(&self, opts: &BuildOptions, mut on_progress: F) -> Result<BuildResult>
+    pub async fn build<F>(&self, opts: &BuildOptions, on_progress: F) -> Result<BuildResult>
     where
         F: FnMut(&ProgressEvent) + Send,
     {
-        self.build_with_status(opts, |_, events| {
+        self.build_with_stdin(opts, tokio::io::stdin(), on_progress)
+            .await
+    }
+
+    /// [`Client::build`] with `stdin` standing in for standard input: what a context or a
+    /// Dockerfile of `-` reads, as in `buildx build - < ctx.tar` or `buildx build -f - .`.
+    ///
+    /// With context `-`, input that starts like an archive (tar, or gzip / bzip2 / xz
+    /// compressed) is the context: it is streamed to the daemon through the session's `Upload`
+    /// service (`context=http://buildkit-session/<id>`) when the daemon asks for it, and the
+    /// Dockerfile is read from inside it (`dockerfile` is a path in the archive). Other input
+    /// is the Dockerfile, built with an empty context. With Dockerfile `-`, the input is the
+    /// Dockerfile. Nothing is read from `stdin` otherwise.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: kbx_buildkit::Client) -> Result<(), kbx_buildkit::Error> {
+    /// // A context archive from a file instead of standard input.
+    /// let tar = tokio::fs::File::open("ctx.tar.gz").await.map_err(|e| {
+    ///     kbx_buildkit::Error::Session(e.to_string())
+    /// })?;
+    /// let opts = kbx_buildkit::BuildOptions { context: "-".into(), ..Default::default() };
+    /// client.build_with_stdin(&opts, tar, |_| {}).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Deviation
+    /// An empty input as the context is refused before the solve; buildx sends no context and
+    /// the daemon fails (`docs/deviations.md`, C7).
+    ///
+    /// # Errors
+    /// As [`Client::build`]; [`Error::InvalidOptions`] when both the context and the Dockerfile
+    /// are `-`, when the input is empty, or when a Dockerfile comes from both `-` and `-f`.
+    pub async fn build_with_stdin<R, F>(
+        &self,
+        opts: &BuildOptions,
+        stdin: R,
+        mut on_progress: F,
+    ) -> Result<BuildResult>
+    where
+        R: tokio::io::AsyncRead + Send + 'static,
+        F: FnMut(&ProgressEvent) + Send,
+    {
+        self.build_with_stdin_status(opts, stdin, |_, events| {
             for ev in events {
                 on_progress(ev);
             }
@@ -306,39 +358,55 @@ impl Client {
     pub async fn build_with_status<F>(
         &self,
         opts: &BuildOptions,
-        mut on_status: F,
+        on_status: F,
     ) -> Result<BuildResult>
     where
         F: FnMut(&SolveStatus, &[ProgressEvent]) + Send,
     {
-        let context = std::fs::canonicalize(&opts.context)
-            .map_err(|e| Error::io("open context", &opts.context, e))?;
-        if !context.is_dir() {
-            return Err(Error::InvalidOptions(format!(
-                "context {} is not a directory",
-                opts.context.display()
-            )));
-        }
-        let dockerfile = match &opts.dockerfile {
-            Some(p) => std::fs::canonicalize(p).map_err(|e| Error::io("open Dockerfile", p, e))?,
-            None => context.join("Dockerfile"),
-        };
-        let (df_dir, df_name) = match (dockerfile.parent(), dockerfile.file_name()) {
-            (Some(d), Some(n)) => (d.to_path_buf(), n.to_string_lossy().into_owned()),
-            _ => {
-                return Err(Error::InvalidOptions(format!(
-                    "bad Dockerfile path {}",
-                    dockerfile.display()
-                )));
-            }
-        };
+        self.build_with_stdin_status(opts, tokio::io::stdin(), on_status)
+            .await
+    }
 
-        if opts.output.is_some() || !opts.cache_from.is_empty() || !opts.cache_to.is_empty() {
+    /// [`Client::build_with_stdin`] with [`Client::build_with_status`]'s callback.
+    ///
+    /// # Errors
+    /// As [`Client::build_with_stdin`].
+    pub async fn build_with_stdin_status<R, F>(
+        &self,
+        opts: &BuildOptions,
+        stdin: R,
+        mut on_status: F,
+    ) -> Result<BuildResult>
+    where
+        R: tokio::io::AsyncRead + Send + 'static,
+        F: FnMut(&SolveStatus, &[ProgressEvent]) + Send,
+    {
+        let upload_id = random_id();
+        let inputs = crate::inputs::load(
+            &opts.context,
+            opts.dockerfile.as_deref(),
+            &upload_id,
+            Box::pin(stdin),
+        )
+        .await?;
+        let df_name = inputs.filename.clone();
+
+        let named = crate::contexts::plan(&opts.named_contexts)?;
+        if opts.output.is_some()
+            || !opts.cache_from.is_empty()
+            || !opts.cache_to.is_empty()
+            || !opts.named_contexts.is_empty()
+        {
             let caps = self.capabilities().await?;
             let unsupported = |what: String| Error::Unsupported {
                 what,
                 daemon: caps.daemon_name(),
             };
+            if !opts.named_contexts.is_empty() && !caps.named_contexts {
+                return Err(unsupported(
+                    "named build contexts (--build-context, Dockerfile frontend 1.4+)".to_owned(),
+                ));
+            }
             if let Some(out) = &opts.output
                 && !caps.supports_exporter(out.kind())
             {
@@ -356,22 +424,36 @@ impl Client {
             }
         }
 
+        let (cache_from, content) = resolve_local_cache(&opts.cache_from)?;
+        let resolved;
+        let opts = if cache_from == opts.cache_from {
+            opts
+        } else {
+            resolved = BuildOptions {
+                cache_from,
+                ..opts.clone()
+            };
+            &resolved
+        };
+
         let session_id = random_id();
         let build_ref = random_id();
-        let mut dirs = HashMap::new();
-        dirs.insert("context".to_owned(), context.clone());
-        dirs.insert("dockerfile".to_owned(), df_dir);
+        let mut dirs = inputs.dirs.clone();
+        dirs.extend(named.dirs);
         let cfg = SessionConfig {
             id: session_id.clone(),
-            name: context
+            name: inputs
+                .key_path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "context".to_owned()),
             shared_key: opts
                 .shared_key
                 .clone()
-                .unwrap_or_else(|| stable_key(&context)),
+                .unwrap_or_else(|| stable_key(&inputs.key_path)),
             dirs,
+            uploads: inputs.uploads.clone(),
+            content,
             export: opts.output.as_ref().and_then(Output::target),
             secrets: opts
                 .secrets
@@ -381,8 +463,13 @@ impl Client {
             ssh: opts
                 .ssh
                 .iter()
-                .map(|a| (a.id.clone(), a.socket.clone()))
-                .collect(),
+                .map(|a| {
+                    Ok((
+                        a.id.clone(),
+                        crate::attachables::AgentTarget::from_source(&a.source)?,
+                    ))
+                })
+                .collect::<Result<_>>()?,
             credentials: Some(match &opts.credentials {
                 Some(c) => c.clone(),
                 None => crate::DockerCredentials::load()?,
@@ -394,7 +481,9 @@ impl Client {
             None => session::start(&mut control, cfg).await?,
         };
 
-        let req = solve_request(opts, &df_name, &session_id, &build_ref);
+        let mut req = solve_request(opts, &df_name, &session_id, &build_ref);
+        req.frontend_attrs.extend(named.attrs);
+        req.frontend_attrs.extend(inputs.attrs.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let solve = async {
             let r = control.clone().solve(req).await;
@@ -404,6 +493,7 @@ impl Client {
         let status = follow_status(self.clone(), build_ref.clone(), done_rx, &mut on_status);
         let (solved, tracker) = tokio::join!(solve, status);
         let export = running.close().await;
+        drop(inputs);
 
         match solved {
             Ok(resp) => {
@@ -429,6 +519,45 @@ impl Client {
             }
         }
     }
+}
+
+/// Resolves `type=local` cache imports the way the Go client does: `src` is required, the
+/// digest comes from `index.json` (tag `latest` or `tag=`) unless `digest=` is given, and an
+/// entry whose `index.json` does not exist is dropped (nothing to import yet). Returns the
+/// entries to send and the content stores to serve.
+fn resolve_local_cache(
+    entries: &[CacheEntry],
+) -> Result<(Vec<CacheEntry>, crate::content::Stores)> {
+    let mut out = Vec::with_capacity(entries.len());
+    let mut stores = crate::content::Stores::default();
+    for e in entries {
+        if e.kind != "local" {
+            out.push(e.clone());
+            continue;
+        }
+        let Some(src) = e.attrs.get("src").cloned() else {
+            return Err(Error::InvalidOptions(
+                "local cache importer requires src".to_owned(),
+            ));
+        };
+        let mut e = e.clone();
+        if !e.attrs.contains_key("digest") {
+            match crate::content::resolve_tag(
+                Path::new(&src),
+                e.attrs.get("tag").map(String::as_str),
+            )? {
+                Some(d) => {
+                    e.attrs.insert("digest".to_owned(), d);
+                }
+                None => continue,
+            }
+        }
+        stores
+            .dirs
+            .insert(format!("local:{src}"), PathBuf::from(&src));
+        out.push(e);
+    }
+    Ok((out, stores))
 }
 
 fn solve_request(
@@ -653,6 +782,39 @@ mod tests {
             r.frontend_attrs["cache-imports"],
             r#"[{"Attrs":{"ref":"r/c"},"Type":"registry"}]"#
         );
+    }
+
+    #[test]
+    fn local_cache_sources_resolve_digests_and_stores() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let with_index = d.path().join("c");
+        std::fs::create_dir(&with_index).expect("mkdir");
+        std::fs::write(
+            with_index.join("index.json"),
+            r#"{"manifests":[{"digest":"sha256:11","annotations":{"org.opencontainers.image.ref.name":"latest"}}]}"#,
+        )
+        .expect("write");
+        let src = with_index.display().to_string();
+        let entries = [
+            CacheEntry::parse("type=registry,ref=r/c").expect("ok"),
+            CacheEntry::parse(&format!("type=local,src={src}")).expect("ok"),
+            CacheEntry::parse(&format!(
+                "type=local,src={}",
+                d.path().join("none").display()
+            ))
+            .expect("ok"),
+            CacheEntry::parse(&format!("type=local,src={src},digest=sha256:22")).expect("ok"),
+        ];
+        let (out, stores) = resolve_local_cache(&entries).expect("resolve");
+        assert_eq!(out.len(), 3, "the source without index.json is dropped");
+        assert_eq!(out[0], entries[0]);
+        assert_eq!(out[1].attrs["digest"], "sha256:11");
+        assert_eq!(out[2].attrs["digest"], "sha256:22");
+        assert_eq!(stores.dirs.len(), 1);
+        assert_eq!(stores.dirs[&format!("local:{src}")], with_index);
+        let e = resolve_local_cache(&[CacheEntry::parse("type=local,dest=x").expect("ok")])
+            .expect_err("no src");
+        assert!(e.to_string().contains("requires src"), "{e}");
     }
 
     #[test]

@@ -102,6 +102,25 @@ async fn control_api_and_capabilities() {
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("exporter \"image\""), "{err}");
 
+    // Named contexts: Docker 20.10's Dockerfile frontend would ignore `context:<name>` and
+    // pull `FROM name` instead, so the build is refused before the solve.
+    assert!(!caps.named_contexts, "Docker 20.10 has frontend 1.2");
+    let lib = tempfile::tempdir().unwrap();
+    let named = BuildOptions {
+        output: None,
+        named_contexts: vec![
+            kbx_buildkit::NamedContext::parse(&format!("lib={}", lib.path().display())).unwrap(),
+        ],
+        ..opts.clone()
+    };
+    let err = c
+        .build(&named, |_| {})
+        .await
+        .expect_err("named contexts on Docker 20.10");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("--build-context"), "{err}");
+    assert!(err.to_string().contains("Docker 20.10"), "{err}");
+
     // Same for a cache export type Docker 20.10 lacks; inline is fine.
     let opts = BuildOptions {
         output: Some(Output::Moby {
@@ -881,4 +900,429 @@ async fn build_with_status_passes_every_daemon_message_with_its_events() {
         .filter(|e| matches!(e, ProgressEvent::Completed { digest, .. } if *digest == run.digest))
         .count();
     assert_eq!(completions, 1, "{events:?}");
+}
+
+/// Runs `tar` with `args` in `dir`.
+fn tar(dir: &Path, args: &[&str]) {
+    let st = std::process::Command::new("tar")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_archive_and_dockerfile_from_stdin() {
+    use std::io::Write as _;
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree.join("src"));
+    // 100 MB in the archive: the upload must stream, not buffer.
+    let mut f = std::fs::File::create(tree.join("src/huge.bin")).unwrap();
+    let mut piece = vec![0u8; 1 << 20];
+    for i in 0..100u32 {
+        for (j, b) in piece.iter_mut().enumerate() {
+            *b = ((j as u32).wrapping_mul(13) ^ i) as u8;
+        }
+        f.write_all(&piece).unwrap();
+    }
+    drop(f);
+    write(&tree, "Dockerfile", b"FROM scratch\nCOPY src/ /\n", 0o644);
+    write(
+        &tree,
+        "sub/Dockerfile.alt",
+        b"FROM scratch\nCOPY src/a.txt /alt.txt\n",
+        0o644,
+    );
+    let ctx_tar = work.path().join("ctx.tar");
+    tar(&tree, &["-cf", ctx_tar.to_str().unwrap(), "."]);
+
+    // `build - < ctx.tar`: the archive is the context and holds the Dockerfile.
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("o");
+    let opts = BuildOptions {
+        context: "-".into(),
+        output: Some(Output::Local { dest: dest.clone() }),
+        ..BuildOptions::default()
+    };
+    let file = tokio::fs::File::open(&ctx_tar).await.unwrap();
+    let before = peak_rss();
+    let mut plain = PlainRenderer::new(Vec::new());
+    c.build_with_stdin(&opts, file, |ev| plain.render(ev).unwrap())
+        .await
+        .expect("build from a context archive");
+    let after = peak_rss();
+    let text = String::from_utf8(plain.into_inner()).unwrap();
+    assert!(text.contains("load remote build context"), "{text}");
+    assert!(same_file(
+        &tree.join("src/huge.bin"),
+        &dest.join("huge.bin")
+    ));
+    std::fs::remove_file(tree.join("src/huge.bin")).unwrap();
+    std::fs::remove_file(dest.join("huge.bin")).unwrap();
+    let (want, got) = (snapshot(&tree.join("src")), snapshot(&dest));
+    assert_eq!(got, want);
+    assert!(
+        after.saturating_sub(before) < 64 << 20,
+        "peak RSS grew from {before} to {after}"
+    );
+
+    // A gzip-compressed archive, with the Dockerfile named by a path inside it.
+    let tgz = work.path().join("ctx.tgz");
+    tar(
+        &tree,
+        &[
+            "-czf",
+            tgz.to_str().unwrap(),
+            "Dockerfile",
+            "sub",
+            "src/a.txt",
+        ],
+    );
+    let dest2 = out.path().join("o2");
+    let opts = BuildOptions {
+        context: "-".into(),
+        dockerfile: Some("sub/Dockerfile.alt".into()),
+        output: Some(Output::Local {
+            dest: dest2.clone(),
+        }),
+        ..BuildOptions::default()
+    };
+    let file = tokio::fs::File::open(&tgz).await.unwrap();
+    c.build_with_stdin(&opts, file, |_| {})
+        .await
+        .expect("build from a gzip archive");
+    assert_eq!(std::fs::read(dest2.join("alt.txt")).unwrap(), b"alpha\n");
+    assert_eq!(std::fs::read_dir(&dest2).unwrap().count(), 1);
+
+    // `build -f - DIR`: the Dockerfile on stdin, the context from the directory.
+    let dest3 = out.path().join("o3");
+    let opts = BuildOptions {
+        context: tree.clone(),
+        dockerfile: Some("-".into()),
+        output: Some(Output::Local {
+            dest: dest3.clone(),
+        }),
+        ..BuildOptions::default()
+    };
+    let df = std::io::Cursor::new(b"FROM scratch\nCOPY src/a.txt /from-stdin.txt\n".to_vec());
+    c.build_with_stdin(&opts, df, |_| {})
+        .await
+        .expect("Dockerfile from stdin");
+    assert_eq!(
+        std::fs::read(dest3.join("from-stdin.txt")).unwrap(),
+        b"alpha\n"
+    );
+
+    // `build - < Dockerfile`: no archive, so the input is the Dockerfile and the context is
+    // empty.
+    let dest4 = out.path().join("o4");
+    let opts = BuildOptions {
+        context: "-".into(),
+        output: Some(Output::Local {
+            dest: dest4.clone(),
+        }),
+        ..BuildOptions::default()
+    };
+    let df = std::io::Cursor::new(b"FROM scratch\nCOPY . /ctx/\n".to_vec());
+    c.build_with_stdin(&opts, df, |_| {})
+        .await
+        .expect("Dockerfile as the only input");
+    assert!(dest4.join("ctx").is_dir());
+    assert_eq!(std::fs::read_dir(dest4.join("ctx")).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_key_file_agent_reaches_run_steps() {
+    let Some(d) = Dockerd::start() else { return };
+    if std::process::Command::new("ssh-keygen")
+        .arg("-?")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "openssh-client is needed (CI=true, so this is a failure)"
+        );
+        eprintln!("SKIP: ssh-keygen not installed");
+        return;
+    }
+    let c = client(&d).await;
+    let base = d.base_image();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "ed25519", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ctx = tempfile::tempdir().unwrap();
+    let dockerfile = |id: &str| {
+        format!(
+            "FROM {base} AS work\n\
+             RUN --mount=type=ssh,id={id},required=true [ -S \"$SSH_AUTH_SOCK\" ] && \
+             echo \"$SSH_AUTH_SOCK\" > /sock.txt\n\
+             FROM scratch\nCOPY --from=work /sock.txt /\n"
+        )
+    };
+    write(
+        ctx.path(),
+        "Dockerfile",
+        dockerfile("deploy").as_bytes(),
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let opts = BuildOptions {
+        context: ctx.path().into(),
+        ssh: vec![kbx_buildkit::SshAgent::parse(&format!("deploy={}", key.display())).unwrap()],
+        network: Some("none".into()),
+        output: Some(Output::Local {
+            dest: out.path().join("o"),
+        }),
+        ..BuildOptions::default()
+    };
+    assert!(matches!(
+        opts.ssh[0].source,
+        kbx_buildkit::SshSource::Keys(_)
+    ));
+    let (r, _) = build(&c, &opts).await;
+    r.expect("build with an ssh key file");
+    let sock = std::fs::read_to_string(out.path().join("o/sock.txt")).unwrap();
+    assert!(sock.trim().starts_with('/'), "{sock:?}");
+
+    // A required agent ID the session does not have fails the build.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        dockerfile("other").as_bytes(),
+        0o644,
+    );
+    let (r, _) = build(&c, &opts).await;
+    let err = r.expect_err("unknown ssh id");
+    assert!(err.to_string().contains("other"), "{err}");
+
+    // A key file that is not a key fails before the solve, naming the file.
+    let junk = keys.path().join("junk");
+    std::fs::write(&junk, b"not a key").unwrap();
+    let opts = BuildOptions {
+        ssh: vec![kbx_buildkit::SshAgent::parse(&format!("deploy={}", junk.display())).unwrap()],
+        ..opts
+    };
+    let err = c.build(&opts, |_| {}).await.expect_err("junk key");
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err:?}");
+    assert!(err.to_string().contains("junk"), "{err}");
+}
+
+/// Every entry under `root` as (raw path bytes, kind, content or raw link target).
+fn raw_snapshot(root: &Path) -> Vec<(Vec<u8>, char, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    fn visit(root: &Path, dir: &Path, out: &mut Vec<(Vec<u8>, char, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if md.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                out.push((rel, 'l', t.as_os_str().as_bytes().to_vec()));
+            } else if md.is_dir() {
+                out.push((rel, 'd', Vec::new()));
+                visit(root, &p, out);
+            } else {
+                out.push((rel, 'f', std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(root, root, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_utf8_file_names_round_trip_byte_exact() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let ctx = tempfile::tempdir().unwrap();
+    let src = ctx.path().join("src");
+    let latin1 = src.join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir_all(&latin1).unwrap();
+    std::fs::write(latin1.join(OsStr::from_bytes(b"na\xefve.txt")), b"latin-1").unwrap();
+    std::fs::write(src.join(OsStr::from_bytes(b"\xff\xfe-bytes")), b"raw").unwrap();
+    std::fs::write(src.join("plain-\u{e9}.txt"), b"utf-8").unwrap();
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"caf\xe9/na\xefve.txt"), src.join("link"))
+        .unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY src/ /\n",
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("o");
+    let opts = BuildOptions {
+        context: ctx.path().into(),
+        output: Some(Output::Local { dest: dest.clone() }),
+        ..BuildOptions::default()
+    };
+    let (r, _) = build(&c, &opts).await;
+    r.expect("build with non-UTF-8 names");
+    let (want, got) = (raw_snapshot(&src), raw_snapshot(&dest));
+    assert_eq!(want.len(), 5);
+    assert_eq!(got, want);
+    assert!(got.iter().any(|(p, _, _)| p == b"caf\xe9/na\xefve.txt"));
+
+    // The tar export (no fsutil on the way back) carries the same bytes.
+    let tar_path = out.path().join("o.tar");
+    let opts = BuildOptions {
+        output: Some(Output::Tar {
+            dest: Some(tar_path.clone()),
+        }),
+        ..opts
+    };
+    let (r, _) = build(&c, &opts).await;
+    r.expect("tar export");
+    let x = out.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    tar(&x, &["-xf", tar_path.to_str().unwrap()]);
+    assert_eq!(raw_snapshot(&x), want);
+}
+
+/// Writes `data` as a blob of the OCI layout `dir`; returns `(digest, size)`.
+fn put_blob(dir: &Path, data: &[u8]) -> (String, usize) {
+    let tmp = dir.join("tmp-blob");
+    std::fs::write(&tmp, data).unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let hex = String::from_utf8(out.stdout).unwrap()[..64].to_owned();
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::rename(&tmp, dir.join("blobs/sha256").join(&hex)).unwrap();
+    (format!("sha256:{hex}"), data.len())
+}
+
+/// An OCI layout holding a BuildKit cache index tagged `latest` whose config blob is
+/// `config` (written only when `Some`).
+fn cache_layout(dir: &Path, config: Option<&[u8]>) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let (cfg_digest, cfg_size) = match config {
+        Some(c) => put_blob(dir, c),
+        None => (format!("sha256:{}", "0".repeat(64)), 2),
+    };
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.buildkit.cacheconfig.v0","digest":"{cfg_digest}","size":{cfg_size}}}]}}"#
+    );
+    let (idx_digest, idx_size) = put_blob(dir, index.as_bytes());
+    std::fs::write(
+        dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{idx_digest}","size":{idx_size},"annotations":{{"org.opencontainers.image.ref.name":"latest"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_cache_import_reads_through_the_session_content_store() {
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    let caps = c.capabilities().await.unwrap();
+    assert!(caps.cache_importers.contains(&"local"));
+    assert!(!caps.cache_exporters.contains(&"local"));
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "f.txt", b"cached?", 0o644);
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY f.txt /\n",
+        0o644,
+    );
+    let caches = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let opts_for = |src: &Path, dest: &str| BuildOptions {
+        context: ctx.path().into(),
+        cache_from: vec![
+            kbx_buildkit::CacheEntry::parse(&format!("type=local,src={}", src.display())).unwrap(),
+        ],
+        output: Some(Output::Local {
+            dest: out.path().join(dest),
+        }),
+        ..BuildOptions::default()
+    };
+
+    // A valid (empty) cache: the daemon reads the index and the config through the session.
+    let good = caches.path().join("good");
+    cache_layout(&good, Some(br#"{"layers":[],"records":[]}"#));
+    let (r, text) = build(&c, &opts_for(&good, "o1")).await;
+    r.expect("build importing a local cache");
+    assert_eq!(
+        std::fs::read(out.path().join("o1/f.txt")).unwrap(),
+        b"cached?"
+    );
+    assert!(
+        text.contains("importing cache manifest from local:"),
+        "{text}"
+    );
+    assert!(!text.contains("ERROR"), "{text}");
+
+    // The config blob is garbage: the daemon read it through our store and says so (a failed
+    // import is not fatal to the build).
+    let bad = caches.path().join("bad");
+    cache_layout(&bad, Some(b"this is not json"));
+    let (r, text) = build(&c, &opts_for(&bad, "o2")).await;
+    r.expect("a broken cache does not fail the build");
+    assert!(text.contains("ERROR: invalid character 'h'"), "{text}");
+
+    // The config blob is missing: our Info answers NotFound, and the daemon reports it.
+    let missing = caches.path().join("missing");
+    cache_layout(&missing, None);
+    let (r, text) = build(&c, &opts_for(&missing, "o3")).await;
+    r.expect("a missing blob does not fail the build");
+    let zero = "0".repeat(64);
+    assert!(
+        text.contains(&format!("content digest sha256:{zero}: not found")),
+        "{text}"
+    );
+
+    // No index.json yet: nothing to import, the build runs without it.
+    let (r, _) = build(&c, &opts_for(&caches.path().join("empty"), "o4")).await;
+    r.expect("build with an empty cache dir");
+
+    // Exporting a local cache is refused before the solve.
+    let opts = BuildOptions {
+        cache_from: Vec::new(),
+        cache_to: vec![
+            kbx_buildkit::CacheEntry::parse(&format!(
+                "type=local,dest={}",
+                caches.path().join("out").display()
+            ))
+            .unwrap(),
+        ],
+        ..opts_for(&good, "o5")
+    };
+    let err = c
+        .build(&opts, |_| {})
+        .await
+        .expect_err("local cache export");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("cache export type \"local\""),
+        "{err}"
+    );
 }

@@ -5,5 +5,6 @@ mod mode;
 pub(crate) mod receive;
 pub(crate) mod send;
 mod walk;
+pub(crate) mod wire;
 
 pub(crate) use walk::Filter;

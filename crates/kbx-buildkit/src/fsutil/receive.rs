@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard_buildkit_proto::fsutil::types::{Packet, Stat, packet::PacketType};
+use super::wire::{Packet, PacketType, Stat};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -174,8 +175,8 @@ async fn send_fin(out: &Out) {
 pub(crate) struct TreeWriter {
     dest: PathBuf,
     /// Directories received in this transfer, with their final mode and mtime (applied last).
-    dirs: Vec<(String, Stat)>,
-    dir_set: std::collections::HashSet<String>,
+    dirs: Vec<(Vec<u8>, Stat)>,
+    dir_set: std::collections::HashSet<Vec<u8>>,
 }
 
 impl TreeWriter {
@@ -189,35 +190,35 @@ impl TreeWriter {
 
     /// Refuses absolute paths, `..`, `.`, empty components, and paths whose parent directory
     /// was not received before.
-    pub(crate) fn check_path(&self, path: &str) -> Result<()> {
+    pub(crate) fn check_path(&self, path: &[u8]) -> Result<()> {
         let bad = |reason: &str| {
             Err(Error::UnsafePath {
-                path: path.to_owned(),
+                path: String::from_utf8_lossy(path).into_owned(),
                 reason: reason.to_owned(),
             })
         };
-        if path.is_empty() || path.starts_with('/') {
+        if path.is_empty() || path.starts_with(b"/") {
             return bad("not a relative path");
         }
-        if path.contains('\0') {
+        if path.contains(&0) {
             return bad("contains NUL");
         }
         if path
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
+            .split(|&b| b == b'/')
+            .any(|c| c.is_empty() || c == b"." || c == b"..")
         {
             return bad("not a clean path");
         }
-        if let Some((parent, _)) = path.rsplit_once('/')
-            && !self.dir_set.contains(parent)
+        if let Some(i) = path.iter().rposition(|&b| b == b'/')
+            && !self.dir_set.contains(&path[..i])
         {
             return bad("parent directory was not sent first");
         }
         Ok(())
     }
 
-    fn target(&self, path: &str) -> PathBuf {
-        self.dest.join(path)
+    fn target(&self, path: &[u8]) -> PathBuf {
+        self.dest.join(std::ffi::OsStr::from_bytes(path))
     }
 
     /// Removes whatever is at `p` unless it is a directory and `keep_dir`.
@@ -248,7 +249,7 @@ impl TreeWriter {
             self.dirs.push((stat.path.clone(), stat.clone()));
         } else if stat.mode & MODE_SYMLINK != 0 {
             Self::clear(&p, false)?;
-            std::os::unix::fs::symlink(&stat.linkname, &p)
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&stat.linkname), &p)
                 .map_err(|e| Error::io("create symlink", &p, e))?;
         } else if stat.mode & MODE_TYPE != 0 {
             // Devices, pipes and the like are not recreated by an unprivileged client.
@@ -283,7 +284,7 @@ impl TreeWriter {
     /// Applies directory modes and mtimes, children first.
     pub(crate) fn finish(&mut self) -> Result<()> {
         for (path, stat) in self.dirs.drain(..).rev() {
-            let p = self.dest.join(&path);
+            let p = self.dest.join(std::ffi::OsStr::from_bytes(&path));
             let f = File::open(&p).map_err(|e| Error::io("open", &p, e))?;
             f.set_modified(mtime(stat.mod_time))
                 .map_err(|e| Error::io("set mtime", &p, e))?;
@@ -311,7 +312,7 @@ mod tests {
 
     fn stat(path: &str, mode: u32) -> Stat {
         Stat {
-            path: path.to_owned(),
+            path: path.as_bytes().to_vec(),
             mode,
             mod_time: 1_600_000_000_123_456_789,
             ..Stat::default()
@@ -324,7 +325,7 @@ mod tests {
         let mut w = TreeWriter::new(d.path().to_path_buf());
         for bad in ["/etc/passwd", "../x", "a/../../x", "a//b", "./a", ""] {
             assert!(
-                matches!(w.check_path(bad), Err(Error::UnsafePath { .. })),
+                matches!(w.check_path(bad.as_bytes()), Err(Error::UnsafePath { .. })),
                 "{bad} accepted"
             );
         }
@@ -332,7 +333,7 @@ mod tests {
         // directory, so it is refused and nothing is written outside.
         let outside = tempfile::tempdir().expect("tempdir");
         let mut link = stat("ln", MODE_SYMLINK | 0o777);
-        link.linkname = outside.path().to_string_lossy().into_owned();
+        link.linkname = outside.path().as_os_str().as_bytes().to_vec();
         w.entry(&link).expect("symlink entry");
         assert!(w.create_file(&stat("ln/evil", 0o644)).is_err());
         assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 0);

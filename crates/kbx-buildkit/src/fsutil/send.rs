@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bollard_buildkit_proto::fsutil::types::{Packet, packet::PacketType};
+use super::wire::{Packet, PacketType};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 

@@ -3,11 +3,11 @@
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use bollard_buildkit_proto::fsutil::types::Stat;
+use super::wire::Stat;
 
 use super::mode::{dev_major, dev_minor, go_mode};
 use crate::patterns::{PatternMatcher, clean_path};
@@ -177,7 +177,7 @@ pub(crate) fn walk(
         emit,
         pending: Vec::new(),
     };
-    w.visit(root, "")
+    w.visit(root, b"", "")
 }
 
 struct Walker<'a> {
@@ -188,7 +188,9 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn visit(&mut self, abs: &Path, rel: &str) -> Result<()> {
+    /// `rel` is the byte path sent on the wire; `rel_str` its lossy UTF-8 form, which the
+    /// include / exclude patterns are matched against.
+    fn visit(&mut self, abs: &Path, rel: &[u8], rel_str: &str) -> Result<()> {
         let rd = std::fs::read_dir(abs).map_err(|e| Error::io("read directory", abs, e))?;
         let mut names: Vec<OsString> = Vec::new();
         for e in rd {
@@ -200,17 +202,14 @@ impl Walker<'_> {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             let child_abs = abs.join(&name);
-            let Some(name) = name.to_str() else {
-                return Err(Error::io(
-                    "walk",
-                    child_abs,
-                    io::Error::new(io::ErrorKind::InvalidData, "file name is not valid UTF-8"),
-                ));
-            };
-            let child_rel = if rel.is_empty() {
-                name.to_owned()
+            let lossy = name.to_string_lossy();
+            let (child_rel, child_str) = if rel.is_empty() {
+                (name.as_bytes().to_vec(), lossy.into_owned())
             } else {
-                format!("{rel}/{name}")
+                let mut b = rel.to_vec();
+                b.push(b'/');
+                b.extend_from_slice(name.as_bytes());
+                (b, format!("{rel_str}/{lossy}"))
             };
             let md = match std::fs::symlink_metadata(&child_abs) {
                 Ok(md) => md,
@@ -222,7 +221,7 @@ impl Walker<'_> {
                 continue;
             }
             let is_dir = md.is_dir();
-            let (send, descend) = self.filter.decide(&child_rel, is_dir);
+            let (send, descend) = self.filter.decide(&child_str, is_dir);
             if !send && !descend {
                 continue;
             }
@@ -235,7 +234,7 @@ impl Walker<'_> {
                 self.pending.push(entry);
             }
             if descend {
-                self.visit(&child_abs, &child_rel)?;
+                self.visit(&child_abs, &child_rel, &child_str)?;
                 self.pending.truncate(depth);
             }
         }
@@ -250,7 +249,7 @@ impl Walker<'_> {
     }
 }
 
-fn make_entry(abs: &Path, rel: String, md: &Metadata) -> Result<Entry> {
+fn make_entry(abs: &Path, rel: Vec<u8>, md: &Metadata) -> Result<Entry> {
     let mode = go_mode(md);
     let ft = md.file_type();
     let mut stat = Stat {
@@ -265,7 +264,7 @@ fn make_entry(abs: &Path, rel: String, md: &Metadata) -> Result<Entry> {
     let mut file = None;
     if ft.is_symlink() {
         let target = std::fs::read_link(abs).map_err(|e| Error::io("read link", abs, e))?;
-        stat.linkname = target.to_string_lossy().into_owned();
+        stat.linkname = target.into_os_string().into_vec();
     } else if ft.is_block_device() || ft.is_char_device() {
         stat.devmajor = dev_major(md.rdev());
         stat.devminor = dev_minor(md.rdev());
@@ -303,7 +302,7 @@ mod tests {
     fn paths(root: &Path, f: &Filter) -> Vec<String> {
         let mut out = Vec::new();
         walk(root, f, &mut |e| {
-            out.push(e.stat.path);
+            out.push(String::from_utf8(e.stat.path).expect("utf-8 in these tests"));
             Ok(())
         })
         .expect("walk");
@@ -376,6 +375,31 @@ mod tests {
     }
 
     #[test]
+    fn non_utf8_names_are_sent_byte_exact() {
+        use std::ffi::OsStr;
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = d.path().join(OsStr::from_bytes(b"d\xff"));
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join(OsStr::from_bytes(b"caf\xe9.log")), b"x").expect("write");
+        std::fs::write(dir.join("ok.txt"), b"y").expect("write");
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"t\x80"), d.path().join("ln"))
+            .expect("symlink");
+        let f = Filter::new(d.path(), &[], &["**/*.log".into()], &[]).expect("filter");
+        let mut got = Vec::new();
+        walk(d.path(), &f, &mut |e| {
+            got.push((e.stat.path, e.stat.linkname));
+            Ok(())
+        })
+        .expect("walk");
+        let want: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"d\xff".to_vec(), vec![]),
+            (b"d\xff/ok.txt".to_vec(), vec![]),
+            (b"ln".to_vec(), b"t\x80".to_vec()),
+        ];
+        assert_eq!(got, want, "patterns apply to the names, bytes are kept");
+    }
+
+    #[test]
     fn stats_carry_go_modes_and_ns_times() {
         let d = tree();
         let mut stats = Vec::new();
@@ -384,13 +408,13 @@ mod tests {
             Ok(())
         })
         .expect("walk");
-        let link = stats.iter().find(|e| e.stat.path == "link").expect("link");
-        assert_eq!(link.stat.linkname, "z/Dockerfile");
+        let link = stats.iter().find(|e| e.stat.path == b"link").expect("link");
+        assert_eq!(link.stat.linkname, b"z/Dockerfile");
         assert_eq!(link.stat.size, "z/Dockerfile".len() as i64);
         assert!(link.file.is_none());
         let txt = stats
             .iter()
-            .find(|e| e.stat.path == "a.txt")
+            .find(|e| e.stat.path == b"a.txt")
             .expect("a.txt");
         let md = std::fs::metadata(d.path().join("a.txt")).expect("stat");
         assert_eq!(

@@ -1,0 +1,254 @@
+//! Named build contexts (`--build-context name=value`) and how they become frontend attributes
+//! and session directories.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use crate::{Error, Result};
+
+/// The frontend capability buildx announces whenever it sends named contexts.
+pub(crate) const CONTEXTS_CAP: &str = "moby.buildkit.frontend.contexts+forward";
+
+/// Where a named context comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NamedContextSource {
+    /// A local directory, served through the session as an extra FileSync directory.
+    Local(PathBuf),
+    /// A value the frontend resolves itself, sent as it is: `docker-image://ref`,
+    /// `target:stage`, an http(s) URL or a Git URL.
+    Frontend(String),
+}
+
+/// One `--build-context name=value`: `FROM name`, `COPY --from=name` and
+/// `RUN --mount=from=name` in the Dockerfile then refer to `value` instead of an image or a
+/// stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedContext {
+    /// The name the Dockerfile uses, normalised like buildx does (`docker.io/library/` and a
+    /// `:latest` tag are dropped).
+    pub name: String,
+    /// What it resolves to.
+    pub source: NamedContextSource,
+}
+
+impl NamedContext {
+    /// Parses buildx's `--build-context` syntax, `name=value`. Values starting with
+    /// `docker-image://` or `target:`, http(s) URLs and Git URLs go to the frontend as they
+    /// are; anything else is a local directory.
+    ///
+    /// ```
+    /// use kbx_buildkit::{NamedContext, NamedContextSource};
+    /// let c = NamedContext::parse("docker.io/library/alpine:latest=docker-image://busybox")?;
+    /// assert_eq!(c.name, "alpine");
+    /// assert_eq!(c.source, NamedContextSource::Frontend("docker-image://busybox".into()));
+    /// let c = NamedContext::parse("src=../lib")?;
+    /// assert_eq!(c.source, NamedContextSource::Local("../lib".into()));
+    /// assert!(NamedContext::parse("Upper=dir").is_err());
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
+    ///
+    /// # Deviation
+    /// `oci-layout://` values are refused: they need the session content store, which this
+    /// client does not serve. Names are checked with a simplified reference grammar (lowercase
+    /// letters, digits, `.`, `_`, `-`, `/`, `:` and `@`), not the full one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] when `=` is missing, the name is not a valid reference or the
+    /// value is an `oci-layout://` store.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = |m: String| Error::InvalidOptions(format!("--build-context {spec:?}: {m}"));
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| bad("expected name=value".to_owned()))?;
+        let name = normalize_name(name).map_err(|m| bad(format!("invalid context name: {m}")))?;
+        if value.is_empty() {
+            return Err(bad("the value is empty".to_owned()));
+        }
+        if value.starts_with("oci-layout://") {
+            return Err(bad(
+                "oci-layout:// contexts need the session content store, which is not supported"
+                    .to_owned(),
+            ));
+        }
+        let source = if is_frontend_value(value) {
+            NamedContextSource::Frontend(value.to_owned())
+        } else {
+            NamedContextSource::Local(PathBuf::from(value))
+        };
+        Ok(NamedContext { name, source })
+    }
+
+    /// The session directory name for a local context: the name itself, or `_context` /
+    /// `_dockerfile` for the two names the main context already uses.
+    pub(crate) fn local_name(&self) -> String {
+        match self.name.as_str() {
+            "context" | "dockerfile" => format!("_{}", self.name),
+            n => n.to_owned(),
+        }
+    }
+}
+
+/// Frontend attributes and session directories for a set of named contexts.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ContextPlan {
+    /// `context:<name>` and `frontend.caps`.
+    pub(crate) attrs: BTreeMap<String, String>,
+    /// Session directory name → absolute directory.
+    pub(crate) dirs: HashMap<String, PathBuf>,
+}
+
+/// Resolves local directories (they must exist) and builds the attributes buildx sends.
+pub(crate) fn plan(contexts: &[NamedContext]) -> Result<ContextPlan> {
+    let mut out = ContextPlan::default();
+    for c in contexts {
+        out.attrs
+            .insert("frontend.caps".to_owned(), CONTEXTS_CAP.to_owned());
+        let value = match &c.source {
+            NamedContextSource::Frontend(v) => v.clone(),
+            NamedContextSource::Local(p) => {
+                let abs = std::fs::canonicalize(p)
+                    .map_err(|e| Error::io("open build context", p.clone(), e))?;
+                if !abs.is_dir() {
+                    return Err(Error::InvalidOptions(format!(
+                        "build context {:?} ({}) is not a directory",
+                        c.name,
+                        p.display()
+                    )));
+                }
+                let local = c.local_name();
+                out.dirs.insert(local.clone(), abs);
+                format!("local:{local}")
+            }
+        };
+        out.attrs.insert(format!("context:{}", c.name), value);
+    }
+    Ok(out)
+}
+
+fn is_frontend_value(v: &str) -> bool {
+    v.starts_with("docker-image://")
+        || v.starts_with("target:")
+        || v.starts_with("http://")
+        || v.starts_with("https://")
+        || is_git_url(v)
+}
+
+/// Git remotes as buildx recognises them: `git://`, `git@host:`, `ssh://`, a `github.com/`
+/// path, or an http(s) URL (already covered) ending in `.git`.
+fn is_git_url(v: &str) -> bool {
+    let base = v.split('#').next().unwrap_or(v);
+    v.starts_with("git://")
+        || v.starts_with("ssh://")
+        || (v.starts_with("git@") && base.contains(':'))
+        || v.starts_with("github.com/")
+}
+
+/// The familiar form of an image-reference-shaped name, or why it is not one.
+fn normalize_name(name: &str) -> std::result::Result<String, String> {
+    if name.is_empty() {
+        return Err("the name is empty".to_owned());
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("{name:?}: repository name must be lowercase"));
+    }
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:@".contains(&b);
+    if !name.bytes().all(ok) {
+        return Err(format!("{name:?} is not a valid reference"));
+    }
+    if name.starts_with(['/', '.', '-', '_', ':', '@']) || name.ends_with(['/', ':', '@']) {
+        return Err(format!("{name:?} is not a valid reference"));
+    }
+    let mut n = name;
+    for prefix in ["docker.io/library/", "docker.io/"] {
+        if let Some(rest) = n.strip_prefix(prefix)
+            && !rest.is_empty()
+        {
+            n = rest;
+            break;
+        }
+    }
+    Ok(n.strip_suffix(":latest").unwrap_or(n).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_like_references() {
+        let name = |s: &str| NamedContext::parse(&format!("{s}=x")).map(|c| c.name);
+        assert_eq!(name("alpine").expect("ok"), "alpine");
+        assert_eq!(name("alpine:latest").expect("ok"), "alpine");
+        assert_eq!(name("alpine:3.19").expect("ok"), "alpine:3.19");
+        assert_eq!(name("docker.io/library/alpine").expect("ok"), "alpine");
+        assert_eq!(name("docker.io/me/app:1").expect("ok"), "me/app:1");
+        assert_eq!(name("ghcr.io/o/r").expect("ok"), "ghcr.io/o/r");
+        for bad in ["", "Alpine", "a b", "/x", "x/", "a=b"] {
+            let spec = format!("{bad}=dir");
+            // "a=b=dir" splits at the first '=' and is fine; keep only the bad ones.
+            if bad == "a=b" {
+                assert_eq!(NamedContext::parse(&spec).expect("ok").name, "a");
+                continue;
+            }
+            assert!(NamedContext::parse(&spec).is_err(), "{spec:?}");
+        }
+        assert!(NamedContext::parse("noequals").is_err());
+        assert!(NamedContext::parse("x=").is_err());
+    }
+
+    #[test]
+    fn values_are_classified() {
+        let src = |v: &str| NamedContext::parse(&format!("n={v}")).expect("ok").source;
+        for v in [
+            "docker-image://busybox:1.36",
+            "target:base",
+            "https://example.com/ctx.tar",
+            "http://example.com/x",
+            "git://example.com/repo",
+            "git@github.com:o/r.git#main",
+            "ssh://git@example.com/r.git",
+            "github.com/o/r",
+        ] {
+            assert_eq!(src(v), NamedContextSource::Frontend(v.into()), "{v}");
+        }
+        for v in ["../lib", "/abs/dir", "dir:with:colons", "git@noremote"] {
+            assert_eq!(src(v), NamedContextSource::Local(v.into()), "{v}");
+        }
+        let e = NamedContext::parse("n=oci-layout:///store@sha256:abc").expect_err("oci");
+        assert!(e.to_string().contains("content store"), "{e}");
+    }
+
+    #[test]
+    fn plan_maps_locals_to_session_dirs_and_attrs() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(d.path().join("lib")).expect("mkdir");
+        std::fs::write(d.path().join("file"), b"x").expect("write");
+        let lib = d.path().join("lib");
+        let contexts = [
+            NamedContext::parse(&format!("lib={}", lib.display())).expect("ok"),
+            NamedContext::parse(&format!("context={}", lib.display())).expect("ok"),
+            NamedContext::parse("alpine=docker-image://busybox").expect("ok"),
+        ];
+        let p = plan(&contexts).expect("plan");
+        let canon = std::fs::canonicalize(&lib).expect("canon");
+        assert_eq!(p.attrs["frontend.caps"], CONTEXTS_CAP);
+        assert_eq!(p.attrs["context:lib"], "local:lib");
+        assert_eq!(p.attrs["context:context"], "local:_context");
+        assert_eq!(p.attrs["context:alpine"], "docker-image://busybox");
+        assert_eq!(p.attrs.len(), 4);
+        assert_eq!(p.dirs["lib"], canon);
+        assert_eq!(p.dirs["_context"], canon);
+        assert_eq!(p.dirs.len(), 2);
+
+        assert_eq!(plan(&[]).expect("empty"), ContextPlan::default());
+        let file = NamedContext::parse(&format!("f={}", d.path().join("file").display()));
+        let e = plan(&[file.expect("parse")]).expect_err("a file");
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        let missing = NamedContext::parse(&format!("m={}", d.path().join("nope").display()));
+        assert!(matches!(
+            plan(&[missing.expect("parse")]),
+            Err(Error::Io { .. })
+        ));
+    }
+}
