@@ -126,13 +126,23 @@ async fn kubernetes(
     key: &[u8],
     boot: Option<Mode>,
 ) -> Result<Connected, Error> {
-    let options = node::options(n)?;
     let driver = node::driver(n).await?;
     if let Some(mode) = boot
         && !matches!(driver.status().await?, Status::Running(_))
     {
         create::bootstrap(ng, mode).await?;
     }
+    let (pod, client) = pod_for(n, &driver, key).await?;
+    Ok(Connected {
+        client,
+        description: format!("{} ({} pod {pod})", n.name, ng.name),
+    })
+}
+
+/// The pod of node `n` that `key` chooses with the node's `loadbalance` strategy, and a
+/// client connected to its BuildKit.
+async fn pod_for(n: &Node, driver: &NodeDriver, key: &[u8]) -> Result<(String, Client), Error> {
+    let options = node::options(n)?;
     let pods: Vec<Pod> = driver
         .running_pods()
         .await?
@@ -144,17 +154,13 @@ async fn kubernetes(
             terminating: p.terminating,
         })
         .collect();
-    let chooser = PodChooser::new(options.load_balance);
-    let pod = chooser
+    let pod = PodChooser::new(options.load_balance)
         .choose(key, &pods)
         .map_err(|e| Error::msg(e.to_string()))?
         .name
         .clone();
-    let client = pod_client(&driver, &pod).await?;
-    Ok(Connected {
-        client,
-        description: format!("{} ({} pod {pod})", n.name, ng.name),
-    })
+    let client = pod_client(driver, &pod).await?;
+    Ok((pod, client))
 }
 
 /// Exec + HTTP/2 handshake + a first call, retried: a pod whose BuildKit is not answering yet
@@ -276,7 +282,16 @@ pub(crate) async fn status_of(driver: &str, n: &Node, timeout: Duration) -> Node
         match driver {
             KUBERNETES => {
                 let d = node::driver(n).await?;
-                Ok((d.status().await?, None, Vec::new()))
+                let status = d.status().await?;
+                if !matches!(status, Status::Running(_)) {
+                    return Ok((status, None, Vec::new()));
+                }
+                // As buildx: one pod (key ""), its BuildKit version and workers' platforms;
+                // fixed platforms (the pod annotation) replace the workers' list.
+                let (_, client) = pod_for(n, &d, b"").await?;
+                let (_, version, platforms) = daemon_status(&client, false).await?;
+                let fixed = n.platforms.as_ref().is_some_and(|p| !p.is_empty());
+                Ok((status, version, if fixed { Vec::new() } else { platforms }))
             }
             DOCKER => {
                 let client = docker().await?;
