@@ -153,6 +153,7 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .map(ToString::to_string)
             .collect(),
         no_cache: args.no_cache,
+        network: args.network.clone(),
         output,
         cache_from: args
             .cache_from

@@ -211,6 +211,9 @@ pub(crate) struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Networking mode for `RUN` steps (`default`, `none`, `host`).
+    #[arg(long)]
+    pub(crate) network: Option<String>,
     /// Target platforms.
     #[arg(long = "platform")]
     pub(crate) platforms: Vec<String>,
