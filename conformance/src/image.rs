@@ -22,6 +22,15 @@ pub const PAUSE_IMAGE: &str = "kbx.invalid/pause:test";
 /// The tag of the builder image (not `latest`, so pods use `IfNotPresent`).
 pub const BUILDER_IMAGE: &str = "kbx.invalid/buildkit:test";
 
+/// The tag of the binfmt image, the `qemu.image` of `qemu.install=true` builders.
+pub const BINFMT_IMAGE: &str = "kbx.invalid/binfmt:test";
+
+/// Where the binfmt image carries Debian's arm64 emulator.
+pub const QEMU_AARCH64: &str = "/usr/bin/qemu-aarch64-static";
+
+/// The binfmt image's entry point, installed as `/usr/local/bin/binfmt`.
+pub const BINFMT_SH: &str = include_str!("../images/binfmt.sh");
+
 /// The C source of the pause program.
 pub const PAUSE_C: &str = include_str!("../images/pause.c");
 
@@ -620,6 +629,39 @@ pub fn builder_image(buildctl_binary: &Path) -> Result<(Rootfs, ImageConfig), Er
         tag: BUILDER_IMAGE.into(),
         entrypoint: vec!["/usr/local/bin/buildkitd".into()],
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+    };
+    Ok((fs, config))
+}
+
+/// The binfmt image: a stand-in for `tonistiigi/binfmt` that registers Debian's
+/// `qemu-aarch64-static` (package `qemu-user-static`) for arm64 binaries when run with
+/// `--install all`, as `qemu.install=true` does in an init container.
+pub fn binfmt_image() -> Result<(Rootfs, ImageConfig), Error> {
+    for (program, package) in [
+        (QEMU_AARCH64, "qemu-user-static"),
+        ("/bin/busybox", "busybox-static"),
+    ] {
+        if !Path::new(program).exists() {
+            return Err(Error::Image(format!(
+                "{program} is missing (install the Debian package {package})"
+            )));
+        }
+    }
+    let mut fs = Rootfs::new();
+    fs.file("/usr/bin/busybox", "/bin/busybox")?
+        .file(QEMU_AARCH64, QEMU_AARCH64)?;
+    for applet in ["sh", "mount", "printf", "echo", "test", "["] {
+        fs.symlink(PathBuf::from("/usr/bin").join(applet), "busybox");
+    }
+    fs.symlink("/bin", "usr/bin")
+        .data("/usr/local/bin/binfmt", BINFMT_SH, 0o755)
+        .dir("/proc", 0o555)
+        .dir("/sys", 0o555)
+        .dir("/dev", 0o755);
+    let config = ImageConfig {
+        tag: BINFMT_IMAGE.into(),
+        entrypoint: vec!["/usr/local/bin/binfmt".into()],
+        env: vec!["PATH=/usr/bin".into()],
     };
     Ok((fs, config))
 }

@@ -848,7 +848,7 @@ impl Ctr {
     }
 }
 
-/// Builds the pause and builder image archives (compiling the pause program in `dir`), or reuses
+/// Builds the pause, builder and binfmt image archives (compiling the pause program in `dir`), or reuses
 /// them from `<cache root>/images/` when their inputs have not changed.
 pub async fn build_images(dir: &Path, buildctl: &Path) -> Result<Vec<PathBuf>, Error> {
     let dir = dir.to_path_buf();
@@ -860,7 +860,9 @@ pub async fn build_images(dir: &Path, buildctl: &Path) -> Result<Vec<PathBuf>, E
         let pause = fs.cached_archive(&cfg, &cache, "pause")?;
         let (fs, cfg) = image::builder_image(&buildctl)?;
         let builder = fs.cached_archive(&cfg, &cache, "builder")?;
-        Ok(vec![pause, builder])
+        let (fs, cfg) = image::binfmt_image()?;
+        let binfmt = fs.cached_archive(&cfg, &cache, "binfmt")?;
+        Ok(vec![pause, builder, binfmt])
     })
     .await
     .map_err(|e| Error::Image(format!("image build task failed: {e}")))?

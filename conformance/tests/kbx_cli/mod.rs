@@ -866,3 +866,165 @@ async fn kbx_multi_node_builder_routes_platforms_to_their_nodes() -> anyhow::Res
     })
     .await
 }
+
+/// The kernel's binfmt_misc directory on the host, mounted for as long as this lives if it
+/// was not mounted already.
+struct BinfmtMisc {
+    mounted_here: bool,
+}
+
+impl BinfmtMisc {
+    const DIR: &str = "/proc/sys/fs/binfmt_misc";
+    /// The handler the binfmt image registers.
+    const HANDLER: &str = "/proc/sys/fs/binfmt_misc/kbx-qemu-aarch64";
+
+    fn open() -> anyhow::Result<BinfmtMisc> {
+        let register = Path::new(Self::DIR).join("register");
+        if register.exists() {
+            return Ok(BinfmtMisc {
+                mounted_here: false,
+            });
+        }
+        nix::mount::mount(
+            Some("binfmt_misc"),
+            Self::DIR,
+            Some("binfmt_misc"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .context("mounting binfmt_misc")?;
+        Ok(BinfmtMisc { mounted_here: true })
+    }
+
+    /// Removes the handler the binfmt image registers, if present.
+    fn remove_handler(&self) -> anyhow::Result<()> {
+        if Path::new(Self::HANDLER).exists() {
+            std::fs::write(Self::HANDLER, "-1").context("removing the binfmt handler")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BinfmtMisc {
+    fn drop(&mut self) {
+        let _ = self.remove_handler();
+        if self.mounted_here {
+            let _ = nix::mount::umount(Self::DIR);
+        }
+    }
+}
+
+/// The arm64 busybox that `conformance/scripts/fetch-arm64-busybox.sh` caches.
+fn arm64_busybox() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cache"));
+    cache.join("kbx/arm64/busybox")
+}
+
+/// `qemu.install=true` registers an arm64 emulator on the node through the init container;
+/// the node's workers then report `linux/arm64`, and arm64 `RUN` steps really execute (under
+/// QEMU), alone and next to amd64 in one two-platform build on that single node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_qemu_install_runs_arm64_steps() -> anyhow::Result<()> {
+    scenario(async |cluster| {
+        if cluster.local().is_none() {
+            note("skipping: the QEMU scenario changes the host's binfmt_misc (local backend only)");
+            return Ok(());
+        }
+        let arm64 = arm64_busybox();
+        ensure!(
+            arm64.exists(),
+            "{} is missing: run conformance/scripts/fetch-arm64-busybox.sh",
+            arm64.display()
+        );
+        let binfmt = BinfmtMisc::open()?;
+        binfmt.remove_handler()?;
+        let user = User::new(cluster)?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "qemu").await?;
+        let opts = driver_opts(
+            cluster,
+            &ns,
+            &format!(
+                "qemu.install=true,qemu.image={}",
+                kbx_conformance::image::BINFMT_IMAGE
+            ),
+        );
+        user.create("qemu", &opts, &["--bootstrap", "--use"])
+            .await?
+            .ok()?;
+        let handler = std::fs::read_to_string(BinfmtMisc::HANDLER)
+            .context("qemu.install=true registered no arm64 handler")?;
+        ensure!(
+            handler.starts_with("enabled") && handler.contains("flags: F"),
+            "{handler}"
+        );
+        let run = user.run(&["ls", "--no-trunc"]).await?.ok()?;
+        ensure!(
+            run.stdout
+                .lines()
+                .any(|l| l.contains(" running ") && l.contains("linux/arm64")),
+            "the workers do not report linux/arm64:\n{}",
+            run.stdout
+        );
+
+        // Each platform's busybox runs `uname -m`; the arm64 one needs QEMU.
+        let ctx = tempfile::tempdir()?;
+        std::fs::copy("/bin/busybox", ctx.path().join("busybox-amd64"))?;
+        std::fs::copy(&arm64, ctx.path().join("busybox-arm64"))?;
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox-$TARGETARCH /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox uname -m > /arch\"]\n",
+        )?;
+        let dest = user.home().join("arm");
+        user.build(
+            ctx.path(),
+            &[
+                "--platform",
+                "linux/arm64",
+                "--network",
+                "none",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+            ],
+        )
+        .await?
+        .ok()?;
+        let arch = std::fs::read_to_string(dest.join("arch"))?;
+        ensure!(arch == "aarch64\n", "uname -m printed {arch:?}");
+
+        let dest = user.home().join("both");
+        user.build(
+            ctx.path(),
+            &[
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--network",
+                "none",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+            ],
+        )
+        .await?
+        .ok()?;
+        for (dir, want) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+            let arch = std::fs::read_to_string(dest.join(dir).join("arch"))?;
+            ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
+        }
+
+        user.run(&["rm", "qemu"]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "qemu0").await?;
+        ns.delete().await?;
+        binfmt.remove_handler()?;
+        ensure!(
+            !Path::new(BinfmtMisc::HANDLER).exists(),
+            "the arm64 handler is still registered"
+        );
+        drop(binfmt);
+        Ok(())
+    })
+    .await
+}
