@@ -154,6 +154,12 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .collect(),
         no_cache: args.no_cache,
         network: args.network.clone(),
+        named_contexts: args
+            .build_contexts
+            .iter()
+            .map(|c| kbx_buildkit::NamedContext::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(bk)?,
         output,
         cache_from: args
             .cache_from

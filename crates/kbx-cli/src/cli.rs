@@ -188,7 +188,7 @@ pub(crate) enum ProgressMode {
 
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
-    /// The build context directory.
+    /// The build context directory, or `-` for an archive or a Dockerfile on standard input.
     pub(crate) context: std::path::PathBuf,
     /// The builder (default: the current one).
     #[arg(long, env = "BUILDX_BUILDER")]
@@ -211,6 +211,9 @@ pub(crate) struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Additional build contexts (`name=DIR|docker-image://REF|target:STAGE|URL`).
+    #[arg(long = "build-context")]
+    pub(crate) build_contexts: Vec<String>,
     /// Networking mode for `RUN` steps (`default`, `none`, `host`).
     #[arg(long)]
     pub(crate) network: Option<String>,

@@ -636,3 +636,62 @@ fn remote_driver_over_mutual_tls() {
     assert_eq!(snapshot(&dest), snapshot(&src));
     assert!(!du_rows(&kbx.ok(&["du", "--builder", "tls"])).is_empty());
 }
+
+/// `kbx build -` reads the context as an archive from standard input (streamed through the
+/// session); `--build-context` reaches the client, which refuses it on Docker 20.10's
+/// frontend before the solve.
+#[test]
+fn build_context_from_stdin_and_named_contexts() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let (ctx, src) = context();
+    let archive = kbx.home.path().join("ctx.tar");
+    let st = Command::new("tar")
+        .args(["-cf"])
+        .arg(&archive)
+        .args(["-C"])
+        .arg(ctx.path())
+        .args(["Dockerfile", "src"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = kbx.home.path().join("from-stdin");
+    let o = Command::new(env!("CARGO_BIN_EXE_kbx"))
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            "-",
+        ])
+        .env_clear()
+        .env("HOME", kbx.home.path())
+        .env("BUILDX_CONFIG", kbx.home.path().join("buildx"))
+        .env("DOCKER_HOST", &kbx.docker_host)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(std::fs::File::open(&archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(snapshot(&out), snapshot(&src));
+
+    let o = kbx.run(&[
+        "build",
+        "--build-context",
+        &format!("extra={}", src.display()),
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("named build contexts"), "{err}");
+    let o = kbx.run(&["build", "--build-context", "noequals", "."]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--build-context \"noequals\": expected name=value"),
+        "{err}"
+    );
+}
