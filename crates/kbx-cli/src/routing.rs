@@ -90,10 +90,6 @@ pub(crate) fn route(requested: &[Platform], nodes: &[NodePlatforms]) -> Vec<Shar
             }
         }
     };
-    if requested.is_empty() || nodes.len() <= 1 {
-        add_all(&mut shares, requested);
-        return shares;
-    }
     for want in requested {
         let detected = |n: &NodePlatforms, strict: bool| {
             n.detected.as_deref().is_some_and(|d| {
@@ -104,6 +100,10 @@ pub(crate) fn route(requested: &[Platform], nodes: &[NodePlatforms]) -> Vec<Shar
                 }
             })
         };
+        if nodes.len() <= 1 {
+            add(0, want, false);
+            continue;
+        }
         let chosen = by_fixed(nodes, want)
             .map(|i| (i, false))
             .or_else(|| {
@@ -121,23 +121,16 @@ pub(crate) fn route(requested: &[Platform], nodes: &[NodePlatforms]) -> Vec<Shar
             .unwrap_or((0, true));
         add(chosen.0, want, chosen.1);
     }
+    if shares.is_empty() {
+        // No platform asked for: the first node, with the daemon's default platform.
+        shares.push(Share {
+            node: 0,
+            platforms: Vec::new(),
+            unclaimed: Vec::new(),
+        });
+    }
     shares.sort_by_key(|s| s.node);
     shares
-}
-
-/// Everything on the first node.
-fn add_all(shares: &mut Vec<Share>, requested: &[Platform]) {
-    let mut platforms: Vec<Platform> = Vec::new();
-    for p in requested {
-        if !platforms.contains(p) {
-            platforms.push(p.clone());
-        }
-    }
-    shares.push(Share {
-        node: 0,
-        platforms,
-        unclaimed: Vec::new(),
-    });
 }
 
 #[cfg(test)]

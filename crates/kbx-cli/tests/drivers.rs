@@ -32,16 +32,20 @@ impl Kbx {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let o = Command::new(env!("CARGO_BIN_EXE_kbx"))
-            .args(args)
+    /// `kbx ARGS` with this store and engine, not started yet.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kbx"));
+        c.args(args)
             .env_clear()
             .env("HOME", self.home.path())
             .env("BUILDX_CONFIG", self.home.path().join("buildx"))
             .env("DOCKER_HOST", &self.docker_host)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .expect("kbx runs");
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let o = self.command(args).output().expect("kbx runs");
         eprintln!(
             "$ kbx {}\n{}{}",
             args.join(" "),
@@ -656,8 +660,8 @@ fn build_context_from_stdin_and_named_contexts() {
         .unwrap();
     assert!(st.success());
     let out = kbx.home.path().join("from-stdin");
-    let o = Command::new(env!("CARGO_BIN_EXE_kbx"))
-        .args([
+    let o = kbx
+        .command(&[
             "build",
             "--progress",
             "plain",
@@ -665,11 +669,6 @@ fn build_context_from_stdin_and_named_contexts() {
             &format!("type=local,dest={}", out.display()),
             "-",
         ])
-        .env_clear()
-        .env("HOME", kbx.home.path())
-        .env("BUILDX_CONFIG", kbx.home.path().join("buildx"))
-        .env("DOCKER_HOST", &kbx.docker_host)
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdin(std::fs::File::open(&archive).unwrap())
         .output()
         .unwrap();
