@@ -66,20 +66,53 @@ pub(crate) fn report(err: &Error) {
     if let Some(hint) = hint(&lines.join("\n")) {
         eprintln!("hint: {hint}");
     }
+    for hint in option_hints(err) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// Our own error, plain or boxed.
+fn ours<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e Error> {
+    err.downcast_ref::<Error>()
+        .or_else(|| err.downcast_ref::<Box<Error>>().map(|b| &**b))
+}
+
+/// The driver-option error anywhere in the cause chain.
+fn options_error<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e kbx_opts::Error> {
+    match ours(err) {
+        Some(Error::Options(o)) => Some(o),
+        _ => err.downcast_ref::<kbx_opts::Error>(),
+    }
+}
+
+/// For each invalid driver option: its name and what it takes (buildx's texts above name
+/// neither).
+fn option_hints(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(opts) = options_error(e) {
+            return opts
+                .iter()
+                .filter_map(|o| {
+                    Some(format!(
+                        "--driver-opt {}: expected {}",
+                        o.key()?,
+                        o.expected()?
+                    ))
+                })
+                .collect();
+        }
+        next = e.source();
+    }
+    Vec::new()
 }
 
 fn collect(err: &(dyn std::error::Error + 'static), lines: &mut Vec<String>) {
     // Errors that carry several problems list each on its own line.
-    let ours = err
-        .downcast_ref::<Error>()
-        .or_else(|| err.downcast_ref::<Box<Error>>().map(|b| &**b));
-    let (opts, manifest) = match ours {
-        Some(Error::Options(o)) => (Some(o), None),
-        Some(Error::Manifest(m)) => (None, Some(m)),
-        _ => (
-            err.downcast_ref::<kbx_opts::Error>(),
-            err.downcast_ref::<kbx_manifest::Error>(),
-        ),
+    let opts = options_error(err);
+    let manifest = match ours(err) {
+        Some(Error::Manifest(m)) => Some(m),
+        _ => err.downcast_ref::<kbx_manifest::Error>(),
     };
     let prefix = if lines.is_empty() { "" } else { "caused by: " };
     if let Some(opts) = opts

@@ -79,7 +79,12 @@ fn bad_driver_options_are_all_reported() {
     ]);
     fails_with(
         &o,
-        "ERROR: 3 driver options are invalid:\n  - strconv.ParseInt: parsing \"x\": invalid syntax\n  - invalid driver option foo for driver kubernetes\n  - cannot parse timeout: time: missing unit in duration \"5\"\n",
+        concat!(
+            "ERROR: 3 driver options are invalid:\n  - strconv.ParseInt: parsing \"x\": invalid syntax\n  - invalid driver option foo for driver kubernetes\n  - cannot parse timeout: time: missing unit in duration \"5\"\n",
+            "hint: --driver-opt replicas: expected a whole number such as 1 or 3\n",
+            "hint: --driver-opt foo: expected one of image, namespace, context, replicas, requests.cpu, requests.memory, requests.ephemeral-storage, limits.cpu, limits.memory, limits.ephemeral-storage, persistent-volume-claim.requests.storage, buildkit-root-volume-memory, rootless, schedulername, serviceaccount, nodeselector, annotations, labels, tolerations, loadbalance, qemu.install, qemu.image, default-load, timeout, env.<NAME>\n",
+            "hint: --driver-opt timeout: expected a positive duration with a unit, such as 300s, 1m30s, 1.5h or 500ms\n",
+        ),
     );
     assert!(
         !env.store().join("instances/kube").exists(),

@@ -439,7 +439,7 @@ impl Error {
             }
             Error::NotKeyValue { .. } => "key=value",
             Error::UnknownOption { .. } => {
-                "one of image, namespace, replicas, requests.cpu, requests.memory, requests.ephemeral-storage, limits.cpu, limits.memory, limits.ephemeral-storage, persistent-volume-claim.requests.storage, buildkit-root-volume-memory, rootless, schedulername, serviceaccount, nodeselector, annotations, labels, tolerations, loadbalance, qemu.install, qemu.image, default-load, timeout, env.<NAME>"
+                "one of image, namespace, context, replicas, requests.cpu, requests.memory, requests.ephemeral-storage, limits.cpu, limits.memory, limits.ephemeral-storage, persistent-volume-claim.requests.storage, buildkit-root-volume-memory, rootless, schedulername, serviceaccount, nodeselector, annotations, labels, tolerations, loadbalance, qemu.install, qemu.image, default-load, timeout, env.<NAME>"
             }
             Error::Int { .. } | Error::NegativeReplicas { .. } => "a whole number such as 1 or 3",
             Error::Bool { .. } => "true or false (also 1, t, T, TRUE, True, 0, f, F, FALSE, False)",
