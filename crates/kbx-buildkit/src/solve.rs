@@ -112,6 +112,8 @@ impl Output {
             }),
             Some("moby") => Ok(Output::Moby { names }),
             Some("image") => Ok(Output::Image { names, push }),
+            // buildx's shorthand for `type=image,push=true`.
+            Some("registry") => Ok(Output::Image { names, push: true }),
             Some(other) => Err(bad(format!("unknown type {other:?}"))),
             None => Err(bad("type is required".to_owned())),
         }
@@ -819,6 +821,10 @@ mod tests {
 
     #[test]
     fn output_specs() {
+        assert_eq!(
+            Output::parse("type=registry,name=x:y").expect("ok"),
+            Output::parse("type=image,name=x:y,push=true").expect("ok"),
+        );
         assert_eq!(
             Output::parse("type=image,name=x:y,push=true").expect("ok"),
             Output::Image {
