@@ -158,6 +158,16 @@ fn hint(text: &str) -> Option<&'static str> {
         Some(
             "the Kubernetes user lacks a permission; kbx needs get/list/watch/create/patch/delete on deployments, statefulsets, configmaps and pods, and create on pods/exec, in the builder's namespace",
         )
+    } else if text.contains("unauthorized") || text.contains("authentication required") {
+        Some(
+            "registry credentials come from ~/.docker/config.json (or $DOCKER_CONFIG) and its credential helpers; log in with `docker login HOST`",
+        )
+    } else if text.contains("push ")
+        && (text.contains("connection refused") || text.contains("no such host"))
+    {
+        Some(
+            "the registry is not reachable from the builder (on the docker driver the Docker Engine pushes); check the image name's registry host and that the registry runs",
+        )
     } else if text.contains("requires kubernetes API access") {
         Some("set KUBECONFIG or create ~/.kube/config")
     } else if text.contains("Connection refused") || text.contains("connection refused") {

@@ -779,6 +779,10 @@ fn docker_driver_push_to_a_registry_with_and_without_auth() {
             && (err.contains("unauthorized") || err.contains("authentication required")),
         "{err}"
     );
+    assert!(
+        err.contains("hint: registry credentials come from"),
+        "{err}"
+    );
     assert_eq!(
         locked.get("/v2/kbx/locked/manifests/bad", MANIFEST).status,
         404,
@@ -802,4 +806,5 @@ fn docker_driver_push_to_a_registry_with_and_without_auth() {
         err.contains(&format!("push {name}")) && err.contains("connection refused"),
         "{err}"
     );
+    assert!(err.contains("hint: the registry is not reachable"), "{err}");
 }
