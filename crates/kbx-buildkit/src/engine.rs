@@ -377,6 +377,7 @@ mod tests {
         ] {
             handle_line(line.as_bytes(), &mut on, &mut pushed, &mut failure);
         }
+        drop(on);
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[1].id.as_deref(), Some("abc"));
         assert_eq!(seen[1].progress, Some((512, 1024)));
@@ -385,7 +386,7 @@ mod tests {
         assert!(failure.is_none());
         handle_line(
             br#"{"errorDetail":{"message":"unauthorized: authentication required"},"error":"x"}"#,
-            &mut on,
+            &mut |_: &PushMessage| {},
             &mut pushed,
             &mut failure,
         );
