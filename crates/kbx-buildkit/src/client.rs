@@ -169,11 +169,15 @@ impl Capabilities {
 
     /// A short name for error messages.
     pub fn daemon_name(&self) -> String {
-        let v = self.info.buildkit_version.as_deref().unwrap_or("(unknown)");
+        let v = match self.info.buildkit_version.as_deref() {
+            Some(v) => format!(" {v}"),
+            None => String::new(),
+        };
         match (&self.backend, &self.info.docker_version) {
-            (Backend::Docker, Some(d)) => format!("Docker {d}'s embedded BuildKit {v}"),
-            (Backend::Docker, None) => format!("Docker's embedded BuildKit {v}"),
-            _ => format!("buildkitd {v}"),
+            (Backend::Docker, Some(d)) => format!("Docker {d}'s embedded BuildKit{v}"),
+            (Backend::Docker, None) => format!("Docker's embedded BuildKit{v}"),
+            _ if v.is_empty() => "buildkitd (version unknown)".to_owned(),
+            _ => format!("buildkitd{v}"),
         }
     }
 }

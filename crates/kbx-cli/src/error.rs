@@ -158,7 +158,13 @@ fn hint(text: &str) -> Option<&'static str> {
         Some(
             "the Kubernetes user lacks a permission; kbx needs get/list/watch/create/patch/delete on deployments, statefulsets, configmaps and pods, and create on pods/exec, in the builder's namespace",
         )
-    } else if text.contains("unauthorized") || text.contains("authentication required") {
+    } else if text.contains("exporter \"image\" is not supported") {
+        Some(
+            "pushing and image exports need buildkitd's image exporter (builder pods running moby/buildkit, or a remote buildkitd); Docker's embedded BuildKit exports with the docker driver (--push pushes through the Engine), or use -o type=local/tar",
+        )
+    } else if text.to_ascii_lowercase().contains("unauthorized")
+        || text.contains("authentication required")
+    {
         Some(
             "registry credentials come from ~/.docker/config.json (or $DOCKER_CONFIG) and its credential helpers; log in with `docker login HOST`",
         )
