@@ -367,7 +367,6 @@ mod tests {
         let mut seen = Vec::new();
         let mut pushed = Pushed::default();
         let mut failure = None;
-        let mut on = |m: &PushMessage| seen.push(m.clone());
         for line in [
             r#"{"status":"The push refers to repository [localhost:5000/a]"}"#,
             r#"{"status":"Pushing","progressDetail":{"current":512,"total":1024},"id":"abc"}"#,
@@ -375,9 +374,13 @@ mod tests {
             r#"{"progressDetail":{},"aux":{"Tag":"1","Digest":"sha256:aa","Size":528}}"#,
             "not json",
         ] {
-            handle_line(line.as_bytes(), &mut on, &mut pushed, &mut failure);
+            handle_line(
+                line.as_bytes(),
+                &mut |m: &PushMessage| seen.push(m.clone()),
+                &mut pushed,
+                &mut failure,
+            );
         }
-        drop(on);
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[1].id.as_deref(), Some("abc"));
         assert_eq!(seen[1].progress, Some((512, 1024)));
