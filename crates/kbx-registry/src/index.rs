@@ -47,40 +47,74 @@ pub struct InspectedManifest {
 }
 
 impl fmt::Display for Inspection {
-    /// The text `buildx imagetools inspect` prints (without `--format`).
+    /// The text `buildx imagetools inspect` prints without `--format`: Go `tabwriter`
+    /// blocks (padding 1 for the header, 2 for the entries), so padded lines carry trailing
+    /// spaces exactly as buildx's do.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<10} {}", "Name:", self.name)?;
-        writeln!(f, "{:<10} {}", "MediaType:", self.descriptor.media_type)?;
-        writeln!(f, "{:<10} {}", "Digest:", self.descriptor.digest)?;
-        if !self.manifests.is_empty() {
-            writeln!(f)?;
-            writeln!(f, "Manifests:")?;
-            for (i, m) in self.manifests.iter().enumerate() {
-                if i > 0 {
-                    writeln!(f)?;
-                }
-                writeln!(f, "  {:<10} {}", "Name:", m.name)?;
-                writeln!(f, "  {:<10} {}", "MediaType:", m.descriptor.media_type)?;
-                if let Some(p) = &m.descriptor.platform {
-                    writeln!(f, "  {:<10} {p}", "Platform:")?;
-                }
-                if let Some(a) = m.descriptor.annotations.as_ref().filter(|a| !a.is_empty()) {
-                    writeln!(f, "  Annotations:")?;
-                    for (k, v) in a {
-                        writeln!(f, "    {k}: {v}")?;
-                    }
+        let cell = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        f.write_str(&tabulate(
+            &[
+                cell("Name:", &self.name.to_string()),
+                cell("MediaType:", &self.descriptor.media_type),
+                cell("Digest:", &self.descriptor.digest),
+            ],
+            1,
+        ))?;
+        if !is_index(&self.descriptor.media_type) {
+            return Ok(());
+        }
+        f.write_str(&tabulate(&[cell("", ""), cell("Manifests:", "")], 1))?;
+        let mut rows = Vec::new();
+        for (i, m) in self.manifests.iter().enumerate() {
+            if i > 0 {
+                rows.push(cell("", ""));
+            }
+            rows.push(cell("  Name:", &m.name));
+            rows.push(cell("  MediaType:", &m.descriptor.media_type));
+            if let Some(p) = &m.descriptor.platform {
+                rows.push(cell("  Platform:", &p.to_string()));
+            }
+            if let Some(a) = m.descriptor.annotations.as_ref().filter(|a| !a.is_empty()) {
+                rows.push(cell("  Annotations:", ""));
+                for (k, v) in a {
+                    rows.push((format!("    {k}:"), v.clone()));
                 }
             }
         }
         if !self.annotations.is_empty() {
-            writeln!(f)?;
-            writeln!(f, "Annotations:")?;
-            for (k, v) in &self.annotations {
-                writeln!(f, "  {k}: {v}")?;
-            }
+            rows.push(cell("", ""));
+            rows.push(cell("Annotations:", ""));
+        }
+        f.write_str(&tabulate(&rows, 2))?;
+        if !self.annotations.is_empty() {
+            let rows: Vec<_> = self
+                .annotations
+                .iter()
+                .map(|(k, v)| (format!("  {k}:"), v.clone()))
+                .collect();
+            f.write_str(&tabulate(&rows, 2))?;
         }
         Ok(())
     }
+}
+
+/// One Go `tabwriter` block of `cell<TAB>rest` lines: the first cells padded to the widest
+/// plus `padding` spaces.
+fn tabulate(rows: &[(String, String)], padding: usize) -> String {
+    let width = rows
+        .iter()
+        .map(|(a, _)| a.chars().count())
+        .max()
+        .unwrap_or(0)
+        + padding;
+    let mut out = String::new();
+    for (a, b) in rows {
+        out.push_str(a);
+        out.extend(std::iter::repeat_n(' ', width - a.chars().count()));
+        out.push_str(b);
+        out.push('\n');
+    }
+    out
 }
 
 impl Client {
@@ -99,6 +133,11 @@ impl Client {
     /// that platform's). As in buildx they apply only to an OCI index (a Docker list has no
     /// annotations); `manifest:`, `index-descriptor:` and unprefixed keys are rejected.
     /// With `dry_run` nothing is written.
+    ///
+    /// # Deviation
+    /// R1: the index JSON has buildx's two-space layout and field order, but `<`, `>` and
+    /// `&` in annotation values are not escaped as Go does. R2: attestations and signatures
+    /// found only through the Referrers API are not copied, and there is no platform filter.
     ///
     /// # Errors
     /// [`Error::Unsupported`] for no sources, a schema1 source or an unsupported annotation

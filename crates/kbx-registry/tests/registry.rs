@@ -329,14 +329,22 @@ async fn inspect_matches_the_registry() {
     assert_eq!(i.descriptor.digest, digest);
     assert_eq!(i.raw.to_vec(), index);
     let host = reg.host();
-    assert_eq!(
-        i.to_string(),
-        format!(
-            "Name:      {host}/kbx/insp:v1\nMediaType: {DOCKER_MANIFEST_LIST}\nDigest:    {digest}\n\n\
-             Manifests:\n  Name:      {host}/kbx/insp:v1@{amd}\n  MediaType: {DOCKER_MANIFEST}\n  Platform:  linux/amd64\n\n\
-             \x20 Name:      {host}/kbx/insp:v1@{arm}\n  MediaType: {DOCKER_MANIFEST}\n  Platform:  linux/arm/v7\n"
-        )
-    );
+    // buildx's tabwriter layout, trailing spaces included.
+    let expected = [
+        format!("Name:      {host}/kbx/insp:v1"),
+        format!("MediaType: {DOCKER_MANIFEST_LIST}"),
+        format!("Digest:    {digest}"),
+        " ".repeat(11),
+        "Manifests: ".to_owned(),
+        format!("  Name:       {host}/kbx/insp:v1@{amd}"),
+        format!("  MediaType:  {DOCKER_MANIFEST}"),
+        "  Platform:   linux/amd64".to_owned(),
+        " ".repeat(14),
+        format!("  Name:       {host}/kbx/insp:v1@{arm}"),
+        format!("  MediaType:  {DOCKER_MANIFEST}"),
+        "  Platform:   linux/arm/v7".to_owned(),
+    ];
+    assert_eq!(i.to_string(), expected.join("\n") + "\n");
     // A single image: no manifest list.
     let i = c
         .inspect(&reg.reference("kbx/insp:amd64"))
