@@ -1,4 +1,9 @@
 //! `kbx imagetools create|inspect`: buildx's commands for images in a registry.
+//!
+//! # Deviation
+//! R3: descriptor sources are resolved as `REPO@DIGEST` and their platform is read from the
+//! image config. R4: no `--platform`, `--prefer-index`, `--progress` or `--format`; `create`
+//! prints one `pushed DIGEST to TAG` line per tag on stderr instead of a progress display.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
