@@ -139,18 +139,8 @@ impl Client {
                         b.with_root_certificates(rustls::RootCertStore::empty())
                             .with_no_client_auth()
                     });
-                match config {
-                    Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
-                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                        rustls::ClientConfig::builder_with_provider(Arc::new(
-                            rustls::crypto::ring::default_provider(),
-                        ))
-                        .with_protocol_versions(&[&rustls::version::TLS13])
-                        .expect("ring supports TLS 1.3")
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                    ),
-                }
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config.expect("ring supports the default TLS versions"))
             }
         };
         let connector = builder.https_or_http().enable_http1().build();
@@ -316,7 +306,12 @@ impl Client {
                 None => {}
             }
         }
-        unreachable!("the loop returns on its second attempt")
+        // The second attempt returns above; this only keeps the compiler content.
+        Err(Error::Unauthorized {
+            registry: registry.to_owned(),
+            credentials_sent: sent,
+            detail: "authentication did not succeed".into(),
+        })
     }
 
     /// Sends a request, first fetching a token for `scopes` if the registry is known to want
@@ -955,6 +950,48 @@ impl Client {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_for_loopback_and_listed_hosts() {
+        let c = Client::new(ClientOptions {
+            plain_http_hosts: vec!["registry.lan".into(), "other:5000".into()],
+            ..ClientOptions::default()
+        });
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:443",
+            "[::1]:5000",
+            "registry.lan:8080",
+            "other:5000",
+        ] {
+            assert!(c.is_plain_http(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "other:5001",
+            "localhost.example",
+            "[::2]:5000",
+        ] {
+            assert!(!c.is_plain_http(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn relative_locations_are_made_absolute() {
+        assert_eq!(
+            absolute("http://h:1", "/v2/a/blobs/uploads/x"),
+            "http://h:1/v2/a/blobs/uploads/x"
+        );
+        assert_eq!(absolute("http://h:1", "https://s3/x"), "https://s3/x");
     }
 }
 

@@ -442,3 +442,45 @@ async fn registry_down_is_unreachable() {
     }
     assert!(std::error::Error::source(&err).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_on_another_registry_get_blobs_streamed_across() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (amd, amd_bytes) = src.push_image("kbx/x", "amd64", "amd64", None, false);
+    let (arm, _) = src.push_image("kbx/x", "arm64", "arm64", None, true);
+    let c = client(None);
+    let created = c
+        .create_index(
+            &[src.reference("kbx/x:amd64"), src.reference("kbx/x:arm64")],
+            &[dst.reference("mirror/x:v1")],
+            &BTreeMap::new(),
+            false,
+        )
+        .await
+        .expect("create across registries");
+    // One OCI entry: an OCI index.
+    assert_eq!(created.descriptor.media_type, OCI_INDEX);
+    let got = dst.get("/v2/mirror/x/manifests/v1", Some(MANIFEST_ACCEPT));
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(sha256(&got.body), created.descriptor.digest);
+    let m: serde_json::Value = serde_json::from_slice(&amd_bytes).expect("json");
+    for d in [&amd, &arm] {
+        let h = dst.get(
+            &format!("/v2/mirror/x/manifests/{d}"),
+            Some(MANIFEST_ACCEPT),
+        );
+        assert_eq!(h.status, 200, "mirror lacks {d}");
+    }
+    let layer = m["layers"][0]["digest"].as_str().expect("digest");
+    let copied = dst.get(&format!("/v2/mirror/x/blobs/{layer}"), None);
+    let original = src.get(&format!("/v2/kbx/x/blobs/{layer}"), None);
+    assert_eq!(copied.status, 200);
+    assert_eq!(copied.body, original.body);
+    // Nothing was written to the source registry.
+    assert_eq!(
+        src.get("/v2/kbx/x/manifests/v1", Some(MANIFEST_ACCEPT))
+            .status,
+        404
+    );
+}
