@@ -953,48 +953,6 @@ impl Client {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_http_for_loopback_and_listed_hosts() {
-        let c = Client::new(ClientOptions {
-            plain_http_hosts: vec!["registry.lan".into(), "other:5000".into()],
-            ..ClientOptions::default()
-        });
-        for host in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1",
-            "127.1.2.3:443",
-            "[::1]:5000",
-            "registry.lan:8080",
-            "other:5000",
-        ] {
-            assert!(c.is_plain_http(host), "{host}");
-        }
-        for host in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "other:5001",
-            "localhost.example",
-            "[::2]:5000",
-        ] {
-            assert!(!c.is_plain_http(host), "{host}");
-        }
-    }
-
-    #[test]
-    fn relative_locations_are_made_absolute() {
-        assert_eq!(
-            absolute("http://h:1", "/v2/a/blobs/uploads/x"),
-            "http://h:1/v2/a/blobs/uploads/x"
-        );
-        assert_eq!(absolute("http://h:1", "https://s3/x"), "https://s3/x");
-    }
-}
-
 /// A stream that hashes what passes through and fails at its end on a digest or size
 /// mismatch (only `sha256` digests are checked).
 struct Verified {
@@ -1163,5 +1121,47 @@ async fn error_detail(resp: Response<Incoming>) -> String {
         status.to_string()
     } else {
         format!("{status}: {}", text.chars().take(500).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_for_loopback_and_listed_hosts() {
+        let c = Client::new(ClientOptions {
+            plain_http_hosts: vec!["registry.lan".into(), "other:5000".into()],
+            ..ClientOptions::default()
+        });
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:443",
+            "[::1]:5000",
+            "registry.lan:8080",
+            "other:5000",
+        ] {
+            assert!(c.is_plain_http(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "other:5001",
+            "localhost.example",
+            "[::2]:5000",
+        ] {
+            assert!(!c.is_plain_http(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn relative_locations_are_made_absolute() {
+        assert_eq!(
+            absolute("http://h:1", "/v2/a/blobs/uploads/x"),
+            "http://h:1/v2/a/blobs/uploads/x"
+        );
+        assert_eq!(absolute("http://h:1", "https://s3/x"), "https://s3/x");
     }
 }

@@ -478,9 +478,5 @@ async fn tags_on_another_registry_get_blobs_streamed_across() {
     assert_eq!(copied.status, 200);
     assert_eq!(copied.body, original.body);
     // Nothing was written to the source registry.
-    assert_eq!(
-        src.get("/v2/kbx/x/manifests/v1", Some(MANIFEST_ACCEPT))
-            .status,
-        404
-    );
+    assert_eq!(src.get("/v2/mirror/x/tags/list", None).status, 404);
 }
