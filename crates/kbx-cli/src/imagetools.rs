@@ -188,8 +188,8 @@ async fn inspect(a: InspectArgs) -> Result<(), Error> {
     let inspection = client()?.inspect(&r).await?;
     let mut out = std::io::stdout().lock();
     if a.raw {
+        // No newline: the output hashes to the manifest's digest, as in buildx.
         let _ = out.write_all(&inspection.raw);
-        let _ = writeln!(out);
     } else {
         let _ = write!(out, "{inspection}");
     }

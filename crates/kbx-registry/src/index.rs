@@ -48,22 +48,20 @@ pub struct InspectedManifest {
 
 impl fmt::Display for Inspection {
     /// The text `buildx imagetools inspect` prints without `--format`: Go `tabwriter`
-    /// blocks (padding 1 for the header, 2 for the entries), so padded lines carry trailing
-    /// spaces exactly as buildx's do.
+    /// blocks with padding 1, so padded lines carry trailing spaces exactly as buildx's do.
+    /// Entry annotations are printed sorted by key (buildx: Go map order); the index's own
+    /// annotations are not printed (as in buildx).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cell = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-        f.write_str(&tabulate(
-            &[
-                cell("Name:", &self.name.to_string()),
-                cell("MediaType:", &self.descriptor.media_type),
-                cell("Digest:", &self.descriptor.digest),
-            ],
-            1,
-        ))?;
+        f.write_str(&tabulate(&[
+            cell("Name:", &self.name.to_string()),
+            cell("MediaType:", &self.descriptor.media_type),
+            cell("Digest:", &self.descriptor.digest),
+        ]))?;
         if !is_index(&self.descriptor.media_type) {
             return Ok(());
         }
-        f.write_str(&tabulate(&[cell("", ""), cell("Manifests:", "")], 1))?;
+        f.write_str(&tabulate(&[cell("", ""), cell("Manifests:", "")]))?;
         let mut rows = Vec::new();
         for (i, m) in self.manifests.iter().enumerate() {
             if i > 0 {
@@ -71,42 +69,39 @@ impl fmt::Display for Inspection {
             }
             rows.push(cell("  Name:", &m.name));
             rows.push(cell("  MediaType:", &m.descriptor.media_type));
-            if let Some(p) = &m.descriptor.platform {
-                rows.push(cell("  Platform:", &p.to_string()));
+            let Some(p) = &m.descriptor.platform else {
+                continue;
+            };
+            rows.push(cell("  Platform:", &p.to_string()));
+            if let Some(v) = p.os_version.as_deref().filter(|v| !v.is_empty()) {
+                rows.push(cell("  OSVersion:", v));
+            }
+            if let Some(feats) = p.os_features.as_ref().filter(|f| !f.is_empty()) {
+                rows.push(cell("  OSFeatures:", &feats.join(", ")));
             }
             if let Some(a) = m.descriptor.annotations.as_ref().filter(|a| !a.is_empty()) {
                 rows.push(cell("  Annotations:", ""));
-                for (k, v) in a {
-                    rows.push((format!("    {k}:"), v.clone()));
-                }
+                f.write_str(&tabulate(&std::mem::take(&mut rows)))?;
+                let notes: Vec<_> = a
+                    .iter()
+                    .map(|(k, v)| (format!("    {k}:"), v.clone()))
+                    .collect();
+                f.write_str(&tabulate(&notes))?;
             }
         }
-        if !self.annotations.is_empty() {
-            rows.push(cell("", ""));
-            rows.push(cell("Annotations:", ""));
-        }
-        f.write_str(&tabulate(&rows, 2))?;
-        if !self.annotations.is_empty() {
-            let rows: Vec<_> = self
-                .annotations
-                .iter()
-                .map(|(k, v)| (format!("  {k}:"), v.clone()))
-                .collect();
-            f.write_str(&tabulate(&rows, 2))?;
-        }
-        Ok(())
+        f.write_str(&tabulate(&rows))
     }
 }
 
-/// One Go `tabwriter` block of `cell<TAB>rest` lines: the first cells padded to the widest
-/// plus `padding` spaces.
-fn tabulate(rows: &[(String, String)], padding: usize) -> String {
+/// One Go `tabwriter` block of `cell<TAB>rest` lines (padding 1): the first cells padded
+/// to the widest plus one space.
+fn tabulate(rows: &[(String, String)]) -> String {
     let width = rows
         .iter()
         .map(|(a, _)| a.chars().count())
         .max()
         .unwrap_or(0)
-        + padding;
+        + 1;
     let mut out = String::new();
     for (a, b) in rows {
         out.push_str(a);
@@ -433,6 +428,61 @@ mod tests {
         assert_eq!(n("arm", "6"), ("arm".into(), "v6".into()));
         assert_eq!(n("armhf", ""), ("arm".into(), "v7".into()));
         assert_eq!(n("riscv64", ""), ("riscv64".into(), "".into()));
+    }
+
+    #[test]
+    fn inspect_text_splits_tabwriter_blocks_at_annotations() {
+        let d = |digest: &str, arch: &str, notes: &[(&str, &str)]| InspectedManifest {
+            name: format!("r/a:t@{digest}"),
+            descriptor: Descriptor {
+                media_type: "m".into(),
+                digest: digest.into(),
+                size: 1,
+                annotations: (!notes.is_empty()).then(|| {
+                    notes
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect()
+                }),
+                platform: Some(Platform {
+                    architecture: arch.into(),
+                    os: "linux".into(),
+                    ..Platform::default()
+                }),
+            },
+        };
+        let i = Inspection {
+            name: Reference::parse("r/a:t").expect("ref"),
+            descriptor: Descriptor::of(OCI_INDEX, b"{}"),
+            raw: Bytes::new(),
+            manifests: vec![
+                d(
+                    "sha256:1",
+                    "amd64",
+                    &[("org.k", "v"), ("a.much.longer.key", "w")],
+                ),
+                d("sha256:2", "arm64", &[]),
+            ],
+            annotations: BTreeMap::new(),
+        };
+        let want = [
+            "Name:      docker.io/r/a:t",
+            &format!("MediaType: {OCI_INDEX}"),
+            "Digest:    sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            "           ",
+            "Manifests: ",
+            "  Name:        r/a:t@sha256:1",
+            "  MediaType:   m",
+            "  Platform:    linux/amd64",
+            "  Annotations: ",
+            "    a.much.longer.key: w",
+            "    org.k:             v",
+            "             ",
+            "  Name:      r/a:t@sha256:2",
+            "  MediaType: m",
+            "  Platform:  linux/arm64",
+        ];
+        assert_eq!(i.to_string(), want.join("\n") + "\n");
     }
 
     #[test]

@@ -336,13 +336,13 @@ async fn inspect_matches_the_registry() {
         format!("Digest:    {digest}"),
         " ".repeat(11),
         "Manifests: ".to_owned(),
-        format!("  Name:       {host}/kbx/insp:v1@{amd}"),
-        format!("  MediaType:  {DOCKER_MANIFEST}"),
-        "  Platform:   linux/amd64".to_owned(),
-        " ".repeat(14),
-        format!("  Name:       {host}/kbx/insp:v1@{arm}"),
-        format!("  MediaType:  {DOCKER_MANIFEST}"),
-        "  Platform:   linux/arm/v7".to_owned(),
+        format!("  Name:      {host}/kbx/insp:v1@{amd}"),
+        format!("  MediaType: {DOCKER_MANIFEST}"),
+        "  Platform:  linux/amd64".to_owned(),
+        " ".repeat(13),
+        format!("  Name:      {host}/kbx/insp:v1@{arm}"),
+        format!("  MediaType: {DOCKER_MANIFEST}"),
+        "  Platform:  linux/arm/v7".to_owned(),
     ];
     assert_eq!(i.to_string(), expected.join("\n") + "\n");
     // A single image: no manifest list.
