@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Du(DuArgs),
     /// Remove build cache.
     Prune(PruneArgs),
+    /// Commands to work on images in a registry.
+    Imagetools(crate::imagetools::ImagetoolsArgs),
     /// Show the kbx version.
     Version,
     /// Print a shell completion script.

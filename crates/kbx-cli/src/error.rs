@@ -21,6 +21,9 @@ pub(crate) enum Error {
     /// The cluster.
     #[error(transparent)]
     Kube(#[from] kbx_kube::Error),
+    /// A registry (`imagetools`).
+    #[error(transparent)]
+    Registry(#[from] kbx_registry::Error),
     /// A node-level failure, with buildx's prefix.
     #[error("failed to initialize builder {builder} ({node})")]
     Node {
@@ -157,6 +160,14 @@ fn hint(text: &str) -> Option<&'static str> {
     } else if text.contains("forbidden") {
         Some(
             "the Kubernetes user lacks a permission; kbx needs get/list/watch/create/patch/delete on deployments, statefulsets, configmaps and pods, and create on pods/exec, in the builder's namespace",
+        )
+    } else if text.contains("refused access") {
+        Some(
+            "log in with `docker login REGISTRY`: kbx reads the Docker CLI's config.json ($DOCKER_CONFIG or ~/.docker) and its credential helpers",
+        )
+    } else if text.contains("is unreachable") {
+        Some(
+            "check the registry's address and that it is running; only localhost, 127.0.0.0/8 and ::1 are spoken to over plain HTTP, other registries over HTTPS",
         )
     } else if text.contains("exporter \"image\" is not supported") {
         Some(

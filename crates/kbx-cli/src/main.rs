@@ -18,6 +18,7 @@ mod connect;
 mod context;
 mod create;
 mod error;
+mod imagetools;
 mod ls;
 mod manage;
 mod multi;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
             Command::Build(args) => build::run(*args).await,
             Command::Du(args) => cache::du(args).await,
             Command::Prune(args) => cache::prune(args).await,
+            Command::Imagetools(args) => imagetools::run(args).await,
             Command::Version => {
                 println!(
                     "kbx {} (buildx-compatible kubernetes driver)",
