@@ -19,6 +19,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 
 use super::{note, scenario};
 
+mod registry;
+
 /// How long a builder may take to become ready after a pod was lost.
 const READY_AGAIN: Duration = Duration::from_secs(240);
 

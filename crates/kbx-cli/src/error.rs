@@ -179,8 +179,10 @@ fn hint(text: &str) -> Option<&'static str> {
         Some(
             "registry credentials come from ~/.docker/config.json (or $DOCKER_CONFIG) and its credential helpers; log in with `docker login HOST`",
         )
-    } else if text.contains("push ")
-        && (text.contains("connection refused") || text.contains("no such host"))
+    } else if (text.contains("push ") || text.contains("failed to do request"))
+        && (text.contains("connection refused")
+            || text.contains("no such host")
+            || text.contains("i/o timeout"))
     {
         Some(
             "the registry is not reachable from the builder (on the docker driver the Docker Engine pushes); check the image name's registry host and that the registry runs",

@@ -68,7 +68,7 @@ pub(crate) async fn run(args: ImagetoolsArgs) -> Result<(), Error> {
 }
 
 /// A client whose credentials come from the Docker CLI configuration and its helpers.
-fn client() -> Result<Client, Error> {
+pub(crate) fn client() -> Result<Client, Error> {
     let creds = kbx_buildkit::DockerCredentials::load().map_err(|e| {
         Error::msg(format!(
             "cannot load the Docker credentials: {}",

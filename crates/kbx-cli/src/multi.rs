@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use kbx_buildkit::{BuildOptions, Client, Output};
 use kbx_opts::Platform;
+use kbx_registry::Reference;
 use kbx_store::NodeGroup;
 
 use crate::build::{context_key, platforms, solve_error};
 use crate::cli::BuildArgs;
 use crate::connect::{self, Connected};
 use crate::error::Error;
-use crate::progress::{Mode, Printer};
+use crate::progress::{Mode, Printer, Steps};
 use crate::routing::{NodePlatforms, Share, route};
 
 /// The directory of one platform in a multi-platform `type=local` export, as BuildKit names
@@ -25,11 +26,14 @@ pub(crate) fn platform_dir(p: &Platform) -> String {
 /// of a `type=local` export goes to its platform's subdirectory, so the layout is the one a
 /// single node building every platform writes.
 ///
+/// A pushed image, as buildx does it, goes to each node's share as a push by digest to the
+/// names' repositories (no tags); kbx then writes the manifest list under the tags
+/// ([`merge_pushed`]).
+///
 /// # Deviation
-/// Exports other than `type=local` (and no export) are refused when the platforms are split
-/// among nodes: merging several nodes' images into one manifest list, or their archives into
-/// one, is not implemented yet. buildx pushes each node's image by digest and writes the list
-/// itself.
+/// Exports other than `type=local` and `type=image,push=true` (and no export) are refused
+/// when the platforms are split among nodes: buildx refuses `oci` and `tar` too, and exports
+/// `docker` archives and unpushed images per node, which kbx does not merge.
 fn share_output(
     output: Option<&Output>,
     share: &Share,
@@ -43,12 +47,53 @@ fn share_output(
             }))
         }
         Some(other @ Output::Local { .. }) => Ok(Some(other.clone())),
+        Some(Output::Image { names, push: true }) if split => Ok(Some(Output::Image {
+            names: repositories(names)?.iter().map(Reference::name).collect(),
+            push: true,
+        })),
         Some(other) if !split => Ok(Some(other.clone())),
         Some(other) => Err(Error::msg(format!(
             "{} export of platforms built on several nodes is not supported yet: use type=local, or build every platform on one node (e.g. with qemu.install=true)",
             other.kind()
         ))),
     }
+}
+
+/// The distinct repositories of image names (`reg/app:1`, `reg/app:2` → `reg/app`), as
+/// references without tag or digest, in first-seen order.
+fn repositories(names: &[String]) -> Result<Vec<Reference>, Error> {
+    if names.is_empty() {
+        return Err(Error::msg("tag is needed when pushing to registry"));
+    }
+    let mut out: Vec<Reference> = Vec::new();
+    for n in names {
+        let r = Reference::parse(n)?;
+        let repo = Reference::parse(&r.name())?;
+        if !out.iter().any(|o| o.name() == repo.name()) {
+            out.push(repo);
+        }
+    }
+    Ok(out)
+}
+
+/// buildx's merge of a multi-node push: the nodes pushed their images by digest to the first
+/// repository; one manifest list (or OCI index) with all of them is written under every name.
+/// Returns the list's digest.
+async fn merge_pushed(names: &[String], digests: &[String]) -> Result<String, Error> {
+    let repo = repositories(names)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::msg("tag is needed when pushing to registry"))?;
+    let sources: Vec<Reference> = digests.iter().map(|d| repo.with_digest(d)).collect();
+    let tags = names
+        .iter()
+        .map(|n| Reference::parse(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = crate::imagetools::client()?;
+    let created = client
+        .create_index(&sources, &tags, &Default::default(), false)
+        .await?;
+    Ok(created.descriptor.digest)
 }
 
 /// The workers' platforms of a connected node.
@@ -94,6 +139,10 @@ pub(crate) async fn run(
     }
     let shares = route(&requested, &nodes);
     let split = shares.len() > 1;
+    let push_names = match &opts.output {
+        Some(Output::Image { names, push: true }) if split => Some(names.clone()),
+        _ => None,
+    };
 
     let mut jobs = Vec::new();
     for share in &shares {
@@ -105,6 +154,11 @@ pub(crate) async fn run(
         let mut share_opts = opts.clone();
         share_opts.platforms = share.platforms.iter().map(ToString::to_string).collect();
         share_opts.output = share_output(opts.output.as_ref(), share, split)?;
+        if push_names.is_some() {
+            share_opts
+                .export_attrs
+                .insert("push-by-digest".to_owned(), "true".to_owned());
+        }
         if mode.takes_notes() {
             let list: Vec<String> = share.platforms.iter().map(ToString::to_string).collect();
             eprintln!(
@@ -137,18 +191,16 @@ pub(crate) async fn run(
         }
     }))
     .await;
-    if let Ok(printer) = Arc::try_unwrap(printer) {
-        printer
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .finish();
-    }
+    let printer = Arc::try_unwrap(printer)
+        .ok()
+        .map(|p| p.into_inner().unwrap_or_else(PoisonError::into_inner));
     let mut first_error = None;
+    let mut digests = Vec::new();
     for result in results {
         match result {
             Ok(res) => {
                 if let Some(digest) = res.image_digest() {
-                    println!("{digest}");
+                    digests.push(digest.to_owned());
                 }
             }
             Err(err) => {
@@ -157,7 +209,38 @@ pub(crate) async fn run(
             }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    match (first_error, push_names, printer) {
+        (Some(err), _, printer) => {
+            if let Some(p) = printer {
+                p.finish();
+            }
+            Err(err)
+        }
+        (None, Some(names), Some(printer)) => {
+            if digests.len() != jobs.len() {
+                printer.finish();
+                return Err(Error::msg(
+                    "a node pushed its image but reported no digest; cannot write the manifest list",
+                ));
+            }
+            let steps = Steps::with_printer(printer);
+            let step = steps.start(&format!("merging manifest list {}", names.join(",")));
+            let merged = merge_pushed(&names, &digests).await;
+            step.done(merged.as_ref().err().map(ToString::to_string).as_deref());
+            steps.finish();
+            println!("{}", merged?);
+            Ok(())
+        }
+        (None, _, printer) => {
+            if let Some(p) = printer {
+                p.finish();
+            }
+            for d in digests {
+                println!("{d}");
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -217,13 +300,38 @@ mod tests {
         );
         let image = Output::Image {
             names: vec!["r/i".into()],
-            push: true,
+            push: false,
         };
         assert!(share_output(Some(&image), &share(0, &["linux/amd64"]), true).is_err());
         assert_eq!(
             share_output(Some(&image), &share(0, &["linux/amd64"]), false).unwrap(),
             Some(image)
         );
+        // A split push goes to the names' repositories, by digest, without tags.
+        let push = Output::Image {
+            names: vec![
+                "reg.example:5000/app:1".into(),
+                "reg.example:5000/app:latest".into(),
+                "busybox:2".into(),
+            ],
+            push: true,
+        };
+        assert_eq!(
+            share_output(Some(&push), &share(1, &["linux/arm64"]), true).unwrap(),
+            Some(Output::Image {
+                names: vec![
+                    "reg.example:5000/app".into(),
+                    "docker.io/library/busybox".into()
+                ],
+                push: true,
+            })
+        );
+        let untagged = Output::Image {
+            names: vec![],
+            push: true,
+        };
+        let err = share_output(Some(&untagged), &share(0, &["linux/amd64"]), true).unwrap_err();
+        assert_eq!(err.to_string(), "tag is needed when pushing to registry");
         assert_eq!(
             share_output(None, &share(0, &["linux/amd64"]), true).unwrap(),
             None

@@ -1,0 +1,440 @@
+//! A real registry inside the cluster (Debian's `docker-registry` as a pod, with and without
+//! htpasswd basic auth): builder pods pull multi-platform bases from it by platform, `kbx
+//! imagetools create` writes the index they pull, credentials travel through kbx's session,
+//! and refusals and a registry that is gone give clear errors.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kbx_conformance::Cluster;
+use kbx_conformance::image::REGISTRY_IMAGE;
+use kbx_conformance::registry::{ANY_MANIFEST, Registry, base_image_layer};
+use kbx_conformance::scenario::TestNamespace;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+
+use super::{BinfmtMisc, User, arm64_busybox, driver_opts, note, scenario, wait_nothing_left};
+
+/// Applets the base images link to busybox.
+const APPLETS: &[&str] = &["sh", "uname", "cat", "echo"];
+
+/// A registry pod: builder pods reach it at `pod` (`podIP:5000`); this host, whose pod bridge
+/// has no address, reaches it at `local` (`127.0.0.1:PORT`), a port-forward through the API
+/// server that lives as long as this value.
+struct RegistryPod {
+    pod: String,
+    local: String,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RegistryPod {
+    fn drop(&mut self) {
+        self.forward.abort();
+    }
+}
+
+/// Accepts connections on a loopback port and carries each through a port-forward to port
+/// 5000 of pod `name`.
+async fn forward(
+    pods: Api<Pod>,
+    name: &str,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let local = listener.local_addr()?.to_string();
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let pods = pods.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                let Ok(mut pf) = pods.portforward(&name, &[5000]).await else {
+                    return;
+                };
+                if let Some(mut upstream) = pf.take_stream(5000) {
+                    let _ = tokio::io::copy_bidirectional(&mut sock, &mut upstream).await;
+                }
+                drop(pf);
+            });
+        }
+    });
+    Ok((local, task))
+}
+
+/// Runs blocking registry reads and writes off the async workers.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Starts a registry pod named `name` in `ns` (basic auth from `htpasswd` when given) and
+/// waits until its API answers through the port-forward.
+async fn registry_pod(
+    client: &kube::Client,
+    ns: &TestNamespace,
+    name: &str,
+    htpasswd: Option<&str>,
+) -> anyhow::Result<RegistryPod> {
+    let mut env = Vec::new();
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if let Some(entry) = htpasswd {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": format!("{name}-auth") },
+            "data": { "htpasswd": entry },
+        }))?;
+        Api::<ConfigMap>::namespaced(client.clone(), ns.name())
+            .create(&PostParams::default(), &cm)
+            .await?;
+        env = vec![
+            serde_json::json!({ "name": "REGISTRY_AUTH", "value": "htpasswd" }),
+            serde_json::json!({ "name": "REGISTRY_AUTH_HTPASSWD_REALM", "value": "kbx" }),
+            serde_json::json!({ "name": "REGISTRY_AUTH_HTPASSWD_PATH", "value": "/auth/htpasswd" }),
+        ];
+        volumes = vec![serde_json::json!({
+            "name": "auth", "configMap": { "name": format!("{name}-auth") }
+        })];
+        mounts = vec![serde_json::json!({ "name": "auth", "mountPath": "/auth" })];
+    }
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "containers": [{
+                "name": "registry",
+                "image": REGISTRY_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "env": env,
+                "ports": [{ "containerPort": 5000 }],
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+            "terminationGracePeriodSeconds": 1,
+            "automountServiceAccountToken": false,
+        },
+    }))?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns.name());
+    pods.create(&PostParams::default(), &pod).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ip = loop {
+        let p = pods.get(name).await?;
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if let Some(ip) = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|_| running)
+        {
+            break ip;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "registry pod {name} not running: {:?}",
+            p.status
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (local, forward) = forward(pods, name).await?;
+    let reg = RegistryPod {
+        pod: format!("{ip}:5000"),
+        local,
+        forward,
+    };
+    loop {
+        let probe = Registry::new(&reg.local, None);
+        if let Ok(a) = blocking(|| probe.get("/v2/", "*/*"))
+            && (a.status == 200 || a.status == 401)
+        {
+            note(&format!(
+                "registry {name} at {} answers on {}",
+                reg.pod, reg.local
+            ));
+            return Ok(reg);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "registry pod {name} does not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An htpasswd line (bcrypt) for `user`:`password`, from Debian's `htpasswd`.
+fn htpasswd(user: &str, password: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .context("running htpasswd (install apache2-utils)")?;
+    ensure!(out.status.success(), "htpasswd failed");
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned() + "\n")
+}
+
+/// Seeds `repo:amd64` and `repo:arm64` (busybox bases from Debian's busybox-static for each
+/// architecture) into `reg`.
+fn seed_bases(reg: &Registry, repo: &str, arm64: &Path) -> anyhow::Result<()> {
+    let amd = base_image_layer("/bin/busybox", APPLETS)?;
+    let arm = base_image_layer(arm64, APPLETS)?;
+    reg.push_image(repo, "amd64", &amd, "amd64")?;
+    reg.push_image(repo, "arm64", &arm, "arm64")?;
+    Ok(())
+}
+
+/// Writes `~/.docker/config.json` of `user` with `auths` for both addresses of `reg`.
+fn docker_login(user: &User, reg: &RegistryPod, name: &str, password: &str) -> anyhow::Result<()> {
+    let dir = user.home().join(".docker");
+    std::fs::create_dir_all(&dir)?;
+    let auth = kbx_conformance::registry::base64(format!("{name}:{password}").as_bytes());
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::json!({ "auths": {
+            reg.pod.as_str(): { "auth": auth },
+            reg.local.as_str(): { "auth": auth },
+        } })
+        .to_string(),
+    )?;
+    Ok(())
+}
+
+/// Platforms of an index read straight from the registry: `os/arch` → manifest digest.
+fn index_platforms(reg: &Registry, path: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let a = reg.get(path, ANY_MANIFEST)?;
+    ensure!(a.status == 200, "GET {path}: HTTP {}", a.status);
+    let index = a.json()?;
+    let mut out = BTreeMap::new();
+    for m in index["manifests"].as_array().context("no manifests")? {
+        let p = &m["platform"];
+        out.insert(
+            format!(
+                "{}/{}",
+                p["os"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            ),
+            m["digest"].as_str().unwrap_or_default().to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()> {
+    scenario(async |cluster: &Cluster| {
+        if cluster.local().is_none() {
+            note("skipping: the registry scenario uses the local backend's images");
+            return Ok(());
+        }
+        let arm64 = arm64_busybox();
+        ensure!(
+            arm64.exists(),
+            "{} is missing: run conformance/scripts/fetch-arm64-busybox.sh",
+            arm64.display()
+        );
+        let binfmt = BinfmtMisc::open()?;
+        binfmt.remove_handler()?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "registry").await?;
+        let open_pod = registry_pod(client, &ns, "registry-open", None).await?;
+        let locked_pod = registry_pod(
+            client,
+            &ns,
+            "registry-locked",
+            Some(&htpasswd("kbx", "s3cret")?),
+        )
+        .await?;
+        let open = Registry::new(&open_pod.local, None);
+        let locked = Registry::new(&locked_pod.local, Some(("kbx", "s3cret")));
+        let anonymous = Registry::new(&locked_pod.local, None);
+        ensure!(
+            blocking(|| anonymous.get("/v2/", "*/*"))?.status == 401,
+            "the locked registry answers without credentials"
+        );
+        blocking(|| seed_bases(&open, "kbx/base", &arm64))?;
+        blocking(|| seed_bases(&locked, "kbx/base", &arm64))?;
+
+        let user = User::new(cluster)?;
+        // One index per registry, written by `kbx imagetools create` and read back raw.
+        docker_login(&user, &locked_pod, "kbx", "s3cret")?;
+        for reg in [&open, &locked] {
+            let host = reg.host();
+            user.run(&[
+                "imagetools",
+                "create",
+                "-t",
+                &format!("{host}/kbx/base:multi"),
+                &format!("{host}/kbx/base:amd64"),
+                &format!("{host}/kbx/base:arm64"),
+            ])
+            .await?
+            .ok()?;
+            let platforms = blocking(|| index_platforms(reg, "/v2/kbx/base/manifests/multi"))?;
+            let digest = |tag: &str| {
+                blocking(|| reg.get(&format!("/v2/kbx/base/manifests/{tag}"), ANY_MANIFEST))
+                    .map(|a| a.header("docker-content-digest"))
+            };
+            let (amd, arm) = (digest("amd64")?, digest("arm64")?);
+            ensure!(
+                platforms.get("linux/amd64") == amd.as_ref()
+                    && platforms.get("linux/arm64") == arm.as_ref()
+                    && platforms.len() == 2,
+                "index on {host}: {platforms:?} (amd64 {amd:?}, arm64 {arm:?})"
+            );
+        }
+        std::fs::remove_dir_all(user.home().join(".docker"))?;
+
+        // A builder that may pull over plain HTTP from both registries and runs arm64 steps
+        // under QEMU.
+        let config = user.home().join("buildkitd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[registry.\"{}\"]\n  http = true\n\n[registry.\"{}\"]\n  http = true\n",
+                open_pod.pod, locked_pod.pod
+            ),
+        )?;
+        let opts = driver_opts(
+            cluster,
+            &ns,
+            &format!(
+                "qemu.install=true,qemu.image={}",
+                kbx_conformance::image::BINFMT_IMAGE
+            ),
+        );
+        user.create(
+            "reg",
+            &opts,
+            &[
+                "--buildkitd-config",
+                config.to_str().context("path")?,
+                "--bootstrap",
+                "--use",
+            ],
+        )
+        .await?
+        .ok()?;
+
+        // The multi-platform base resolves per platform: each RUN sees its own machine.
+        let ctx = tempfile::tempdir()?;
+        let dockerfile = |host: &str| {
+            format!(
+                "FROM {host}/kbx/base:multi\nARG PROBE\nRUN echo \"$PROBE\" > /probe && uname -m > /arch\n"
+            )
+        };
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&open_pod.pod))?;
+        let dest = user.home().join("open");
+        user.build(
+            ctx.path(),
+            &[
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--network",
+                "none",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+            ],
+        )
+        .await?
+        .ok()?;
+        for (dir, want) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+            let arch = std::fs::read_to_string(dest.join(dir).join("arch"))?;
+            ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
+        }
+
+        // Pushing needs an image exporter; Docker's embedded BuildKit has none: refused
+        // before the solve, and nothing is tagged.
+        let run = user
+            .build(
+                ctx.path(),
+                &["--push", "-t", &format!("{}/kbx/app:1", open_pod.pod)],
+            )
+            .await?;
+        ensure!(
+            run.out.status.code() == Some(1)
+                && run
+                    .stderr
+                    .contains("exporter \"image\" is not supported by Docker's embedded BuildKit"),
+            "{}",
+            run.stderr
+        );
+        ensure!(
+            blocking(|| open.get("/v2/kbx/app/manifests/1", ANY_MANIFEST))?.status == 404,
+            "a refused push left a tag"
+        );
+
+        // Basic auth: credentials reach the builder through kbx's session.
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&locked_pod.pod))?;
+        let locked_dest = user.home().join("locked");
+        let local = format!("type=local,dest={}", locked_dest.display());
+        let ctx_dir = ctx.path().to_path_buf();
+        let locked_build = async |probe: &str| {
+            user.build(
+                &ctx_dir,
+                &[
+                    "--platform",
+                    "linux/arm64",
+                    "--network",
+                    "none",
+                    "--build-arg",
+                    &format!("PROBE={probe}"),
+                    "-o",
+                    &local,
+                ],
+            )
+            .await
+        };
+        let refused = |run: &super::Run| {
+            run.out.status.code() == Some(1)
+                && (run.stderr.contains("401") || run.stderr.contains("nauthorized"))
+        };
+        let run = locked_build("anonymous").await?;
+        ensure!(refused(&run), "an anonymous pull: {}", run.stderr);
+        docker_login(&user, &locked_pod, "kbx", "wrong")?;
+        let run = locked_build("wrong").await?;
+        ensure!(refused(&run), "a wrong password: {}", run.stderr);
+        docker_login(&user, &locked_pod, "kbx", "s3cret")?;
+        locked_build("right").await?.ok()?;
+        ensure!(
+            std::fs::read_to_string(locked_dest.join("arch"))? == "aarch64\n",
+            "the locked base did not run as arm64"
+        );
+
+        // The registry goes away: a clear error, no hang.
+        Api::<Pod>::namespaced(client.clone(), ns.name())
+            .delete("registry-open", &DeleteParams::default().grace_period(0))
+            .await?;
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&open_pod.pod))?;
+        let started = Instant::now();
+        let run = user
+            .build(
+                ctx.path(),
+                &[
+                    "--no-cache",
+                    "--platform",
+                    "linux/amd64",
+                    "--network",
+                    "none",
+                    "--build-arg",
+                    "PROBE=down",
+                ],
+            )
+            .await?;
+        ensure!(
+            run.out.status.code() == Some(1)
+                && run.stderr.contains(&open_pod.pod)
+                && run.stderr.contains("hint: the registry is not reachable"),
+            "a build from a registry that is gone: {}",
+            run.stderr
+        );
+        note(&format!(
+            "the build against the missing registry failed after {:.1?}",
+            started.elapsed()
+        ));
+
+        user.run(&["rm", "reg"]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "reg0").await?;
+        drop((open_pod, locked_pod));
+        ns.delete().await?;
+        binfmt.remove_handler()?;
+        drop(binfmt);
+        Ok(())
+    })
+    .await
+}
