@@ -17,6 +17,10 @@ use crate::error::Error;
 /// `kbx imagetools`.
 #[derive(Debug, Args)]
 pub(crate) struct ImagetoolsArgs {
+    /// Override the configured builder instance (its `buildkitd.toml` decides which registries
+    /// are spoken to over plain HTTP).
+    #[arg(long, global = true)]
+    builder: Option<String>,
     #[command(subcommand)]
     command: ImagetoolsCommand,
 }
@@ -61,14 +65,52 @@ struct InspectArgs {
 
 /// Runs `kbx imagetools …`.
 pub(crate) async fn run(args: ImagetoolsArgs) -> Result<(), Error> {
+    let client = client_with(current_builder_plain_http_hosts(args.builder.as_deref()))?;
     match args.command {
-        ImagetoolsCommand::Create(a) => create(a).await,
-        ImagetoolsCommand::Inspect(a) => inspect(a).await,
+        ImagetoolsCommand::Create(a) => create(a, &client).await,
+        ImagetoolsCommand::Inspect(a) => inspect(a, &client).await,
     }
 }
 
-/// A client whose credentials come from the Docker CLI configuration and its helpers.
-pub(crate) fn client() -> Result<Client, Error> {
+/// Registries the builder's nodes reach over plain HTTP (`http = true` in their
+/// `buildkitd.toml`); kbx talks to them the same way, as buildx's imagetools do.
+pub(crate) fn plain_http_hosts(ng: &kbx_store::NodeGroup) -> Vec<String> {
+    let mut hosts = Vec::new();
+    for n in ng.nodes() {
+        let config = n
+            .files
+            .as_ref()
+            .and_then(|f| f.get(kbx_manifest::CONFIG_FILE))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|t| kbx_opts::BuildkitdConfig::parse(t).ok());
+        for h in config
+            .map(|c| c.plain_http_registries())
+            .unwrap_or_default()
+        {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    hosts
+}
+
+/// The selected builder's plain-HTTP registries; none when no builder can be read.
+fn current_builder_plain_http_hosts(builder: Option<&str>) -> Vec<String> {
+    let Ok(store) = kbx_store::Store::open_default() else {
+        return Vec::new();
+    };
+    let Ok(txn) = store.txn() else {
+        return Vec::new();
+    };
+    crate::connect::find_builder(&txn, builder)
+        .map(|ng| plain_http_hosts(&ng))
+        .unwrap_or_default()
+}
+
+/// A client whose credentials come from the Docker CLI configuration and its helpers, and
+/// that also speaks plain HTTP to `plain_http_hosts`.
+pub(crate) fn client_with(plain_http_hosts: Vec<String>) -> Result<Client, Error> {
     let creds = kbx_buildkit::DockerCredentials::load().map_err(|e| {
         Error::msg(format!(
             "cannot load the Docker credentials: {}",
@@ -90,6 +132,7 @@ pub(crate) fn client() -> Result<Client, Error> {
     });
     Ok(Client::new(ClientOptions {
         credentials: Some(callback),
+        plain_http_hosts,
         ..ClientOptions::default()
     }))
 }
@@ -116,7 +159,7 @@ fn parse_source(text: &str, repo: Option<&Reference>) -> Result<Reference, Error
     Ok(Reference::parse(text)?)
 }
 
-async fn create(a: CreateArgs) -> Result<(), Error> {
+async fn create(a: CreateArgs, client: &Client) -> Result<(), Error> {
     if a.sources.is_empty() && a.files.is_empty() {
         return Err(Error::msg("no sources specified"));
     }
@@ -167,7 +210,6 @@ async fn create(a: CreateArgs) -> Result<(), Error> {
         };
         annotations.insert(k.to_owned(), v.to_owned());
     }
-    let client = client()?;
     let created = client
         .create_index(&sources, &tags, &annotations, a.dry_run)
         .await?;
@@ -183,9 +225,9 @@ async fn create(a: CreateArgs) -> Result<(), Error> {
     Ok(())
 }
 
-async fn inspect(a: InspectArgs) -> Result<(), Error> {
+async fn inspect(a: InspectArgs, client: &Client) -> Result<(), Error> {
     let r = Reference::parse(&a.name)?;
-    let inspection = client()?.inspect(&r).await?;
+    let inspection = client.inspect(&r).await?;
     let mut out = std::io::stdout().lock();
     if a.raw {
         // No newline: the output hashes to the manifest's digest, as in buildx.
@@ -194,4 +236,46 @@ async fn inspect(a: InspectArgs) -> Result<(), Error> {
         let _ = write!(out, "{inspection}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_hosts_come_from_every_nodes_buildkitd_config() {
+        let mut ng = kbx_store::NodeGroup::new("b", "kubernetes");
+        let files = |text: &str| {
+            Some(BTreeMap::from([(
+                kbx_manifest::CONFIG_FILE.to_owned(),
+                text.as_bytes().to_vec(),
+            )]))
+        };
+        for (name, config) in [
+            (
+                "n1",
+                files(
+                    "[registry.\"10.0.0.5:5000\"]\nhttp = true\n[registry.\"secure.io\"]\nca = [\"/c.pem\"]\n",
+                ),
+            ),
+            (
+                "n2",
+                files(
+                    "[registry.\"10.0.0.5:5000\"]\nhttp = true\n[registry.\"reg.lan\"]\nhttp = true\n",
+                ),
+            ),
+            ("n3", None),
+        ] {
+            ng.update(kbx_store::NodeUpdate {
+                name: name.into(),
+                endpoint: format!("kubernetes:///b?deployment={name}"),
+                append: name != "n1",
+                files: config,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        assert_eq!(plain_http_hosts(&ng), ["10.0.0.5:5000", "reg.lan"]);
+        assert!(plain_http_hosts(&kbx_store::NodeGroup::new("c", "kubernetes")).is_empty());
+    }
 }

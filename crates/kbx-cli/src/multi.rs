@@ -79,7 +79,11 @@ fn repositories(names: &[String]) -> Result<Vec<Reference>, Error> {
 /// buildx's merge of a multi-node push: the nodes pushed their images by digest to the first
 /// repository; one manifest list (or OCI index) with all of them is written under every name.
 /// Returns the list's digest.
-async fn merge_pushed(names: &[String], digests: &[String]) -> Result<String, Error> {
+async fn merge_pushed(
+    ng: &NodeGroup,
+    names: &[String],
+    digests: &[String],
+) -> Result<String, Error> {
     let repo = repositories(names)?
         .into_iter()
         .next()
@@ -89,7 +93,7 @@ async fn merge_pushed(names: &[String], digests: &[String]) -> Result<String, Er
         .iter()
         .map(|n| Reference::parse(n))
         .collect::<Result<Vec<_>, _>>()?;
-    let client = crate::imagetools::client()?;
+    let client = crate::imagetools::client_with(crate::imagetools::plain_http_hosts(ng))?;
     let created = client
         .create_index(&sources, &tags, &Default::default(), false)
         .await?;
@@ -225,7 +229,7 @@ pub(crate) async fn run(
             }
             let steps = Steps::with_printer(printer);
             let step = steps.start(&format!("merging manifest list {}", names.join(",")));
-            let merged = merge_pushed(&names, &digests).await;
+            let merged = merge_pushed(ng, &names, &digests).await;
             step.done(merged.as_ref().err().map(ToString::to_string).as_deref());
             steps.finish();
             println!("{}", merged?);

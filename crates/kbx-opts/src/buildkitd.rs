@@ -234,6 +234,25 @@ impl BuildkitdConfig {
         &self.parsed.insecure_entitlements
     }
 
+    /// Registries reached over plain HTTP (`[registry."<host>"]` with `http = true`), in host
+    /// order. Clients that talk to the same registries (pushing a manifest list) use it too.
+    ///
+    /// ```
+    /// let c = kbx_opts::BuildkitdConfig::parse(
+    ///     "[registry.\"10.0.0.5:5000\"]\nhttp = true\n[registry.\"docker.io\"]\nmirrors = [\"m\"]",
+    /// )?;
+    /// assert_eq!(c.plain_http_registries(), ["10.0.0.5:5000"]);
+    /// # Ok::<(), kbx_opts::Error>(())
+    /// ```
+    pub fn plain_http_registries(&self) -> Vec<String> {
+        self.parsed
+            .registry
+            .iter()
+            .filter(|(_, r)| r.http == Some(true))
+            .map(|(host, _)| host.clone())
+            .collect()
+    }
+
     /// The registries that refer to certificate files, in host order.
     pub fn registry_files(&self) -> Vec<RegistryFiles> {
         self.parsed
