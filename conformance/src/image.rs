@@ -28,6 +28,17 @@ pub const BINFMT_IMAGE: &str = "kbx.invalid/binfmt:test";
 /// Where the binfmt image carries Debian's arm64 emulator.
 pub const QEMU_AARCH64: &str = "/usr/bin/qemu-aarch64-static";
 
+/// The tag of the registry image: Debian's `docker-registry` (distribution v2).
+pub const REGISTRY_IMAGE: &str = "kbx.invalid/registry:test";
+
+/// Where Debian's `docker-registry` lives, on the host and in the registry image.
+pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+/// The registry image's configuration: port 5000, storage under `/var/lib/registry`. Basic
+/// auth is switched on per pod with `REGISTRY_AUTH_HTPASSWD_REALM` and
+/// `REGISTRY_AUTH_HTPASSWD_PATH`.
+pub const REGISTRY_CONFIG: &str = "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  delete:\n    enabled: true\nhttp:\n  addr: :5000\n";
+
 /// The binfmt image's entry point, installed as `/usr/local/bin/binfmt`.
 pub const BINFMT_SH: &str = include_str!("../images/binfmt.sh");
 
@@ -41,7 +52,7 @@ pub const BUILDKITD_SH: &str = include_str!("../images/buildkitd.sh");
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "ls", "cat", "cp", "mkdir", "rm", "mv", "ln", "ps", "echo", "sleep", "mount", "umount",
     "env", "kill", "grep", "sed", "tar", "gzip", "head", "tail", "wc", "test", "true", "false",
-    "id", "find", "chmod", "touch",
+    "id", "find", "chmod", "touch", "awk",
 ];
 
 /// An entry of the image's file system.
@@ -662,6 +673,42 @@ pub fn binfmt_image() -> Result<(Rootfs, ImageConfig), Error> {
         tag: BINFMT_IMAGE.into(),
         entrypoint: vec!["/usr/local/bin/binfmt".into()],
         env: vec!["PATH=/usr/bin".into()],
+    };
+    Ok((fs, config))
+}
+
+/// The registry image: Debian's `docker-registry` (package `docker-registry`) serving
+/// [`REGISTRY_CONFIG`], for scenarios that pull from and push to a registry inside the cluster.
+pub fn registry_image() -> Result<(Rootfs, ImageConfig), Error> {
+    if !Path::new(REGISTRY_BINARY).exists() {
+        return Err(Error::Image(format!(
+            "{REGISTRY_BINARY} is missing (install the Debian package docker-registry)"
+        )));
+    }
+    let mut fs = Rootfs::new();
+    for link in ["bin", "sbin", "lib", "lib64"] {
+        if std::fs::symlink_metadata(format!("/{link}"))
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            fs.host_path(format!("/{link}"))?;
+        }
+    }
+    fs.executable(REGISTRY_BINARY, REGISTRY_BINARY)?
+        .data("/etc/docker/registry/config.yml", REGISTRY_CONFIG, 0o644)
+        .dir("/var/lib/registry", 0o755)
+        .dir("/tmp", 0o1777)
+        .dir("/proc", 0o555)
+        .dir("/sys", 0o555)
+        .dir("/dev", 0o755);
+    let config = ImageConfig {
+        tag: REGISTRY_IMAGE.into(),
+        entrypoint: vec![
+            REGISTRY_BINARY.into(),
+            "serve".into(),
+            "/etc/docker/registry/config.yml".into(),
+        ],
+        env: vec!["PATH=/usr/bin:/bin".into()],
     };
     Ok((fs, config))
 }

@@ -31,6 +31,7 @@ pub mod existing;
 pub mod image;
 pub mod kind;
 pub mod local;
+pub mod registry;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};

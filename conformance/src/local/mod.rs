@@ -848,7 +848,7 @@ impl Ctr {
     }
 }
 
-/// Builds the pause, builder and binfmt image archives (compiling the pause program in `dir`), or reuses
+/// Builds the pause, builder, binfmt and registry image archives (compiling the pause program in `dir`), or reuses
 /// them from `<cache root>/images/` when their inputs have not changed.
 pub async fn build_images(dir: &Path, buildctl: &Path) -> Result<Vec<PathBuf>, Error> {
     let dir = dir.to_path_buf();
@@ -862,7 +862,9 @@ pub async fn build_images(dir: &Path, buildctl: &Path) -> Result<Vec<PathBuf>, E
         let builder = fs.cached_archive(&cfg, &cache, "builder")?;
         let (fs, cfg) = image::binfmt_image()?;
         let binfmt = fs.cached_archive(&cfg, &cache, "binfmt")?;
-        Ok(vec![pause, builder, binfmt])
+        let (fs, cfg) = image::registry_image()?;
+        let registry = fs.cached_archive(&cfg, &cache, "registry")?;
+        Ok(vec![pause, builder, binfmt, registry])
     })
     .await
     .map_err(|e| Error::Image(format!("image build task failed: {e}")))?

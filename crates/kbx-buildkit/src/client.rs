@@ -169,11 +169,15 @@ impl Capabilities {
 
     /// A short name for error messages.
     pub fn daemon_name(&self) -> String {
-        let v = self.info.buildkit_version.as_deref().unwrap_or("(unknown)");
+        let v = match self.info.buildkit_version.as_deref() {
+            Some(v) => format!(" {v}"),
+            None => String::new(),
+        };
         match (&self.backend, &self.info.docker_version) {
-            (Backend::Docker, Some(d)) => format!("Docker {d}'s embedded BuildKit {v}"),
-            (Backend::Docker, None) => format!("Docker's embedded BuildKit {v}"),
-            _ => format!("buildkitd {v}"),
+            (Backend::Docker, Some(d)) => format!("Docker {d}'s embedded BuildKit{v}"),
+            (Backend::Docker, None) => format!("Docker's embedded BuildKit{v}"),
+            _ if v.is_empty() => "buildkitd (version unknown)".to_owned(),
+            _ => format!("buildkitd{v}"),
         }
     }
 }
@@ -194,6 +198,11 @@ pub(crate) fn named_contexts_supported(backend: Backend, info: &DaemonInfo) -> b
             .is_some_and(|major| major >= 23),
         Backend::Buildkitd => true,
     }
+}
+
+/// Docker's embedded BuildKit has exactly one worker, with the ID `moby`.
+pub(crate) fn is_docker_worker_set(workers: &[Worker]) -> bool {
+    !workers.is_empty() && workers.iter().all(|w| w.id == "moby")
 }
 
 /// `(major, minor)` of a version like `v0.13.2` or `0.8`.
@@ -444,7 +453,8 @@ impl Client {
     /// See [`Client::info`].
     pub async fn capabilities(&self) -> Result<Capabilities> {
         let info = self.info().await?;
-        let exporters = match self.backend {
+        let backend = self.effective_backend(&info).await?;
+        let exporters = match backend {
             Backend::Docker => vec!["moby", "local", "tar"],
             Backend::Buildkitd => vec!["image", "oci", "docker", "local", "tar"],
         };
@@ -455,22 +465,38 @@ impl Client {
             .is_some_and(|v| v >= (0, 13));
         // `local` cache import reads through the session content store; exporting would need
         // its write side, which this client does not serve.
-        let (cache_exporters, cache_importers) = match self.backend {
+        let (cache_exporters, cache_importers) = match backend {
             Backend::Docker => (vec!["inline"], vec!["registry", "local"]),
             Backend::Buildkitd => (
                 vec!["inline", "registry", "gha", "s3", "azblob"],
                 vec!["registry", "local", "gha", "s3", "azblob"],
             ),
         };
-        let named_contexts = named_contexts_supported(self.backend, &info);
+        let named_contexts = named_contexts_supported(backend, &info);
         Ok(Capabilities {
-            backend: self.backend,
+            backend,
             info,
             exporters,
             multiple_exporters,
             cache_exporters,
             cache_importers,
             named_contexts,
+        })
+    }
+
+    /// What answers behind the transport. A daemon reached as a plain buildkitd (a socket or
+    /// `buildctl dial-stdio`) that has no `Info` API and whose only worker is Docker's `moby`
+    /// worker is a Docker Engine's embedded BuildKit behind a proxy: it has Docker's exporters
+    /// (`moby`, `local`, `tar`), not buildkitd's.
+    async fn effective_backend(&self, info: &DaemonInfo) -> Result<Backend> {
+        if self.backend == Backend::Docker || info.has_info_api {
+            return Ok(self.backend);
+        }
+        let workers = self.list_workers().await?;
+        Ok(if is_docker_worker_set(&workers) {
+            Backend::Docker
+        } else {
+            self.backend
         })
     }
 
@@ -568,6 +594,16 @@ mod tests {
         };
         let yes = named_contexts_supported;
         assert!(!yes(Backend::Docker, &info(Some("v0.8"), Some("20.10.24"))));
+        let worker = |id: &str| Worker {
+            id: id.to_owned(),
+            platforms: vec![],
+            labels: BTreeMap::new(),
+            buildkit_version: None,
+        };
+        assert!(is_docker_worker_set(&[worker("moby")]));
+        assert!(!is_docker_worker_set(&[worker("x1y2z3")]));
+        assert!(!is_docker_worker_set(&[worker("moby"), worker("x1y2z3")]));
+        assert!(!is_docker_worker_set(&[]));
         assert!(!yes(Backend::Docker, &info(None, Some("20.10.24"))));
         assert!(yes(Backend::Docker, &info(None, Some("23.0.6"))));
         assert!(yes(Backend::Docker, &info(Some("v0.12.5"), Some("25.0.3"))));

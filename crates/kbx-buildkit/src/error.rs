@@ -105,6 +105,15 @@ pub enum Error {
     /// The session stream broke or the peer violated the protocol.
     #[error("session: {0}")]
     Session(String),
+    /// The Docker Engine refused an API call or answered one with an error (for example a
+    /// push the registry rejected).
+    #[error("docker engine {call}: {message}")]
+    Engine {
+        /// The call, e.g. `push localhost:5000/app:1`.
+        call: String,
+        /// The Engine's error message.
+        message: String,
+    },
     /// The build failed. Carries the failing step and its last log lines when known.
     #[error("{message}{}{}", vertex_suffix(.vertex.as_deref()), location_suffix(.location.as_ref()))]
     Solve {

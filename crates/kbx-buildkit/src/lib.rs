@@ -48,6 +48,7 @@ mod attachables;
 mod client;
 mod content;
 mod contexts;
+pub mod engine;
 mod errdetails;
 mod error;
 mod fsutil;

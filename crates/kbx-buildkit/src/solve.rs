@@ -112,6 +112,8 @@ impl Output {
             }),
             Some("moby") => Ok(Output::Moby { names }),
             Some("image") => Ok(Output::Image { names, push }),
+            // buildx's shorthand for `type=image,push=true`.
+            Some("registry") => Ok(Output::Image { names, push: true }),
             Some(other) => Err(bad(format!("unknown type {other:?}"))),
             None => Err(bad("type is required".to_owned())),
         }
@@ -263,6 +265,9 @@ pub struct BuildOptions {
     /// `--build-context` named contexts (BuildKit v0.10+; refused before the solve on older
     /// daemons, see [`crate::Capabilities::named_contexts`]).
     pub named_contexts: Vec<crate::NamedContext>,
+    /// Extra exporter attributes, added to (and overriding) those of [`BuildOptions::output`],
+    /// e.g. `push-by-digest=true` for a node's share of a multi-node push.
+    pub export_attrs: BTreeMap<String, String>,
 }
 
 /// What a successful build returns.
@@ -624,11 +629,13 @@ fn solve_request(
     }
     if let Some(out) = &opts.output {
         // Old daemons only read fields 3/4 and silently ignore 13; new ones prefer 13.
+        let mut attrs = out.attrs();
+        attrs.extend(opts.export_attrs.clone());
         req.exporter_deprecated = out.kind().to_owned();
-        req.exporter_attrs_deprecated = out.attrs();
+        req.exporter_attrs_deprecated = attrs.clone();
         req.exporters = vec![Exporter {
             r#type: out.kind().to_owned(),
-            attrs: out.attrs(),
+            attrs,
         }];
     }
     req
@@ -768,6 +775,22 @@ mod tests {
         assert!(r.definition.is_none());
         assert!(r.cache.is_none());
 
+        // A node's share of a multi-node push: extra attributes reach both fields.
+        let opts = BuildOptions {
+            output: Some(Output::Image {
+                names: vec!["reg/app".into()],
+                push: true,
+            }),
+            export_attrs: [("push-by-digest".to_owned(), "true".to_owned())].into(),
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        for attrs in [&r.exporter_attrs_deprecated, &r.exporters[0].attrs] {
+            assert_eq!(attrs["name"], "reg/app");
+            assert_eq!(attrs["push"], "true");
+            assert_eq!(attrs["push-by-digest"], "true");
+        }
+
         let opts = BuildOptions {
             cache_from: vec![CacheEntry::parse("type=registry,ref=r/c").expect("ok")],
             cache_to: vec![CacheEntry::parse("type=inline").expect("ok")],
@@ -819,6 +842,10 @@ mod tests {
 
     #[test]
     fn output_specs() {
+        assert_eq!(
+            Output::parse("type=registry,name=x:y").expect("ok"),
+            Output::parse("type=image,name=x:y,push=true").expect("ok"),
+        );
         assert_eq!(
             Output::parse("type=image,name=x:y,push=true").expect("ok"),
             Output::Image {

@@ -522,9 +522,35 @@ async fn spawned_process_stdio_transport() {
     })
     .await
     .expect("channel over a process");
-    let c = Client::new(channel, kbx_buildkit::Backend::Docker);
+    let c = Client::new(channel.clone(), kbx_buildkit::Backend::Docker);
     let workers = c.list_workers().await.expect("ListWorkers over stdio");
     assert_eq!(workers[0].id, "moby");
+    // Taken for a plain buildkitd (as a pod's `buildctl dial-stdio` is), the daemon is still
+    // recognised as Docker's embedded BuildKit by its worker: no image exporter, and an image
+    // push is refused before anything is sent.
+    let as_buildkitd = Client::new(channel, kbx_buildkit::Backend::Buildkitd);
+    let caps = as_buildkitd.capabilities().await.expect("capabilities");
+    assert_eq!(caps.backend, kbx_buildkit::Backend::Docker);
+    assert!(!caps.supports_exporter("image") && caps.supports_exporter("local"));
+    let empty = tempfile::tempdir().unwrap();
+    write(empty.path(), "Dockerfile", b"FROM scratch\n", 0o644);
+    let push = BuildOptions {
+        context: empty.path().into(),
+        output: Some(Output::Image {
+            names: vec!["127.0.0.1:1/x:1".into()],
+            push: true,
+        }),
+        ..BuildOptions::default()
+    };
+    let err = as_buildkitd
+        .build(&push, |_| {})
+        .await
+        .expect_err("no image exporter");
+    assert!(
+        err.to_string()
+            .contains("exporter \"image\" is not supported by Docker's embedded BuildKit"),
+        "{err}"
+    );
     // A whole build (session tunnel included) over the pipes.
     let ctx = tempfile::tempdir().unwrap();
     write(ctx.path(), "f.txt", b"via pipes", 0o644);

@@ -23,7 +23,7 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
             "docker exporter does not currently support exporting manifest lists",
         ));
     }
-    default_output(&mut opts, &ng.driver, &args.tags);
+    let push_with_engine = default_output(&mut opts, &ng.driver, &args.tags)?;
     if ng.nodes().len() > 1 && !opts.platforms.is_empty() {
         return crate::multi::run(&args, opts, &ng, mode).await;
     }
@@ -38,16 +38,76 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         .client
         .build_with_status(&opts, |status, events| printer.update(status, events))
         .await;
-    printer.finish();
-    match result {
-        Ok(res) => {
-            if let Some(digest) = res.image_digest() {
-                println!("{digest}");
-            }
-            Ok(())
+    let res = match result {
+        Ok(res) => res,
+        Err(err) => {
+            printer.finish();
+            return Err(solve_error(err));
         }
-        Err(err) => Err(solve_error(err)),
+    };
+    let mut digest = res.image_digest().map(str::to_owned);
+    if !push_with_engine.is_empty() {
+        let steps = progress::Steps::with_printer(printer);
+        let pushed = push_with_docker(&connected.client, &push_with_engine, &steps).await;
+        steps.finish();
+        if let Some(d) = pushed? {
+            digest = Some(d);
+        }
+    } else {
+        printer.finish();
     }
+    if let Some(digest) = digest {
+        println!("{digest}");
+    }
+    Ok(())
+}
+
+/// buildx's docker driver pushes what the `moby` exporter stored through the Engine, one step
+/// per name (`pushing NAME with docker`), one sub-item per layer. Returns the manifest digest
+/// the registry stored for the last name.
+async fn push_with_docker(
+    client: &kbx_buildkit::Client,
+    names: &[String],
+    steps: &progress::Steps,
+) -> Result<Option<String>, Error> {
+    let Some(addr) = client.docker_address() else {
+        return Err(Error::msg("pushing needs the Docker Engine's API"));
+    };
+    let creds = kbx_buildkit::DockerCredentials::load().map_err(|e| Error::msg(e.to_string()))?;
+    let mut digest = None;
+    for name in names {
+        let step = steps.start(&format!("pushing {name} with docker"));
+        let host = kbx_buildkit::engine::registry_host(name);
+        let cred = match creds.get(host).await {
+            Ok(c) => c,
+            Err(e) => {
+                step.done(Some(&e.to_string()));
+                return Err(Error::msg(e.to_string()));
+            }
+        };
+        let mut layers: Vec<String> = Vec::new();
+        let pushed = kbx_buildkit::engine::push_image(addr, name, &cred, |m| {
+            if let Some(id) = &m.id
+                && (m.progress.is_some() || m.status == "Pushed")
+                && !layers.contains(id)
+            {
+                layers.push(id.clone());
+                step.begin(&format!("pushing layer {id}"));
+            }
+        })
+        .await;
+        match pushed {
+            Ok(p) => {
+                step.done(None);
+                digest = p.digest.or(digest);
+            }
+            Err(e) => {
+                step.done(Some(&e.to_string()));
+                return Err(Error::msg(e.to_string()));
+            }
+        }
+    }
+    Ok(digest)
 }
 
 /// buildx's pod-choice key: the absolute context path.
@@ -68,8 +128,28 @@ fn builder(args: &BuildArgs) -> Result<NodeGroup, Error> {
 
 /// What a build exports to when the flags leave a choice, per driver, as buildx does: the
 /// docker driver loads into the Engine (`moby`), others keep the result in the cache only.
-fn default_output(opts: &mut BuildOptions, driver: &str, tags: &[String]) {
+/// An image push on the docker driver becomes a `moby` export whose names the Engine pushes
+/// afterwards; those names are returned.
+fn default_output(
+    opts: &mut BuildOptions,
+    driver: &str,
+    tags: &[String],
+) -> Result<Vec<String>, Error> {
     if driver == connect::DOCKER {
+        if let Some(Output::Image { names, push: true }) = &opts.output {
+            let names = if names.is_empty() {
+                tags.to_vec()
+            } else {
+                names.clone()
+            };
+            if names.is_empty() {
+                return Err(Error::msg("tag is needed when pushing to registry"));
+            }
+            opts.output = Some(Output::Moby {
+                names: names.clone(),
+            });
+            return Ok(names);
+        }
         let load = matches!(
             &opts.output,
             None | Some(Output::Docker { dest: None } | Output::Image { push: false, .. })
@@ -86,6 +166,7 @@ fn default_output(opts: &mut BuildOptions, driver: &str, tags: &[String]) {
             "WARNING: No output specified with {driver} driver. Build result will only remain in the build cache. To push result image into registry use --push or to load image into docker use --load"
         );
     }
+    Ok(Vec::new())
 }
 
 fn key_values(
@@ -130,16 +211,19 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
                 "--output cannot be combined with --push or --load",
             ));
         }
-        (Some(spec), false, false) => Some(Output::parse(spec).map_err(bk)?),
+        (Some(spec), false, false) => match Output::parse(spec).map_err(bk)? {
+            // As buildx, `-t` names an image export that names nothing itself.
+            Output::Image { names, push } if names.is_empty() => Some(Output::Image {
+                names: args.tags.clone(),
+                push,
+            }),
+            other => Some(other),
+        },
         (None, true, false) => Some(Output::Image {
             names: args.tags.clone(),
             push: true,
         }),
         (None, false, true) => Some(Output::Docker { dest: None }),
-        (None, false, false) if !args.tags.is_empty() => Some(Output::Image {
-            names: args.tags.clone(),
-            push: false,
-        }),
         _ => None,
     };
     Ok(BuildOptions {

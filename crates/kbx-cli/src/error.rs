@@ -169,6 +169,22 @@ fn hint(text: &str) -> Option<&'static str> {
         Some(
             "check the registry's address and that it is running; only localhost, 127.0.0.0/8 and ::1 are spoken to over plain HTTP, other registries over HTTPS",
         )
+    } else if text.contains("exporter \"image\" is not supported") {
+        Some(
+            "pushing and image exports need buildkitd's image exporter (builder pods running moby/buildkit, or a remote buildkitd); Docker's embedded BuildKit exports with the docker driver (--push pushes through the Engine), or use -o type=local/tar",
+        )
+    } else if text.to_ascii_lowercase().contains("unauthorized")
+        || text.contains("authentication required")
+    {
+        Some(
+            "registry credentials come from ~/.docker/config.json (or $DOCKER_CONFIG) and its credential helpers; log in with `docker login HOST`",
+        )
+    } else if text.contains("push ")
+        && (text.contains("connection refused") || text.contains("no such host"))
+    {
+        Some(
+            "the registry is not reachable from the builder (on the docker driver the Docker Engine pushes); check the image name's registry host and that the registry runs",
+        )
     } else if text.contains("requires kubernetes API access") {
         Some("set KUBECONFIG or create ~/.kube/config")
     } else if text.contains("Connection refused") || text.contains("connection refused") {

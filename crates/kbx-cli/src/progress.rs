@@ -181,7 +181,8 @@ impl Steps {
         Self::with_printer(Printer::new(mode))
     }
 
-    fn with_printer(printer: Printer) -> Self {
+    /// Steps printed by `printer`, e.g. after a build's own progress on the same printer.
+    pub(crate) fn with_printer(printer: Printer) -> Self {
         Steps {
             printer: Arc::new(Mutex::new(Some(printer))),
         }

@@ -694,3 +694,117 @@ fn build_context_from_stdin_and_named_contexts() {
         "{err}"
     );
 }
+
+/// `kbx build --push` on the docker driver: the `moby` export is pushed by the Engine (as
+/// buildx does) to a real registry on 127.0.0.1, read back through the registry's HTTP API.
+/// With basic auth, the right password from `config.json` pushes and a wrong one fails
+/// naming the refusal, with no tag written; a registry that is down fails without hanging.
+#[test]
+fn docker_driver_push_to_a_registry_with_and_without_auth() {
+    use support::registry::{Registry, base64};
+    let Some(d) = Dockerd::start() else { return };
+    let Some(open) = Registry::start(None) else {
+        return;
+    };
+    let kbx = Kbx::new(&d);
+    let (ctx, _src) = context();
+    let ctx = ctx.path().to_str().unwrap().to_owned();
+    const MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+    // No tag: buildx's error, before anything is built.
+    let o = kbx.run(&["build", "--push", &ctx]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("tag is needed when pushing to registry"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let name = format!("{}/kbx/app:1", open.host());
+    let out = kbx.run(&["build", "--progress", "plain", "--push", "-t", &name, &ctx]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pushing {name} with docker")),
+        "{stderr}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let m = open.get("/v2/kbx/app/manifests/1", MANIFEST);
+    assert_eq!(m.status, 200, "{}", String::from_utf8_lossy(&m.body));
+    assert_eq!(
+        m.header("docker-content-digest").as_deref(),
+        Some(printed.as_str()),
+        "kbx prints the digest the registry stored"
+    );
+    let manifest = m.json();
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    let cfg = open
+        .get(&format!("/v2/kbx/app/blobs/{config}"), "*/*")
+        .json();
+    assert_eq!(cfg["architecture"], "amd64");
+    assert_eq!(cfg["os"], "linux");
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        assert_eq!(
+            open.head(&format!("/v2/kbx/app/blobs/{digest}")).status,
+            200
+        );
+    }
+    // `type=registry` is the same push.
+    let name2 = format!("{}/kbx/app:2", open.host());
+    kbx.ok(&["build", "-o", &format!("type=registry,name={name2}"), &ctx]);
+    assert_eq!(open.get("/v2/kbx/app/manifests/2", MANIFEST).status, 200);
+
+    // Basic auth: credentials come from config.json.
+    let Some(locked) = Registry::start(Some(("kbx", "s3cret"))) else {
+        return;
+    };
+    let config_dir = kbx.home.path().join(".docker");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let set_password = |pw: &str| {
+        let auth = base64(&format!("kbx:{pw}"));
+        std::fs::write(
+            config_dir.join("config.json"),
+            format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, locked.host()),
+        )
+        .unwrap();
+    };
+    set_password("wrong");
+    let bad = format!("{}/kbx/locked:bad", locked.host());
+    let o = kbx.run(&["build", "--push", "-t", &bad, &ctx]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("push {bad}"))
+            && (err.contains("unauthorized") || err.contains("authentication required")),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: registry credentials come from"),
+        "{err}"
+    );
+    assert_eq!(
+        locked.get("/v2/kbx/locked/manifests/bad", MANIFEST).status,
+        404,
+        "a refused push writes no tag"
+    );
+    set_password("s3cret");
+    let good = format!("{}/kbx/locked:good", locked.host());
+    kbx.ok(&["build", "--push", "-t", &good, &ctx]);
+    assert_eq!(
+        locked.get("/v2/kbx/locked/manifests/good", MANIFEST).status,
+        200
+    );
+
+    // Registry down: a clear error, no hang.
+    let mut open = open;
+    open.stop();
+    let o = kbx.run(&["build", "--push", "-t", &name, &ctx]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("push {name}")) && err.contains("connection refused"),
+        "{err}"
+    );
+    assert!(err.contains("hint: the registry is not reachable"), "{err}");
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
+pub mod registry;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
