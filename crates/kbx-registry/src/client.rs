@@ -506,8 +506,10 @@ impl Client {
                         media_type,
                         digest,
                         size,
+                        urls: None,
                         annotations: None,
                         platform: None,
+                        artifact_type: None,
                     }),
                     _ => Ok(self.manifest(r).await?.0),
                 }

@@ -49,8 +49,10 @@ pub struct InspectedManifest {
 impl fmt::Display for Inspection {
     /// The text `buildx imagetools inspect` prints without `--format`: Go `tabwriter`
     /// blocks with padding 1, so padded lines carry trailing spaces exactly as buildx's do.
-    /// Entry annotations are printed sorted by key (buildx: Go map order); the index's own
-    /// annotations are not printed (as in buildx).
+    /// The index's own annotations are not printed (as in buildx).
+    ///
+    /// # Deviation
+    /// R5: entry annotations are printed sorted by key (buildx: Go map order).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cell = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         f.write_str(&tabulate(&[
@@ -78,6 +80,9 @@ impl fmt::Display for Inspection {
             }
             if let Some(feats) = p.os_features.as_ref().filter(|f| !f.is_empty()) {
                 rows.push(cell("  OSFeatures:", &feats.join(", ")));
+            }
+            if let Some(urls) = m.descriptor.urls.as_ref().filter(|u| !u.is_empty()) {
+                rows.push(cell("  URLs:", &urls.join(", ")));
             }
             if let Some(a) = m.descriptor.annotations.as_ref().filter(|a| !a.is_empty()) {
                 rows.push(cell("  Annotations:", ""));
@@ -449,6 +454,8 @@ mod tests {
                     os: "linux".into(),
                     ..Platform::default()
                 }),
+                urls: None,
+                artifact_type: None,
             },
         };
         let i = Inspection {

@@ -45,12 +45,18 @@ pub struct Descriptor {
     pub digest: String,
     /// Size in bytes.
     pub size: u64,
+    /// Other places the content can be fetched from (foreign layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
     /// Annotations (index entries and indexes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     /// The platform an index entry is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// The artifact type of an artifact manifest entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -60,8 +66,10 @@ impl Descriptor {
             media_type: media_type.to_owned(),
             digest: sha256_digest(bytes),
             size: bytes.len() as u64,
+            urls: None,
             annotations: None,
             platform: None,
+            artifact_type: None,
         }
     }
 }
@@ -203,6 +211,15 @@ mod tests {
             detect_media_type(br#"{"manifests":[]}"#),
             DOCKER_MANIFEST_LIST
         );
+    }
+
+    #[test]
+    fn descriptors_keep_urls_and_artifact_type_in_oci_field_order() {
+        let text = r#"{"mediaType":"m","digest":"sha256:1","size":3,"urls":["https://u"],"annotations":{"k":"v"},"platform":{"architecture":"amd64","os":"linux"},"artifactType":"a"}"#;
+        let d: Descriptor = serde_json::from_str(text).expect("descriptor");
+        assert_eq!(d.urls.as_deref(), Some(&["https://u".to_owned()][..]));
+        assert_eq!(d.artifact_type.as_deref(), Some("a"));
+        assert_eq!(serde_json::to_string(&d).expect("json"), text);
     }
 
     #[test]
