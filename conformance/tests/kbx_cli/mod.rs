@@ -916,6 +916,33 @@ impl Drop for BinfmtMisc {
     }
 }
 
+/// Builds `ctx` (whose Dockerfile writes `uname -m` to `/arch`) for `linux/amd64,linux/arm64`
+/// without network into `dest`, and checks each platform's directory names its machine.
+async fn build_both_platforms_and_check_arch(
+    user: &User,
+    ctx: &Path,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    user.build(
+        ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--network",
+            "none",
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+        ],
+    )
+    .await?
+    .ok()?;
+    for (dir, want) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+        let arch = std::fs::read_to_string(dest.join(dir).join("arch"))?;
+        ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
+    }
+    Ok(())
+}
+
 /// The arm64 busybox that `conformance/scripts/fetch-arm64-busybox.sh` caches.
 fn arm64_busybox() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -998,24 +1025,7 @@ async fn kbx_qemu_install_runs_arm64_steps() -> anyhow::Result<()> {
         let arch = std::fs::read_to_string(dest.join("arch"))?;
         ensure!(arch == "aarch64\n", "uname -m printed {arch:?}");
 
-        let dest = user.home().join("both");
-        user.build(
-            ctx.path(),
-            &[
-                "--platform",
-                "linux/amd64,linux/arm64",
-                "--network",
-                "none",
-                "-o",
-                &format!("type=local,dest={}", dest.display()),
-            ],
-        )
-        .await?
-        .ok()?;
-        for (dir, want) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
-            let arch = std::fs::read_to_string(dest.join(dir).join("arch"))?;
-            ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
-        }
+        build_both_platforms_and_check_arch(&user, ctx.path(), &user.home().join("both")).await?;
 
         user.run(&["rm", "qemu"]).await?.ok()?;
         wait_nothing_left(client, ns.name(), "qemu0").await?;

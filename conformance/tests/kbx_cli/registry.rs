@@ -16,7 +16,10 @@ use kbx_conformance::scenario::TestNamespace;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 
-use super::{BinfmtMisc, User, arm64_busybox, driver_opts, note, scenario, wait_nothing_left};
+use super::{
+    BinfmtMisc, User, arm64_busybox, build_both_platforms_and_check_arch, driver_opts, note,
+    scenario, wait_nothing_left,
+};
 
 /// Applets the base images link to busybox.
 const APPLETS: &[&str] = &["sh", "uname", "cat", "echo"];
@@ -319,24 +322,7 @@ async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()>
             )
         };
         std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&open_pod.pod))?;
-        let dest = user.home().join("open");
-        user.build(
-            ctx.path(),
-            &[
-                "--platform",
-                "linux/amd64,linux/arm64",
-                "--network",
-                "none",
-                "-o",
-                &format!("type=local,dest={}", dest.display()),
-            ],
-        )
-        .await?
-        .ok()?;
-        for (dir, want) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
-            let arch = std::fs::read_to_string(dest.join(dir).join("arch"))?;
-            ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
-        }
+        build_both_platforms_and_check_arch(&user, ctx.path(), &user.home().join("open")).await?;
 
         // Pushing needs an image exporter; Docker's embedded BuildKit has none: refused
         // before the solve, and nothing is tagged.

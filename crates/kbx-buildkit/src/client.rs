@@ -512,18 +512,7 @@ async fn docker_engine_version(addr: &Address) -> Result<String> {
         addr: addr.to_string(),
         source,
     };
-    let mut io: transport::BoxIo = match addr {
-        Address::DockerUnix(p) => {
-            Box::new(tokio::net::UnixStream::connect(p).await.map_err(io_err)?)
-        }
-        Address::DockerTcp(h) => Box::new(tokio::net::TcpStream::connect(h).await.map_err(io_err)?),
-        _ => {
-            return Err(Error::InvalidAddress {
-                addr: addr.to_string(),
-                reason: "not a Docker Engine".to_owned(),
-            });
-        }
-    };
+    let mut io = crate::engine::dial(addr).await?;
     let fut = async {
         io.write_all(b"GET /version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
             .await?;

@@ -127,7 +127,8 @@ fn base64_url(data: &[u8]) -> String {
     out
 }
 
-async fn dial(addr: &Address) -> Result<BoxIo> {
+/// Connects to the Docker Engine at `addr` (`docker-unix://…` or `docker-tcp://…`).
+pub(crate) async fn dial(addr: &Address) -> Result<BoxIo> {
     let io_err = |source| Error::Connect {
         addr: addr.to_string(),
         source,

@@ -11,6 +11,11 @@
 #[path = "../../kbx-buildkit/tests/support/mod.rs"]
 mod support;
 
+// The private-registry helper shared with kbx-registry's tests.
+#[path = "../../kbx-registry/tests/common/mod.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -701,11 +706,9 @@ fn build_context_from_stdin_and_named_contexts() {
 /// naming the refusal, with no tag written; a registry that is down fails without hanging.
 #[test]
 fn docker_driver_push_to_a_registry_with_and_without_auth() {
-    use support::registry::{Registry, base64};
+    use common::Registry;
     let Some(d) = Dockerd::start() else { return };
-    let Some(open) = Registry::start(None) else {
-        return;
-    };
+    let open = Registry::start();
     let kbx = Kbx::new(&d);
     let (ctx, _src) = context();
     let ctx = ctx.path().to_str().unwrap().to_owned();
@@ -729,17 +732,17 @@ fn docker_driver_push_to_a_registry_with_and_without_auth() {
         "{stderr}"
     );
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let m = open.get("/v2/kbx/app/manifests/1", MANIFEST);
+    let m = open.get("/v2/kbx/app/manifests/1", Some(MANIFEST));
     assert_eq!(m.status, 200, "{}", String::from_utf8_lossy(&m.body));
     assert_eq!(
-        m.header("docker-content-digest").as_deref(),
+        m.header("docker-content-digest"),
         Some(printed.as_str()),
         "kbx prints the digest the registry stored"
     );
     let manifest = m.json();
     let config = manifest["config"]["digest"].as_str().unwrap();
     let cfg = open
-        .get(&format!("/v2/kbx/app/blobs/{config}"), "*/*")
+        .get(&format!("/v2/kbx/app/blobs/{config}"), None)
         .json();
     assert_eq!(cfg["architecture"], "amd64");
     assert_eq!(cfg["os"], "linux");
@@ -753,21 +756,20 @@ fn docker_driver_push_to_a_registry_with_and_without_auth() {
     // `type=registry` is the same push.
     let name2 = format!("{}/kbx/app:2", open.host());
     kbx.ok(&["build", "-o", &format!("type=registry,name={name2}"), &ctx]);
-    assert_eq!(open.get("/v2/kbx/app/manifests/2", MANIFEST).status, 200);
+    assert_eq!(
+        open.get("/v2/kbx/app/manifests/2", Some(MANIFEST)).status,
+        200
+    );
 
     // Basic auth: credentials come from config.json.
-    let Some(locked) = Registry::start(Some(("kbx", "s3cret"))) else {
-        return;
-    };
+    let locked = Registry::start_with_htpasswd("kbx", "s3cret");
     let config_dir = kbx.home.path().join(".docker");
     std::fs::create_dir_all(&config_dir).unwrap();
     let set_password = |pw: &str| {
-        let auth = base64(&format!("kbx:{pw}"));
-        std::fs::write(
-            config_dir.join("config.json"),
-            format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, locked.host()),
-        )
-        .unwrap();
+        let config = serde_json::json!({
+            "auths": { locked.host(): { "username": "kbx", "password": pw } }
+        });
+        std::fs::write(config_dir.join("config.json"), config.to_string()).unwrap();
     };
     set_password("wrong");
     let bad = format!("{}/kbx/locked:bad", locked.host());
@@ -784,7 +786,9 @@ fn docker_driver_push_to_a_registry_with_and_without_auth() {
         "{err}"
     );
     assert_eq!(
-        locked.get("/v2/kbx/locked/manifests/bad", MANIFEST).status,
+        locked
+            .get("/v2/kbx/locked/manifests/bad", Some(MANIFEST))
+            .status,
         404,
         "a refused push writes no tag"
     );
@@ -792,13 +796,14 @@ fn docker_driver_push_to_a_registry_with_and_without_auth() {
     let good = format!("{}/kbx/locked:good", locked.host());
     kbx.ok(&["build", "--push", "-t", &good, &ctx]);
     assert_eq!(
-        locked.get("/v2/kbx/locked/manifests/good", MANIFEST).status,
+        locked
+            .get("/v2/kbx/locked/manifests/good", Some(MANIFEST))
+            .status,
         200
     );
 
     // Registry down: a clear error, no hang.
-    let mut open = open;
-    open.stop();
+    drop(open);
     let o = kbx.run(&["build", "--push", "-t", &name, &ctx]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());

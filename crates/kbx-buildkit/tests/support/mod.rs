@@ -3,8 +3,6 @@
 
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
-pub mod registry;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
