@@ -386,6 +386,63 @@ fn version_and_completion() {
     assert!(stdout(&o).contains("kbx") && stdout(&o).contains("--driver-opt"));
 }
 
+/// `--ssh ID=KEYFILE` keys are read before the build starts: a passphrase-protected key with no
+/// terminal to ask on and a file that is no key fail naming the file; a PEM key is accepted.
+#[test]
+fn ssh_key_files_are_read_before_the_build() {
+    let have_keygen = Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !have_keygen {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "openssh-client is needed (CI=true, so this is a failure)"
+        );
+        eprintln!("SKIP: openssh-client not installed");
+        return;
+    }
+    let env = Env::new();
+    let keygen = |name: &str, args: &[&str]| {
+        let path = env.dir.path().join(name);
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-f"])
+            .arg(&path)
+            .args(args)
+            .status()
+            .expect("ssh-keygen")
+            .success();
+        assert!(ok, "ssh-keygen {name}");
+        path.display().to_string()
+    };
+    let locked = keygen("id_locked", &["-N", "kbx-pass"]);
+    let o = env.kbx(&["build", "--ssh", &format!("git={locked}"), "."]);
+    fails_with(
+        &o,
+        &format!(
+            "ERROR: --ssh key {locked}: the key is passphrase-protected and no passphrase was read: stdin is not a terminal to ask for the passphrase on\n"
+        ),
+    );
+    let junk = env.dir.path().join("junk");
+    std::fs::write(&junk, "not a key").expect("write");
+    let o = env.kbx(&["build", "--ssh", &format!("git={}", junk.display()), "."]);
+    fails_with(
+        &o,
+        &format!(
+            "ERROR: invalid build options: --ssh key {}: not a private key file (no PEM block)\n",
+            junk.display()
+        ),
+    );
+    // A good PEM key gets the build as far as the (missing) builder.
+    let pem = keygen("id_pem", &["-N", "", "-m", "PEM"]);
+    let o = env.kbx(&[
+        "build",
+        "--ssh",
+        &format!("git={pem}"),
+        "--builder",
+        "nope",
+        ".",
+    ]);
+    fails_with(&o, "ERROR: no builder \"nope\" found\n");
+}
+
 #[test]
 fn build_input_errors() {
     let env = Env::new();
