@@ -294,6 +294,10 @@ fn openssh(raw: &[u8], pass: Option<&str>) -> Parsed<Key> {
             let iqmp = strip(p.string()?);
             let pp = strip(p.string()?);
             let q = strip(p.string()?);
+            // ring signs with moduli up to 8192 bits; the check also bounds `modulo`'s work.
+            if [n, e, d, iqmp, pp, q].iter().any(|x| x.len() > 1024) {
+                return Err("unsupported RSA key size (over 8192 bits)".into());
+            }
             let dp = modulo(d, &minus_one(pp));
             let dq = modulo(d, &minus_one(q));
             let pair = RsaKeyPair::from_components(&ring::rsa::KeyPairComponents {
@@ -923,6 +927,24 @@ mod tests {
             dotted(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
             "1.2.840.10045.2.1"
         );
+        // An OpenSSH RSA key with a 16384-bit modulus is refused before any arithmetic.
+        let mut private = vec![0, 0, 0, 7, 0, 0, 0, 7];
+        put_string(&mut private, b"ssh-rsa");
+        for len in [2049, 3, 2048, 2, 1024, 1024] {
+            put_string(&mut private, &vec![0x55; len]);
+        }
+        put_string(&mut private, b"comment");
+        let mut raw = b"openssh-key-v1\0".to_vec();
+        for field in [&b"none"[..], b"none", b""] {
+            put_string(&mut raw, field);
+        }
+        raw.extend_from_slice(&[0, 0, 0, 1]);
+        put_string(&mut raw, b"blob");
+        put_string(&mut raw, &private);
+        match openssh(&raw, None) {
+            Err(Problem::Bad(e)) => assert!(e.contains("over 8192 bits"), "{e}"),
+            other => panic!("{:?}", other.map(|k| k.comment)),
+        }
     }
 
     fn have(tool: &str) -> bool {
