@@ -128,9 +128,49 @@ impl Secrets for SecretStore {
 pub enum SshSource {
     /// A running agent's unix socket.
     Socket(PathBuf),
-    /// OpenSSH private key files, loaded into an agent inside this process.
+    /// Private key files, loaded into an agent inside this process when the build starts
+    /// (passphrase-protected ones then fail; see [`SshAgent::load_keys`]).
     Keys(Vec<PathBuf>),
+    /// Private key files already loaded by [`SshAgent::load_keys`].
+    Loaded(SshKeys),
 }
+
+/// Private keys read from files, ready to be served by the in-process agent.
+#[derive(Clone)]
+pub struct SshKeys {
+    paths: Vec<PathBuf>,
+    keys: Arc<Vec<crate::sshkeys::Key>>,
+}
+
+impl SshKeys {
+    /// The files the keys were read from.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+}
+
+impl std::fmt::Debug for SshKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshKeys")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Equal when read from the same files and holding the same public keys.
+impl PartialEq for SshKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.paths == other.paths
+            && self.keys.len() == other.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(other.keys.iter())
+                .all(|(a, b)| a.blob == b.blob)
+    }
+}
+
+impl Eq for SshKeys {}
 
 /// One `--ssh` entry: `default` (from `SSH_AUTH_SOCK`), `ID=SOCKET` or `ID=KEY[,KEY…]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,12 +196,12 @@ impl SshAgent {
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
+    /// Key files are read when the build starts, or earlier with [`SshAgent::load_keys`]
+    /// (which is how passphrases are supplied).
+    ///
     /// # Deviation
-    /// Key files must be in OpenSSH format (`BEGIN OPENSSH PRIVATE KEY`, `ssh-keygen`'s
-    /// default) and unencrypted; types Ed25519, ECDSA P-256/P-384 and RSA (signing with
-    /// SHA-2 only). buildx also reads PEM/PKCS#8 keys and asks for passphrases on a terminal.
     /// A single path that does not exist is taken as a socket (the error comes when the daemon
-    /// asks for it); buildx fails at once.
+    /// asks for it); buildx fails at once. See [`SshAgent::load_keys`] for key formats.
     ///
     /// # Errors
     /// [`Error::InvalidOptions`] when no path is given and `SSH_AUTH_SOCK` is unset.
@@ -193,6 +233,52 @@ impl SshAgent {
         };
         Ok(SshAgent { id, source })
     }
+
+    /// Reads the key files of an [`SshSource::Keys`] entry now, turning it into
+    /// [`SshSource::Loaded`]; other entries are left alone. `passphrase(path)` is called for
+    /// each passphrase-protected key and may prompt the user (the library never reads the
+    /// terminal itself).
+    ///
+    /// Formats are those Go's `x/crypto/ssh` reads for buildx: OpenSSH
+    /// (`BEGIN OPENSSH PRIVATE KEY`, plain or passphrase-protected with the bcrypt KDF and
+    /// AES-CTR, AES-CBC or `aes256-gcm@openssh.com`), PEM PKCS#1 (`RSA PRIVATE KEY`), SEC1
+    /// (`EC PRIVATE KEY`) and PKCS#8 (`PRIVATE KEY`), plain or with legacy PEM encryption
+    /// (`Proc-Type: 4,ENCRYPTED`, AES-CBC).
+    ///
+    /// ```
+    /// use kbx_buildkit::{SshAgent, SshSource};
+    /// let dir = tempfile::tempdir()?;
+    /// let key = dir.path().join("id");
+    /// std::fs::write(&key, "not a key")?;
+    /// let mut a = SshAgent::parse(&format!("git={}", key.display()))?;
+    /// let err = a.load_keys(|_| Ok(String::new())).unwrap_err();
+    /// assert!(err.to_string().contains("not a private key file"), "{err}");
+    /// assert!(matches!(a.source, SshSource::Keys(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Deviation
+    /// Key types are Ed25519, ECDSA P-256/P-384 and RSA (signing with SHA-2 only); buildx also
+    /// takes ECDSA P-521 and DSA keys, and DES-encrypted PEM files. Encrypted OpenSSH keys may
+    /// use more ciphers here than in buildx (which takes `aes256-ctr` and `aes256-cbc`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] naming the file and what is wrong with it (not a key,
+    /// malformed, unsupported type or curve, wrong passphrase), [`Error::Io`] when a file cannot
+    /// be read, and [`Error::SshPassphrase`] when `passphrase` fails.
+    pub fn load_keys<F>(&mut self, mut passphrase: F) -> Result<()>
+    where
+        F: FnMut(&Path) -> std::io::Result<String>,
+    {
+        if let SshSource::Keys(paths) = &self.source {
+            let keys = crate::sshkeys::load(paths, &mut passphrase)?;
+            self.source = SshSource::Loaded(SshKeys {
+                paths: paths.clone(),
+                keys: Arc::new(keys),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Where a forwarded agent stream goes.
@@ -209,7 +295,14 @@ impl AgentTarget {
     pub(crate) fn from_source(src: &SshSource) -> Result<Self> {
         Ok(match src {
             SshSource::Socket(p) => AgentTarget::Socket(p.clone()),
-            SshSource::Keys(paths) => AgentTarget::Keys(Arc::new(crate::sshkeys::load(paths)?)),
+            SshSource::Keys(paths) => {
+                AgentTarget::Keys(Arc::new(crate::sshkeys::load(paths, &mut |_| {
+                    Err(std::io::Error::other(
+                        "no passphrase was supplied (SshAgent::load_keys takes one)",
+                    ))
+                })?))
+            }
+            SshSource::Loaded(k) => AgentTarget::Keys(k.keys.clone()),
         })
     }
 }

@@ -94,6 +94,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A passphrase-protected `--ssh` key file whose passphrase could not be obtained.
+    #[error("--ssh key {}: the key is passphrase-protected and no passphrase was read", .path.display())]
+    SshPassphrase {
+        /// The key file.
+        path: PathBuf,
+        /// Why the passphrase callback failed.
+        #[source]
+        source: io::Error,
+    },
     /// The daemon sent a path that would escape the output directory, or a malformed stream.
     #[error("unsafe or malformed path {path:?} from the daemon: {reason}")]
     UnsafePath {

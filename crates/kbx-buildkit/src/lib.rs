@@ -60,7 +60,9 @@ mod solve;
 mod sshkeys;
 pub mod transport;
 
-pub use attachables::{Credential, DockerCredentials, Secret, SecretSource, SshAgent, SshSource};
+pub use attachables::{
+    Credential, DockerCredentials, Secret, SecretSource, SshAgent, SshKeys, SshSource,
+};
 pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, PruneOptions, Worker};
 pub use contexts::{NamedContext, NamedContextSource};
 pub use errdetails::SourceLocation;

@@ -266,12 +266,30 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         ssh: args
             .ssh
             .iter()
-            .map(|s| kbx_buildkit::SshAgent::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(bk)?,
+            .map(|s| {
+                let mut agent = kbx_buildkit::SshAgent::parse(s)?;
+                agent.load_keys(ask_passphrase)?;
+                Ok(agent)
+            })
+            .collect::<Result<_, kbx_buildkit::Error>>()
+            .map_err(|e| Error::msg(crate::error::chain(&e)))?,
         credentials: kbx_buildkit::DockerCredentials::load().ok(),
         ..BuildOptions::default()
     })
+}
+
+/// Asks for the passphrase of an `--ssh` key file on the terminal, as buildx does, without
+/// echoing it; fails when stdin or stderr is not a terminal.
+fn ask_passphrase(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::IsTerminal;
+    let term = console::Term::stderr();
+    if !std::io::stdin().is_terminal() || !term.is_term() {
+        return Err(std::io::Error::other(
+            "stdin is not a terminal to ask for the passphrase on",
+        ));
+    }
+    term.write_str(&format!("Enter passphrase for {}: ", path.display()))?;
+    term.read_secure_line()
 }
 
 /// A failed solve: the step, its last log lines, then the daemon's message.

@@ -240,7 +240,8 @@ pub(crate) struct BuildArgs {
     /// Secrets for the build (`id=…,src=…` or `id=…,env=…`).
     #[arg(long = "secret")]
     pub(crate) secrets: Vec<String>,
-    /// SSH agent sockets for the build (`default` or `id=socket`).
+    /// SSH agent sockets or private key files for the build (`default`, `id=socket` or
+    /// `id=key[,key…]`; passphrases are asked for on the terminal).
     #[arg(long = "ssh")]
     pub(crate) ssh: Vec<String>,
     /// Progress output (`BUILDKIT_PROGRESS` sets the default).

@@ -386,6 +386,158 @@ fn version_and_completion() {
     assert!(stdout(&o).contains("kbx") && stdout(&o).contains("--driver-opt"));
 }
 
+/// `--ssh ID=KEYFILE` keys are read before the build starts: a passphrase-protected key with no
+/// terminal to ask on and a file that is no key fail naming the file; a PEM key is accepted.
+#[test]
+fn ssh_key_files_are_read_before_the_build() {
+    let have_keygen = Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !have_keygen {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "openssh-client is needed (CI=true, so this is a failure)"
+        );
+        eprintln!("SKIP: openssh-client not installed");
+        return;
+    }
+    let env = Env::new();
+    let keygen = |name: &str, args: &[&str]| {
+        let path = env.dir.path().join(name);
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-f"])
+            .arg(&path)
+            .args(args)
+            .status()
+            .expect("ssh-keygen")
+            .success();
+        assert!(ok, "ssh-keygen {name}");
+        path.display().to_string()
+    };
+    let locked = keygen("id_locked", &["-N", "kbx-pass"]);
+    let o = env.kbx(&["build", "--ssh", &format!("git={locked}"), "."]);
+    fails_with(
+        &o,
+        &format!(
+            "ERROR: --ssh key {locked}: the key is passphrase-protected and no passphrase was read: stdin is not a terminal to ask for the passphrase on\n"
+        ),
+    );
+    let junk = env.dir.path().join("junk");
+    std::fs::write(&junk, "not a key").expect("write");
+    let o = env.kbx(&["build", "--ssh", &format!("git={}", junk.display()), "."]);
+    fails_with(
+        &o,
+        &format!(
+            "ERROR: invalid build options: --ssh key {}: not a private key file (no PEM block)\n",
+            junk.display()
+        ),
+    );
+    // A good PEM key gets the build as far as the (missing) builder.
+    let pem = keygen("id_pem", &["-N", "", "-m", "PEM"]);
+    let o = env.kbx(&[
+        "build",
+        "--ssh",
+        &format!("git={pem}"),
+        "--builder",
+        "nope",
+        ".",
+    ]);
+    fails_with(&o, "ERROR: no builder \"nope\" found\n");
+}
+
+/// On a terminal, `kbx build` asks for the passphrase of a protected `--ssh` key with echo
+/// turned off, and uses the answer: the right one gets the build as far as the (missing)
+/// builder, a wrong one fails naming the file.
+#[test]
+fn ssh_key_passphrases_are_asked_on_the_terminal() {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    use std::io::{Read, Write};
+    let have_keygen = Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !have_keygen {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "openssh-client is needed (CI=true, so this is a failure)"
+        );
+        eprintln!("SKIP: openssh-client not installed");
+        return;
+    }
+    let env = Env::new();
+    let key = env.dir.path().join("id_locked");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "kbx-pass", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen")
+        .success();
+    assert!(ok);
+    for (answer, expected) in [
+        ("kbx-pass", "ERROR: no builder \"nope\" found".to_owned()),
+        (
+            "not-it",
+            format!(
+                "ERROR: invalid build options: --ssh key {}: wrong passphrase",
+                key.display()
+            ),
+        ),
+    ] {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = |p: &nix::pty::OpenptyResult| {
+            std::process::Stdio::from(p.slave.try_clone().expect("dup pty"))
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kbx"))
+            .args(["build", "--builder", "nope", "--ssh"])
+            .arg(format!("git={}", key.display()))
+            .arg(".")
+            .env_clear()
+            .env("HOME", env.dir.path())
+            .env("BUILDX_CONFIG", env.store())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(slave(&pty))
+            .stdout(slave(&pty))
+            .stderr(slave(&pty))
+            .spawn()
+            .expect("kbx runs");
+        let nix::pty::OpenptyResult { master, slave } = pty;
+        drop(slave);
+        let mut term = std::fs::File::from(master);
+        let mut seen = Vec::new();
+        let prompt = format!("Enter passphrase for {}: ", key.display());
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains(&prompt) {
+            match term.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("no prompt: {:?}", String::from_utf8_lossy(&seen)),
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        // The prompt comes just before echo is turned off; wait for that (with a deadline),
+        // since input typed before it would be flushed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while tcgetattr(&term)
+            .expect("tcgetattr")
+            .local_flags
+            .contains(LocalFlags::ECHO)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "echo never turned off"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        term.write_all(format!("{answer}\n").as_bytes())
+            .expect("type passphrase");
+        // Read until kbx exits and the terminal hangs up (EIO).
+        while let Ok(n) = term.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let status = child.wait().expect("wait");
+        let seen = String::from_utf8_lossy(&seen);
+        assert_eq!(status.code(), Some(1), "{seen}");
+        assert!(seen.contains(&expected), "{seen}");
+        assert!(!seen.contains(answer), "the passphrase was echoed: {seen}");
+    }
+}
+
 #[test]
 fn build_input_errors() {
     let env = Env::new();
