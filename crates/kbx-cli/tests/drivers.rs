@@ -13,7 +13,6 @@ mod support;
 
 // The private-registry helper shared with kbx-registry's tests.
 #[path = "../../kbx-registry/tests/common/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod common;
 
 use std::io::{Read, Write};
