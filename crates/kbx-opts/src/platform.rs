@@ -118,7 +118,7 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
             "amd64".to_owned()
         }
         "aarch64" | "arm64" => {
-            if variant == "8" || variant == "v8" {
+            if matches!(variant.as_str(), "8" | "v8" | "8.0" | "v8.0") {
                 variant.clear();
             }
             "arm64".to_owned()
@@ -407,6 +407,23 @@ mod tests {
         Platform::parse(s, &amd64())
             .map(|p| p.to_string())
             .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn image_config_architectures_are_normalised_like_containerd() {
+        let n = |a: &str, v: &str| {
+            let p = Platform::new("Linux", a, v);
+            (p.os, p.architecture, p.variant)
+        };
+        let t = |a: &str, v: &str| ("linux".to_owned(), a.to_owned(), v.to_owned());
+        assert_eq!(n("aarch64", ""), t("arm64", ""));
+        assert_eq!(n("arm64", "v8"), t("arm64", ""));
+        assert_eq!(n("arm64", "v8.0"), t("arm64", ""));
+        assert_eq!(n("x86_64", ""), t("amd64", ""));
+        assert_eq!(n("arm", ""), t("arm", "v7"));
+        assert_eq!(n("arm", "6"), t("arm", "v6"));
+        assert_eq!(n("armhf", ""), t("arm", "v7"));
+        assert_eq!(n("riscv64", ""), t("riscv64", ""));
     }
 
     #[test]

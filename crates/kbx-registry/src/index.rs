@@ -230,14 +230,18 @@ impl Client {
                         source,
                     })?;
                 let mut d = Descriptor::of(&desc.media_type, body);
-                let (architecture, variant) =
-                    normalize_arch(&cfg.architecture, cfg.variant.as_deref().unwrap_or(""));
+                // containerd's normalisation, as buildx applies it to a config's platform.
+                let p = kbx_opts::Platform::new(
+                    &cfg.os,
+                    &cfg.architecture,
+                    cfg.variant.as_deref().unwrap_or(""),
+                );
                 d.platform = Some(Platform {
-                    architecture,
-                    os: cfg.os.to_lowercase(),
+                    architecture: p.architecture,
+                    os: p.os,
                     os_version: None,
                     os_features: None,
-                    variant: Some(variant).filter(|v| !v.is_empty()),
+                    variant: Some(p.variant).filter(|v| !v.is_empty()),
                 });
                 add(src, d);
             }
@@ -342,43 +346,6 @@ fn decode_index(r: &Reference, body: &[u8]) -> Result<Index> {
     })
 }
 
-/// containerd's architecture normalisation (what buildx applies to a config's platform):
-/// aliases to Go names, default variants dropped, `arm` defaulting to `v7`.
-fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
-    let arch = arch.to_lowercase();
-    let variant = variant.to_lowercase();
-    let (a, v) = match arch.as_str() {
-        "i386" => ("386", ""),
-        "x86_64" | "x86-64" | "amd64" => (
-            "amd64",
-            if variant == "v1" {
-                ""
-            } else {
-                variant.as_str()
-            },
-        ),
-        "aarch64" | "arm64" => (
-            "arm64",
-            match variant.as_str() {
-                "8" | "v8" | "8.0" | "v8.0" => "",
-                v => v,
-            },
-        ),
-        "armhf" => ("arm", "v7"),
-        "armel" => ("arm", "v6"),
-        "arm" => (
-            "arm",
-            match variant.as_str() {
-                "" | "7" => "v7",
-                "5" | "6" | "8" => return ("arm".into(), format!("v{variant}")),
-                v => v,
-            },
-        ),
-        other => (other, variant.as_str()),
-    };
-    (a.to_owned(), v.to_owned())
-}
-
 /// A typed `--annotation` key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AnnotationKey {
@@ -422,18 +389,6 @@ fn parse_annotation_key(raw: &str) -> Result<AnnotationKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn architectures_are_normalised_like_containerd() {
-        let n = |a: &str, v: &str| normalize_arch(a, v);
-        assert_eq!(n("aarch64", ""), ("arm64".into(), "".into()));
-        assert_eq!(n("arm64", "v8"), ("arm64".into(), "".into()));
-        assert_eq!(n("x86_64", ""), ("amd64".into(), "".into()));
-        assert_eq!(n("arm", ""), ("arm".into(), "v7".into()));
-        assert_eq!(n("arm", "6"), ("arm".into(), "v6".into()));
-        assert_eq!(n("armhf", ""), ("arm".into(), "v7".into()));
-        assert_eq!(n("riscv64", ""), ("riscv64".into(), "".into()));
-    }
 
     #[test]
     fn inspect_text_splits_tabwriter_blocks_at_annotations() {
