@@ -916,6 +916,28 @@ impl Drop for BinfmtMisc {
     }
 }
 
+/// The cached arm64 busybox and the host's binfmt_misc with the arm64 handler removed, so
+/// that `qemu.install=true` has to register it again.
+fn arm64_emulation_prerequisites() -> anyhow::Result<(PathBuf, BinfmtMisc)> {
+    let arm64 = arm64_busybox();
+    ensure!(
+        arm64.exists(),
+        "{} is missing: run conformance/scripts/fetch-arm64-busybox.sh",
+        arm64.display()
+    );
+    let binfmt = BinfmtMisc::open()?;
+    binfmt.remove_handler()?;
+    Ok((arm64, binfmt))
+}
+
+/// The driver options that install the test binfmt image's arm64 emulator.
+fn qemu_install_opts() -> String {
+    format!(
+        "qemu.install=true,qemu.image={}",
+        kbx_conformance::image::BINFMT_IMAGE
+    )
+}
+
 /// Builds `ctx` (whose Dockerfile writes `uname -m` to `/arch`) for `linux/amd64,linux/arm64`
 /// without network into `dest`, and checks each platform's directory names its machine.
 async fn build_both_platforms_and_check_arch(
@@ -962,25 +984,11 @@ async fn kbx_qemu_install_runs_arm64_steps() -> anyhow::Result<()> {
             note("skipping: the QEMU scenario changes the host's binfmt_misc (local backend only)");
             return Ok(());
         }
-        let arm64 = arm64_busybox();
-        ensure!(
-            arm64.exists(),
-            "{} is missing: run conformance/scripts/fetch-arm64-busybox.sh",
-            arm64.display()
-        );
-        let binfmt = BinfmtMisc::open()?;
-        binfmt.remove_handler()?;
+        let (arm64, binfmt) = arm64_emulation_prerequisites()?;
         let user = User::new(cluster)?;
         let client = cluster.client();
         let ns = TestNamespace::create(client, "qemu").await?;
-        let opts = driver_opts(
-            cluster,
-            &ns,
-            &format!(
-                "qemu.install=true,qemu.image={}",
-                kbx_conformance::image::BINFMT_IMAGE
-            ),
-        );
+        let opts = driver_opts(cluster, &ns, &qemu_install_opts());
         user.create("qemu", &opts, &["--bootstrap", "--use"])
             .await?
             .ok()?;

@@ -17,8 +17,8 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 
 use super::{
-    BinfmtMisc, User, arm64_busybox, build_both_platforms_and_check_arch, driver_opts, note,
-    scenario, wait_nothing_left,
+    User, arm64_emulation_prerequisites, build_both_platforms_and_check_arch, driver_opts, note,
+    qemu_install_opts, scenario, wait_nothing_left,
 };
 
 /// Applets the base images link to busybox.
@@ -225,14 +225,7 @@ async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()>
             note("skipping: the registry scenario uses the local backend's images");
             return Ok(());
         }
-        let arm64 = arm64_busybox();
-        ensure!(
-            arm64.exists(),
-            "{} is missing: run conformance/scripts/fetch-arm64-busybox.sh",
-            arm64.display()
-        );
-        let binfmt = BinfmtMisc::open()?;
-        binfmt.remove_handler()?;
+        let (arm64, binfmt) = arm64_emulation_prerequisites()?;
         let client = cluster.client();
         let ns = TestNamespace::create(client, "registry").await?;
         let open_pod = registry_pod(client, &ns, "registry-open", None).await?;
@@ -293,14 +286,7 @@ async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()>
                 open_pod.pod, locked_pod.pod
             ),
         )?;
-        let opts = driver_opts(
-            cluster,
-            &ns,
-            &format!(
-                "qemu.install=true,qemu.image={}",
-                kbx_conformance::image::BINFMT_IMAGE
-            ),
-        );
+        let opts = driver_opts(cluster, &ns, &qemu_install_opts());
         user.create(
             "reg",
             &opts,
