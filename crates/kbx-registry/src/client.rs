@@ -473,13 +473,41 @@ impl Client {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Unauthorized`], [`Error::Unreachable`], [`Error::Registry`].
     pub async fn resolve(&self, r: &Reference) -> Result<Descriptor> {
+        let resp = self.request_manifest(r, Method::HEAD).await?;
+        let h = resp.headers();
+        let digest = h
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let media_type = content_type(h);
+        let size = h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        match (digest, media_type, size) {
+            (Some(digest), Some(media_type), Some(size)) => Ok(Descriptor {
+                media_type,
+                digest,
+                size,
+                urls: None,
+                annotations: None,
+                platform: None,
+                artifact_type: None,
+            }),
+            _ => Ok(self.manifest(r).await?.0),
+        }
+    }
+
+    /// Sends `method` (`HEAD` or `GET`) for `r`'s manifest and returns the successful
+    /// response; 404 becomes [`Error::NotFound`].
+    async fn request_manifest(&self, r: &Reference, method: Method) -> Result<Response<Incoming>> {
         let url = self.manifest_url(r, r.manifest_ref());
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         let resp = self
             .send(
                 r,
-                Method::HEAD,
+                method.clone(),
                 &url,
                 headers,
                 Bytes::new(),
@@ -490,31 +518,8 @@ impl Client {
             StatusCode::NOT_FOUND => Err(Error::NotFound {
                 reference: r.to_string(),
             }),
-            s if s.is_success() => {
-                let h = resp.headers();
-                let digest = h
-                    .get("docker-content-digest")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let media_type = content_type(h);
-                let size = h
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok());
-                match (digest, media_type, size) {
-                    (Some(digest), Some(media_type), Some(size)) => Ok(Descriptor {
-                        media_type,
-                        digest,
-                        size,
-                        urls: None,
-                        annotations: None,
-                        platform: None,
-                        artifact_type: None,
-                    }),
-                    _ => Ok(self.manifest(r).await?.0),
-                }
-            }
-            _ => Err(Self::unexpected(r, &Method::HEAD, &url, resp).await),
+            s if s.is_success() => Ok(resp),
+            _ => Err(Self::unexpected(r, &method, &url, resp).await),
         }
     }
 
@@ -524,45 +529,25 @@ impl Client {
     /// # Errors
     /// As [`Client::resolve`], plus [`Error::DigestMismatch`].
     pub async fn manifest(&self, r: &Reference) -> Result<(Descriptor, Bytes)> {
-        let url = self.manifest_url(r, r.manifest_ref());
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        let resp = self
-            .send(
-                r,
-                Method::GET,
-                &url,
-                headers,
-                Bytes::new(),
-                &Scopes::pull(r),
-            )
-            .await?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => Err(Error::NotFound {
-                reference: r.to_string(),
-            }),
-            s if s.is_success() => {
-                let media_type = content_type(resp.headers());
-                let body = read_limited(r, resp, MAX_MANIFEST_SIZE).await?;
-                let media_type = match media_type {
-                    Some(m) if m != "application/json" && m != "text/plain" => m,
-                    _ => detect_media_type(&body),
-                };
-                let desc = Descriptor::of(&media_type, &body);
-                if let Some(want) = r.digest()
-                    && want.starts_with("sha256:")
-                    && want != desc.digest
-                {
-                    return Err(Error::DigestMismatch {
-                        what: format!("manifest {r}"),
-                        expected: want.to_owned(),
-                        actual: desc.digest,
-                    });
-                }
-                Ok((desc, body))
-            }
-            _ => Err(Self::unexpected(r, &Method::GET, &url, resp).await),
+        let resp = self.request_manifest(r, Method::GET).await?;
+        let media_type = content_type(resp.headers());
+        let body = read_limited(r, resp, MAX_MANIFEST_SIZE).await?;
+        let media_type = match media_type {
+            Some(m) if m != "application/json" && m != "text/plain" => m,
+            _ => detect_media_type(&body),
+        };
+        let desc = Descriptor::of(&media_type, &body);
+        if let Some(want) = r.digest()
+            && want.starts_with("sha256:")
+            && want != desc.digest
+        {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest {r}"),
+                expected: want.to_owned(),
+                actual: desc.digest,
+            });
         }
+        Ok((desc, body))
     }
 
     /// Streams a blob of `r`'s repository; the stream ends with [`Error::DigestMismatch`]
