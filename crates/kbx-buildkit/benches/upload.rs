@@ -12,10 +12,15 @@
 //!   client's own cost, without the daemon.
 //! - **raw**: the same files read from disk and written through a unix socket to a reader that
 //!   discards them — no protocol at all.
+//! - **daemon raw**: the same files as one tar stream through the same Docker socket into the
+//!   same daemon, which unpacks them into a new container (`PUT /containers/{id}/archive`, what
+//!   `docker cp` does) — the bytes written to the daemon's disk, with no build protocol.
+//! - **docker CLI**: the same build with Debian's `docker` 20.10 client (Go's fsutil sender),
+//!   timed by the daemon's own "transferring context" figure (0.1 s resolution).
 //!
-//! Prints MB/s, files/s, the kbx/raw ratio and the peak RSS of this process during the kbx
-//! upload (reset before each run through `/proc/self/clear_refs`). Needs root and Debian's
-//! docker.io; prints a note and exits 0 without them.
+//! Prints MB/s, files/s, the ratios and the peak RSS of this process during the kbx uploads
+//! (reset before each run through `/proc/self/clear_refs`). Needs root and Debian's docker.io;
+//! prints a note and exits 0 without them.
 
 #![allow(
     clippy::unwrap_used,
@@ -98,6 +103,80 @@ fn raw_copy(files: &[PathBuf]) -> Duration {
     start.elapsed()
 }
 
+/// Sends `dir`'s files (tar of `name` under `parent`) into container `cid` through the Docker
+/// socket as a chunked `PUT /containers/{cid}/archive`, and waits for the daemon's answer.
+fn daemon_raw(sock: &Path, parent: &Path, name: &str, cid: &str) -> Duration {
+    let start = Instant::now();
+    let mut tar = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg("-")
+        .arg("-C")
+        .arg(parent)
+        .arg(name)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = tar.stdout.take().unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    write!(
+        s,
+        "PUT /containers/{cid}/archive?path=/ HTTP/1.1\r\nHost: docker\r\n\
+         Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        write!(s, "{n:x}\r\n").unwrap();
+        s.write_all(&buf[..n]).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    assert!(tar.wait().unwrap().success(), "tar failed");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    let took = start.elapsed();
+    let status = String::from_utf8_lossy(&head);
+    assert!(status.ends_with("200"), "archive upload answered {status}");
+    took
+}
+
+/// A build of `ctx` with the docker CLI; the daemon's "transferring context" time for the
+/// context (not the Dockerfile). Every file's mtime is bumped first so that all are sent.
+fn docker_cli_upload(d: &support::Dockerd, ctx: &Path, files: &[PathBuf]) -> Duration {
+    let now = std::time::SystemTime::now();
+    for f in files {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(now)
+            .unwrap();
+    }
+    let (ok, _, err) = d.docker(&[
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        "type=tar,dest=/dev/null",
+        &ctx.display().to_string(),
+    ]);
+    assert!(ok, "docker build failed: {err}");
+    // "#4 transferring context: 200.05MB 1.3s done": the largest transfer is the context.
+    err.lines()
+        .filter(|l| l.contains("transferring context:") && l.ends_with(" done"))
+        .filter_map(|l| {
+            let secs = l.trim_end_matches(" done").rsplit(' ').next()?;
+            secs.strip_suffix('s')?.parse::<f64>().ok()
+        })
+        .map(Duration::from_secs_f64)
+        .max()
+        .expect("no transferring context line from docker build")
+}
+
 async fn kbx_upload(c: &Client, ctx: &Path, run: usize) -> (Duration, u64) {
     let opts = BuildOptions {
         context: ctx.into(),
@@ -175,10 +254,11 @@ fn main() {
         .build()
         .unwrap();
     let c = rt.block_on(Client::connect(&d.addr())).unwrap();
+    let base = d.base_image();
     println!(
-        "| context | files | MB | raw MB/s | loopback MB/s | loopback/raw | dockerd MB/s | dockerd files/s | dockerd/raw | dockerd tunnel MB/s | peak RSS |"
+        "| context | files | MB | raw MB/s | loopback MB/s | loopback/raw | daemon raw MB/s | kbx MB/s | kbx files/s | kbx/daemon raw | docker CLI MB/s | kbx/docker CLI | kbx tunnel MB/s | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let c_session = c.clone().with_docker_session_route(false);
     let mut cases = vec![
         ("2,000 small files", make_small as fn(&Path)),
@@ -205,6 +285,8 @@ fn main() {
         let mut raw = Vec::new();
         let mut lo = Vec::new();
         let mut via_session = Vec::new();
+        let mut daemon = Vec::new();
+        let mut cli = Vec::new();
         let mut rss = 0;
         for run in 0..RUNS {
             let (t, r) = rt.block_on(kbx_upload(&c, ctx.path(), run));
@@ -224,19 +306,28 @@ fn main() {
             lo.push(start.elapsed());
             rss = rss.max(peak_rss());
             assert_eq!(moved.bytes, bytes, "loopback lost bytes");
+            let (ok, cid, err) = d.docker(&["create", &base, "/bin/true"]);
+            assert!(ok, "docker create failed: {err}");
+            daemon.push(daemon_raw(&d.sock, ctx.path(), "data", cid.trim()));
+            let _ = d.docker(&["rm", cid.trim()]);
+            cli.push(docker_cli_upload(&d, ctx.path(), &files));
         }
         let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default().as_secs_f64();
         let (tk, tr, tl, ts) = (best(&kbx), best(&raw), best(&lo), best(&via_session));
+        let (td, tc) = (best(&daemon), best(&cli));
         let mb = bytes as f64 / 1e6;
         println!(
-            "| {name} | {} | {mb:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} MiB |",
+            "| {name} | {} | {mb:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} MiB |",
             files.len(),
             mb / tr,
             mb / tl,
             tr / tl,
+            mb / td,
             mb / tk,
             files.len() as f64 / tk,
-            tr / tk,
+            td / tk,
+            mb / tc,
+            tc / tk,
             mb / ts,
             rss as f64 / (1024.0 * 1024.0)
         );
