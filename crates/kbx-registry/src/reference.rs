@@ -71,9 +71,6 @@ impl Reference {
         if name.is_empty() {
             return Err(bad("the repository name is empty"));
         }
-        if name.len() > MAX_NAME_LEN {
-            return Err(bad("the repository name is longer than 255 characters"));
-        }
         let (registry, path) = match name.split_once('/') {
             Some((first, path))
                 if first.contains(['.', ':'])
@@ -105,6 +102,12 @@ impl Reference {
         } else {
             path.to_owned()
         };
+        // Docker limits the normalised name, registry included (`docker.io/library/…`).
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(bad(&format!(
+                "the name {registry}/… is longer than {MAX_NAME_LEN} characters"
+            )));
+        }
         let tag = match (tag, &digest) {
             (None, None) => Some("latest".to_owned()),
             (t, _) => t,
@@ -295,6 +298,20 @@ mod tests {
     use super::*;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_length_limit_counts_the_normalised_name() {
+        // 255 characters in all, as Docker counts them: `docker.io/library/` + 237.
+        let fits = "a".repeat(255 - "docker.io/library/".len());
+        let r = Reference::parse(&fits).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+        // One more: refused, although the text given is only 238 characters long.
+        let long = format!("{fits}a");
+        let err = Reference::parse(&long).unwrap_err().to_string();
+        assert!(err.contains("longer than 255 characters"), "{err}");
+        assert!(Reference::parse(&format!("reg.example/{}", "b".repeat(243))).is_ok());
+        assert!(Reference::parse(&format!("reg.example/{}", "b".repeat(244))).is_err());
+    }
 
     #[test]
     fn normalises_like_docker() {
