@@ -159,6 +159,13 @@ pub struct Capabilities {
     /// attributes, `--build-context`): BuildKit v0.10+ (Docker 23+). Older frontends ignore the
     /// attributes silently, so builds with named contexts are refused there.
     pub named_contexts: bool,
+    /// Whether `oci-layout://` named contexts work (the Dockerfile frontend of BuildKit v0.11+,
+    /// which reads them through the session content store).
+    pub oci_layout_contexts: bool,
+    /// Whether the daemon can attach attestations (provenance, SBOM) to images: a standalone
+    /// BuildKit v0.11+. A Docker Engine is assumed not to (that needs its containerd image
+    /// store).
+    pub attestations: bool,
 }
 
 impl Capabilities {
@@ -446,8 +453,9 @@ impl Client {
     /// buildx asks the Docker Engine for its features; kbx assumes a Docker Engine offers only
     /// the `moby`, `local` and `tar` exporters (true for every Engine without the containerd
     /// image store), and a standalone buildkitd `image`, `oci`, `docker`, `local` and `tar`.
-    /// The `local` cache type is offered for import only (a read-only session content store
-    /// serves it); Docker 20.10 gets cache export `inline` and import `registry` and `local`.
+    /// A standalone buildkitd gets every cache type (`local` goes through the session content
+    /// store); a Docker Engine gets cache export `inline` and import `registry` and `local`
+    /// (what Docker 20.10's BuildKit v0.8 can do).
     ///
     /// # Errors
     /// See [`Client::info`].
@@ -463,17 +471,23 @@ impl Client {
             .as_deref()
             .and_then(parse_version)
             .is_some_and(|v| v >= (0, 13));
-        // `local` cache import reads through the session content store; exporting would need
-        // its write side, which this client does not serve.
+        // `local` caches go through the session content store (read and write sides).
         let (cache_exporters, cache_importers) = match backend {
             Backend::Docker => (vec!["inline"], vec!["registry", "local"]),
             Backend::Buildkitd => (
-                vec!["inline", "registry", "gha", "s3", "azblob"],
+                vec!["inline", "registry", "local", "gha", "s3", "azblob"],
                 vec!["registry", "local", "gha", "s3", "azblob"],
             ),
         };
         let named_contexts = named_contexts_supported(backend, &info);
+        let v0_11 = info
+            .buildkit_version
+            .as_deref()
+            .and_then(parse_version)
+            .is_some_and(|v| v >= (0, 11));
         Ok(Capabilities {
+            oci_layout_contexts: named_contexts && v0_11,
+            attestations: backend == Backend::Buildkitd && v0_11,
             backend,
             info,
             exporters,

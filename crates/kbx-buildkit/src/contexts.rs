@@ -18,6 +18,16 @@ pub enum NamedContextSource {
     /// A value the frontend resolves itself, sent as it is: `docker-image://ref`,
     /// `target:stage`, an http(s) URL or a Git URL.
     Frontend(String),
+    /// `oci-layout://DIR[:TAG][@DIGEST]`: an image in a local OCI layout, served to the daemon
+    /// through the session content store (BuildKit v0.11+).
+    OciLayout {
+        /// The layout directory (with `index.json` and `blobs/`).
+        dir: PathBuf,
+        /// The tag looked up in `index.json` when no digest is given (default `latest`).
+        tag: String,
+        /// The image's digest, when given.
+        digest: Option<String>,
+    },
 }
 
 /// One `--build-context name=value`: `FROM name`, `COPY --from=name` and
@@ -44,18 +54,25 @@ impl NamedContext {
     /// assert_eq!(c.source, NamedContextSource::Frontend("docker-image://busybox".into()));
     /// let c = NamedContext::parse("src=../lib")?;
     /// assert_eq!(c.source, NamedContextSource::Local("../lib".into()));
+    /// let c = NamedContext::parse("base=oci-layout:///srv/layout:v1")?;
+    /// assert_eq!(
+    ///     c.source,
+    ///     NamedContextSource::OciLayout { dir: "/srv/layout".into(), tag: "v1".into(), digest: None }
+    /// );
     /// assert!(NamedContext::parse("Upper=dir").is_err());
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
+    /// `oci-layout://DIR[:TAG][@DIGEST]` values name an image in a local OCI layout; like buildx,
+    /// the first `@` starts the digest and the first `:` the tag (so `DIR` itself has neither).
+    ///
     /// # Deviation
-    /// `oci-layout://` values are refused: they need the session content store, which this
-    /// client does not serve. Names are checked with a simplified reference grammar (lowercase
-    /// letters, digits, `.`, `_`, `-`, `/`, `:` and `@`), not the full one.
+    /// Names are checked with a simplified reference grammar (lowercase letters, digits, `.`,
+    /// `_`, `-`, `/`, `:` and `@`), not the full one.
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] when `=` is missing, the name is not a valid reference or the
-    /// value is an `oci-layout://` store.
+    /// [`Error::InvalidOptions`] when `=` is missing, the name is not a valid reference or an
+    /// `oci-layout://` digest is malformed.
     pub fn parse(spec: &str) -> Result<Self> {
         let bad = |m: String| Error::InvalidOptions(format!("--build-context {spec:?}: {m}"));
         let (name, value) = spec
@@ -65,11 +82,31 @@ impl NamedContext {
         if value.is_empty() {
             return Err(bad("the value is empty".to_owned()));
         }
-        if value.starts_with("oci-layout://") {
-            return Err(bad(
-                "oci-layout:// contexts need the session content store, which is not supported"
-                    .to_owned(),
-            ));
+        if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (rest, digest) = match rest.split_once('@') {
+                Some((r, d)) => (r, Some(d.to_owned())),
+                None => (rest, None),
+            };
+            let (dir, tag) = match rest.split_once(':') {
+                Some((d, t)) => (d, t.to_owned()),
+                None => (rest, "latest".to_owned()),
+            };
+            if dir.is_empty() {
+                return Err(bad("the oci-layout:// directory is empty".to_owned()));
+            }
+            if let Some(d) = &digest
+                && !is_digest(d)
+            {
+                return Err(bad(format!("invalid digest {d:?}")));
+            }
+            return Ok(NamedContext {
+                name,
+                source: NamedContextSource::OciLayout {
+                    dir: PathBuf::from(dir),
+                    tag,
+                    digest,
+                },
+            });
         }
         let source = if is_frontend_value(value) {
             NamedContextSource::Frontend(value.to_owned())
@@ -96,6 +133,49 @@ pub(crate) struct ContextPlan {
     pub(crate) attrs: BTreeMap<String, String>,
     /// Session directory name → absolute directory.
     pub(crate) dirs: HashMap<String, PathBuf>,
+    /// Content store ID (`oci:<random name>`) → OCI layout directory.
+    pub(crate) stores: HashMap<String, PathBuf>,
+}
+
+/// `sha256:` + 64 or `sha512:` + 128 lowercase hex digits.
+fn is_digest(d: &str) -> bool {
+    let Some((alg, hex)) = d.split_once(':') else {
+        return false;
+    };
+    let len_ok = matches!((alg, hex.len()), ("sha256", 64) | ("sha512", 128));
+    len_ok
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The digest of the image `tag` names in the layout `dir`, as buildx resolves it: by image
+/// name or tag in `index.json`, else the index's only entry.
+fn resolve_layout_digest(dir: &std::path::Path, tag: &str, spec: &str) -> Result<String> {
+    let unresolved = |why: String| {
+        Error::InvalidOptions(format!(
+            "oci-layout reference {spec:?} could not be resolved: {why}"
+        ))
+    };
+    let entry = match crate::content::index_entry(dir, tag)? {
+        None => {
+            return Err(unresolved(format!(
+                "could not read {}",
+                dir.join("index.json").display()
+            )));
+        }
+        Some(Some(e)) => Some(e),
+        Some(None) => crate::content::index_single(dir)?,
+    };
+    let digest = entry
+        .as_ref()
+        .and_then(|e| e.get("digest"))
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| unresolved("failed to resolve digest".to_owned()))?;
+    if !is_digest(digest) {
+        return Err(unresolved(format!("invalid digest {digest}")));
+    }
+    Ok(digest.to_owned())
 }
 
 /// Resolves local directories (they must exist) and builds the attributes buildx sends.
@@ -106,6 +186,25 @@ pub(crate) fn plan(contexts: &[NamedContext]) -> Result<ContextPlan> {
             .insert("frontend.caps".to_owned(), CONTEXTS_CAP.to_owned());
         let value = match &c.source {
             NamedContextSource::Frontend(v) => v.clone(),
+            NamedContextSource::OciLayout { dir, tag, digest } => {
+                let spec = match digest {
+                    Some(d) => format!("oci-layout://{}:{tag}@{d}", dir.display()),
+                    None => format!("oci-layout://{}:{tag}", dir.display()),
+                };
+                let digest = match digest {
+                    Some(d) => d.clone(),
+                    None => resolve_layout_digest(dir, tag, &spec)?,
+                };
+                if !dir.is_dir() {
+                    return Err(Error::InvalidOptions(format!(
+                        "invalid store at {}: not a directory",
+                        dir.display()
+                    )));
+                }
+                let store = crate::solve::random_id();
+                out.stores.insert(format!("oci:{store}"), dir.clone());
+                format!("oci-layout://{store}:{tag}@{digest}")
+            }
             NamedContextSource::Local(p) => {
                 let abs = std::fs::canonicalize(p)
                     .map_err(|e| Error::io("open build context", p.clone(), e))?;
@@ -216,7 +315,24 @@ mod tests {
             assert_eq!(src(v), NamedContextSource::Local(v.into()), "{v}");
         }
         let e = NamedContext::parse("n=oci-layout:///store@sha256:abc").expect_err("oci");
-        assert!(e.to_string().contains("content store"), "{e}");
+        assert!(e.to_string().contains("invalid digest"), "{e}");
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let oci = |dir: &str, tag: &str, digest: Option<&str>| NamedContextSource::OciLayout {
+            dir: dir.into(),
+            tag: tag.into(),
+            digest: digest.map(str::to_owned),
+        };
+        assert_eq!(src("oci-layout:///l"), oci("/l", "latest", None));
+        assert_eq!(src("oci-layout://l:v2"), oci("l", "v2", None));
+        assert_eq!(
+            src(&format!("oci-layout:///l@{d}")),
+            oci("/l", "latest", Some(&d))
+        );
+        assert_eq!(
+            src(&format!("oci-layout:///l:t@{d}")),
+            oci("/l", "t", Some(&d))
+        );
+        assert!(NamedContext::parse("n=oci-layout://").is_err());
     }
 
     #[test]
@@ -242,6 +358,53 @@ mod tests {
         assert_eq!(p.dirs.len(), 2);
 
         assert_eq!(plan(&[]).expect("empty"), ContextPlan::default());
+
+        // oci-layout: the digest comes from index.json (by tag, else the single entry), the
+        // layout is served as content store `oci:<name>`.
+        let layout = d.path().join("layout");
+        std::fs::create_dir(&layout).expect("mkdir");
+        let (d1, d2) = (
+            format!("sha256:{}", "11".repeat(32)),
+            format!("sha256:{}", "22".repeat(32)),
+        );
+        std::fs::write(
+            layout.join("index.json"),
+            format!(
+                r#"{{"manifests":[{{"digest":"{d1}","annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#
+            ),
+        )
+        .expect("write");
+        let spec = |s: &str| NamedContext::parse(&format!("base={s}")).expect("parse");
+        for (value, want) in [
+            (format!("oci-layout://{}:v1", layout.display()), &d1),
+            // No "latest" entry: the only entry is taken.
+            (format!("oci-layout://{}", layout.display()), &d1),
+            (format!("oci-layout://{}@{d2}", layout.display()), &d2),
+        ] {
+            let p = plan(&[spec(&value)]).expect("plan");
+            let attr = &p.attrs["context:base"];
+            let (store, rest) = attr
+                .strip_prefix("oci-layout://")
+                .and_then(|r| r.split_once(':'))
+                .expect("oci-layout://STORE:TAG@DIGEST");
+            assert!(rest.ends_with(&format!("@{want}")), "{attr}");
+            assert_eq!(p.stores[&format!("oci:{store}")], layout, "{attr}");
+            assert!(p.dirs.is_empty());
+        }
+        std::fs::write(
+            layout.join("index.json"),
+            format!(r#"{{"manifests":[{{"digest":"{d1}"}},{{"digest":"{d2}"}}]}}"#),
+        )
+        .expect("write");
+        let e = plan(&[spec(&format!("oci-layout://{}:nope", layout.display()))])
+            .expect_err("ambiguous");
+        assert!(e.to_string().contains("could not be resolved"), "{e}");
+        let e = plan(&[spec(&format!(
+            "oci-layout://{}",
+            d.path().join("none").display()
+        ))])
+        .expect_err("no index");
+        assert!(e.to_string().contains("could not be resolved"), "{e}");
         let file = NamedContext::parse(&format!("f={}", d.path().join("file").display()));
         let e = plan(&[file.expect("parse")]).expect_err("a file");
         assert!(e.to_string().contains("not a directory"), "{e}");

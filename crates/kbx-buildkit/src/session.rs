@@ -62,7 +62,7 @@ pub(crate) struct SessionConfig {
     pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
     /// Readers served once each by `Upload.Pull`, keyed by the URL path's ID.
     pub(crate) uploads: HashMap<String, crate::inputs::UploadSlot>,
-    /// Read-only content stores (`--cache-from type=local`).
+    /// Content stores (`--cache-from`/`--cache-to type=local`, `oci-layout://` contexts).
     pub(crate) content: crate::content::Stores,
 }
 
@@ -273,6 +273,11 @@ pub(crate) fn services(
     if !cfg.content.dirs.is_empty() {
         methods.push("/containerd.services.content.v1.Content/Info");
         methods.push("/containerd.services.content.v1.Content/Read");
+        if !cfg.content.writable.is_empty() {
+            methods.push("/containerd.services.content.v1.Content/Write");
+            methods.push("/containerd.services.content.v1.Content/Status");
+            methods.push("/containerd.services.content.v1.Content/Abort");
+        }
         router = router.add_service(crate::content::ContentServer::new(cfg.content.clone()));
     }
     if !cfg.uploads.is_empty() {
@@ -726,6 +731,7 @@ mod tests {
         let cfg = SessionConfig {
             content: Stores {
                 dirs: HashMap::from([("local:c".to_owned(), d.path().to_path_buf())]),
+                ..Stores::default()
             },
             ..SessionConfig::default()
         };
@@ -800,6 +806,182 @@ mod tests {
             .await
             .expect_err("missing blob");
         assert_eq!(missing.code(), tonic::Code::NotFound);
+    }
+
+    /// Writes blobs into a writable session content store as containerd's proxy writer does:
+    /// `STAT`, `WRITE`s, `COMMIT`; a second write of the same digest is refused with
+    /// AlreadyExists, a wrong digest fails, and read-only stores refuse writes.
+    #[tokio::test]
+    async fn content_store_writes_commit_verified_blobs() {
+        use crate::content::{
+            ProstCodec, RefRequest, Stores, WriteContentRequest, WriteContentResponse,
+        };
+        let d = tempfile::tempdir().expect("tempdir");
+        let ro = tempfile::tempdir().expect("tempdir");
+        let cfg = SessionConfig {
+            content: Stores {
+                dirs: HashMap::from([
+                    ("local:w".to_owned(), d.path().to_path_buf()),
+                    ("local:r".to_owned(), ro.path().to_path_buf()),
+                ]),
+                writable: ["local:w".to_owned()].into(),
+            },
+            ..SessionConfig::default()
+        };
+        let ch = serve(cfg).await;
+        let mut grpc = tonic::client::Grpc::new(ch);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let hex: String = ring::digest::digest(&ring::digest::SHA256, &data)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let digest = format!("sha256:{hex}");
+        let write = |store: &'static str, msgs: Vec<WriteContentRequest>| {
+            let mut r = Request::new(tokio_stream::iter(msgs));
+            r.metadata_mut().insert(
+                "buildkit-attachable-store-id",
+                MetadataValue::from_static(store),
+            );
+            r
+        };
+        let path = || {
+            "/containerd.services.content.v1.Content/Write"
+                .parse()
+                .expect("path")
+        };
+        let mut msgs = vec![WriteContentRequest {
+            action: 0,
+            r#ref: "ref-1".into(),
+            total: data.len() as i64,
+            expected: digest.clone(),
+            ..WriteContentRequest::default()
+        }];
+        for (i, chunk) in data.chunks(100_000).enumerate() {
+            msgs.push(WriteContentRequest {
+                action: 1,
+                r#ref: "ref-1".into(),
+                offset: (i * 100_000) as i64,
+                data: chunk.to_vec(),
+                ..WriteContentRequest::default()
+            });
+        }
+        msgs.push(WriteContentRequest {
+            action: 2,
+            r#ref: "ref-1".into(),
+            total: data.len() as i64,
+            offset: data.len() as i64,
+            expected: digest.clone(),
+            ..WriteContentRequest::default()
+        });
+        grpc.ready().await.expect("ready");
+        let mut stream = grpc
+            .streaming(
+                write("local:w", msgs.clone()),
+                path(),
+                ProstCodec::<WriteContentRequest, WriteContentResponse>::default(),
+            )
+            .await
+            .expect("write")
+            .into_inner();
+        let mut last = None;
+        while let Some(m) = stream.message().await.expect("response") {
+            last = Some(m);
+        }
+        let last = last.expect("a commit response");
+        assert_eq!((last.action, last.offset), (2, data.len() as i64));
+        assert_eq!(last.digest, digest);
+        let blob = d.path().join("blobs/sha256").join(&hex);
+        assert_eq!(std::fs::read(&blob).expect("blob"), data);
+        assert!(
+            !d.path().join("ingest").exists(),
+            "the ingest dir is cleaned up"
+        );
+
+        // The same digest again: AlreadyExists right after the STAT.
+        grpc.ready().await.expect("ready");
+        let again = grpc
+            .streaming(
+                write("local:w", msgs[..1].to_vec()),
+                path(),
+                ProstCodec::<WriteContentRequest, WriteContentResponse>::default(),
+            )
+            .await;
+        let code = match again {
+            Err(s) => s.code(),
+            Ok(r) => r.into_inner().message().await.expect_err("refused").code(),
+        };
+        assert_eq!(code, tonic::Code::AlreadyExists);
+
+        // A wrong expected digest fails the commit and leaves nothing behind.
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let bad = vec![
+            WriteContentRequest {
+                action: 1,
+                r#ref: "ref-2".into(),
+                data: b"abc".to_vec(),
+                ..WriteContentRequest::default()
+            },
+            WriteContentRequest {
+                action: 2,
+                r#ref: "ref-2".into(),
+                offset: 3,
+                expected: wrong.clone(),
+                ..WriteContentRequest::default()
+            },
+        ];
+        grpc.ready().await.expect("ready");
+        let mut stream = grpc
+            .streaming(
+                write("local:w", bad.clone()),
+                path(),
+                ProstCodec::<WriteContentRequest, WriteContentResponse>::default(),
+            )
+            .await
+            .expect("write")
+            .into_inner();
+        let err = loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the commit succeeded"),
+                Err(s) => break s,
+            }
+        };
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(!d.path().join("blobs/sha256").join("0".repeat(64)).exists());
+
+        // Read-only stores refuse writes; Status and Abort of an unknown ref are NotFound.
+        grpc.ready().await.expect("ready");
+        let ro_err = grpc
+            .streaming(
+                write("local:r", bad),
+                path(),
+                ProstCodec::<WriteContentRequest, WriteContentResponse>::default(),
+            )
+            .await
+            .expect_err("read-only");
+        assert_eq!(ro_err.code(), tonic::Code::PermissionDenied);
+        for method in ["Status", "Abort"] {
+            let mut r = Request::new(RefRequest {
+                r#ref: "nope".into(),
+            });
+            r.metadata_mut().insert(
+                "buildkit-attachable-store-id",
+                MetadataValue::from_static("local:w"),
+            );
+            grpc.ready().await.expect("ready");
+            let e = grpc
+                .unary(
+                    r,
+                    format!("/containerd.services.content.v1.Content/{method}")
+                        .parse()
+                        .expect("path"),
+                    ProstCodec::<RefRequest, ()>::default(),
+                )
+                .await
+                .expect_err("unknown ref");
+            assert_eq!(e.code(), tonic::Code::NotFound, "{method}");
+        }
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub enum Output {
         /// Destination file, stdout when `None`.
         dest: Option<PathBuf>,
     },
+    /// buildkitd only: an OCI image layout written as a directory (`type=oci,tar=false`):
+    /// the daemon writes the blobs through the session content store and `dest/index.json`
+    /// names the image afterwards, as buildx does.
+    OciDir {
+        /// The layout directory (created if missing; an existing layout is added to).
+        dest: PathBuf,
+    },
     /// buildkitd only: a `docker load`-able tarball.
     Docker {
         /// Destination file, stdout when `None`.
@@ -58,7 +65,7 @@ pub enum Output {
 impl Output {
     /// Parses buildx's `--output` syntax for the supported types: `type=local,dest=DIR`,
     /// `type=tar,dest=FILE` (`-` = stdout), `type=moby,name=a:b`, `type=image,name=…,push=true`,
-    /// `type=oci,dest=…`, `type=docker,dest=…`.
+    /// `type=oci,dest=…[,tar=false]`, `type=docker,dest=…`.
     ///
     /// ```
     /// use kbx_buildkit::Output;
@@ -71,6 +78,9 @@ impl Output {
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
+    /// # Deviation
+    /// `tar=false` is accepted for `type=oci` only (buildx also takes it for `type=docker`).
+    ///
     /// # Errors
     /// [`Error::InvalidOptions`] for unknown types, unknown keys or a missing `dest`.
     pub fn parse(spec: &str) -> Result<Self> {
@@ -79,6 +89,7 @@ impl Output {
         let mut dest = None;
         let mut names = Vec::new();
         let mut push = false;
+        let mut tar = true;
         for field in spec.split(',') {
             let (k, v) = field
                 .split_once('=')
@@ -88,6 +99,13 @@ impl Output {
                 "dest" => dest = Some(v.to_owned()),
                 "name" => names.push(v.to_owned()),
                 "push" => push = v == "true",
+                "tar" => {
+                    tar = match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad(format!("invalid tar value {v:?}"))),
+                    }
+                }
                 other => return Err(bad(format!("unknown key {other:?}"))),
             }
         }
@@ -104,6 +122,13 @@ impl Output {
             Some("tar") => Ok(Output::Tar {
                 dest: file_dest(dest)?,
             }),
+            Some("oci") if !tar => match dest {
+                Some(d) if d != "-" => Ok(Output::OciDir { dest: d.into() }),
+                _ => Err(bad("dest directory is required with tar=false".to_owned())),
+            },
+            Some(other) if !tar => Err(bad(format!(
+                "tar=false is supported for type=oci only, not {other:?}"
+            ))),
             Some("oci") => Ok(Output::Oci {
                 dest: file_dest(dest)?,
             }),
@@ -126,7 +151,7 @@ impl Output {
             Output::Image { .. } => "image",
             Output::Local { .. } => "local",
             Output::Tar { .. } => "tar",
-            Output::Oci { .. } => "oci",
+            Output::Oci { .. } | Output::OciDir { .. } => "oci",
             Output::Docker { .. } => "docker",
         }
     }
@@ -142,6 +167,9 @@ impl Output {
         if let Output::Image { push: true, .. } = self {
             a.insert("push".to_owned(), "true".to_owned());
         }
+        if let Output::OciDir { .. } = self {
+            a.insert("tar".to_owned(), "false".to_owned());
+        }
         a
     }
 
@@ -151,7 +179,7 @@ impl Output {
             Output::Tar { dest } | Output::Oci { dest } | Output::Docker { dest } => {
                 Some(ExportTarget::Bytes(dest.clone()))
             }
-            Output::Moby { .. } | Output::Image { .. } => None,
+            Output::Moby { .. } | Output::Image { .. } | Output::OciDir { .. } => None,
         }
     }
 }
@@ -247,10 +275,11 @@ pub struct BuildOptions {
     /// the session content store.
     ///
     /// # Deviation
-    /// A `type=local` source without `index.json` is skipped silently (buildx warns), and
-    /// `--cache-to type=local` is refused: the content store is read-only.
+    /// A `type=local` source without `index.json` is skipped silently (buildx warns).
     pub cache_from: Vec<CacheEntry>,
-    /// `--cache-to` entries.
+    /// `--cache-to` entries. `type=local,dest=DIR` is written into the OCI layout `DIR` through
+    /// the session content store, and `DIR/index.json` names the cache under `tag` (default
+    /// `latest`) after the solve, as buildx does.
     pub cache_to: Vec<CacheEntry>,
     /// `--secret` values for `RUN --mount=type=secret`.
     pub secrets: Vec<crate::Secret>,
@@ -412,6 +441,15 @@ impl Client {
                     "named build contexts (--build-context, Dockerfile frontend 1.4+)".to_owned(),
                 ));
             }
+            let oci_layout = opts
+                .named_contexts
+                .iter()
+                .any(|c| matches!(c.source, crate::NamedContextSource::OciLayout { .. }));
+            if oci_layout && !caps.oci_layout_contexts {
+                return Err(unsupported(
+                    "oci-layout:// build contexts (BuildKit v0.11+)".to_owned(),
+                ));
+            }
             if let Some(out) = &opts.output
                 && !caps.supports_exporter(out.kind())
             {
@@ -429,7 +467,17 @@ impl Client {
             }
         }
 
-        let (cache_from, content) = resolve_local_cache(&opts.cache_from)?;
+        let LocalCaches {
+            cache_from,
+            stores: mut content,
+            indexes,
+        } = resolve_local_cache(&opts.cache_from, &opts.cache_to)?;
+        content.dirs.extend(named.stores);
+        if let Some(Output::OciDir { dest }) = &opts.output {
+            std::fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, e))?;
+            content.dirs.insert(EXPORT_STORE.to_owned(), dest.clone());
+            content.writable.insert(EXPORT_STORE.to_owned());
+        }
         let resolved;
         let opts = if cache_from == opts.cache_from {
             opts
@@ -505,9 +553,13 @@ impl Client {
                 if let Some(Err(e)) = export {
                     return Err(e);
                 }
-                Ok(BuildResult {
-                    exporter_response: resp.into_inner().exporter_response.into_iter().collect(),
-                })
+                let exporter_response: BTreeMap<String, String> =
+                    resp.into_inner().exporter_response.into_iter().collect();
+                update_cache_indexes(&indexes, &exporter_response)?;
+                if let Some(Output::OciDir { dest }) = &opts.output {
+                    update_layout_index(dest, &exporter_response)?;
+                }
+                Ok(BuildResult { exporter_response })
             }
             Err(status) => {
                 let (vertex, logs) = match tracker.failed_step() {
@@ -526,18 +578,43 @@ impl Client {
     }
 }
 
-/// Resolves `type=local` cache imports the way the Go client does: `src` is required, the
+/// The local side of `type=local` caches: the entries to send, the content stores to serve,
+/// and the layouts whose `index.json` gets the exported cache manifest after the solve.
+#[derive(Debug, Default)]
+struct LocalCaches {
+    cache_from: Vec<CacheEntry>,
+    stores: crate::content::Stores,
+    /// (layout directory, tag) for each `--cache-to type=local`.
+    indexes: Vec<(PathBuf, String)>,
+}
+
+/// Resolves `type=local` caches the way the Go client does. Imports: `src` is required, the
 /// digest comes from `index.json` (tag `latest` or `tag=`) unless `digest=` is given, and an
-/// entry whose `index.json` does not exist is dropped (nothing to import yet). Returns the
-/// entries to send and the content stores to serve.
-fn resolve_local_cache(
-    entries: &[CacheEntry],
-) -> Result<(Vec<CacheEntry>, crate::content::Stores)> {
-    let mut out = Vec::with_capacity(entries.len());
-    let mut stores = crate::content::Stores::default();
-    for e in entries {
+/// entry whose `index.json` does not exist is dropped (nothing to import yet). Exports: `dest`
+/// is required and created; its store is writable, and its `index.json` is updated after the
+/// solve.
+fn resolve_local_cache(from: &[CacheEntry], to: &[CacheEntry]) -> Result<LocalCaches> {
+    let mut out = LocalCaches::default();
+    for e in to.iter().filter(|e| e.kind == "local") {
+        let Some(dest) = e.attrs.get("dest").filter(|d| !d.is_empty()) else {
+            return Err(Error::InvalidOptions(
+                "local cache exporter requires dest".to_owned(),
+            ));
+        };
+        std::fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, e))?;
+        let id = format!("local:{dest}");
+        out.stores.dirs.insert(id.clone(), PathBuf::from(dest));
+        out.stores.writable.insert(id);
+        let tag = e
+            .attrs
+            .get("tag")
+            .cloned()
+            .unwrap_or_else(|| "latest".to_owned());
+        out.indexes.push((PathBuf::from(dest), tag));
+    }
+    for e in from {
         if e.kind != "local" {
-            out.push(e.clone());
+            out.cache_from.push(e.clone());
             continue;
         }
         let Some(src) = e.attrs.get("src").cloned() else {
@@ -557,12 +634,61 @@ fn resolve_local_cache(
                 None => continue,
             }
         }
-        stores
+        out.stores
             .dirs
             .insert(format!("local:{src}"), PathBuf::from(&src));
-        out.push(e);
+        out.cache_from.push(e);
     }
-    Ok((out, stores))
+    Ok(out)
+}
+
+/// The content store an `oci` export with `tar=false` writes into.
+const EXPORT_STORE: &str = "export";
+
+/// After an `oci` export with `tar=false`: names the image descriptor the daemon reports
+/// (`containerimage.descriptor`, base64 JSON) in `dest/index.json`, under each image name of
+/// `image.name`, or the tag `latest` when there is none, as the Go client does.
+fn update_layout_index(dest: &Path, response: &BTreeMap<String, String>) -> Result<()> {
+    let Some(encoded) = response.get("containerimage.descriptor") else {
+        return Err(Error::Session(
+            "the daemon reported no containerimage.descriptor for the oci export".to_owned(),
+        ));
+    };
+    let bytes = crate::attachables::base64_decode(encoded)
+        .ok_or_else(|| Error::Session("containerimage.descriptor is not base64".to_owned()))?;
+    let desc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Session(format!(
+            "containerimage.descriptor is not a descriptor: {e}"
+        ))
+    })?;
+    let names: Vec<crate::content::IndexName> = match response.get("image.name") {
+        Some(n) if !n.is_empty() => n
+            .split(',')
+            .map(|n| crate::content::IndexName::Image(n.to_owned()))
+            .collect(),
+        _ => vec![crate::content::IndexName::Tag("latest".to_owned())],
+    };
+    crate::content::put_index(dest, &desc, &names)
+}
+
+/// After a solve that exported a `type=local` cache: records the cache manifest the daemon
+/// reports (`cache.manifest`, an OCI descriptor) in each layout's `index.json` under its tag.
+fn update_cache_indexes(
+    indexes: &[(PathBuf, String)],
+    response: &BTreeMap<String, String>,
+) -> Result<()> {
+    let Some(desc) = response.get("cache.manifest").filter(|d| !d.is_empty()) else {
+        return Ok(());
+    };
+    let desc: serde_json::Value = serde_json::from_str(desc).map_err(|e| {
+        Error::Session(format!(
+            "the daemon's cache.manifest is not a descriptor: {e}"
+        ))
+    })?;
+    for (dir, tag) in indexes {
+        crate::content::put_index(dir, &desc, &[crate::content::IndexName::Tag(tag.clone())])?;
+    }
+    Ok(())
 }
 
 fn solve_request(
@@ -828,16 +954,115 @@ mod tests {
             .expect("ok"),
             CacheEntry::parse(&format!("type=local,src={src},digest=sha256:22")).expect("ok"),
         ];
-        let (out, stores) = resolve_local_cache(&entries).expect("resolve");
+        let LocalCaches {
+            cache_from: out,
+            stores,
+            indexes,
+        } = resolve_local_cache(&entries, &[]).expect("resolve");
+        assert!(indexes.is_empty());
         assert_eq!(out.len(), 3, "the source without index.json is dropped");
         assert_eq!(out[0], entries[0]);
         assert_eq!(out[1].attrs["digest"], "sha256:11");
         assert_eq!(out[2].attrs["digest"], "sha256:22");
         assert_eq!(stores.dirs.len(), 1);
         assert_eq!(stores.dirs[&format!("local:{src}")], with_index);
-        let e = resolve_local_cache(&[CacheEntry::parse("type=local,dest=x").expect("ok")])
+        let e = resolve_local_cache(&[CacheEntry::parse("type=local,dest=x").expect("ok")], &[])
             .expect_err("no src");
         assert!(e.to_string().contains("requires src"), "{e}");
+
+        // Exports: dest is created, its store is writable, its index gets the tag.
+        let dest = d.path().join("out/cache");
+        let to = [
+            CacheEntry::parse(&format!("type=local,dest={},mode=max", dest.display())).expect("ok"),
+            CacheEntry::parse("type=inline").expect("ok"),
+        ];
+        let local = resolve_local_cache(&[], &to).expect("resolve");
+        assert!(dest.is_dir());
+        let id = format!("local:{}", dest.display());
+        assert!(local.stores.writable.contains(&id));
+        assert_eq!(local.stores.dirs[&id], dest);
+        assert_eq!(local.indexes, vec![(dest.clone(), "latest".to_owned())]);
+        let e = resolve_local_cache(&[], &[CacheEntry::parse("type=local,src=x").expect("ok")])
+            .expect_err("no dest");
+        assert!(e.to_string().contains("requires dest"), "{e}");
+
+        // After the solve the cache manifest is recorded under the tag, replacing the old one.
+        let desc = r#"{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:aa","size":10}"#;
+        let resp = BTreeMap::from([("cache.manifest".to_owned(), desc.to_owned())]);
+        update_cache_indexes(&local.indexes, &resp).expect("update");
+        let desc2 = desc.replace("sha256:aa", "sha256:bb");
+        let resp = BTreeMap::from([("cache.manifest".to_owned(), desc2)]);
+        update_cache_indexes(&local.indexes, &resp).expect("update");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dest.join("index.json")).expect("index"))
+                .expect("json");
+        assert_eq!(index["schemaVersion"], 2);
+        assert_eq!(index["manifests"].as_array().expect("list").len(), 1);
+        assert_eq!(index["manifests"][0]["digest"], "sha256:bb");
+        assert_eq!(
+            index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+            "latest"
+        );
+        assert!(dest.join("oci-layout").is_file());
+        assert!(!dest.join("index.json.lock").exists());
+    }
+
+    #[test]
+    fn layout_exports_name_the_image_in_the_index() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let desc = r#"{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:cc","size":5}"#;
+        let b64 = |s: &str| {
+            // The standard alphabet, as Go's base64.StdEncoding.
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut out = String::new();
+            for c in s.as_bytes().chunks(3) {
+                let n = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
+                for i in 0..4 {
+                    if i <= c.len() {
+                        out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            out
+        };
+        let resp = BTreeMap::from([
+            ("containerimage.descriptor".to_owned(), b64(desc)),
+            ("image.name".to_owned(), "reg/app:1,reg/app:2".to_owned()),
+        ]);
+        update_layout_index(d.path(), &resp).expect("update");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("index.json")).expect("index"))
+                .expect("json");
+        let list = index["manifests"].as_array().expect("list");
+        assert_eq!(list.len(), 2);
+        assert_eq!(
+            list[0]["annotations"]["io.containerd.image.name"],
+            "reg/app:1"
+        );
+        assert_eq!(
+            list[0]["annotations"]["org.opencontainers.image.ref.name"],
+            "1"
+        );
+        assert_eq!(
+            list[1]["annotations"]["org.opencontainers.image.ref.name"],
+            "2"
+        );
+        let resp = BTreeMap::from([("containerimage.descriptor".to_owned(), b64(desc))]);
+        update_layout_index(d.path(), &resp).expect("update");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("index.json")).expect("index"))
+                .expect("json");
+        assert_eq!(index["manifests"].as_array().expect("list").len(), 3);
+        assert_eq!(
+            index["manifests"][2]["annotations"]["org.opencontainers.image.ref.name"],
+            "latest"
+        );
+        assert!(update_layout_index(d.path(), &BTreeMap::new()).is_err());
     }
 
     #[test]
@@ -859,6 +1084,19 @@ mod tests {
                 dest: Some("o.tar".into())
             }
         );
+        assert_eq!(
+            Output::parse("type=oci,dest=lay,tar=false").expect("ok"),
+            Output::OciDir { dest: "lay".into() }
+        );
+        assert_eq!(
+            Output::parse("type=oci,dest=o.tar,tar=true").expect("ok"),
+            Output::Oci {
+                dest: Some("o.tar".into())
+            }
+        );
+        assert!(Output::parse("type=oci,dest=-,tar=false").is_err());
+        assert!(Output::parse("type=docker,dest=d,tar=false").is_err());
+        assert!(Output::parse("type=oci,dest=d,tar=maybe").is_err());
         assert!(Output::parse("type=zip,dest=x").is_err());
         assert!(Output::parse("dest=x").is_err());
         assert!(Output::parse("type=tar").is_err());
