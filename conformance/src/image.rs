@@ -2,12 +2,14 @@
 //! libraries `ldd` lists), written as a reproducible single-layer docker-archive that
 //! `ctr images import` and `kind load image-archive` understand.
 //!
-//! Two images are defined here:
+//! The images defined here:
 //! - [`pause_image`]: a tiny static program that sleeps until SIGTERM/SIGINT and reaps
 //!   children, used as containerd's sandbox image;
-//! - [`builder_image`]: Debian's `dockerd` (with its embedded BuildKit), `containerd`, `runc`,
-//!   `tini` as `docker-init`, busybox, and this crate's `buildctl`, started by a `buildkitd`
-//!   entry point that accepts and ignores buildkitd flags.
+//! - [`builder_image`] and [`rootless_builder_image`]: laid out as `moby/buildkit`'s
+//!   `buildx-stable-1` and `buildx-stable-1-rootless` images, with the real `buildkitd` and
+//!   `buildctl` v0.13.2 (built from Debian's source by `conformance/scripts/build-buildkit.sh`),
+//!   Debian's `runc`, busybox, and for rootless Debian's `rootlesskit` and `uidmap`;
+//! - [`binfmt_image`] and [`registry_image`]: QEMU's binfmt registration and a registry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -19,8 +21,15 @@ use crate::Error;
 
 /// The tag of the pause image (not `latest`, so pods use `IfNotPresent`).
 pub const PAUSE_IMAGE: &str = "kbx.invalid/pause:test";
-/// The tag of the builder image (not `latest`, so pods use `IfNotPresent`).
-pub const BUILDER_IMAGE: &str = "kbx.invalid/buildkit:test";
+/// The tag of the builder image: buildx's default image, so that renderings without `image=`
+/// use it (not `latest`, so pods use `IfNotPresent` and never pull).
+pub const BUILDER_IMAGE: &str = "moby/buildkit:buildx-stable-1";
+
+/// The tag of the rootless builder image: buildx's default for `rootless=true`.
+pub const ROOTLESS_BUILDER_IMAGE: &str = "moby/buildkit:buildx-stable-1-rootless";
+
+/// The uid and gid the rootless builder image runs as (`user`, as upstream's).
+pub const ROOTLESS_UID: u32 = 1000;
 
 /// The tag of the binfmt image, the `qemu.image` of `qemu.install=true` builders.
 pub const BINFMT_IMAGE: &str = "kbx.invalid/binfmt:test";
@@ -45,10 +54,7 @@ pub const BINFMT_SH: &str = include_str!("../images/binfmt.sh");
 /// The C source of the pause program.
 pub const PAUSE_C: &str = include_str!("../images/pause.c");
 
-/// The builder image's entry point, installed as `/usr/local/bin/buildkitd`.
-pub const BUILDKITD_SH: &str = include_str!("../images/buildkitd.sh");
-
-/// Busybox applets linked into the builder image.
+/// Busybox applets linked into the builder images.
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "ls", "cat", "cp", "mkdir", "rm", "mv", "ln", "ps", "echo", "sleep", "mount", "umount",
     "env", "kill", "grep", "sed", "tar", "gzip", "head", "tail", "wc", "test", "true", "false",
@@ -70,10 +76,12 @@ pub struct Rootfs {
     /// The host directory that host paths are read from (`/` except in tests).
     host_root: PathBuf,
     entries: BTreeMap<PathBuf, Entry>,
+    /// Owners other than root (uid, gid).
+    owners: BTreeMap<PathBuf, (u32, u32)>,
 }
 
 /// The image configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageConfig {
     /// The tag, e.g. [`BUILDER_IMAGE`].
     pub tag: String,
@@ -81,6 +89,10 @@ pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     /// The environment (`KEY=value`).
     pub env: Vec<String>,
+    /// The user (`uid:gid`), root when empty.
+    pub user: String,
+    /// Volumes the image declares (the container runtime gives each a directory of its own).
+    pub volumes: Vec<String>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -99,6 +111,7 @@ impl Rootfs {
         Rootfs {
             host_root: host_root.into(),
             entries: BTreeMap::new(),
+            owners: BTreeMap::new(),
         }
     }
 
@@ -123,6 +136,12 @@ impl Rootfs {
         let path = path.as_ref().to_path_buf();
         self.add_parents(&path);
         self.entries.insert(path, Entry::Dir { mode });
+        self
+    }
+
+    /// Gives `path` (already added) to `uid:gid` instead of root.
+    pub fn chown(&mut self, path: impl AsRef<Path>, uid: u32, gid: u32) -> &mut Self {
+        self.owners.insert(path.as_ref().to_path_buf(), (uid, gid));
         self
     }
 
@@ -265,6 +284,9 @@ impl Rootfs {
         h.update(format!("{config:?}\n"));
         for (path, entry) in &self.entries {
             h.update(path.as_os_str().as_encoded_bytes());
+            if let Some((uid, gid)) = self.owners.get(path) {
+                h.update(format!(" owner {uid}:{gid}"));
+            }
             match entry {
                 Entry::Dir { mode } => h.update(format!(" dir {mode:o}\n")),
                 Entry::Symlink { target } => h.update(format!(" link {}\n", target.display())),
@@ -337,8 +359,9 @@ impl Rootfs {
             let name = path.strip_prefix("/").unwrap_or(path);
             let mut header = tar::Header::new_gnu();
             header.set_mtime(0);
-            header.set_uid(0);
-            header.set_gid(0);
+            let (uid, gid) = self.owners.get(path).copied().unwrap_or((0, 0));
+            header.set_uid(u64::from(uid));
+            header.set_gid(u64::from(gid));
             let appended = match entry {
                 Entry::Dir { mode } => {
                     header.set_entry_type(tar::EntryType::Directory);
@@ -388,6 +411,12 @@ impl Rootfs {
                 "Entrypoint": config.entrypoint,
                 "Env": config.env,
                 "WorkingDir": "/",
+                "User": config.user,
+                "Volumes": config
+                    .volumes
+                    .iter()
+                    .map(|v| (v.clone(), serde_json::json!({})))
+                    .collect::<serde_json::Map<_, _>>(),
             },
             "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
             "history": [{ "created_by": "kbx-conformance image builder" }],
@@ -573,29 +602,48 @@ pub fn pause_image(pause_binary: &Path) -> Result<(Rootfs, ImageConfig), Error> 
         tag: PAUSE_IMAGE.into(),
         entrypoint: vec!["/pause".into()],
         env: Vec::new(),
+        ..Default::default()
     };
     Ok((fs, config))
 }
 
-/// Host programs the builder image needs, from Debian packages.
+/// Host programs the builder images need, from Debian packages.
 pub const BUILDER_HOST_PROGRAMS: &[(&str, &str)] = &[
-    ("/usr/sbin/dockerd", "docker.io"),
-    ("/usr/bin/docker", "docker.io"),
-    ("/usr/bin/containerd", "containerd"),
-    ("/usr/bin/containerd-shim-runc-v2", "containerd"),
     ("/usr/sbin/runc", "runc"),
-    ("/usr/bin/tini-static", "tini"),
     ("/bin/busybox", "busybox-static"),
 ];
 
-/// The builder image: Docker Engine (embedded BuildKit) started by a `buildkitd` entry point,
-/// plus `buildctl` from `buildctl_binary`.
-pub fn builder_image(buildctl_binary: &Path) -> Result<(Rootfs, ImageConfig), Error> {
-    for (program, package) in BUILDER_HOST_PROGRAMS {
+/// Host programs the rootless builder image needs as well, from Debian packages.
+pub const ROOTLESS_HOST_PROGRAMS: &[(&str, &str)] = &[
+    ("/usr/bin/rootlesskit", "rootlesskit"),
+    ("/usr/bin/newuidmap", "uidmap"),
+    ("/usr/bin/newgidmap", "uidmap"),
+];
+
+/// The `PATH` of the builder images.
+const BUILDER_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn require(programs: &[(&str, &str)]) -> Result<(), Error> {
+    for (program, package) in programs {
         if !Path::new(program).exists() {
             return Err(Error::Image(format!(
                 "{program} is missing (install the Debian package {package})"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// The parts both builder images share: `buildkitd` and `buildctl` from `buildkit` (a
+/// directory), `runc`, busybox with its applets, and the usual top-level directories.
+fn buildkit_rootfs(buildkit: &Path) -> Result<Rootfs, Error> {
+    require(BUILDER_HOST_PROGRAMS)?;
+    for binary in ["buildkitd", "buildctl"] {
+        if !buildkit.join(binary).is_file() {
+            return Err(Error::MissingProgram {
+                program: buildkit.join(binary).display().to_string(),
+                hint: "run conformance/scripts/build-buildkit.sh".into(),
+            });
         }
     }
     let mut fs = Rootfs::new();
@@ -607,16 +655,9 @@ pub fn builder_image(buildctl_binary: &Path) -> Result<(Rootfs, ImageConfig), Er
             fs.host_path(format!("/{link}"))?;
         }
     }
-    fs.executable("/usr/sbin/dockerd", "/usr/sbin/dockerd")?
-        .executable("/usr/bin/docker", "/usr/bin/docker")?
-        .executable("/usr/bin/containerd", "/usr/bin/containerd")?
-        .executable(
-            "/usr/bin/containerd-shim-runc-v2",
-            "/usr/bin/containerd-shim-runc-v2",
-        )?
-        .executable("/usr/sbin/runc", "/usr/sbin/runc")?
-        .executable("/usr/bin/docker-init", "/usr/bin/tini-static")?
-        .executable("/usr/local/bin/buildctl", buildctl_binary)?
+    fs.file("/usr/bin/buildkitd", buildkit.join("buildkitd"))?
+        .file("/usr/bin/buildctl", buildkit.join("buildctl"))?
+        .executable("/usr/bin/runc", "/usr/sbin/runc")?
         .file("/usr/bin/busybox", "/bin/busybox")?;
     for applet in BUSYBOX_APPLETS {
         let path = PathBuf::from("/usr/bin").join(applet);
@@ -624,22 +665,82 @@ pub fn builder_image(buildctl_binary: &Path) -> Result<(Rootfs, ImageConfig), Er
             fs.symlink(path, "busybox");
         }
     }
-    fs.data("/usr/local/bin/buildkitd", BUILDKITD_SH, 0o755)
-        .data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)
-        .data("/etc/group", "root:x:0:\n", 0o644)
-        .dir("/tmp", 0o1777)
-        .dir("/root", 0o700)
+    fs.dir("/tmp", 0o1777)
         .dir("/run", 0o755)
         .symlink("/var/run", "../run")
-        .dir("/var/lib/buildkit", 0o711)
         .dir("/etc/buildkit", 0o755)
         .dir("/proc", 0o555)
         .dir("/sys", 0o555)
         .dir("/dev", 0o755);
+    Ok(fs)
+}
+
+/// The builder image, laid out as `moby/buildkit:buildx-stable-1`: entry point `buildkitd`,
+/// `buildctl` and `runc` on `PATH`, state in the volume `/var/lib/buildkit`, config read from
+/// `/etc/buildkit/buildkitd.toml`. `buildkit` is the directory with `buildkitd` and `buildctl`
+/// (see [`crate::local::buildkit_bin_dir`]).
+pub fn builder_image(buildkit: &Path) -> Result<(Rootfs, ImageConfig), Error> {
+    let mut fs = buildkit_rootfs(buildkit)?;
+    fs.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        .data("/etc/group", "root:x:0:\n", 0o644)
+        .dir("/root", 0o700)
+        .dir("/var/lib/buildkit", 0o711);
     let config = ImageConfig {
         tag: BUILDER_IMAGE.into(),
-        entrypoint: vec!["/usr/local/bin/buildkitd".into()],
-        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+        entrypoint: vec!["buildkitd".into()],
+        env: vec![BUILDER_PATH.into()],
+        user: String::new(),
+        volumes: vec!["/var/lib/buildkit".into()],
+    };
+    Ok((fs, config))
+}
+
+/// The rootless builder image, laid out as `moby/buildkit:buildx-stable-1-rootless`: user
+/// `user` (uid and gid [`ROOTLESS_UID`]) with subordinate ids 100000-165535, entry point
+/// `rootlesskit buildkitd` (Debian's `rootlesskit`, and `newuidmap`/`newgidmap` from `uidmap`,
+/// set-uid root), `XDG_RUNTIME_DIR=/run/user/1000`, `BUILDKIT_HOST` at the rootless socket so
+/// that `buildctl` in the pod finds the daemon, and state in the volume
+/// `/home/user/.local/share/buildkit`.
+pub fn rootless_builder_image(buildkit: &Path) -> Result<(Rootfs, ImageConfig), Error> {
+    require(ROOTLESS_HOST_PROGRAMS)?;
+    let mut fs = buildkit_rootfs(buildkit)?;
+    let uid = ROOTLESS_UID;
+    fs.executable("/usr/bin/rootlesskit", "/usr/bin/rootlesskit")?
+        .executable("/usr/bin/newuidmap", "/usr/bin/newuidmap")?
+        .executable("/usr/bin/newgidmap", "/usr/bin/newgidmap")?
+        .data(
+            "/etc/passwd",
+            format!("root:x:0:0:root:/root:/bin/sh\nuser:x:{uid}:{uid}:user:/home/user:/bin/sh\n"),
+            0o644,
+        )
+        .data("/etc/group", format!("root:x:0:\nuser:x:{uid}:\n"), 0o644)
+        .data("/etc/subuid", "user:100000:65536\n", 0o644)
+        .data("/etc/subgid", "user:100000:65536\n", 0o644)
+        .dir("/root", 0o700);
+    for dir in [
+        "/home/user",
+        "/home/user/.local",
+        "/home/user/.local/tmp",
+        "/home/user/.local/share",
+        "/home/user/.local/share/buildkit",
+        "/run/user/1000",
+    ] {
+        fs.dir(dir, 0o755).chown(dir, uid, uid);
+    }
+    fs.dir("/run/user", 0o755);
+    let config = ImageConfig {
+        tag: ROOTLESS_BUILDER_IMAGE.into(),
+        entrypoint: vec!["rootlesskit".into(), "buildkitd".into()],
+        env: vec![
+            BUILDER_PATH.into(),
+            "HOME=/home/user".into(),
+            "USER=user".into(),
+            "XDG_RUNTIME_DIR=/run/user/1000".into(),
+            "TMPDIR=/home/user/.local/tmp".into(),
+            "BUILDKIT_HOST=unix:///run/user/1000/buildkit/buildkitd.sock".into(),
+        ],
+        user: format!("{uid}:{uid}"),
+        volumes: vec!["/home/user/.local/share/buildkit".into()],
     };
     Ok((fs, config))
 }
@@ -673,6 +774,7 @@ pub fn binfmt_image() -> Result<(Rootfs, ImageConfig), Error> {
         tag: BINFMT_IMAGE.into(),
         entrypoint: vec!["/usr/local/bin/binfmt".into()],
         env: vec!["PATH=/usr/bin".into()],
+        ..Default::default()
     };
     Ok((fs, config))
 }
@@ -709,6 +811,7 @@ pub fn registry_image() -> Result<(Rootfs, ImageConfig), Error> {
             "/etc/docker/registry/config.yml".into(),
         ],
         env: vec!["PATH=/usr/bin:/bin".into()],
+        ..Default::default()
     };
     Ok((fs, config))
 }
@@ -789,6 +892,7 @@ mod tests {
             tag: "kbx.invalid/t:1".into(),
             entrypoint: vec!["/usr/bin/hello".into()],
             env: vec![],
+            ..Default::default()
         };
         let a = dir.path().join("a.tar");
         let b = dir.path().join("b.tar");
@@ -835,6 +939,67 @@ mod tests {
     }
 
     #[test]
+    fn owners_user_and_volumes_reach_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fs = Rootfs::new();
+        fs.dir("/home/user", 0o755)
+            .chown("/home/user", ROOTLESS_UID, ROOTLESS_UID)
+            .data("/etc/subuid", "user:100000:65536\n", 0o644);
+        let config = ImageConfig {
+            tag: "kbx.invalid/t:1".into(),
+            user: "1000:1000".into(),
+            volumes: vec!["/home/user".into()],
+            ..Default::default()
+        };
+        let root_owned = {
+            let mut other = Rootfs::new();
+            other
+                .dir("/home/user", 0o755)
+                .data("/etc/subuid", "user:100000:65536\n", 0o644);
+            other.fingerprint(&config).unwrap()
+        };
+        assert_ne!(fs.fingerprint(&config).unwrap(), root_owned);
+        let path = dir.path().join("a.tar");
+        let id = fs.write_archive(&config, &path).unwrap();
+        let mut archive = tar::Archive::new(std::fs::File::open(&path).unwrap());
+        let (mut image_config, mut owners) = (serde_json::Value::Null, Vec::new());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            if name == format!("{id}.json") {
+                image_config = serde_json::from_slice(&bytes).unwrap();
+            } else if name.ends_with("layer.tar") {
+                let mut layer = tar::Archive::new(bytes.as_slice());
+                for e in layer.entries().unwrap() {
+                    let e = e.unwrap();
+                    let h = e.header();
+                    owners.push((
+                        e.path().unwrap().display().to_string(),
+                        h.uid().unwrap(),
+                        h.gid().unwrap(),
+                    ));
+                }
+            }
+        }
+        assert_eq!(image_config["config"]["User"], "1000:1000");
+        assert_eq!(
+            image_config["config"]["Volumes"],
+            serde_json::json!({ "/home/user": {} })
+        );
+        assert_eq!(
+            owners,
+            vec![
+                ("etc".into(), 0, 0),
+                ("etc/subuid".into(), 0, 0),
+                ("home".into(), 0, 0),
+                ("home/user".into(), 1000, 1000),
+            ]
+        );
+    }
+
+    #[test]
     fn cached_archives_are_reused_until_an_input_changes() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("f");
@@ -843,6 +1008,7 @@ mod tests {
             tag: "kbx.invalid/t:1".into(),
             entrypoint: vec![],
             env: vec![],
+            ..Default::default()
         };
         let mut fs = Rootfs::new();
         fs.file("/f", &src).unwrap();
@@ -863,7 +1029,8 @@ mod tests {
             fs.fingerprint(&ImageConfig {
                 tag: "kbx.invalid/t:1".into(),
                 entrypoint: vec![],
-                env: vec![]
+                env: vec![],
+                ..Default::default()
             })
             .unwrap()
         );

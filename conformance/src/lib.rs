@@ -10,13 +10,16 @@
 //! - `existing`: the cluster of `KUBECONFIG` (and `KBX_CONFORMANCE_CONTEXT`); only what the
 //!   suite created is deleted ([`existing`]).
 //!
-//! Scenarios (under `tests/`) drive the cluster through [`scenario`] helpers. The test builder
-//! image ([`image`]) runs Docker Engine's embedded BuildKit and this crate's [`buildctl`].
+//! Scenarios (under `tests/`) drive the cluster through [`scenario`] helpers. On the local
+//! backend the builder images ([`image`]) are `moby/buildkit:buildx-stable-1` and its rootless
+//! variant, laid out as upstream's but made of the real `buildkitd` and `buildctl` v0.13.2 built
+//! from Debian's source (`conformance/scripts/build-buildkit.sh`) and Debian's `runc`; they are
+//! imported into the node's containerd, never pulled. [`workers`] reads a builder's workers back.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kbx_conformance::Error> {
 //! use kbx_conformance::{Backend, Cluster};
-//! let cluster = Cluster::start(Backend::from_env()?, "target/debug/buildctl").await?;
+//! let cluster = Cluster::start(Backend::from_env()?).await?;
 //! let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(cluster.client().clone());
 //! assert!(!nodes.list(&Default::default()).await.map_err(|e| kbx_conformance::Error::kube("listing nodes", e))?.items.is_empty());
 //! let leftovers = cluster.teardown().await;
@@ -26,13 +29,13 @@
 
 #![forbid(unsafe_code)]
 
-pub mod buildctl;
 pub mod existing;
 pub mod image;
 pub mod kind;
 pub mod local;
 pub mod registry;
 pub mod scenario;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -143,9 +146,9 @@ pub enum Error {
     /// `KBX_CONFORMANCE_CLUSTER` names no backend.
     #[error("KBX_CONFORMANCE_CLUSTER={0:?}: expected local, kind or existing")]
     Backend(String),
-    /// A `buildctl` call through the cluster failed.
-    #[error("buildctl through the cluster")]
-    Buildctl(#[from] buildctl::BuildctlError),
+    /// Listing a builder's workers through the cluster failed.
+    #[error("listing BuildKit workers through the cluster")]
+    Workers(#[from] workers::WorkersError),
     /// A scenario found the cluster in an unexpected state.
     #[error("{0}")]
     Unexpected(String),
@@ -243,27 +246,27 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// The image scenarios use for builder pods on kind and existing clusters, unless
-/// `KBX_CONFORMANCE_IMAGE` names another.
+/// The image scenarios use for builder pods, unless `KBX_CONFORMANCE_IMAGE` names another:
+/// buildx's default, which the local backend imports as [`image::BUILDER_IMAGE`].
 pub const UPSTREAM_BUILDER_IMAGE: &str = "moby/buildkit:buildx-stable-1";
 
 impl Cluster {
-    /// Starts (or, for `existing`, connects to) a cluster. `buildctl` is the binary put into the
-    /// local backend's builder image.
-    pub async fn start(backend: Backend, buildctl: impl AsRef<Path>) -> Result<Cluster, Error> {
+    /// Starts (or, for `existing`, connects to) a cluster. The local backend builds its images
+    /// from the BuildKit binaries in [`local::buildkit_bin_dir`].
+    pub async fn start(backend: Backend) -> Result<Cluster, Error> {
         let image_override = std::env::var("KBX_CONFORMANCE_IMAGE")
             .ok()
             .filter(|s| !s.is_empty());
         match backend {
             Backend::Local => {
-                let local = LocalCluster::start(&LocalOptions::new(buildctl.as_ref())).await?;
+                let local = LocalCluster::start(&LocalOptions::new()).await?;
                 let client = local.client()?.clone();
                 Ok(Cluster {
                     backend,
                     client,
                     handle: Handle::Local(Box::new(local)),
                     builder_image: image_override
-                        .unwrap_or_else(|| image::BUILDER_IMAGE.to_owned()),
+                        .unwrap_or_else(|| UPSTREAM_BUILDER_IMAGE.to_owned()),
                 })
             }
             Backend::Kind => {

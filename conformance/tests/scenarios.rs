@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Node;
-use kbx_conformance::buildctl::list_workers;
 use kbx_conformance::local::config::CLOSED_PROXY;
 use kbx_conformance::local::{Binaries, host};
 use kbx_conformance::scenario::{
     TestNamespace, builder_deployment, create_deployment, exec_capture, exec_stream, running_pods,
     wait_deployment_ready,
 };
+use kbx_conformance::workers::list_workers;
 use kbx_conformance::{Backend, Cluster};
 use kube::Api;
 
@@ -48,7 +48,7 @@ async fn start() -> anyhow::Result<Option<Cluster>> {
         }
     }
     let started = Instant::now();
-    let cluster = Cluster::start(backend, env!("CARGO_BIN_EXE_buildctl"))
+    let cluster = Cluster::start(backend)
         .await
         .context("starting the cluster")?;
     note(&format!(

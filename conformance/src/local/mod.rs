@@ -58,6 +58,33 @@ pub fn kubernetes_bin_dir() -> PathBuf {
         .join("bin")
 }
 
+/// The BuildKit version the builder images carry.
+pub const BUILDKIT_VERSION: &str = "0.13.2";
+
+/// Where the `buildkitd` and `buildctl` binaries for the builder images are:
+/// `$KBX_BUILDKIT_BIN_DIR`, else `${KBX_BUILDKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kbx}/buildkit-0.13.2/bin`,
+/// where `conformance/scripts/build-buildkit.sh` caches them.
+pub fn buildkit_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KBX_BUILDKIT_BIN_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let root = std::env::var_os("KBX_BUILDKIT_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                        .join(".cache")
+                })
+                .join("kbx")
+        });
+    root.join(format!("buildkit-{BUILDKIT_VERSION}"))
+        .join("bin")
+}
+
 /// The programs a local cluster runs.
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -135,20 +162,27 @@ impl Binaries {
 pub struct LocalOptions {
     /// Where the work directory is created (default: the system temporary directory).
     pub base_dir: PathBuf,
-    /// The `buildctl` binary to put into the builder image.
-    pub buildctl: PathBuf,
+    /// The directory with the `buildkitd` and `buildctl` binaries of the builder images
+    /// (default: [`buildkit_bin_dir`]).
+    pub buildkit_bin_dir: PathBuf,
     /// How long the whole boot may take.
     pub boot_timeout: Duration,
 }
 
 impl LocalOptions {
-    /// Defaults with the given `buildctl` binary.
-    pub fn new(buildctl: impl Into<PathBuf>) -> Self {
+    /// Defaults: the system temporary directory, [`buildkit_bin_dir`], a 180 s boot.
+    pub fn new() -> Self {
         LocalOptions {
             base_dir: std::env::temp_dir(),
-            buildctl: buildctl.into(),
+            buildkit_bin_dir: buildkit_bin_dir(),
             boot_timeout: Duration::from_secs(180),
         }
+    }
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -488,7 +522,7 @@ impl LocalCluster {
         let images = l.dir.join("images");
         std::fs::create_dir_all(&images)
             .map_err(|s| Error::io("creating the images directory", s))?;
-        let archives = build_images(&images, &options.buildctl).await?;
+        let archives = build_images(&images, &options.buildkit_bin_dir).await?;
         for archive in &archives {
             ctr.run(&[
                 "-n",
@@ -848,23 +882,26 @@ impl Ctr {
     }
 }
 
-/// Builds the pause, builder, binfmt and registry image archives (compiling the pause program in `dir`), or reuses
-/// them from `<cache root>/images/` when their inputs have not changed.
-pub async fn build_images(dir: &Path, buildctl: &Path) -> Result<Vec<PathBuf>, Error> {
+/// Builds the pause, builder (root and rootless), binfmt and registry image archives (compiling
+/// the pause program in `dir`), or reuses them from `<cache root>/images/` when their inputs
+/// have not changed. `buildkit` holds the `buildkitd` and `buildctl` binaries.
+pub async fn build_images(dir: &Path, buildkit: &Path) -> Result<Vec<PathBuf>, Error> {
     let dir = dir.to_path_buf();
-    let buildctl = buildctl.to_path_buf();
+    let buildkit = buildkit.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let pause_bin = image::compile_pause(&dir)?;
         let (fs, cfg) = image::pause_image(&pause_bin)?;
         let cache = cache_root().join("images");
         let pause = fs.cached_archive(&cfg, &cache, "pause")?;
-        let (fs, cfg) = image::builder_image(&buildctl)?;
+        let (fs, cfg) = image::builder_image(&buildkit)?;
         let builder = fs.cached_archive(&cfg, &cache, "builder")?;
+        let (fs, cfg) = image::rootless_builder_image(&buildkit)?;
+        let rootless = fs.cached_archive(&cfg, &cache, "builder-rootless")?;
         let (fs, cfg) = image::binfmt_image()?;
         let binfmt = fs.cached_archive(&cfg, &cache, "binfmt")?;
         let (fs, cfg) = image::registry_image()?;
         let registry = fs.cached_archive(&cfg, &cache, "registry")?;
-        Ok(vec![pause, builder, binfmt, registry])
+        Ok(vec![pause, builder, rootless, binfmt, registry])
     })
     .await
     .map_err(|e| Error::Image(format!("image build task failed: {e}")))?

@@ -1,6 +1,7 @@
 //! A real registry inside the cluster (Debian's `docker-registry` as a pod, with and without
 //! htpasswd basic auth): builder pods pull multi-platform bases from it by platform, `kbx
-//! imagetools create` writes the index they pull, credentials travel through kbx's session,
+//! imagetools create` writes the index they pull, credentials travel through kbx's session
+//! for pulls and pushes,
 //! and refusals and a registry that is gone give clear errors.
 
 use std::collections::BTreeMap;
@@ -27,9 +28,9 @@ const APPLETS: &[&str] = &["sh", "uname", "cat", "echo"];
 /// A registry pod: builder pods reach it at `pod` (`podIP:5000`); this host, whose pod bridge
 /// has no address, reaches it at `local` (`127.0.0.1:PORT`), a port-forward through the API
 /// server that lives as long as this value.
-struct RegistryPod {
-    pod: String,
-    local: String,
+pub(super) struct RegistryPod {
+    pub(super) pod: String,
+    pub(super) local: String,
     forward: tokio::task::JoinHandle<()>,
 }
 
@@ -67,13 +68,13 @@ async fn forward(
 }
 
 /// Runs blocking registry reads and writes off the async workers.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
 /// Starts a registry pod named `name` in `ns` (basic auth from `htpasswd` when given) and
 /// waits until its API answers through the port-forward.
-async fn registry_pod(
+pub(super) async fn registry_pod(
     client: &kube::Client,
     ns: &TestNamespace,
     name: &str,
@@ -174,7 +175,7 @@ fn htpasswd(user: &str, password: &str) -> anyhow::Result<String> {
 
 /// Seeds `repo:amd64` and `repo:arm64` (busybox bases from Debian's busybox-static for each
 /// architecture) into `reg`.
-fn seed_bases(reg: &Registry, repo: &str, arm64: &Path) -> anyhow::Result<()> {
+pub(super) fn seed_bases(reg: &Registry, repo: &str, arm64: &Path) -> anyhow::Result<()> {
     let amd = base_image_layer("/bin/busybox", APPLETS)?;
     let arm = base_image_layer(arm64, APPLETS)?;
     reg.push_image(repo, "amd64", &amd, "amd64")?;
@@ -199,7 +200,10 @@ fn docker_login(user: &User, reg: &RegistryPod, name: &str, password: &str) -> a
 }
 
 /// Platforms of an index read straight from the registry: `os/arch` → manifest digest.
-fn index_platforms(reg: &Registry, path: &str) -> anyhow::Result<BTreeMap<String, String>> {
+pub(super) fn index_platforms(
+    reg: &Registry,
+    path: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let a = reg.get(path, ANY_MANIFEST)?;
     ensure!(a.status == 200, "GET {path}: HTTP {}", a.status);
     let index = a.json()?;
@@ -310,27 +314,6 @@ async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()>
         std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&open_pod.pod))?;
         build_both_platforms_and_check_arch(&user, ctx.path(), &user.home().join("open")).await?;
 
-        // Pushing needs an image exporter; Docker's embedded BuildKit has none: refused
-        // before the solve, and nothing is tagged.
-        let run = user
-            .build(
-                ctx.path(),
-                &["--push", "-t", &format!("{}/kbx/app:1", open_pod.pod)],
-            )
-            .await?;
-        ensure!(
-            run.out.status.code() == Some(1)
-                && run
-                    .stderr
-                    .contains("exporter \"image\" is not supported by Docker's embedded BuildKit"),
-            "{}",
-            run.stderr
-        );
-        ensure!(
-            blocking(|| open.get("/v2/kbx/app/manifests/1", ANY_MANIFEST))?.status == 404,
-            "a refused push left a tag"
-        );
-
         // Basic auth: credentials reach the builder through kbx's session.
         std::fs::write(ctx.path().join("Dockerfile"), dockerfile(&locked_pod.pod))?;
         let locked_dest = user.home().join("locked");
@@ -366,6 +349,25 @@ async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()>
         ensure!(
             std::fs::read_to_string(locked_dest.join("arch"))? == "aarch64\n",
             "the locked base did not run as arm64"
+        );
+        // The same credentials let the builder push there.
+        user.build(
+            &ctx_dir,
+            &[
+                "--platform",
+                "linux/arm64",
+                "--build-arg",
+                "PROBE=right",
+                "--push",
+                "-t",
+                &format!("{}/kbx/app:pushed", locked_pod.pod),
+            ],
+        )
+        .await?
+        .ok()?;
+        ensure!(
+            blocking(|| locked.get("/v2/kbx/app/manifests/pushed", ANY_MANIFEST))?.status == 200,
+            "the push with credentials left no tag"
         );
 
         // The registry goes away: a clear error, no hang.
