@@ -194,6 +194,15 @@ impl Stores {
         Ok(root.join("blobs").join(alg).join(hex))
     }
 
+    /// Removes the (empty) `ingest` directories of the writable stores, once no write is open.
+    pub(crate) fn tidy(&self) {
+        for id in &self.writable {
+            if let Some(root) = self.dirs.get(id) {
+                let _ = std::fs::remove_dir(root.join("ingest"));
+            }
+        }
+    }
+
     /// The directory of a store the daemon may write to.
     fn writable_store(
         &self,
@@ -684,10 +693,9 @@ impl Ingest {
 impl Drop for Ingest {
     fn drop(&mut self) {
         self.writes.with(|w| w.remove(&self.key));
-        // The temporary file (if any) goes with `self.file`; the ingest directory too when
-        // it is empty.
+        // The temporary file (if any) goes with `self.file`. The ingest directory stays while
+        // other writes may use it; the build removes it at the end ([`Stores::tidy`]).
         self.file = None;
-        let _ = std::fs::remove_dir(self.root.join("ingest"));
     }
 }
 

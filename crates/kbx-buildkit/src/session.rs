@@ -893,9 +893,12 @@ mod tests {
         assert_eq!(last.digest, digest);
         let blob = d.path().join("blobs/sha256").join(&hex);
         assert_eq!(std::fs::read(&blob).expect("blob"), data);
-        assert!(
-            !d.path().join("ingest").exists(),
-            "the ingest dir is cleaned up"
+        assert_eq!(
+            std::fs::read_dir(d.path().join("ingest"))
+                .expect("ingest")
+                .count(),
+            0,
+            "no temporary file is left"
         );
 
         // The same digest again: AlreadyExists right after the STAT.

@@ -294,6 +294,17 @@ pub struct BuildOptions {
     /// `--build-context` named contexts (BuildKit v0.10+; refused before the solve on older
     /// daemons, see [`crate::Capabilities::named_contexts`]).
     pub named_contexts: Vec<crate::NamedContext>,
+    /// Attestations (`--attest`, `--provenance`, `--sbom`) by type, as [`parse_attests`] makes
+    /// them: `Some(attrs)` is sent as the frontend attribute `attest:<type>`, `None` turns the
+    /// type off (and, for `provenance`, buildx's default with it). Refused before the solve on
+    /// daemons without attestations ([`crate::Capabilities::attestations`]).
+    pub attests: BTreeMap<String, Option<String>>,
+    /// Leave out buildx's default provenance attestation. Without this (and without a
+    /// `provenance` entry in [`BuildOptions::attests`]) a daemon that supports attestations gets
+    /// `attest:provenance=mode=min,inline-only=true`, as buildx sends unless
+    /// `BUILDX_NO_DEFAULT_ATTESTATIONS` is set; `inline-only` keeps it out of `local` and `tar`
+    /// exports.
+    pub no_default_attestations: bool,
     /// Extra exporter attributes, added to (and overriding) those of [`BuildOptions::output`],
     /// e.g. `push-by-digest=true` for a node's share of a multi-node push.
     pub export_attrs: BTreeMap<String, String>,
@@ -426,7 +437,18 @@ impl Client {
         let df_name = inputs.filename.clone();
 
         let named = crate::contexts::plan(&opts.named_contexts)?;
+        let explicit_attests = opts.attests.values().any(Option::is_some);
+        if explicit_attests && let Some(Output::Docker { .. }) = &opts.output {
+            return Err(Error::InvalidOptions(
+                "docker exporter does not support exporting manifest lists, use the oci exporter \
+                 instead"
+                    .to_owned(),
+            ));
+        }
+        let mut attest_attrs = BTreeMap::new();
         if opts.output.is_some()
+            || explicit_attests
+            || !opts.no_default_attestations
             || !opts.cache_from.is_empty()
             || !opts.cache_to.is_empty()
             || !opts.named_contexts.is_empty()
@@ -436,6 +458,14 @@ impl Client {
                 what,
                 daemon: caps.daemon_name(),
             };
+            if explicit_attests && !caps.attestations {
+                return Err(unsupported(
+                    "attestations (--attest, --provenance, --sbom)".to_owned(),
+                ));
+            }
+            if caps.attestations {
+                attest_attrs = attest_frontend_attrs(opts);
+            }
             if !opts.named_contexts.is_empty() && !caps.named_contexts {
                 return Err(unsupported(
                     "named build contexts (--build-context, Dockerfile frontend 1.4+)".to_owned(),
@@ -528,6 +558,7 @@ impl Client {
                 None => crate::DockerCredentials::load()?,
             }),
         };
+        let tidy = cfg.content.clone();
         let mut control = self.control.clone();
         let running = match self.session_route() {
             Some(addr) => session::start_docker(addr, cfg).await?,
@@ -536,6 +567,7 @@ impl Client {
 
         let mut req = solve_request(opts, &df_name, &session_id, &build_ref);
         req.frontend_attrs.extend(named.attrs);
+        req.frontend_attrs.extend(attest_attrs);
         req.frontend_attrs.extend(inputs.attrs.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let solve = async {
@@ -546,6 +578,7 @@ impl Client {
         let status = follow_status(self.clone(), build_ref.clone(), done_rx, &mut on_status);
         let (solved, tracker) = tokio::join!(solve, status);
         let export = running.close().await;
+        tidy.tidy();
         drop(inputs);
 
         match solved {
@@ -640,6 +673,101 @@ fn resolve_local_cache(from: &[CacheEntry], to: &[CacheEntry]) -> Result<LocalCa
         out.cache_from.push(e);
     }
     Ok(out)
+}
+
+/// buildx's `--attest` parsing: each value is CSV with a required `type=` and an optional
+/// `disabled=BOOL`; `provenance` and `sbom` are the values of `--provenance` / `--sbom`, where a
+/// boolean means enabled or disabled and anything else is that type's attributes. Returns type →
+/// the value sent as `attest:<type>` (the whole CSV, as buildx sends it), or `None` when
+/// disabled.
+///
+/// ```
+/// use kbx_buildkit::parse_attests;
+/// let a = parse_attests(&["type=sbom,generator=img".into()], Some("mode=max"), None)?;
+/// assert_eq!(a["provenance"].as_deref(), Some("type=provenance,mode=max"));
+/// assert_eq!(a["sbom"].as_deref(), Some("type=sbom,generator=img"));
+/// assert_eq!(parse_attests(&[], Some("false"), None)?["provenance"], None);
+/// assert_eq!(
+///     parse_attests(&[], Some("true"), None)?["provenance"].as_deref(),
+///     Some("type=provenance,disabled=false")
+/// );
+/// assert!(parse_attests(&["mode=max".into()], None, None).is_err());
+/// # Ok::<(), kbx_buildkit::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidOptions`] for a field that is not `key=value`, a missing type, an invalid
+/// `disabled` value, or a type given twice (buildx's `duplicate attestation field`).
+pub fn parse_attests(
+    attest: &[String],
+    provenance: Option<&str>,
+    sbom: Option<&str>,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let canonical = |kind: &str, v: &str| match parse_go_bool(v) {
+        Some(b) => format!("type={kind},disabled={}", !b),
+        None => format!("type={kind},{v}"),
+    };
+    let mut all: Vec<String> = attest.to_vec();
+    all.extend(
+        provenance
+            .filter(|v| !v.is_empty())
+            .map(|v| canonical("provenance", v)),
+    );
+    all.extend(sbom.filter(|v| !v.is_empty()).map(|v| canonical("sbom", v)));
+    let mut out = BTreeMap::new();
+    for spec in all {
+        let bad = |m: String| Error::InvalidOptions(format!("--attest {spec:?}: {m}"));
+        let mut kind = None;
+        let mut disabled = false;
+        for field in spec.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| bad(format!("invalid value {field}")))?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "type" => kind = Some(v.to_owned()),
+                "disabled" => {
+                    disabled =
+                        parse_go_bool(v).ok_or_else(|| bad(format!("invalid value {field}")))?;
+                }
+                _ => {}
+            }
+        }
+        let kind = kind
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| bad("attestation type not specified".to_owned()))?;
+        if out.contains_key(&kind) {
+            return Err(bad(format!("duplicate attestation field {kind}")));
+        }
+        out.insert(kind, (!disabled).then(|| spec.clone()));
+    }
+    Ok(out)
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The `attest:<type>` frontend attributes for a daemon that supports attestations: the
+/// enabled entries of [`BuildOptions::attests`], and buildx's default provenance when
+/// `provenance` is not mentioned and defaults are not turned off.
+fn attest_frontend_attrs(opts: &BuildOptions) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = opts
+        .attests
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (format!("attest:{k}"), v.clone())))
+        .collect();
+    if !opts.attests.contains_key("provenance") && !opts.no_default_attestations {
+        out.insert(
+            "attest:provenance".to_owned(),
+            "mode=min,inline-only=true".to_owned(),
+        );
+    }
+    out
 }
 
 /// The content store an `oci` export with `tar=false` writes into.
@@ -1005,6 +1133,50 @@ mod tests {
         );
         assert!(dest.join("oci-layout").is_file());
         assert!(!dest.join("index.json.lock").exists());
+    }
+
+    #[test]
+    fn attestations_follow_buildx() {
+        let a = parse_attests(
+            &["type=sbom".into()],
+            Some("mode=max,builder-id=x"),
+            Some("false"),
+        );
+        assert!(a.is_err(), "sbom given twice");
+        let a = parse_attests(&["type=sbom,disabled=true".into()], Some("1"), None).expect("ok");
+        assert_eq!(a["sbom"], None);
+        assert_eq!(
+            a["provenance"].as_deref(),
+            Some("type=provenance,disabled=false")
+        );
+        for bad in ["type=", "disabled=maybe,type=x", "type=x,oops"] {
+            assert!(parse_attests(&[bad.into()], None, None).is_err(), "{bad}");
+        }
+        // Defaults: provenance mode=min inline-only unless mentioned or turned off.
+        let attrs = |attests: BTreeMap<String, Option<String>>, no_default: bool| {
+            attest_frontend_attrs(&BuildOptions {
+                attests,
+                no_default_attestations: no_default,
+                ..BuildOptions::default()
+            })
+        };
+        assert_eq!(
+            attrs(BTreeMap::new(), false),
+            BTreeMap::from([(
+                "attest:provenance".to_owned(),
+                "mode=min,inline-only=true".to_owned()
+            )])
+        );
+        assert!(attrs(BTreeMap::new(), true).is_empty());
+        assert!(attrs(BTreeMap::from([("provenance".to_owned(), None)]), false).is_empty());
+        let max = parse_attests(&[], Some("mode=max"), None).expect("ok");
+        assert_eq!(
+            attrs(max, false),
+            BTreeMap::from([(
+                "attest:provenance".to_owned(),
+                "type=provenance,mode=max".to_owned()
+            )])
+        );
     }
 
     #[test]

@@ -12,8 +12,7 @@
 mod support;
 
 // The private-registry helper shared with kbx-registry's tests.
-#[path = "../../kbx-registry/tests/common/mod.rs"]
-mod common;
+use support::registry as common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
