@@ -169,6 +169,45 @@ fn default_output(
     Ok(Vec::new())
 }
 
+/// `--attest`, `--provenance` and `--sbom`, as buildx takes them.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct AttestArgs {
+    /// Attestation parameters (`type=provenance,mode=max`, `type=sbom`, `…,disabled=true`).
+    #[arg(long = "attest")]
+    pub(crate) attest: Vec<String>,
+    /// Shorthand for `--attest=type=provenance` (`true`, `false`, `mode=min`, `mode=max`).
+    #[arg(long)]
+    pub(crate) provenance: Option<String>,
+    /// Shorthand for `--attest=type=sbom` (`true`, `false`, or its attributes).
+    #[arg(long)]
+    pub(crate) sbom: Option<String>,
+}
+
+/// The attestations to request, and whether buildx's default provenance is turned off
+/// (`BUILDX_NO_DEFAULT_ATTESTATIONS`, a Go boolean).
+fn attestations(
+    args: &AttestArgs,
+    no_default_env: Option<&str>,
+) -> Result<(std::collections::BTreeMap<String, Option<String>>, bool), Error> {
+    let attests = kbx_buildkit::parse_attests(
+        &args.attest,
+        args.provenance.as_deref(),
+        args.sbom.as_deref(),
+    )
+    .map_err(|e| Error::msg(e.to_string()))?;
+    let no_default = match no_default_env {
+        None => false,
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
+        Some(v) => {
+            return Err(Error::msg(format!(
+                "invalid BUILDX_NO_DEFAULT_ATTESTATIONS: strconv.ParseBool: parsing {v:?}: invalid syntax"
+            )));
+        }
+    };
+    Ok((attests, no_default))
+}
+
 fn key_values(
     list: &[String],
     flag: &str,
@@ -202,6 +241,12 @@ pub(crate) fn platforms(values: &[String]) -> Result<Vec<kbx_opts::Platform>, Er
 
 fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
     let bk = |e: kbx_buildkit::Error| Error::msg(e.to_string());
+    let (attests, no_default_attestations) = attestations(
+        &args.attest,
+        std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .ok()
+            .as_deref(),
+    )?;
     if args.push && args.load {
         return Err(Error::msg("--push and --load cannot be used together"));
     }
@@ -274,6 +319,8 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .collect::<Result<_, kbx_buildkit::Error>>()
             .map_err(|e| Error::msg(crate::error::chain(&e)))?,
         credentials: kbx_buildkit::DockerCredentials::load().ok(),
+        attests,
+        no_default_attestations,
         ..BuildOptions::default()
     })
 }
@@ -307,4 +354,40 @@ pub(crate) fn solve_error(err: kbx_buildkit::Error) -> Error {
         eprintln!("------");
     }
     Error::msg(crate::error::chain(&err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attestation_flags_and_the_default_switch() {
+        let args = AttestArgs {
+            attest: vec!["type=sbom,disabled=true".into()],
+            provenance: Some("mode=max".into()),
+            sbom: None,
+        };
+        let (a, no_default) = attestations(&args, None).unwrap();
+        assert_eq!(a["provenance"].as_deref(), Some("type=provenance,mode=max"));
+        assert_eq!(a["sbom"], None);
+        assert!(!no_default);
+        assert!(attestations(&AttestArgs::default(), Some("1")).unwrap().1);
+        assert!(
+            !attestations(&AttestArgs::default(), Some("false"))
+                .unwrap()
+                .1
+        );
+        let e = attestations(&AttestArgs::default(), Some("yes")).unwrap_err();
+        assert!(
+            e.to_string().contains("BUILDX_NO_DEFAULT_ATTESTATIONS"),
+            "{e}"
+        );
+        let dup = AttestArgs {
+            attest: vec!["type=provenance".into()],
+            provenance: Some("false".into()),
+            sbom: None,
+        };
+        let e = attestations(&dup, None).unwrap_err();
+        assert!(e.to_string().contains("duplicate attestation field"), "{e}");
+    }
 }

@@ -247,6 +247,8 @@ pub(crate) struct BuildArgs {
     /// Progress output (`BUILDKIT_PROGRESS` sets the default).
     #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value = "auto")]
     pub(crate) progress: ProgressMode,
+    #[command(flatten)]
+    pub(crate) attest: crate::build::AttestArgs,
 }
 
 #[derive(Debug, Args)]

@@ -811,3 +811,158 @@ fn docker_driver_push_to_a_registry_with_and_without_auth() {
     );
     assert!(err.contains("hint: the registry is not reachable"), "{err}");
 }
+
+/// `kbx build` on a `remote` builder that is a real buildkitd v0.13.2: `-o type=oci,tar=false`,
+/// `--build-context name=oci-layout://DIR`, `--cache-to`/`--cache-from type=local` across two
+/// daemons, and `--provenance` on an OCI export, read back from the files themselves.
+#[test]
+fn remote_buildkitd_oci_layouts_local_cache_and_provenance() {
+    use support::Buildkitd;
+    let Some(first) = Buildkitd::start() else {
+        return;
+    };
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    let keep = tempfile::tempdir().unwrap();
+    let build = |builder: &str, args: &[&str], ctx: &Path| {
+        let mut all = vec!["build", "--builder", builder, "--progress", "plain"];
+        all.extend_from_slice(args);
+        all.push(ctx.to_str().unwrap());
+        let o = kbx.run(&all);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    kbx.ok(&[
+        "create",
+        "--name",
+        "bk1",
+        "--driver",
+        "remote",
+        &first.addr(),
+    ]);
+
+    // A busybox base as an OCI layout directory.
+    let base_ctx = tempfile::tempdir().unwrap();
+    let Some(_) = support::busybox_rootfs(base_ctx.path()) else {
+        return;
+    };
+    write(
+        base_ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY rootfs/ /\n",
+        0o644,
+    );
+    let layout = keep.path().join("layout");
+    build(
+        "bk1",
+        &[
+            "-o",
+            &format!("type=oci,tar=false,dest={}", layout.display()),
+        ],
+        base_ctx.path(),
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "latest",
+        "{index}"
+    );
+
+    // A RUN step on it, its cache exported to a local directory.
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM base\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n",
+        0o644,
+    );
+    let cache = keep.path().join("cache");
+    let base_arg = format!("base=oci-layout://{}", layout.display());
+    let out1 = keep.path().join("out1");
+    build(
+        "bk1",
+        &[
+            "--build-context",
+            &base_arg,
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
+            "-o",
+            &format!("type=local,dest={}", out1.display()),
+        ],
+        ctx.path(),
+    );
+    assert!(cache.join("index.json").is_file());
+    drop(first);
+
+    // A fresh daemon: the step comes from the local cache, with the first stamp.
+    let Some(second) = Buildkitd::start() else {
+        return;
+    };
+    kbx.ok(&[
+        "create",
+        "--name",
+        "bk2",
+        "--driver",
+        "remote",
+        &second.addr(),
+    ]);
+    let out2 = keep.path().join("out2");
+    let log = build(
+        "bk2",
+        &[
+            "--build-context",
+            &base_arg,
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+            "-o",
+            &format!("type=local,dest={}", out2.display()),
+        ],
+        ctx.path(),
+    );
+    assert_eq!(
+        std::fs::read(out2.join("stamp")).unwrap(),
+        std::fs::read(out1.join("stamp")).unwrap(),
+        "{log}"
+    );
+    assert!(log.contains("CACHED"), "{log}");
+
+    // --provenance on an OCI export: an attestation manifest next to the image; none with
+    // --provenance=false.
+    let attestations = |provenance: &str| {
+        let dir = keep.path().join(format!("oci-{provenance}"));
+        build(
+            "bk2",
+            &[
+                "--build-context",
+                &base_arg,
+                &format!("--provenance={provenance}"),
+                "-o",
+                &format!("type=oci,tar=false,dest={}", dir.display()),
+            ],
+            ctx.path(),
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+        let blob = std::fs::read(
+            dir.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        let top: serde_json::Value = serde_json::from_slice(&blob).unwrap();
+        top["manifests"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter(|m| {
+                        m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(attestations("mode=max"), 1);
+    assert_eq!(attestations("false"), 0);
+}
