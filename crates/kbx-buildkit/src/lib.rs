@@ -1,7 +1,9 @@
 //! A BuildKit client that builds a Dockerfile from a local context: transports (unix, TCP, TLS,
 //! Docker Engine, any spawned process' stdio), the Control API, a session server with a
 //! streaming FileSync sender, `dockerfile.v0` solves with `moby` / `local` / `tar` / `image` /
-//! `oci` / `docker` exports, and progress events with a plain renderer.
+//! `oci` / `docker` exports, a session content store for `type=local` caches, `oci-layout://`
+//! named contexts and OCI layout exports, attestations, and progress events with a plain
+//! renderer.
 //!
 //! ```no_run
 //! use kbx_buildkit::{BuildOptions, Client, Output, PlainRenderer};
