@@ -47,6 +47,8 @@ pub enum Output {
     Oci {
         /// Destination file, stdout when `None`.
         dest: Option<PathBuf>,
+        /// Image names recorded in the layout (`name=`, or `-t` when none is given).
+        names: Vec<String>,
     },
     /// buildkitd only: an OCI image layout written as a directory (`type=oci,tar=false`):
     /// the daemon writes the blobs through the session content store and `dest/index.json`
@@ -59,6 +61,8 @@ pub enum Output {
     Docker {
         /// Destination file, stdout when `None`.
         dest: Option<PathBuf>,
+        /// Image names the archive tags (`name=`, or `-t` when none is given).
+        names: Vec<String>,
     },
 }
 
@@ -131,9 +135,11 @@ impl Output {
             ))),
             Some("oci") => Ok(Output::Oci {
                 dest: file_dest(dest)?,
+                names,
             }),
             Some("docker") => Ok(Output::Docker {
                 dest: file_dest(dest)?,
+                names,
             }),
             Some("moby") => Ok(Output::Moby { names }),
             Some("image") => Ok(Output::Image { names, push }),
@@ -159,7 +165,12 @@ impl Output {
     fn attrs(&self) -> HashMap<String, String> {
         let mut a = HashMap::new();
         match self {
-            Output::Moby { names } | Output::Image { names, .. } if !names.is_empty() => {
+            Output::Moby { names }
+            | Output::Image { names, .. }
+            | Output::Oci { names, .. }
+            | Output::Docker { names, .. }
+                if !names.is_empty() =>
+            {
                 a.insert("name".to_owned(), names.join(","));
             }
             _ => {}
@@ -176,7 +187,7 @@ impl Output {
     fn target(&self) -> Option<ExportTarget> {
         match self {
             Output::Local { dest } => Some(ExportTarget::Dir(dest.clone())),
-            Output::Tar { dest } | Output::Oci { dest } | Output::Docker { dest } => {
+            Output::Tar { dest } | Output::Oci { dest, .. } | Output::Docker { dest, .. } => {
                 Some(ExportTarget::Bytes(dest.clone()))
             }
             Output::Moby { .. } | Output::Image { .. } | Output::OciDir { .. } => None,
@@ -1253,7 +1264,8 @@ mod tests {
         assert_eq!(
             Output::parse("type=oci,dest=o.tar").expect("ok"),
             Output::Oci {
-                dest: Some("o.tar".into())
+                dest: Some("o.tar".into()),
+                names: vec![]
             }
         );
         assert_eq!(
@@ -1263,8 +1275,24 @@ mod tests {
         assert_eq!(
             Output::parse("type=oci,dest=o.tar,tar=true").expect("ok"),
             Output::Oci {
-                dest: Some("o.tar".into())
+                dest: Some("o.tar".into()),
+                names: vec![]
             }
+        );
+        assert_eq!(
+            Output::parse("type=docker,dest=d.tar,name=a:1,name=b:2").expect("ok"),
+            Output::Docker {
+                dest: Some("d.tar".into()),
+                names: vec!["a:1".into(), "b:2".into()]
+            }
+        );
+        assert_eq!(
+            Output::Docker {
+                dest: None,
+                names: vec!["a:1".into(), "b:2".into()]
+            }
+            .attrs()["name"],
+            "a:1,b:2"
         );
         assert!(Output::parse("type=oci,dest=-,tar=false").is_err());
         assert!(Output::parse("type=docker,dest=d,tar=false").is_err());

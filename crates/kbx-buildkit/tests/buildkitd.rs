@@ -257,6 +257,7 @@ async fn local_tar_oci_and_docker_exports_read_back_independently() {
     let o = BuildOptions {
         output: Some(Output::Oci {
             dest: Some(oci_tar.clone()),
+            names: vec![],
         }),
         no_default_attestations: true,
         ..opts(ctx.path())
@@ -313,8 +314,8 @@ async fn local_tar_oci_and_docker_exports_read_back_independently() {
     let o = BuildOptions {
         output: Some(Output::Docker {
             dest: Some(docker_tar.clone()),
+            names: vec!["kbx/test:1".to_owned()],
         }),
-        export_attrs: [("name".to_owned(), "kbx/test:1".to_owned())].into(),
         ..opts(ctx.path())
     };
     build(&c, &o).await.0.expect("docker export");
@@ -525,6 +526,7 @@ async fn provenance_attestations_follow_buildx_defaults_and_flags() {
     let o = BuildOptions {
         output: Some(Output::Docker {
             dest: Some(ctx.path().join("x.tar")),
+            names: vec![],
         }),
         attests: kbx_buildkit::parse_attests(&[], Some("true"), None).unwrap(),
         ..opts(ctx.path())

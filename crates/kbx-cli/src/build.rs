@@ -152,11 +152,15 @@ fn default_output(
         }
         let load = matches!(
             &opts.output,
-            None | Some(Output::Docker { dest: None } | Output::Image { push: false, .. })
+            None | Some(Output::Docker { dest: None, .. } | Output::Image { push: false, .. })
         );
         if load {
             let names = match &opts.output {
-                Some(Output::Image { names, .. }) => names.clone(),
+                Some(Output::Image { names, .. } | Output::Docker { names, .. })
+                    if !names.is_empty() =>
+                {
+                    names.clone()
+                }
                 _ => tags.to_vec(),
             };
             opts.output = Some(Output::Moby { names });
@@ -257,10 +261,18 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             ));
         }
         (Some(spec), false, false) => match Output::parse(spec).map_err(bk)? {
-            // As buildx, `-t` names an image export that names nothing itself.
+            // As buildx, `-t` names an image, docker or oci export that names nothing itself.
             Output::Image { names, push } if names.is_empty() => Some(Output::Image {
                 names: args.tags.clone(),
                 push,
+            }),
+            Output::Docker { dest, names } if names.is_empty() => Some(Output::Docker {
+                dest,
+                names: args.tags.clone(),
+            }),
+            Output::Oci { dest, names } if names.is_empty() => Some(Output::Oci {
+                dest,
+                names: args.tags.clone(),
             }),
             other => Some(other),
         },
@@ -268,7 +280,10 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             names: args.tags.clone(),
             push: true,
         }),
-        (None, false, true) => Some(Output::Docker { dest: None }),
+        (None, false, true) => Some(Output::Docker {
+            dest: None,
+            names: args.tags.clone(),
+        }),
         _ => None,
     };
     Ok(BuildOptions {
