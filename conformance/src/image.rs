@@ -78,6 +78,8 @@ pub struct Rootfs {
     entries: BTreeMap<PathBuf, Entry>,
     /// Owners other than root (uid, gid).
     owners: BTreeMap<PathBuf, (u32, u32)>,
+    /// Extended attributes (written as PAX `SCHILY.xattr.` records).
+    xattrs: BTreeMap<PathBuf, Vec<(String, Vec<u8>)>>,
 }
 
 /// The image configuration.
@@ -112,6 +114,7 @@ impl Rootfs {
             host_root: host_root.into(),
             entries: BTreeMap::new(),
             owners: BTreeMap::new(),
+            xattrs: BTreeMap::new(),
         }
     }
 
@@ -143,6 +146,35 @@ impl Rootfs {
     pub fn chown(&mut self, path: impl AsRef<Path>, uid: u32, gid: u32) -> &mut Self {
         self.owners.insert(path.as_ref().to_path_buf(), (uid, gid));
         self
+    }
+
+    /// Sets the extended attribute `name` of `path` (already added), e.g.
+    /// `security.capability` for file capabilities.
+    pub fn xattr(&mut self, path: impl AsRef<Path>, name: &str, value: &[u8]) -> &mut Self {
+        self.xattrs
+            .entry(path.as_ref().to_path_buf())
+            .or_default()
+            .push((name.to_owned(), value.to_vec()));
+        self
+    }
+
+    /// Gives the file `path` (already added) the permitted and effective capability `bit`
+    /// instead of any set-uid bit: `security.capability`, revision 2.
+    pub fn file_capability(&mut self, path: impl AsRef<Path>, bit: u32) -> &mut Self {
+        let path = path.as_ref().to_path_buf();
+        if let Some(Entry::File { mode, .. }) = self.entries.get_mut(&path) {
+            *mode &= !0o6000;
+        }
+        let (word, shift) = ((bit / 32) as usize, bit % 32);
+        let mut permitted = [0u32; 2];
+        permitted[word] = 1 << shift;
+        let mut value = Vec::with_capacity(20);
+        value.extend_from_slice(&0x0200_0001u32.to_le_bytes()); // revision 2, effective
+        for w in permitted {
+            value.extend_from_slice(&w.to_le_bytes());
+            value.extend_from_slice(&0u32.to_le_bytes()); // inheritable
+        }
+        self.xattr(path, "security.capability", &value)
     }
 
     /// Adds a symbolic link.
@@ -287,6 +319,10 @@ impl Rootfs {
             if let Some((uid, gid)) = self.owners.get(path) {
                 h.update(format!(" owner {uid}:{gid}"));
             }
+            for (name, value) in self.xattrs.get(path).into_iter().flatten() {
+                h.update(format!(" xattr {name}="));
+                h.update(value);
+            }
             match entry {
                 Entry::Dir { mode } => h.update(format!(" dir {mode:o}\n")),
                 Entry::Symlink { target } => h.update(format!(" link {}\n", target.display())),
@@ -359,6 +395,17 @@ impl Rootfs {
             let name = path.strip_prefix("/").unwrap_or(path);
             let mut header = tar::Header::new_gnu();
             header.set_mtime(0);
+            if let Some(xattrs) = self.xattrs.get(path) {
+                let records: Vec<(String, &[u8])> = xattrs
+                    .iter()
+                    .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+                    .collect();
+                tar.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+                    .map_err(io_err(format!(
+                        "writing the attributes of {}",
+                        path.display()
+                    )))?;
+            }
             let (uid, gid) = self.owners.get(path).copied().unwrap_or((0, 0));
             header.set_uid(u64::from(uid));
             header.set_gid(u64::from(gid));
@@ -620,6 +667,10 @@ pub const ROOTLESS_HOST_PROGRAMS: &[(&str, &str)] = &[
     ("/usr/bin/newgidmap", "uidmap"),
 ];
 
+/// Capability numbers (linux/capability.h).
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+
 /// The `PATH` of the builder images.
 const BUILDER_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -697,8 +748,8 @@ pub fn builder_image(buildkit: &Path) -> Result<(Rootfs, ImageConfig), Error> {
 
 /// The rootless builder image, laid out as `moby/buildkit:buildx-stable-1-rootless`: user
 /// `user` (uid and gid [`ROOTLESS_UID`]) with subordinate ids 100000-165535, entry point
-/// `rootlesskit buildkitd` (Debian's `rootlesskit`, and `newuidmap`/`newgidmap` from `uidmap`,
-/// set-uid root), `XDG_RUNTIME_DIR=/run/user/1000`, `BUILDKIT_HOST` at the rootless socket so
+/// `rootlesskit buildkitd` (Debian's `rootlesskit`, and `newuidmap`/`newgidmap` from `uidmap`
+/// with the file capabilities `cap_setuid`/`cap_setgid` instead of Debian's set-uid bit), `XDG_RUNTIME_DIR=/run/user/1000`, `BUILDKIT_HOST` at the rootless socket so
 /// that `buildctl` in the pod finds the daemon, and state in the volume
 /// `/home/user/.local/share/buildkit`.
 pub fn rootless_builder_image(buildkit: &Path) -> Result<(Rootfs, ImageConfig), Error> {
@@ -708,6 +759,11 @@ pub fn rootless_builder_image(buildkit: &Path) -> Result<(Rootfs, ImageConfig), 
     fs.executable("/usr/bin/rootlesskit", "/usr/bin/rootlesskit")?
         .executable("/usr/bin/newuidmap", "/usr/bin/newuidmap")?
         .executable("/usr/bin/newgidmap", "/usr/bin/newgidmap")?
+        // As upstream's image: file capabilities, not set-uid root. A set-uid newuidmap runs
+        // as root, which does not own the user namespace rootlesskit makes, and then needs
+        // CAP_SYS_ADMIN, which an unprivileged pod does not have.
+        .file_capability("/usr/bin/newuidmap", CAP_SETUID)
+        .file_capability("/usr/bin/newgidmap", CAP_SETGID)
         .data(
             "/etc/passwd",
             format!("root:x:0:0:root:/root:/bin/sh\nuser:x:{uid}:{uid}:user:/home/user:/bin/sh\n"),

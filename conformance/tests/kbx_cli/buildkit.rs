@@ -119,6 +119,15 @@ async fn kbx_real_buildkit_pushes_multi_platform_images_and_exports() -> anyhow:
         let client = cluster.client();
         let ns = TestNamespace::create(client, "realbk").await?;
         let reg_pod = registry_pod(client, &ns, "registry", None).await?;
+        // kbx merges the nodes' pushes into one manifest list from this host, as buildx does
+        // from the user's machine: the host needs a way to the registry pod. The bridge gets
+        // the pod subnet's reserved first address (no route out is added; it goes with the
+        // bridge at teardown). The bridge exists once the first pod runs.
+        let bridge = cluster.local().context("local cluster")?.layout().bridge();
+        let status = std::process::Command::new("ip")
+            .args(["addr", "add", "10.244.0.1/24", "dev", &bridge])
+            .status()?;
+        ensure!(status.success(), "cannot give {bridge} a host address");
         let reg = Registry::new(&reg_pod.local, None);
         blocking(|| seed_bases(&reg, "kbx/base", &arm64))?;
         let host = reg_pod.pod.clone();
