@@ -62,6 +62,12 @@ bench-balance:
 # kbx-buildkit context upload against a raw byte copy (needs root and docker.io).
 bench-upload:
     cargo bench -p kbx-buildkit --bench upload
+
+# Fetch (or reuse from the cache) the real Docker Buildx 0.29.1 and 0.13.1 from Debian's
+# docker-buildx packages through a private apt configuration; prints the binaries' paths.
+buildx:
+    conformance/scripts/fetch-buildx.sh
+
 # Build (or reuse from the cache) the Kubernetes 1.20.2 binaries the local cluster runs.
 k8s-binaries:
     conformance/scripts/build-kubernetes.sh
