@@ -1,7 +1,10 @@
-//! Docker Engine API calls a build on Docker's embedded BuildKit needs besides BuildKit itself.
+//! Docker Engine API calls a build needs besides BuildKit itself.
 //!
 //! Docker's `moby` exporter stores the image in the Engine; pushing it is the Engine's job
-//! (`POST /images/{name}/push`), exactly as buildx's docker driver does after the solve.
+//! (`POST /images/{name}/push`), exactly as buildx's docker driver does after the solve. Builds
+//! on other daemons load their `docker` export into the Engine (`POST /images/load`, what
+//! `docker load` does), as buildx's `--load` does: see [`load_image`] and
+//! [`crate::Output::DockerLoad`].
 //!
 //! ```no_run
 //! use kbx_buildkit::{engine, Address, Credential};
@@ -18,9 +21,13 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::transport::{Address, BoxIo};
 use crate::{Credential, Error, Result};
@@ -195,13 +202,33 @@ pub async fn push_image(
         .send_request(req)
         .await
         .map_err(|e| engine(format!("request: {e}")))?;
+    let mut pushed = Pushed::default();
+    let mut failure: Option<String> = None;
+    let read = json_lines(resp, &engine, |line| {
+        handle_line(line, &mut on_message, &mut pushed, &mut failure);
+    })
+    .await;
+    conn.abort();
+    read?;
+    match failure {
+        Some(message) => Err(engine(message)),
+        None => Ok(pushed),
+    }
+}
+
+/// Reads the Engine's answer to a streaming call: newline-separated JSON messages, each given to
+/// `on_line`, within 10 minutes of silence. An HTTP error status becomes `engine(STATUS: the
+/// Engine's message)`.
+async fn json_lines(
+    resp: http::Response<Incoming>,
+    engine: &impl Fn(String) -> Error,
+    mut on_line: impl FnMut(&[u8]),
+) -> Result<()> {
     let status = resp.status();
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
-    let mut pushed = Pushed::default();
-    let mut failure: Option<String> = None;
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(600), body.frame()).await;
+        let frame = tokio::time::timeout(ANSWER_IDLE, body.frame()).await;
         let frame = match frame {
             Err(_) => return Err(engine("no answer from the Engine for 10 minutes".into())),
             Ok(None) => break,
@@ -220,10 +247,9 @@ pub async fn push_image(
         }
         while let Some(end) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();
-            handle_line(&line, &mut on_message, &mut pushed, &mut failure);
+            on_line(&line);
         }
     }
-    conn.abort();
     if !status.is_success() {
         let text = String::from_utf8_lossy(&buf);
         let message = serde_json::from_str::<serde_json::Value>(&text)
@@ -233,12 +259,308 @@ pub async fn push_image(
         return Err(engine(format!("{status}: {message}")));
     }
     if !buf.is_empty() {
-        let rest = std::mem::take(&mut buf);
-        handle_line(&rest, &mut on_message, &mut pushed, &mut failure);
+        on_line(&buf);
     }
-    match failure {
-        Some(message) => Err(engine(message)),
-        None => Ok(pushed),
+    Ok(())
+}
+
+/// How long the Engine may stay silent while it answers a streaming call.
+const ANSWER_IDLE: Duration = Duration::from_secs(600);
+
+/// One message of the Engine's answer to a load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadMessage {
+    /// The layer the message is about (`Loading layer` messages), if any.
+    pub id: Option<String>,
+    /// A status (`Loading layer`) or an output line (`Loaded image: app:1`), trimmed.
+    pub text: String,
+    /// Bytes done and total, while a layer loads.
+    pub progress: Option<(u64, u64)>,
+}
+
+/// What a finished load reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The images the Engine names in its answer: each tag of the archive (`Loaded image:
+    /// app:1`), or the image ID (`Loaded image ID: sha256:…`) for an archive that names none.
+    pub images: Vec<String>,
+}
+
+/// Bytes per chunk of the archive sent to the Engine (what Go's `io.Copy` moves at once).
+pub(crate) const LOAD_CHUNK: usize = 32 * 1024;
+
+/// Checks that a Docker Engine answers at `addr` (`GET /_ping`) within 10 seconds.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), kbx_buildkit::Error> {
+/// kbx_buildkit::engine::ping(&kbx_buildkit::Address::parse("docker")?).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidAddress`] when `addr` is not a Docker Engine, [`Error::Connect`] when it
+/// cannot be reached in time, [`Error::Engine`] when it answers with anything but `OK`.
+pub async fn ping(addr: &Address) -> Result<()> {
+    let engine = |message: String| Error::Engine {
+        call: "ping".to_owned(),
+        message,
+    };
+    let work = async {
+        let io = dial(addr).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| engine(format!("HTTP handshake: {e}")))?;
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("/_ping")
+            .header(http::header::HOST, "docker")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| engine(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| engine(format!("request: {e}")));
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                conn.abort();
+                return Err(e);
+            }
+        };
+        let status = resp.status();
+        let body = resp.into_body().collect().await;
+        conn.abort();
+        let body = body.map_err(|e| engine(format!("reading the answer: {e}")))?;
+        let text = String::from_utf8_lossy(&body.to_bytes()).trim().to_owned();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(engine(format!("{status}: {text}")))
+        }
+    };
+    match tokio::time::timeout(PING_TIMEOUT, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Connect {
+            addr: addr.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer to /_ping within {PING_TIMEOUT:?}"),
+            ),
+        }),
+    }
+}
+
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Loads a docker archive (the `docker save` format the `docker` exporter writes) read from
+/// `archive` into the Engine at `addr`, as `docker load` does (`POST /images/load`). The archive
+/// streams into the request body in 32 KiB chunks as it is read; it is never held in memory.
+/// `on_message` sees every message of the Engine's answer (`Loading layer` progress, `Loaded
+/// image: …` lines).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), kbx_buildkit::Error> {
+/// use kbx_buildkit::{engine, Address};
+/// let archive = tokio::fs::File::open("app.tar").await.map_err(|e| {
+///     kbx_buildkit::Error::Session(e.to_string())
+/// })?;
+/// let loaded = engine::load_image(&Address::parse("docker")?, archive, |m| {
+///     eprintln!("{}", m.text);
+/// })
+/// .await?;
+/// println!("{:?}", loaded.images);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::EngineLoad`], whose source says why: [`Error::InvalidAddress`] when `addr` is not a
+/// Docker Engine, [`Error::Connect`] when it cannot be reached, [`Error::Io`] when `archive`
+/// cannot be read, [`Error::Engine`] with the Engine's text when it refuses the archive.
+pub async fn load_image<R>(
+    addr: &Address,
+    mut archive: R,
+    mut on_message: impl FnMut(&LoadMessage),
+) -> Result<Loaded>
+where
+    R: tokio::io::AsyncRead + Send + Unpin,
+{
+    let mut load = LoadRequest::start(addr).await?;
+    let mut buf = vec![0u8; LOAD_CHUNK];
+    loop {
+        match archive.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                if !load.send(Bytes::copy_from_slice(&buf[..n])).await {
+                    break;
+                }
+            }
+            Err(e) => return Err(load.abort(Error::io("read", "the archive", e))),
+        }
+    }
+    load.finish(&mut on_message).await
+}
+
+/// A `POST /images/load` in flight: its body is fed chunk by chunk ([`LoadRequest::send`])
+/// through a two-chunk channel, so a slow Engine slows the sender down instead of filling
+/// memory; [`LoadRequest::finish`] ends the body and reads the Engine's answer.
+pub(crate) struct LoadRequest {
+    addr: Address,
+    body: mpsc::Sender<std::io::Result<Frame<Bytes>>>,
+    answer: JoinHandle<std::result::Result<http::Response<Incoming>, hyper::Error>>,
+    conn: JoinHandle<()>,
+}
+
+impl LoadRequest {
+    /// Connects to the Engine at `addr` and starts the request.
+    pub(crate) async fn start(addr: &Address) -> Result<Self> {
+        let fail = |source: Error| load_error(addr, source);
+        let io = dial(addr).await.map_err(fail)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| fail(load_engine(format!("HTTP handshake: {e}"))))?;
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let (body, rx) = mpsc::channel(2);
+        let req = http::Request::post("/images/load?quiet=0")
+            .header(http::header::HOST, "docker")
+            .header(http::header::CONTENT_TYPE, "application/x-tar")
+            .body(StreamBody::new(ReceiverStream::new(rx)))
+            .map_err(|e| fail(load_engine(e.to_string())))?;
+        let answer = tokio::spawn(async move { sender.send_request(req).await });
+        Ok(LoadRequest {
+            addr: addr.clone(),
+            body,
+            answer,
+            conn,
+        })
+    }
+
+    /// Sends the next chunk of the archive; `false` when the Engine stopped reading (its answer,
+    /// from [`LoadRequest::finish`], says why).
+    pub(crate) async fn send(&mut self, data: Bytes) -> bool {
+        let sent = tokio::time::timeout(ANSWER_IDLE, self.body.send(Ok(Frame::data(data)))).await;
+        matches!(sent, Ok(Ok(())))
+    }
+
+    /// Abandons the request (the archive broke off): the connection is dropped, so the Engine
+    /// loads nothing. Returns `reason` as the load's error.
+    pub(crate) fn abort(self, reason: Error) -> Error {
+        self.answer.abort();
+        self.conn.abort();
+        load_error(&self.addr, reason)
+    }
+
+    /// Ends the archive and reads the Engine's answer, calling `on_message` for each message.
+    pub(crate) async fn finish(self, on_message: &mut impl FnMut(&LoadMessage)) -> Result<Loaded> {
+        let LoadRequest {
+            addr,
+            body,
+            answer,
+            conn,
+        } = self;
+        drop(body);
+        let fail = |source: Error| load_error(&addr, source);
+        let resp = match tokio::time::timeout(ANSWER_IDLE, answer).await {
+            Err(_) => {
+                conn.abort();
+                return Err(fail(load_engine(
+                    "no answer from the Engine for 10 minutes".to_owned(),
+                )));
+            }
+            Ok(Err(e)) => Err(load_engine(format!("request: {e}"))),
+            Ok(Ok(Err(e))) => Err(load_engine(format!("request: {e}"))),
+            Ok(Ok(Ok(r))) => Ok(r),
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                conn.abort();
+                return Err(fail(e));
+            }
+        };
+        let mut loaded = Loaded::default();
+        let mut failure: Option<String> = None;
+        let read = json_lines(resp, &load_engine, |line| {
+            load_line(line, on_message, &mut loaded, &mut failure);
+        })
+        .await;
+        conn.abort();
+        read.map_err(fail)?;
+        match failure {
+            Some(message) => Err(fail(load_engine(message))),
+            None => Ok(loaded),
+        }
+    }
+}
+
+fn load_engine(message: String) -> Error {
+    Error::Engine {
+        call: "load".to_owned(),
+        message,
+    }
+}
+
+/// Wraps why a load into the Engine at `addr` failed.
+pub(crate) fn load_error(addr: &Address, source: Error) -> Error {
+    Error::EngineLoad {
+        addr: addr.to_string(),
+        source: Box::new(source),
+    }
+}
+
+fn load_line(
+    line: &[u8],
+    on_message: &mut impl FnMut(&LoadMessage),
+    loaded: &mut Loaded,
+    failure: &mut Option<String>,
+) {
+    let text = String::from_utf8_lossy(line);
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
+        return;
+    };
+    let str_of =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|s| s.as_str()).map(str::to_owned);
+    if let Some(detail) = v.get("errorDetail") {
+        let message = str_of(detail, "message")
+            .or_else(|| str_of(&v, "error"))
+            .unwrap_or_else(|| detail.to_string());
+        failure.get_or_insert(message);
+        return;
+    }
+    if let Some(message) = str_of(&v, "error") {
+        failure.get_or_insert(message);
+        return;
+    }
+    if let Some(out) = str_of(&v, "stream") {
+        for l in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(name) = l
+                .strip_prefix("Loaded image: ")
+                .or_else(|| l.strip_prefix("Loaded image ID: "))
+            {
+                loaded.images.push(name.trim().to_owned());
+            }
+            on_message(&LoadMessage {
+                id: None,
+                text: l.to_owned(),
+                progress: None,
+            });
+        }
+        return;
+    }
+    if let Some(status) = str_of(&v, "status") {
+        let progress = v.get("progressDetail").and_then(|p| {
+            let cur = p.get("current")?.as_u64()?;
+            let total = p
+                .get("total")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            Some((cur, total))
+        });
+        on_message(&LoadMessage {
+            id: str_of(&v, "id"),
+            text: status,
+            progress,
+        });
     }
 }
 
@@ -398,6 +720,39 @@ mod tests {
             failure.as_deref(),
             Some("unauthorized: authentication required")
         );
+    }
+
+    #[test]
+    fn load_answers_give_images_progress_and_errors() {
+        let mut seen = Vec::new();
+        let mut loaded = Loaded::default();
+        let mut failure = None;
+        for line in [
+            r#"{"status":"Loading layer","progressDetail":{"current":32768,"total":65536},"id":"ab12"}"#,
+            r#"{"stream":"Loaded image: kbx/loaded:1\n"}"#,
+            r#"{"stream":"Loaded image ID: sha256:cc\n"}"#,
+            "garbage",
+        ] {
+            load_line(
+                line.as_bytes(),
+                &mut |m: &LoadMessage| seen.push(m.clone()),
+                &mut loaded,
+                &mut failure,
+            );
+        }
+        assert_eq!(loaded.images, ["kbx/loaded:1", "sha256:cc"]);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].id.as_deref(), Some("ab12"));
+        assert_eq!(seen[0].progress, Some((32768, 65536)));
+        assert_eq!(seen[1].text, "Loaded image: kbx/loaded:1");
+        assert!(failure.is_none());
+        load_line(
+            br#"{"errorDetail":{"message":"unexpected EOF"},"error":"unexpected EOF"}"#,
+            &mut |_: &LoadMessage| {},
+            &mut loaded,
+            &mut failure,
+        );
+        assert_eq!(failure.as_deref(), Some("unexpected EOF"));
     }
 
     #[test]

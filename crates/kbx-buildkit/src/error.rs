@@ -123,6 +123,18 @@ pub enum Error {
         /// The Engine's error message.
         message: String,
     },
+    /// Loading a docker archive into a Docker Engine (`docker load`, what `--load` does on
+    /// BuildKit daemons other than the Engine's own) failed; the source says why: the Engine
+    /// cannot be reached ([`Error::Connect`]), refused the archive ([`Error::Engine`] with its
+    /// text), or the archive broke off.
+    #[error("load the image into the Docker Engine at {addr}")]
+    EngineLoad {
+        /// The Engine's address, e.g. `docker-unix:///var/run/docker.sock`.
+        addr: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
     /// The build failed. Carries the failing step and its last log lines when known.
     #[error("{message}{}{}", vertex_suffix(.vertex.as_deref()), location_suffix(.location.as_ref()))]
     Solve {
@@ -178,6 +190,18 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// An error and its causes on one line, `: `-separated (for progress lines).
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// This crate's result type.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bollard_buildkit_proto::google::protobuf::Timestamp;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
@@ -13,6 +14,9 @@ use bollard_buildkit_proto::health::{
 };
 use bollard_buildkit_proto::moby::buildkit::v1::BytesMessage as ControlBytes;
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
+use bollard_buildkit_proto::moby::buildkit::v1::{
+    StatusResponse, Vertex, VertexLog, VertexStatus as ProtoVertexStatus,
+};
 use bollard_buildkit_proto::moby::filesync::v1::BytesMessage as FileBytes;
 use bollard_buildkit_proto::moby::filesync::v1::file_send_server::{
     FileSend as BytesFileSend, FileSendServer as BytesFileSendServer,
@@ -47,6 +51,20 @@ pub(crate) enum ExportTarget {
     Dir(PathBuf),
     /// `tar`, `oci`, `docker`: a byte stream to this file, or stdout when `None`.
     Bytes(Option<PathBuf>),
+    /// `docker` into a Docker Engine: the archive streams into `POST /images/load`.
+    Engine(EngineExport),
+}
+
+/// A `docker` export loaded into a Docker Engine as it arrives, with the load's progress
+/// reported as an `importing to docker` step (what buildx shows).
+#[derive(Debug, Clone)]
+pub(crate) struct EngineExport {
+    /// The Engine.
+    pub(crate) addr: Address,
+    /// Where the step's progress goes (merged into the build's status stream).
+    pub(crate) progress: mpsc::UnboundedSender<StatusResponse>,
+    /// The images the Engine names in its answer, once it has answered.
+    pub(crate) loaded: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Everything the session serves.
@@ -301,7 +319,16 @@ pub(crate) fn services(
         Some(ExportTarget::Bytes(dest)) => {
             methods.push("/moby.filesync.v1.FileSend/DiffCopy");
             let svc = BytesFileSendServer::new(ByteReceiver {
-                dest: dest.clone(),
+                sink: ByteSink::File(dest.clone()),
+                done,
+            })
+            .max_decoding_message_size(MAX_MESSAGE);
+            router = router.add_service(svc);
+        }
+        Some(ExportTarget::Engine(export)) => {
+            methods.push("/moby.filesync.v1.FileSend/DiffCopy");
+            let svc = BytesFileSendServer::new(ByteReceiver {
+                sink: ByteSink::Engine(export.clone()),
                 done,
             })
             .max_decoding_message_size(MAX_MESSAGE);
@@ -447,8 +474,17 @@ impl DiffCopy for TreeReceiver {
 
 /// Receives a `tar` / `oci` / `docker` export as bytes.
 struct ByteReceiver {
-    dest: Option<PathBuf>,
+    sink: ByteSink,
     done: mpsc::UnboundedSender<Result<()>>,
+}
+
+/// Where a byte export goes.
+#[derive(Clone)]
+enum ByteSink {
+    /// This file, or stdout when `None`.
+    File(Option<PathBuf>),
+    /// A Docker Engine's `docker load`.
+    Engine(EngineExport),
 }
 
 #[tonic::async_trait]
@@ -460,15 +496,21 @@ impl BytesFileSend for ByteReceiver {
         request: Request<Streaming<FileBytes>>,
     ) -> Result<Response<Self::DiffCopyStream>, Status> {
         let (tx, rx) = mpsc::channel(1);
-        let dest = self.dest.clone();
+        let sink = self.sink.clone();
         let done = self.done.clone();
         let mut inbound = request.into_inner();
         tokio::spawn(async move {
-            let result = copy_bytes(dest, &mut inbound).await;
-            if let Err(e) = &result {
-                let _ = tx.send(Err(Status::aborted(e.to_string()))).await;
-            }
+            let result = match sink {
+                ByteSink::File(dest) => copy_bytes(dest, &mut inbound).await,
+                ByteSink::Engine(export) => load_into_engine(&export, &mut inbound).await,
+            };
+            // The outcome is recorded before the daemon hears of a failure, so that it is
+            // there when the solve returns.
+            let failure = result.as_ref().err().map(|e| crate::error::chain(e));
             let _ = done.send(result);
+            if let Some(message) = failure {
+                let _ = tx.send(Err(Status::aborted(message))).await;
+            }
             drop(tx);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -508,6 +550,141 @@ async fn copy_bytes(dest: Option<PathBuf>, inbound: &mut Streaming<FileBytes>) -
         f.sync_all().await.map_err(|e| Error::io("sync", p, e))?;
     }
     Ok(())
+}
+
+/// Streams the export into the Engine's `POST /images/load` as it arrives (never more than a
+/// few messages in memory), then reports the Engine's answer as the `importing to docker` step.
+async fn load_into_engine(export: &EngineExport, inbound: &mut Streaming<FileBytes>) -> Result<()> {
+    let mut load = crate::engine::LoadRequest::start(&export.addr).await?;
+    loop {
+        match inbound.message().await {
+            Ok(Some(m)) => {
+                if !load.send(m.data.into()).await {
+                    // The Engine stopped reading; its answer says why.
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(status) => {
+                return Err(load.abort(Error::Session(format!("export stream: {status}"))));
+            }
+        }
+    }
+    let mut step = ImportStep::start(export.progress.clone());
+    let result = load.finish(&mut |m| step.message(m)).await;
+    step.complete(result.as_ref().err());
+    let loaded = result?;
+    if let Ok(mut images) = export.loaded.lock() {
+        *images = loaded.images;
+    }
+    Ok(())
+}
+
+/// The `importing to docker` step buildx shows while the Engine loads the archive: one vertex,
+/// a `loading layer ID` item per layer (updated at most every 2 seconds, as buildx does), and
+/// the Engine's output lines (`Loaded image: …`) as the step's log.
+struct ImportStep {
+    out: mpsc::UnboundedSender<StatusResponse>,
+    vertex: Vertex,
+    layers: Vec<(ProtoVertexStatus, std::time::Instant)>,
+}
+
+/// The least time between two updates of one layer's item.
+const LAYER_UPDATE: Duration = Duration::from_secs(2);
+
+impl ImportStep {
+    fn start(out: mpsc::UnboundedSender<StatusResponse>) -> Self {
+        let id = crate::solve::random_id();
+        let hex: String = ring::digest::digest(&ring::digest::SHA256, id.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let vertex = Vertex {
+            digest: format!("sha256:{hex}"),
+            name: "importing to docker".to_owned(),
+            started: Some(now()),
+            ..Vertex::default()
+        };
+        let _ = out.send(StatusResponse {
+            vertexes: vec![vertex.clone()],
+            ..StatusResponse::default()
+        });
+        ImportStep {
+            out,
+            vertex,
+            layers: Vec::new(),
+        }
+    }
+
+    fn message(&mut self, m: &crate::engine::LoadMessage) {
+        let mut resp = StatusResponse::default();
+        match (&m.id, m.progress) {
+            (Some(layer), Some((current, total))) => {
+                let id = format!("loading layer {layer}");
+                let at = std::time::Instant::now();
+                let pos = self.layers.iter().position(|(s, _)| s.id == id);
+                let (st, last) = match pos {
+                    Some(i) => &mut self.layers[i],
+                    None => {
+                        self.layers.push((
+                            ProtoVertexStatus {
+                                id,
+                                vertex: self.vertex.digest.clone(),
+                                started: Some(now()),
+                                ..ProtoVertexStatus::default()
+                            },
+                            at.checked_sub(LAYER_UPDATE).unwrap_or(at),
+                        ));
+                        let last = self.layers.len() - 1;
+                        &mut self.layers[last]
+                    }
+                };
+                st.current = i64::try_from(current).unwrap_or(i64::MAX);
+                st.total = i64::try_from(total).unwrap_or(i64::MAX);
+                if at.duration_since(*last) < LAYER_UPDATE {
+                    return;
+                }
+                *last = at;
+                st.timestamp = Some(now());
+                resp.statuses.push(st.clone());
+            }
+            (None, None) if !m.text.is_empty() => resp.logs.push(VertexLog {
+                vertex: self.vertex.digest.clone(),
+                timestamp: Some(now()),
+                stream: 1,
+                msg: format!("{}\n", m.text).into_bytes(),
+            }),
+            _ => return,
+        }
+        let _ = self.out.send(resp);
+    }
+
+    fn complete(self, failure: Option<&Error>) {
+        let end = now();
+        let mut resp = StatusResponse::default();
+        for (mut st, _) in self.layers {
+            st.timestamp = Some(end);
+            st.completed = Some(end);
+            resp.statuses.push(st);
+        }
+        resp.vertexes.push(Vertex {
+            completed: Some(end),
+            error: failure.map(|e| crate::error::chain(e)).unwrap_or_default(),
+            ..self.vertex
+        });
+        let _ = self.out.send(resp);
+    }
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
 }
 
 /// All values of a metadata key, URL-unescaped when the daemon flagged them `<key>-encoded`.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bollard_buildkit_proto::moby::buildkit::v1::{
-    CacheOptions, CacheOptionsEntry, Exporter, SolveRequest, StatusRequest,
+    CacheOptions, CacheOptionsEntry, Exporter, SolveRequest, StatusRequest, StatusResponse,
 };
 use tokio::sync::watch;
 
@@ -64,12 +64,34 @@ pub enum Output {
         /// Image names the archive tags (`name=`, or `-t` when none is given).
         names: Vec<String>,
     },
+    /// The `docker` exporter's archive loaded into a Docker Engine's image store as it streams
+    /// in (`POST /images/load`, what `docker load` does): buildx's `--load`, and `type=docker`
+    /// without `dest`, on daemons other than the Engine's own BuildKit. The build shows an
+    /// `importing to docker` step and [`BuildResult::loaded`] lists what the Engine loaded. A
+    /// Docker Engine's own BuildKit stores the image directly instead (a `moby` export), as
+    /// buildx's docker driver does.
+    ///
+    /// Refused before the solve for more than one platform or with attestations (the docker
+    /// archive holds one image, as in buildx), and when the Engine does not answer.
+    ///
+    /// # Deviation
+    /// The Engine is checked (`GET /_ping`) before the build starts; buildx finds out when the
+    /// export begins, after the build. An Engine using the containerd image store gets the
+    /// `docker` archive too (buildx sends it an `oci` archive, which can hold several platforms).
+    DockerLoad {
+        /// The Engine; `None` is the one named by `DOCKER_HOST` (default
+        /// `unix:///var/run/docker.sock`), resolved when the build starts.
+        engine: Option<crate::Address>,
+        /// Image names the archive tags (`name=`, or `-t` when none is given).
+        names: Vec<String>,
+    },
 }
 
 impl Output {
     /// Parses buildx's `--output` syntax for the supported types: `type=local,dest=DIR`,
     /// `type=tar,dest=FILE` (`-` = stdout), `type=moby,name=a:b`, `type=image,name=…,push=true`,
-    /// `type=oci,dest=…[,tar=false]`, `type=docker,dest=…`.
+    /// `type=oci,dest=…[,tar=false]`, `type=docker,dest=…` (without `dest`: loaded into the
+    /// Docker Engine, [`Output::DockerLoad`]).
     ///
     /// ```
     /// use kbx_buildkit::Output;
@@ -78,6 +100,10 @@ impl Output {
     ///     Output::Local { dest: "out".into() }
     /// );
     /// assert_eq!(Output::parse("type=tar,dest=-")?, Output::Tar { dest: None });
+    /// assert_eq!(
+    ///     Output::parse("type=docker,name=app:1")?,
+    ///     Output::DockerLoad { engine: None, names: vec!["app:1".into()] }
+    /// );
     /// assert!(Output::parse("type=local").is_err());
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
@@ -137,6 +163,10 @@ impl Output {
                 dest: file_dest(dest)?,
                 names,
             }),
+            Some("docker") if dest.is_none() => Ok(Output::DockerLoad {
+                engine: None,
+                names,
+            }),
             Some("docker") => Ok(Output::Docker {
                 dest: file_dest(dest)?,
                 names,
@@ -158,7 +188,7 @@ impl Output {
             Output::Local { .. } => "local",
             Output::Tar { .. } => "tar",
             Output::Oci { .. } | Output::OciDir { .. } => "oci",
-            Output::Docker { .. } => "docker",
+            Output::Docker { .. } | Output::DockerLoad { .. } => "docker",
         }
     }
 
@@ -169,6 +199,7 @@ impl Output {
             | Output::Image { names, .. }
             | Output::Oci { names, .. }
             | Output::Docker { names, .. }
+            | Output::DockerLoad { names, .. }
                 if !names.is_empty() =>
             {
                 a.insert("name".to_owned(), names.join(","));
@@ -190,7 +221,10 @@ impl Output {
             Output::Tar { dest } | Output::Oci { dest, .. } | Output::Docker { dest, .. } => {
                 Some(ExportTarget::Bytes(dest.clone()))
             }
-            Output::Moby { .. } | Output::Image { .. } | Output::OciDir { .. } => None,
+            Output::Moby { .. }
+            | Output::Image { .. }
+            | Output::OciDir { .. }
+            | Output::DockerLoad { .. } => None,
         }
     }
 }
@@ -326,6 +360,9 @@ pub struct BuildOptions {
 pub struct BuildResult {
     /// The exporter's response, e.g. `containerimage.digest`.
     pub exporter_response: BTreeMap<String, String>,
+    /// With [`Output::DockerLoad`]: the images the Engine says it loaded (`app:1`, or the image
+    /// ID when the archive names none).
+    pub loaded: Vec<String>,
 }
 
 impl BuildResult {
@@ -449,6 +486,20 @@ impl Client {
 
         let named = crate::contexts::plan(&opts.named_contexts)?;
         let explicit_attests = opts.attests.values().any(Option::is_some);
+        let moby_load = self.moby_instead_of_load(opts);
+        let opts = moby_load.as_ref().unwrap_or(opts);
+        let load_into = match &opts.output {
+            Some(Output::DockerLoad { engine, .. }) => {
+                if opts.platforms.len() > 1 || explicit_attests {
+                    return Err(Error::InvalidOptions(
+                        "docker exporter does not currently support exporting manifest lists"
+                            .to_owned(),
+                    ));
+                }
+                Some(engine_address(engine.as_ref())?)
+            }
+            _ => None,
+        };
         if explicit_attests && let Some(Output::Docker { .. }) = &opts.output {
             return Err(Error::InvalidOptions(
                 "docker exporter does not support exporting manifest lists, use the oci exporter \
@@ -530,6 +581,22 @@ impl Client {
             &resolved
         };
 
+        if let Some(addr) = &load_into {
+            crate::engine::ping(addr)
+                .await
+                .map_err(|e| crate::engine::load_error(addr, e))?;
+        }
+        let (load_progress, load_status) = tokio::sync::mpsc::unbounded_channel();
+        let loaded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let export = match &load_into {
+            Some(addr) => Some(ExportTarget::Engine(session::EngineExport {
+                addr: addr.clone(),
+                progress: load_progress,
+                loaded: loaded.clone(),
+            })),
+            None => opts.output.as_ref().and_then(Output::target),
+        };
+
         let session_id = random_id();
         let build_ref = random_id();
         let mut dirs = inputs.dirs.clone();
@@ -548,7 +615,7 @@ impl Client {
             dirs,
             uploads: inputs.uploads.clone(),
             content,
-            export: opts.output.as_ref().and_then(Output::target),
+            export,
             secrets: opts
                 .secrets
                 .iter()
@@ -586,7 +653,13 @@ impl Client {
             let _ = done_tx.send(true);
             r
         };
-        let status = follow_status(self.clone(), build_ref.clone(), done_rx, &mut on_status);
+        let status = follow_status(
+            self.clone(),
+            build_ref.clone(),
+            done_rx,
+            load_status,
+            &mut on_status,
+        );
         let (solved, tracker) = tokio::join!(solve, status);
         let export = running.close().await;
         tidy.tidy();
@@ -603,8 +676,18 @@ impl Client {
                 if let Some(Output::OciDir { dest }) = &opts.output {
                     update_layout_index(dest, &exporter_response)?;
                 }
-                Ok(BuildResult { exporter_response })
+                let loaded = loaded.lock().map(|l| l.clone()).unwrap_or_default();
+                Ok(BuildResult {
+                    exporter_response,
+                    loaded,
+                })
             }
+            // The export failed on our side (a file, the Engine): that error says more than the
+            // daemon's echo of it.
+            Err(_) if matches!(export, Some(Err(_))) => match export {
+                Some(Err(e)) => Err(e),
+                _ => unreachable!("matched above"),
+            },
             Err(status) => {
                 let (vertex, logs) = match tracker.failed_step() {
                     Some((v, l)) => (Some(v), l),
@@ -620,6 +703,44 @@ impl Client {
             }
         }
     }
+}
+
+impl Client {
+    /// On a Docker Engine's own BuildKit, a load into that Engine (or the default one) is a
+    /// `moby` export, as buildx's docker driver does: `opts` with that output, or `None` when
+    /// nothing changes.
+    fn moby_instead_of_load(&self, opts: &BuildOptions) -> Option<BuildOptions> {
+        let Some(Output::DockerLoad { engine, names }) = &opts.output else {
+            return None;
+        };
+        let own = match (self.docker_address(), engine) {
+            (Some(_), None) => true,
+            (Some(mine), Some(target)) => mine == target,
+            (None, _) => false,
+        };
+        (own && self.backend() == crate::Backend::Docker).then(|| BuildOptions {
+            output: Some(Output::Moby {
+                names: names.clone(),
+            }),
+            ..opts.clone()
+        })
+    }
+}
+
+/// The Engine a [`Output::DockerLoad`] goes to: `engine`, or the one `DOCKER_HOST` names.
+fn engine_address(engine: Option<&crate::Address>) -> Result<crate::Address> {
+    let addr = match engine {
+        Some(a) => a.clone(),
+        None => crate::Address::parse("docker")?,
+    };
+    if !addr.is_docker() {
+        return Err(Error::InvalidAddress {
+            addr: addr.to_string(),
+            reason: "loading an image needs a Docker Engine (docker-unix:// or docker-tcp://)"
+                .to_owned(),
+        });
+    }
+    Ok(addr)
 }
 
 /// The local side of `type=local` caches: the entries to send, the content stores to serve,
@@ -908,41 +1029,55 @@ fn solve_request(
 
 /// Follows `Status` for `build_ref` until it ends, or until it has been quiet for 5 s after the
 /// solve finished.
+/// Follows the daemon's status stream for `build_ref` until it ends (or goes quiet for 5 s after
+/// the solve returned), merging in `local` statuses: steps this client runs itself, such as
+/// loading the result into the Docker Engine.
 async fn follow_status<F>(
     client: Client,
     build_ref: String,
     mut solve_done: watch::Receiver<bool>,
+    mut local: tokio::sync::mpsc::UnboundedReceiver<StatusResponse>,
     on_progress: &mut F,
 ) -> ProgressTracker
 where
     F: FnMut(&SolveStatus, &[ProgressEvent]) + Send,
 {
     let mut tracker = ProgressTracker::new();
+    let mut report = |resp: &StatusResponse, tracker: &mut ProgressTracker| {
+        let events = tracker.update(resp);
+        on_progress(&SolveStatus::from_response(resp), &events);
+    };
     let mut control = client.control.clone();
     let stream = control.status(StatusRequest { r#ref: build_ref }).await;
-    let Ok(stream) = stream else {
-        return tracker;
-    };
-    let mut stream = stream.into_inner();
-    loop {
-        let next = if *solve_done.borrow() {
-            match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
-                Ok(m) => m,
-                Err(_) => break,
+    if let Ok(stream) = stream {
+        let mut stream = stream.into_inner();
+        loop {
+            let next = if *solve_done.borrow() {
+                while let Ok(resp) = local.try_recv() {
+                    report(&resp, &mut tracker);
+                }
+                match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    m = stream.message() => m,
+                    Some(resp) = local.recv() => {
+                        report(&resp, &mut tracker);
+                        continue;
+                    }
+                    _ = solve_done.changed() => continue,
+                }
+            };
+            match next {
+                Ok(Some(resp)) => report(&resp, &mut tracker),
+                Ok(None) | Err(_) => break,
             }
-        } else {
-            tokio::select! {
-                m = stream.message() => m,
-                _ = solve_done.changed() => continue,
-            }
-        };
-        match next {
-            Ok(Some(resp)) => {
-                let events = tracker.update(&resp);
-                on_progress(&SolveStatus::from_response(&resp), &events);
-            }
-            Ok(None) | Err(_) => break,
         }
+    }
+    while let Ok(resp) = local.try_recv() {
+        report(&resp, &mut tracker);
     }
     tracker
 }
@@ -1293,6 +1428,35 @@ mod tests {
             }
             .attrs()["name"],
             "a:1,b:2"
+        );
+        // Without dest the archive goes into the Docker Engine; `-` is still stdout.
+        assert_eq!(
+            Output::parse("type=docker,name=a:1").expect("ok"),
+            Output::DockerLoad {
+                engine: None,
+                names: vec!["a:1".into()]
+            }
+        );
+        assert_eq!(
+            Output::parse("type=docker,dest=-").expect("ok"),
+            Output::Docker {
+                dest: None,
+                names: vec![]
+            }
+        );
+        assert_eq!(Output::parse("type=docker").expect("ok").kind(), "docker");
+        assert!(
+            Output::DockerLoad {
+                engine: None,
+                names: vec![]
+            }
+            .target()
+            .is_none()
+        );
+        assert!(engine_address(Some(&crate::Address::Unix("/x".into()))).is_err());
+        assert_eq!(
+            engine_address(Some(&crate::Address::DockerUnix("/d.sock".into()))).expect("ok"),
+            crate::Address::DockerUnix("/d.sock".into())
         );
         assert!(Output::parse("type=oci,dest=-,tar=false").is_err());
         assert!(Output::parse("type=docker,dest=d,tar=false").is_err());

@@ -16,12 +16,20 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
     let Some(n) = ng.nodes().first().cloned() else {
         return Err(Error::msg(format!("builder {:?} has no nodes", ng.name)));
     };
-    if opts.platforms.len() > 1
-        && let Some(Output::Docker { .. }) = &opts.output
-    {
-        return Err(Error::msg(
-            "docker exporter does not currently support exporting manifest lists",
-        ));
+    if opts.platforms.len() > 1 {
+        match &opts.output {
+            Some(Output::DockerLoad { .. }) => {
+                return Err(Error::msg(
+                    "docker exporter does not currently support exporting manifest lists",
+                ));
+            }
+            Some(Output::Docker { .. }) => {
+                return Err(Error::msg(
+                    "docker exporter does not support exporting manifest lists, use the oci exporter instead",
+                ));
+            }
+            _ => {}
+        }
     }
     let push_with_engine = default_output(&mut opts, &ng.driver, &args.tags)?;
     if ng.nodes().len() > 1 && !opts.platforms.is_empty() {
@@ -40,6 +48,10 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         .await;
     let res = match result {
         Ok(res) => res,
+        Err(err @ kbx_buildkit::Error::EngineLoad { .. }) => {
+            printer.finish();
+            return Err(load_error(&err));
+        }
         Err(err) => {
             printer.finish();
             return Err(solve_error(err));
@@ -110,6 +122,43 @@ async fn push_with_docker(
     Ok(digest)
 }
 
+/// A failed load into the Docker Engine (`--load` on a non-docker driver). An Engine that cannot
+/// be reached gets the Docker CLI's message naming `DOCKER_HOST` (what buildx reports, and what
+/// the docker driver says); otherwise the whole cause chain, e.g. the Engine's refusal.
+fn load_error(err: &kbx_buildkit::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(kbx_buildkit::Error::Connect { source, .. }) =
+            e.downcast_ref::<kbx_buildkit::Error>()
+        {
+            let host = connect::docker_host();
+            return Error::msg(if source.kind() == std::io::ErrorKind::PermissionDenied {
+                format!(
+                    "permission denied while trying to connect to the Docker daemon socket at {host}: {source}"
+                )
+            } else {
+                format!(
+                    "Cannot connect to the Docker daemon at {host}. Is the docker daemon running?"
+                )
+            });
+        }
+        cause = e.source();
+    }
+    Error::msg(crate::error::chain(err))
+}
+
+/// The Engine `--load` (and `type=docker` without `dest`) loads into on non-docker drivers:
+/// `DOCKER_HOST`, or the default socket.
+fn load_engine() -> Result<kbx_buildkit::Address, Error> {
+    let host = connect::docker_host();
+    kbx_buildkit::Address::parse_docker_host(&host).map_err(|e| {
+        Error::msg(format!(
+            "cannot load the image into Docker at DOCKER_HOST={host}: {}",
+            crate::error::chain(&e)
+        ))
+    })
+}
+
 /// buildx's pod-choice key: the absolute context path.
 pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error> {
     std::path::absolute(&args.context).map_err(|source| Error::Read {
@@ -129,7 +178,8 @@ fn builder(args: &BuildArgs) -> Result<NodeGroup, Error> {
 /// What a build exports to when the flags leave a choice, per driver, as buildx does: the
 /// docker driver loads into the Engine (`moby`), others keep the result in the cache only.
 /// An image push on the docker driver becomes a `moby` export whose names the Engine pushes
-/// afterwards; those names are returned.
+/// afterwards; those names are returned. On other drivers, `--load` (a `docker` export without
+/// `dest`) streams the archive into the Engine at `DOCKER_HOST`.
 fn default_output(
     opts: &mut BuildOptions,
     driver: &str,
@@ -152,11 +202,11 @@ fn default_output(
         }
         let load = matches!(
             &opts.output,
-            None | Some(Output::Docker { dest: None, .. } | Output::Image { push: false, .. })
+            None | Some(Output::DockerLoad { .. } | Output::Image { push: false, .. })
         );
         if load {
             let names = match &opts.output {
-                Some(Output::Image { names, .. } | Output::Docker { names, .. })
+                Some(Output::Image { names, .. } | Output::DockerLoad { names, .. })
                     if !names.is_empty() =>
                 {
                     names.clone()
@@ -165,6 +215,8 @@ fn default_output(
             };
             opts.output = Some(Output::Moby { names });
         }
+    } else if let Some(Output::DockerLoad { engine, .. }) = &mut opts.output {
+        *engine = Some(load_engine()?);
     } else if opts.output.is_none() {
         eprintln!(
             "WARNING: No output specified with {driver} driver. Build result will only remain in the build cache. To push result image into registry use --push or to load image into docker use --load"
@@ -270,6 +322,10 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
                 dest,
                 names: args.tags.clone(),
             }),
+            Output::DockerLoad { engine, names } if names.is_empty() => Some(Output::DockerLoad {
+                engine,
+                names: args.tags.clone(),
+            }),
             Output::Oci { dest, names } if names.is_empty() => Some(Output::Oci {
                 dest,
                 names: args.tags.clone(),
@@ -280,8 +336,8 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             names: args.tags.clone(),
             push: true,
         }),
-        (None, false, true) => Some(Output::Docker {
-            dest: None,
+        (None, false, true) => Some(Output::DockerLoad {
+            engine: None,
             names: args.tags.clone(),
         }),
         _ => None,
