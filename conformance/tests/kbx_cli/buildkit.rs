@@ -12,7 +12,7 @@ use anyhow::{Context, ensure};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kbx_conformance::Cluster;
 use kbx_conformance::image::ROOTLESS_BUILDER_IMAGE;
-use kbx_conformance::registry::{ANY_MANIFEST, Registry};
+use kbx_conformance::registry::{ANY_MANIFEST, Registry, base_image_layer};
 use kbx_conformance::scenario::TestNamespace;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
@@ -457,6 +457,244 @@ async fn kbx_rootless_builders_bootstrap_and_build() -> anyhow::Result<()> {
             wait_nothing_left(client, ns.name(), &format!("{name}0")).await?;
         }
         pvs.delete(&pv_name, &DeleteParams::default()).await?;
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The vertex lines of a plain progress log whose name contains `step` and that are `CACHED`.
+fn cached(stderr: &str, step: &str) -> bool {
+    let ids: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(step))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    stderr
+        .lines()
+        .any(|l| l.ends_with(" CACHED") && ids.iter().any(|id| l.starts_with(&format!("{id} "))))
+}
+
+/// The manifest (or index) a tag names: its media type and, for an index, the entries'
+/// `vnd.docker.reference.type` annotations.
+fn tag_kind(reg: &Registry, repo: &str, tag: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let a = reg.get(&format!("/v2/{repo}/manifests/{tag}"), ANY_MANIFEST)?;
+    ensure!(a.status == 200, "{repo}:{tag}: HTTP {}", a.status);
+    let doc = a.json()?;
+    let media_type = a
+        .header("content-type")
+        .unwrap_or_else(|| doc["mediaType"].as_str().unwrap_or_default().to_owned());
+    let kinds = doc["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["annotations"]["vnd.docker.reference.type"].as_str())
+        .map(str::to_owned)
+        .collect();
+    Ok((media_type, kinds))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_real_buildkit_caches_named_contexts_attestations_and_mounts() -> anyhow::Result<()> {
+    scenario(async |cluster: &Cluster| {
+        if cluster.local().is_none() {
+            note("skipping: this scenario uses the local backend's images");
+            return Ok(());
+        }
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "bkfeat").await?;
+        let reg_pod = registry_pod(client, &ns, "registry", None).await?;
+        let reg = Registry::new(&reg_pod.local, None);
+        let host = reg_pod.pod.clone();
+        let tools = base_image_layer("/bin/busybox", &["sh", "cat", "echo", "test", "wc", "ls"])?;
+        blocking(|| reg.push_image("kbx/tools", "1", &tools, "amd64"))?;
+
+        let user = User::new(cluster)?;
+        let config = user.home().join("buildkitd.toml");
+        std::fs::write(&config, format!("[registry.\"{host}\"]\n  http = true\n"))?;
+        let config = config.to_str().context("path")?.to_owned();
+        let opts = driver_opts(cluster, &ns, "");
+        let create = async |name: &str| {
+            user.create(name, &opts, &["--buildkitd-config", &config, "--bootstrap", "--use"])
+                .await?
+                .ok()
+        };
+        create("feat").await?;
+
+        // Attestations: buildx's default provenance (mode=min) rides in the pushed index;
+        // --provenance=false pushes a plain manifest.
+        let ctx = tempfile::tempdir()?;
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!("FROM {host}/kbx/tools:1\nARG PROBE\nRUN echo \"$PROBE\" > /probe\n"),
+        )?;
+        for (tag, extra) in [("attested", None), ("plain", Some("--provenance=false"))] {
+            let mut args = vec!["--push", "-t"];
+            let name = format!("{host}/kbx/att:{tag}");
+            args.push(&name);
+            args.extend(extra);
+            user.build(ctx.path(), &args).await?.ok()?;
+        }
+        let (media, kinds) = blocking(|| tag_kind(&reg, "kbx/att", "attested"))?;
+        ensure!(
+            (media.contains("index") || media.contains("list"))
+                && kinds == ["attestation-manifest"],
+            "default push: {media} {kinds:?}"
+        );
+        let (media, kinds) = blocking(|| tag_kind(&reg, "kbx/att", "plain"))?;
+        ensure!(
+            !media.contains("index") && !media.contains("list") && kinds.is_empty(),
+            "--provenance=false push: {media} {kinds:?}"
+        );
+
+        // Caches: local (mode=max) and registry exported in one build, then imported on a
+        // fresh builder, and after a prune of that builder.
+        let cache_dir = user.home().join("cache");
+        let cache_ref = format!("{host}/kbx/cache:1");
+        let build_arg = ["--build-arg", "PROBE=cached"];
+        user.build(
+            ctx.path(),
+            &[
+                &build_arg[..],
+                &[
+                    "--cache-to",
+                    &format!("type=local,dest={},mode=max", cache_dir.display()),
+                    "--cache-to",
+                    &format!("type=registry,ref={cache_ref},mode=max"),
+                ],
+            ]
+            .concat(),
+        )
+        .await?
+        .ok()?;
+        ensure!(cache_dir.join("index.json").is_file(), "no local cache index");
+        user.run(&["rm", "feat"]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "feat0").await?;
+        create("fresh").await?;
+        let from_local = format!("type=local,src={}", cache_dir.display());
+        let run = user
+            .build(ctx.path(), &[&build_arg[..], &["--cache-from", &from_local]].concat())
+            .await?
+            .ok()?;
+        ensure!(cached(&run.stderr, "RUN echo"), "local cache not used:\n{}", run.stderr);
+        user.run(&["prune", "--all", "--force"]).await?.ok()?;
+        let from_registry = format!("type=registry,ref={cache_ref}");
+        let run = user
+            .build(ctx.path(), &[&build_arg[..], &["--cache-from", &from_registry]].concat())
+            .await?
+            .ok()?;
+        ensure!(cached(&run.stderr, "RUN echo"), "registry cache not used:\n{}", run.stderr);
+        // Inline: the cache travels in the pushed image's config.
+        let inline = format!("{host}/kbx/inline:1");
+        user.build(
+            ctx.path(),
+            &["--build-arg", "PROBE=inline", "--cache-to", "type=inline", "--push", "-t", &inline],
+        )
+        .await?
+        .ok()?;
+        user.run(&["prune", "--all", "--force"]).await?.ok()?;
+        let run = user
+            .build(ctx.path(), &["--build-arg", "PROBE=inline", "--cache-from", &inline])
+            .await?
+            .ok()?;
+        ensure!(cached(&run.stderr, "RUN echo"), "inline cache not used:\n{}", run.stderr);
+
+        // Named contexts: a directory, an image in the registry, and an OCI layout by digest.
+        let layout = user.home().join("layout");
+        user.build(
+            ctx.path(),
+            &[
+                "--build-arg",
+                "PROBE=layout",
+                "-o",
+                &format!("type=oci,tar=false,dest={}", layout.display()),
+            ],
+        )
+        .await?
+        .ok()?;
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .context("the layout's index names no image")?
+            .to_owned();
+        let extra = tempfile::tempdir()?;
+        std::fs::write(extra.path().join("note"), "from a named directory\n")?;
+        let named = tempfile::tempdir()?;
+        std::fs::write(
+            named.path().join("Dockerfile"),
+            "FROM tools AS t\nFROM layout\nCOPY --from=extra note /note\nCOPY --from=t /bin/busybox /tools-busybox\nRUN cat /probe /note > /both\n",
+        )?;
+        let out = user.home().join("named");
+        user.build(
+            named.path(),
+            &[
+                "--build-context",
+                &format!("extra={}", extra.path().display()),
+                "--build-context",
+                &format!("tools=docker-image://{host}/kbx/tools:1"),
+                "--build-context",
+                &format!("layout=oci-layout://{}@{digest}", layout.display()),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+            ],
+        )
+        .await?
+        .ok()?;
+        ensure!(
+            std::fs::read_to_string(out.join("both"))? == "layout\nfrom a named directory\n",
+            "named contexts: {:?}",
+            std::fs::read_to_string(out.join("both"))
+        );
+        ensure!(out.join("tools-busybox").is_file(), "the docker-image context gave nothing");
+
+        // RUN mounts through the daemon: a cache mount that persists between builds, a
+        // secret, and an SSH agent socket.
+        let secret = user.home().join("token");
+        std::fs::write(&secret, "s3cret-token\n")?;
+        let key = user.home().join("id_ed25519");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .context("running ssh-keygen (install openssh-client)")?;
+        ensure!(status.success(), "ssh-keygen failed");
+        let mounts = tempfile::tempdir()?;
+        std::fs::write(
+            mounts.path().join("Dockerfile"),
+            format!(
+                "FROM {host}/kbx/tools:1\nARG ROUND\nRUN --mount=type=cache,target=/c echo \"$ROUND\" >> /c/log && wc -l < /c/log > /count\nRUN --mount=type=secret,id=tok cat /run/secrets/tok > /tok\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo agent > /ssh\n"
+            ),
+        )?;
+        for round in ["1", "2"] {
+            let out = user.home().join(format!("mounts{round}"));
+            user.build(
+                mounts.path(),
+                &[
+                    "--build-arg",
+                    &format!("ROUND={round}"),
+                    "--secret",
+                    &format!("id=tok,src={}", secret.display()),
+                    "--ssh",
+                    &format!("default={}", key.display()),
+                    "-o",
+                    &format!("type=local,dest={}", out.display()),
+                ],
+            )
+            .await?
+            .ok()?;
+            ensure!(
+                std::fs::read_to_string(out.join("count"))?.trim() == round,
+                "round {round}: the cache mount holds {:?} lines",
+                std::fs::read_to_string(out.join("count"))
+            );
+            ensure!(std::fs::read_to_string(out.join("tok"))? == "s3cret-token\n");
+            ensure!(std::fs::read_to_string(out.join("ssh"))? == "agent\n");
+        }
+
+        user.run(&["rm", "fresh"]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "fresh0").await?;
+        drop(reg_pod);
         ns.delete().await?;
         Ok(())
     })
