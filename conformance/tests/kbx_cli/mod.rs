@@ -843,7 +843,7 @@ async fn kbx_multi_node_builder_routes_platforms_to_their_nodes() -> anyhow::Res
             run.out.status.code() == Some(1)
                 && run
                     .stderr
-                    .contains("tar export of platforms built on several nodes is not supported"),
+                    .contains("tar for multi-node builds currently not supported"),
             "{}",
             run.stderr
         );

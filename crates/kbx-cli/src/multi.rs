@@ -30,10 +30,12 @@ pub(crate) fn platform_dir(p: &Platform) -> String {
 /// names' repositories (no tags); kbx then writes the manifest list under the tags
 /// ([`merge_pushed`]).
 ///
+/// `oci` and `tar` are refused with buildx's text; unpushed images (`type=image`, `moby`) and
+/// `docker` loads into the Engine are exported by each node for its platforms, as buildx does.
+///
 /// # Deviation
-/// Exports other than `type=local` and `type=image,push=true` (and no export) are refused
-/// when the platforms are split among nodes: buildx refuses `oci` and `tar` too, and exports
-/// `docker` archives and unpushed images per node, which kbx does not merge.
+/// A split `type=docker` export to a file or stdout is refused: buildx lets every node write
+/// the same file at once, so the archive that remains is one node's, or a mix of both.
 fn share_output(
     output: Option<&Output>,
     share: &Share,
@@ -52,10 +54,16 @@ fn share_output(
             push: true,
         })),
         Some(other) if !split => Ok(Some(other.clone())),
-        Some(other) => Err(Error::msg(format!(
-            "{} export of platforms built on several nodes is not supported yet: use type=local, or build every platform on one node (e.g. with qemu.install=true)",
-            other.kind()
-        ))),
+        Some(o @ (Output::Oci { .. } | Output::OciDir { .. } | Output::Tar { .. })) => {
+            Err(Error::msg(format!(
+                "{} for multi-node builds currently not supported",
+                o.kind()
+            )))
+        }
+        Some(Output::Docker { .. }) => Err(Error::msg(
+            "docker export to a file or stdout of platforms built on several nodes is not supported: every node would write the same archive; use --load, type=image,push=true or type=local",
+        )),
+        Some(other) => Ok(Some(other.clone())),
     }
 }
 
@@ -294,21 +302,44 @@ mod tests {
     }
 
     #[test]
-    fn split_image_and_archive_exports_are_refused_with_the_type() {
-        let tar = Output::Tar { dest: None };
-        let err = share_output(Some(&tar), &share(0, &["linux/amd64"]), true).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("tar export of platforms built on several nodes"),
-            "{err}"
-        );
+    fn split_oci_and_tar_are_refused_and_unpushed_images_go_to_every_node() {
+        let one = share(0, &["linux/amd64"]);
+        for (output, text) in [
+            (
+                Output::Tar { dest: None },
+                "tar for multi-node builds currently not supported",
+            ),
+            (
+                Output::Oci {
+                    dest: None,
+                    names: vec![],
+                },
+                "oci for multi-node builds currently not supported",
+            ),
+        ] {
+            let err = share_output(Some(&output), &one, true).unwrap_err();
+            assert_eq!(err.to_string(), text);
+        }
+        let to_file = Output::Docker {
+            dest: Some("d.tar".into()),
+            names: vec![],
+        };
+        assert!(share_output(Some(&to_file), &one, true).is_err());
+        let to_stdout = Output::Docker {
+            dest: None,
+            names: vec!["app:1".into()],
+        };
+        assert!(share_output(Some(&to_stdout), &one, true).is_err());
         let image = Output::Image {
             names: vec!["r/i".into()],
             push: false,
         };
-        assert!(share_output(Some(&image), &share(0, &["linux/amd64"]), true).is_err());
         assert_eq!(
-            share_output(Some(&image), &share(0, &["linux/amd64"]), false).unwrap(),
+            share_output(Some(&image), &one, true).unwrap(),
+            Some(image.clone())
+        );
+        assert_eq!(
+            share_output(Some(&image), &one, false).unwrap(),
             Some(image)
         );
         // A split push goes to the names' repositories, by digest, without tags.
