@@ -128,9 +128,12 @@ async fn push_with_docker(
 fn load_error(err: &kbx_buildkit::Error) -> Error {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
-        if let Some(kbx_buildkit::Error::Connect { source, .. }) =
-            e.downcast_ref::<kbx_buildkit::Error>()
-        {
+        // A boxed source (`EngineLoad`'s) is a `Box<Error>` to `downcast_ref`.
+        let ours = e.downcast_ref::<kbx_buildkit::Error>().or_else(|| {
+            e.downcast_ref::<Box<kbx_buildkit::Error>>()
+                .map(AsRef::as_ref)
+        });
+        if let Some(kbx_buildkit::Error::Connect { source, .. }) = ours {
             let host = connect::docker_host();
             return Error::msg(if source.kind() == std::io::ErrorKind::PermissionDenied {
                 format!(

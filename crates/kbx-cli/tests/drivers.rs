@@ -854,6 +854,26 @@ fn remote_buildkitd_oci_layouts_local_cache_and_provenance() {
         b"FROM scratch\nCOPY rootfs/ /\n",
         0o644,
     );
+    // --load with no Docker Engine at DOCKER_HOST: refused before the build, naming it.
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "bk1",
+        "--load",
+        "-t",
+        "kbx/none:1",
+        base_ctx.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "ERROR: Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock. Is the docker daemon running?\n"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("#1 "), "nothing was built: {err}");
+
     let layout = keep.path().join("layout");
     build(
         "bk1",
@@ -965,4 +985,109 @@ fn remote_buildkitd_oci_layouts_local_cache_and_provenance() {
     };
     assert_eq!(attestations("mode=max"), 1);
     assert_eq!(attestations("false"), 0);
+}
+
+/// `kbx build --load` on a `remote` builder that is a real buildkitd v0.13.2: the image lands in
+/// the Docker Engine at `DOCKER_HOST` (a private dockerd) and runs there, as with buildx; the
+/// progress shows buildx's `importing to docker` step. `-o type=docker` without `dest` does the
+/// same, `dest=-` still writes the archive to stdout, and two platforms are refused with
+/// buildx's text.
+#[test]
+fn remote_buildkitd_load_into_the_docker_engine() {
+    use support::Buildkitd;
+    let Some(d) = Dockerd::start() else { return };
+    let Some(bk) = Buildkitd::start() else { return };
+    let kbx = Kbx::new(&d);
+    kbx.ok(&["create", "--name", "bk", "--driver", "remote", &bk.addr()]);
+    let ctx = tempfile::tempdir().unwrap();
+    let Some(bb) = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "busybox not found: install busybox-static (CI=true, so this is a failure)"
+        );
+        return;
+    };
+    std::fs::copy(bb, ctx.path().join("busybox")).unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\", \"echo\"]\nCMD [\"hello\", \"from\", \"kbx\"]\n",
+        0o644,
+    );
+    let dir = ctx.path().to_str().unwrap();
+    let run = |image: &str, args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--network", "none", image];
+        all.extend_from_slice(args);
+        let (ok, out, err) = d.docker(&all);
+        assert!(ok, "docker run {image} failed: {err}");
+        out
+    };
+
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "bk",
+        "--progress",
+        "plain",
+        "--load",
+        "-t",
+        "kbx/loaded:1",
+        dir,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(" importing to docker\n"), "{err}");
+    assert!(err.contains(" Loaded image: kbx/loaded:1\n"), "{err}");
+    assert!(!err.contains("WARNING: No output specified"), "{err}");
+    assert_eq!(run("kbx/loaded:1", &[]), "hello from kbx\n");
+    assert_eq!(run("kbx/loaded:1", &["again"]), "again\n");
+
+    // type=docker without dest loads too (names from -t); dest=- is the archive on stdout.
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "bk",
+        "-o",
+        "type=docker",
+        "-t",
+        "kbx/loaded:2",
+        dir,
+    ]);
+    assert_eq!(run("kbx/loaded:2", &[]), "hello from kbx\n");
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "bk",
+        "-o",
+        "type=docker,dest=-",
+        "-t",
+        "kbx/stdout:1",
+        dir,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stdout.len() > 512 && &o.stdout[257..262] == b"ustar",
+        "a tar archive on stdout"
+    );
+    let (_, images, _) = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(!images.contains("kbx/stdout"), "{images}");
+
+    // Two platforms: one docker archive cannot hold them (buildx's text).
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "bk",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--load",
+        dir,
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "ERROR: docker exporter does not currently support exporting manifest lists\n"
+    );
 }
