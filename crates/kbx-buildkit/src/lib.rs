@@ -1,9 +1,10 @@
 //! A BuildKit client that builds a Dockerfile from a local context: transports (unix, TCP, TLS,
 //! Docker Engine, any spawned process' stdio), the Control API, a session server with a
 //! streaming FileSync sender, `dockerfile.v0` solves with `moby` / `local` / `tar` / `image` /
-//! `oci` / `docker` exports, a session content store for `type=local` caches, `oci-layout://`
-//! named contexts and OCI layout exports, attestations, and progress events with a plain
-//! renderer.
+//! `oci` / `docker` exports (a `docker` archive can stream straight into a Docker Engine, as
+//! buildx's `--load` does: [`Output::DockerLoad`]), a session content store for `type=local`
+//! caches, `oci-layout://` named contexts and OCI layout exports, attestations, and progress
+//! events with a plain renderer.
 //!
 //! ```no_run
 //! use kbx_buildkit::{BuildOptions, Client, Output, PlainRenderer};
@@ -36,7 +37,8 @@
 //!
 //! Modules: [`transport`] (byte streams → tonic channels), [`Client`] (Control API,
 //! capabilities, [`Client::build`]), [`progress`] (events, the daemon's messages as
-//! [`SolveStatus`], and the plain renderer).
+//! [`SolveStatus`], and the plain renderer), [`engine`] (the Docker Engine API calls a build
+//! needs: push, load, ping).
 //!
 //! # Deviations from buildx
 //! - Extended attributes of context files are not sent (buildx sends them); see

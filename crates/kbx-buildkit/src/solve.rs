@@ -665,11 +665,11 @@ impl Client {
         tidy.tidy();
         drop(inputs);
 
-        match solved {
-            Ok(resp) => {
-                if let Some(Err(e)) = export {
-                    return Err(e);
-                }
+        match (solved, export) {
+            // The export failed on our side (a file, the Engine): that error says more than the
+            // daemon's echo of it, if the daemon noticed at all.
+            (_, Some(Err(e))) => Err(e),
+            (Ok(resp), _) => {
                 let exporter_response: BTreeMap<String, String> =
                     resp.into_inner().exporter_response.into_iter().collect();
                 update_cache_indexes(&indexes, &exporter_response)?;
@@ -682,13 +682,7 @@ impl Client {
                     loaded,
                 })
             }
-            // The export failed on our side (a file, the Engine): that error says more than the
-            // daemon's echo of it.
-            Err(_) if matches!(export, Some(Err(_))) => match export {
-                Some(Err(e)) => Err(e),
-                _ => unreachable!("matched above"),
-            },
-            Err(status) => {
+            (Err(status), _) => {
                 let (vertex, logs) = match tracker.failed_step() {
                     Some((v, l)) => (Some(v), l),
                     None => (None, Vec::new()),

@@ -139,6 +139,7 @@ async fn load_streams_the_docker_archive_into_a_private_engine() {
     .await;
     let res = r.unwrap();
     let grown = peak_rss().saturating_sub(before);
+    eprintln!("peak memory grew by {grown} bytes for a {BIG}-byte file in the image");
     assert_eq!(res.loaded, ["kbx/loaded:1"], "{text}");
     assert!(
         grown < (BIG as u64) / 2,
@@ -264,5 +265,107 @@ async fn load_refuses_manifest_lists_and_a_missing_engine() {
             "load the image into the Docker Engine at {gone}: connect to {gone}: "
         )),
         "{chain}"
+    );
+}
+
+/// An Engine stand-in on a unix socket: answers `/_ping`, reads a whole `POST /images/load` body
+/// (chunked), records its size, and refuses it inside the answer stream the way dockerd reports
+/// errors (`errorDetail`).
+async fn refusing_engine(sock: &Path) -> tokio::sync::mpsc::UnboundedReceiver<usize> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::UnixListener::bind(sock).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let head_end = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                if buf.starts_with(b"GET /_ping") {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                        .await;
+                    return;
+                }
+                let mut body = buf.len() - head_end;
+                while !buf.ends_with(b"0\r\n\r\n") {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    body += n;
+                    buf.truncate(head_end);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let _ = tx.send(body);
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+                          {\"errorDetail\":{\"message\":\"fake refusal\"},\"error\":\"fake refusal\"}\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    rx
+}
+
+/// The Engine refuses the archive after reading it: the build fails with `EngineLoad` carrying
+/// the Engine's text, and the `importing to docker` step fails with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_refusal_fails_the_build_with_its_text() {
+    let Some(bk) = Buildkitd::start() else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY Dockerfile /\n",
+        0o644,
+    );
+    let sock = ctx.path().join("engine.sock");
+    let mut bodies = refusing_engine(&sock).await;
+    let engine = Address::DockerUnix(sock.display().to_string());
+    let client = Client::connect(&bk.addr()).await.unwrap();
+    let (r, text, events) = build(
+        &client,
+        &opts(
+            ctx.path(),
+            Output::DockerLoad {
+                engine: Some(engine.clone()),
+                names: vec!["kbx/refused:1".into()],
+            },
+        ),
+    )
+    .await;
+    let e = r.unwrap_err();
+    let Error::EngineLoad { addr, source } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(addr, &engine.to_string());
+    assert!(
+        matches!(&**source, Error::Engine { call, message } if call == "load" && message == "fake refusal"),
+        "{source:?}"
+    );
+    assert!(bodies.recv().await.unwrap() > 1024, "the archive was sent");
+    let import = step_named(&events, "importing to docker").expect("the step");
+    assert!(
+        events.iter().any(|ev| matches!(
+            ev,
+            ProgressEvent::Failed { digest, error, .. }
+                if digest == import && error.contains("fake refusal")
+        )),
+        "{text}"
     );
 }
