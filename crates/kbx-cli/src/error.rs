@@ -155,7 +155,7 @@ fn collect(err: &(dyn std::error::Error + 'static), lines: &mut Vec<String>) {
 fn hint(text: &str) -> Option<&'static str> {
     if text.contains("Cannot connect to the Docker daemon") {
         Some(
-            "the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`",
+            "the `default` builder and --load use the Docker Engine; start Docker, set DOCKER_HOST, pick another builder with --builder NAME or `kbx use NAME`, or write the image with -o type=docker,dest=FILE",
         )
     } else if text.contains("forbidden") {
         Some(

@@ -565,7 +565,7 @@ fn build_input_errors() {
     fails_with(
         &o,
         &format!(
-            "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`\n",
+            "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder and --load use the Docker Engine; start Docker, set DOCKER_HOST, pick another builder with --builder NAME or `kbx use NAME`, or write the image with -o type=docker,dest=FILE\n",
             env.docker_host()
         ),
     );
@@ -584,7 +584,7 @@ fn build_input_errors() {
 fn build_progress_modes_and_buildkit_progress() {
     let env = Env::new();
     let no_builder = &format!(
-        "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`\n",
+        "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder and --load use the Docker Engine; start Docker, set DOCKER_HOST, pick another builder with --builder NAME or `kbx use NAME`, or write the image with -o type=docker,dest=FILE\n",
         env.docker_host()
     );
     // Every buildx mode parses; the build then stops at the unreachable default builder.
@@ -872,7 +872,7 @@ fn default_builder_is_the_docker_engine() {
     fails_with(
         &o,
         &format!(
-            "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder is the Docker Engine's BuildKit; start Docker, set DOCKER_HOST, or pick another builder with --builder NAME or `kbx use NAME`\n",
+            "ERROR: Cannot connect to the Docker daemon at {}. Is the docker daemon running?\nhint: the `default` builder and --load use the Docker Engine; start Docker, set DOCKER_HOST, pick another builder with --builder NAME or `kbx use NAME`, or write the image with -o type=docker,dest=FILE\n",
             env.docker_host()
         ),
     );
