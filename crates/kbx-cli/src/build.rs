@@ -152,6 +152,12 @@ fn load_error(err: &kbx_buildkit::Error) -> Error {
 
 /// The Engine `--load` (and `type=docker` without `dest`) loads into on non-docker drivers:
 /// `DOCKER_HOST`, or the default socket.
+///
+/// # Deviation
+/// (K16) buildx loads into the current Docker context's Engine (or the output's `context=`),
+/// sends an `oci` archive to Engines with the containerd image store and finds an unreachable
+/// Engine only when the export starts. kbx always sends a `docker` archive to this address and
+/// checks the Engine before the build.
 fn load_engine() -> Result<kbx_buildkit::Address, Error> {
     let host = connect::docker_host();
     kbx_buildkit::Address::parse_docker_host(&host).map_err(|e| {
