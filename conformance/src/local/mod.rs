@@ -32,7 +32,12 @@ pub const KUBERNETES_VERSION: &str = "1.20.2";
 
 /// The cache root: `$KBX_K8S_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/kbx`.
 pub fn cache_root() -> PathBuf {
-    std::env::var_os("KBX_K8S_CACHE")
+    cache_root_from("KBX_K8S_CACHE")
+}
+
+/// `$VAR` when set, else `${XDG_CACHE_HOME:-$HOME/.cache}/kbx`.
+fn cache_root_from(var: &str) -> PathBuf {
+    std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -68,19 +73,7 @@ pub fn buildkit_bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KBX_BUILDKIT_BIN_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
-    let root = std::env::var_os("KBX_BUILDKIT_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                        .join(".cache")
-                })
-                .join("kbx")
-        });
+    let root = cache_root_from("KBX_BUILDKIT_CACHE");
     root.join(format!("buildkit-{BUILDKIT_VERSION}"))
         .join("bin")
 }

@@ -9,18 +9,16 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{Context, ensure};
-use k8s_openapi::api::core::v1::PersistentVolume;
 use kbx_conformance::Cluster;
 use kbx_conformance::image::ROOTLESS_BUILDER_IMAGE;
 use kbx_conformance::registry::{ANY_MANIFEST, Registry, base_image_layer};
 use kbx_conformance::scenario::TestNamespace;
-use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 
 use super::registry::{blocking, index_platforms, registry_pod, seed_bases};
 use super::{
     User, arm64_emulation_prerequisites, context, driver_opts, note, qemu_install_opts, scenario,
-    tar_tree, tree, wait_nothing_left,
+    static_volume, tar_tree, tree, wait_nothing_left,
 };
 
 /// The version the builder image's BuildKit reports.
@@ -383,21 +381,7 @@ async fn kbx_rootless_builders_bootstrap_and_build() -> anyhow::Result<()> {
             volume_dir.path(),
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )?;
-        let pv_name = format!("{}-pv", ns.name());
-        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": pv_name,
-                "labels": { "app.kubernetes.io/managed-by": "kbx-conformance" },
-            },
-            "spec": {
-                "capacity": { "storage": "2Gi" },
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": { "path": volume_dir.path(), "type": "Directory" },
-            },
-        }))?;
-        let pvs = Api::<PersistentVolume>::all(client.clone());
-        pvs.create(&PostParams::default(), &pv).await?;
+        let (pvs, pv_name) = static_volume(client, &ns, volume_dir.path()).await?;
 
         // `rootless=true` without `image=`: buildx's rootless default image.
         let base = format!("namespace={},timeout=240s,rootless=true", ns.name());

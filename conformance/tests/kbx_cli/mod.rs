@@ -253,6 +253,31 @@ async fn objects_of(client: &kube::Client, ns: &str, node: &str) -> anyhow::Resu
     Ok(out)
 }
 
+/// A 2 GiB static hostPath volume at `dir` for one claim of the scenario's namespace (the local
+/// cluster has no provisioner). Returns the API and the volume's name, to delete it afterwards.
+async fn static_volume(
+    client: &kube::Client,
+    ns: &TestNamespace,
+    dir: &Path,
+) -> anyhow::Result<(Api<PersistentVolume>, String)> {
+    let pv_name = format!("{}-pv", ns.name());
+    let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": pv_name,
+            "labels": { "app.kubernetes.io/managed-by": "kbx-conformance" },
+        },
+        "spec": {
+            "capacity": { "storage": "2Gi" },
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": { "path": dir, "type": "Directory" },
+        },
+    }))?;
+    let pvs = Api::<PersistentVolume>::all(client.clone());
+    pvs.create(&PostParams::default(), &pv).await?;
+    Ok((pvs, pv_name))
+}
+
 /// Waits until nothing of builder node `node` is left in `ns` (the garbage collector removes
 /// ReplicaSets and pods after the Deployment).
 async fn wait_nothing_left(client: &kube::Client, ns: &str, node: &str) -> anyhow::Result<()> {
@@ -658,23 +683,7 @@ async fn kbx_statefulset_with_claims_builds_and_rm_deletes_claims() -> anyhow::R
         let client = cluster.client();
         let ns = TestNamespace::create(client, "state").await?;
         let volume_dir = tempfile::tempdir()?;
-        let pv_name = format!("{}-pv", ns.name());
-        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {
-                "name": pv_name,
-                "labels": { "app.kubernetes.io/managed-by": "kbx-conformance" },
-            },
-            "spec": {
-                "capacity": { "storage": "2Gi" },
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": { "path": volume_dir.path(), "type": "Directory" },
-            },
-        }))?;
-        let pvs = Api::<PersistentVolume>::all(client.clone());
-        pvs.create(&PostParams::default(), &pv).await?;
+        let (pvs, pv_name) = static_volume(client, &ns, volume_dir.path()).await?;
 
         let opts = driver_opts(cluster, &ns, "persistent-volume-claim.requests.storage=1Gi");
         let run = user
