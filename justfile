@@ -68,6 +68,21 @@ bench-upload:
 buildx:
     conformance/scripts/fetch-buildx.sh
 
+# Context upload on the local conformance cluster (root, ~10 min): raw `pods/exec`, `kbx build`
+# and the real Buildx 0.29.1 on one builder pod, cold, RUNS alternating runs each, then kbx's
+# peak RSS with a 1 GiB context; prints markdown tables (results in docs/benchmarks.md).
+bench-upload-cluster RUNS="3":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    conformance/scripts/build-kubernetes.sh
+    conformance/scripts/build-buildkit.sh
+    buildx=$(conformance/scripts/fetch-buildx.sh | sed -n 1p)
+    cargo build --release -p kbx-cli --bin kbx -p kbx-conformance --bin kbx-bench-upload --bin kbx-local-cluster
+    status=0
+    target/release/kbx-bench-upload --runs {{RUNS}} --kbx target/release/kbx --buildx "$buildx" || status=$?
+    target/release/kbx-local-cluster sweep
+    exit $status
+
 # Build (or reuse from the cache) the Kubernetes 1.20.2 binaries the local cluster runs.
 k8s-binaries:
     conformance/scripts/build-kubernetes.sh
