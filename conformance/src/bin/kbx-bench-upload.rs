@@ -196,6 +196,7 @@ async fn run(args: Args) -> Result<String> {
     };
 
     let started = Instant::now();
+    let load_before = load_average();
     log("writing the contexts");
     let ctx = work.path().join("context");
     let stats = write_context(&ctx, args.small_files, args.small_bytes, args.big_bytes, 1)?;
@@ -244,8 +245,9 @@ async fn run(args: Args) -> Result<String> {
     }
     let mut report = outcome?;
     report.push_str(&format!(
-        "\nWhole benchmark: {:.0} s.\n",
-        started.elapsed().as_secs_f64()
+        "\nWhole benchmark: {:.0} s. Load average before: {load_before}; after: {}.\n",
+        started.elapsed().as_secs_f64(),
+        load_average()
     ));
     Ok(report)
 }
@@ -337,7 +339,7 @@ async fn bench(
                     }
                 };
                 log(&format!(
-                    "run {}/{} {:<7} {:>7.2} s  {:>6.1} MB/s  peak RSS {}",
+                    "run {}/{} {:<7} {:>7.2} s  {:>6.1} MB/s  peak RSS {}  CPU {}",
                     run + 1,
                     args.runs,
                     mode.name(),
@@ -345,7 +347,10 @@ async fn bench(
                     stats.bytes as f64 / sample.seconds / 1e6,
                     sample
                         .peak_rss_kib
-                        .map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+                        .map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                    sample
+                        .cpu_seconds
+                        .map_or("-".to_owned(), |c| format!("{c:.2} s"))
                 ));
                 samples.entry(mode).or_default().push(sample);
             }
@@ -401,6 +406,8 @@ impl Mode {
 struct Sample {
     seconds: f64,
     peak_rss_kib: Option<u64>,
+    /// The client's user + system CPU time for the whole command (with `/usr/bin/time`).
+    cpu_seconds: Option<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,6 +584,7 @@ async fn raw_exec(
                 Ok(Sample {
                     seconds,
                     peak_rss_kib: None,
+                    cpu_seconds: None,
                 })
             }
             other => Err(format!(
@@ -619,6 +627,7 @@ async fn build(user: &User, bin: &Path, what: &str, ctx: &Path) -> Result<Sample
     Ok(Sample {
         seconds,
         peak_rss_kib: out.peak_rss_kib,
+        cpu_seconds: out.cpu_seconds,
     })
 }
 
@@ -708,6 +717,7 @@ struct Run {
     stdout: String,
     stderr: String,
     peak_rss_kib: Option<u64>,
+    cpu_seconds: Option<f64>,
 }
 
 impl Run {
@@ -823,19 +833,38 @@ impl User {
         };
         let stdout = String::from_utf8_lossy(&read_out.await.unwrap_or_default()).into_owned();
         let stderr = String::from_utf8_lossy(&read_err.await.unwrap_or_default()).into_owned();
-        let peak_rss_kib = match (&self.time, measure) {
-            (Some(_), Some(_)) => std::fs::read_to_string(&time_file)
-                .ok()
-                .and_then(|t| field_kib(&t, "Maximum resident set size (kbytes):")),
-            _ => hwm,
+        let time_v = match (&self.time, measure) {
+            (Some(_), Some(_)) => std::fs::read_to_string(&time_file).ok(),
+            _ => None,
         };
+        let peak_rss_kib = match &time_v {
+            Some(t) => field_kib(t, "Maximum resident set size (kbytes):"),
+            None => hwm,
+        };
+        let cpu_seconds = time_v.as_deref().and_then(|t| {
+            let field = |label: &str| {
+                t.lines()
+                    .find_map(|l| l.trim().strip_prefix(label))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            };
+            Some(field("User time (seconds):")? + field("System time (seconds):")?)
+        });
         Ok(Run {
             status,
             stdout,
             stderr,
             peak_rss_kib,
+            cpu_seconds,
         })
     }
+}
+
+/// `/proc/loadavg`'s 1-, 5- and 15-minute figures: how busy the shared machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -898,6 +927,12 @@ fn report(
         let rss = rss.iter().max().map_or("—".to_owned(), |k| {
             format!("{:.1} MiB", *k as f64 / 1024.0)
         });
+        let mut cpu: Vec<f64> = list.iter().filter_map(|s| s.cpu_seconds).collect();
+        let cpu = if cpu.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("{:.2} s", median(&mut cpu))
+        };
         let files = match mode {
             Mode::Raw | Mode::Raw64k => "—".to_owned(),
             _ => format!("{:.0}", stats.files as f64 / m),
@@ -928,12 +963,17 @@ fn report(
             Mode::Buildx => "Buildx 0.29.1 `build` (context vertex)",
         };
         out.push_str(&format!(
-            "| {label} | {m:.2} s ({lo:.2}–{hi:.2}) | {:.1} MB/s ({:.1}–{:.1}) | {files} | {rss} | {ratio} |\n",
+            "| {label} | {m:.2} s ({lo:.2}–{hi:.2}) | {:.1} MB/s ({:.1}–{:.1}) | {files} | {rss} | {cpu} | {ratio} |\n",
             mb / m,
             mb / hi,
             mb / lo
         ));
     }
+    out.push_str(
+        "\nTime and throughput: the context vertex on BuildKit's clock for the builds, exec request \
+         to exit status for raw. Client CPU: user + system time of the whole `build` command \
+         (median).\n",
+    );
     if let Some((s, sample)) = rss {
         out.push_str(&format!(
             "\nPeak RSS of `kbx build` with {} files, {:.0} MiB: {} ({:.2} s, {:.1} MB/s).\n",
