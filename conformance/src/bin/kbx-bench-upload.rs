@@ -915,7 +915,7 @@ fn report(
         args.runs
     ));
     out.push_str(
-        "| Path | Time | Throughput | Files/s | Peak RSS | Ratio |\n|---|---|---|---|---|---|\n",
+        "| Path | Time | Throughput | Files/s | Peak RSS | Client CPU | Ratio |\n|---|---|---|---|---|---|---|\n",
     );
     let raw = med(Mode::Raw);
     let buildx = med(Mode::Buildx);
