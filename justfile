@@ -63,14 +63,14 @@ bench-balance:
 bench-upload:
     cargo bench -p kbx-buildkit --bench upload
 
-# Fetch (or reuse from the cache) the real Docker Buildx 0.29.1 and 0.13.1 from Debian's
-# docker-buildx packages through a private apt configuration; prints the binaries' paths.
+# Debian's docker-buildx packages, through a private apt configuration (the host is never upgraded).
+# Fetch (or reuse from the cache) the real Docker Buildx 0.29.1 and 0.13.1; print their paths.
 buildx:
     conformance/scripts/fetch-buildx.sh
 
-# Context upload on the local conformance cluster (root, ~10 min): raw `pods/exec`, `kbx build`
-# and the real Buildx 0.29.1 on one builder pod, cold, RUNS alternating runs each, then kbx's
-# peak RSS with a 1 GiB context; prints markdown tables (results in docs/benchmarks.md).
+# Raw `pods/exec`, `kbx build` and the real Buildx 0.29.1 on one builder pod, cold, RUNS alternating
+# runs each, then kbx's peak RSS with a 1 GiB context; markdown tables (docs/benchmarks.md), ~4 min.
+# Context upload on the local conformance cluster against raw exec and Buildx (needs root).
 bench-upload-cluster RUNS="3":
     #!/usr/bin/env bash
     set -euo pipefail
