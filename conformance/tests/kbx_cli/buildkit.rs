@@ -1,7 +1,7 @@
 //! What the real BuildKit v0.13.2 in `moby/buildkit`-shaped builder pods gives a kbx user:
 //! multi-platform pushes from a two-node builder and from one node under QEMU, the `oci`,
-//! `docker`, `tar` and unpushed `image` exports, the Info API's version in `ls` and `inspect`,
-//! and rootless builders. Results are read back with the suite's own registry client and by
+//! `docker`, `tar` and unpushed `image` exports, `--load` into a Docker Engine, the Info API's
+//! version in `ls` and `inspect`, and rootless builders. Results are read back with the suite's own registry client and by
 //! unpacking the archives, never through kbx.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,11 @@ use kbx_conformance::scenario::TestNamespace;
 use kube::api::DeleteParams;
 
 use super::registry::{blocking, index_platforms, registry_pod, seed_bases};
+
+// The private-dockerd helper shared with kbx-buildkit's and kbx-cli's tests: `--load` goes
+// into a Docker Engine of the test's own.
+#[path = "../../../crates/kbx-buildkit/tests/support/mod.rs"]
+mod support;
 use super::{
     User, arm64_emulation_prerequisites, context, driver_opts, note, qemu_install_opts, scenario,
     static_volume, tar_tree, tree, wait_nothing_left,
@@ -349,6 +354,27 @@ async fn kbx_real_buildkit_pushes_multi_platform_images_and_exports() -> anyhow:
             blocking(|| reg.get("/v2/kbx/kept/manifests/1", ANY_MANIFEST))?.status == 404,
             "an image export without push=true reached the registry"
         );
+
+        // --load: the docker archive streams into a private Docker Engine, where it runs.
+        let dockerd = support::Dockerd::start().context("no dockerd (install docker.io)")?;
+        let docker_host = format!("unix://{}", dockerd.sock.display());
+        let run = user
+            .run_with(
+                &[
+                    "build", "--progress", "plain", "--builder", "one", "--platform",
+                    "linux/amd64", "--load", "-t", "kbx/loaded:1",
+                    ctx.path().to_str().context("path")?,
+                ],
+                &[("DOCKER_HOST", &docker_host)],
+            )
+            .await?
+            .ok()?;
+        ensure!(run.stderr.contains("importing to docker"), "{}", run.stderr);
+        let (ran, stdout, stderr) = blocking(|| {
+            dockerd.docker(&["run", "--rm", "--network", "none", "kbx/loaded:1", "cat", "/arch"])
+        });
+        ensure!(ran && stdout == "x86_64\n", "the loaded image: {stdout:?} {stderr}");
+        drop(dockerd);
 
         for name in ["multi", "one"] {
             user.run(&["rm", name]).await?.ok()?;

@@ -93,6 +93,11 @@ impl User {
     }
 
     async fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
+        self.run_with(args, &[]).await
+    }
+
+    /// [`User::run`] with extra environment variables (e.g. `DOCKER_HOST`).
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Run> {
         let started = Instant::now();
         let out = tokio::process::Command::new(&self.bin)
             .args(args)
@@ -101,6 +106,7 @@ impl User {
             .env("HOME", self.home())
             .env("BUILDX_CONFIG", self.home().join("buildx"))
             .env("KUBECONFIG", &self.kubeconfig)
+            .envs(env.iter().copied())
             .output()
             .await
             .with_context(|| format!("running kbx {args:?}"))?;
