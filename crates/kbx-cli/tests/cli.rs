@@ -918,3 +918,39 @@ fn du_and_prune_input_errors() {
         "WARNING! This will remove all dangling build cache. Are you sure you want to continue? [y/N] "
     );
 }
+
+#[test]
+fn proxy_variables_are_honoured_not_refused() {
+    // A user behind a proxy: kbx must build its Kubernetes client (NO_PROXY exempts the API
+    // server here) and then fail only because nothing listens at the server's address.
+    let env = Env::new();
+    let kubeconfig = env.dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:9\"}\ncontexts:\n- name: c\n  context: {cluster: c, user: u, namespace: ns}\nusers:\n- name: u\n  user: {token: x}\ncurrent-context: c\n",
+    )
+    .expect("write kubeconfig");
+    let kubeconfig = kubeconfig.to_str().expect("utf-8 path");
+    for proxy in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY"] {
+        let o = env.kbx_env(
+            &[
+                "create",
+                "--name",
+                "p",
+                "--driver",
+                "kubernetes",
+                "--bootstrap",
+            ],
+            &[
+                ("KUBECONFIG", kubeconfig),
+                (proxy, "http://127.0.0.1:9"),
+                ("NO_PROXY", "127.0.0.1"),
+            ],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{proxy}: {err}");
+        assert!(!err.contains("disabled feature"), "{proxy}: {err}");
+        assert!(err.contains("Connection refused"), "{proxy}: {err}");
+        env.kbx(&["rm", "--keep-daemon", "p"]);
+    }
+}
