@@ -36,6 +36,9 @@ impl std::fmt::Debug for ExecStream {
     }
 }
 
+/// The size of the pipes between kbx and kube-client's exec connection.
+const EXEC_PIPE_SIZE: usize = 1 << 20;
+
 impl ExecStream {
     /// Starts `buildctl dial-stdio` in the first container (`buildkitd`) of `pod`.
     pub async fn dial(
@@ -44,12 +47,17 @@ impl ExecStream {
         container: &str,
         stderr: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Self, Error> {
+        // kube-client's default pipes hold 1 KiB, so every WebSocket message would carry at
+        // most 1 KiB of the build context; 1 MiB pipes let it read full 4 KiB chunks and keep
+        // the tunnel busy in both directions.
         let params = AttachParams::default()
             .container(container)
             .stdin(true)
             .stdout(true)
             .stderr(true)
-            .tty(false);
+            .tty(false)
+            .max_stdin_buf_size(EXEC_PIPE_SIZE)
+            .max_stdout_buf_size(EXEC_PIPE_SIZE);
         let mut process = pods
             .exec(pod, DIAL_STDIO, &params)
             .await
