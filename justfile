@@ -94,6 +94,7 @@ conformance:
     set -euo pipefail
     if [ "${KBX_CONFORMANCE_CLUSTER:-local}" = local ]; then
         conformance/scripts/build-kubernetes.sh
+        conformance/scripts/build-buildkit.sh
     fi
     status=0
     cargo nextest run -p kbx-conformance --profile conformance || status=$?

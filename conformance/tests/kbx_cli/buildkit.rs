@@ -361,8 +361,16 @@ async fn kbx_real_buildkit_pushes_multi_platform_images_and_exports() -> anyhow:
         let run = user
             .run_with(
                 &[
-                    "build", "--progress", "plain", "--builder", "one", "--platform",
-                    "linux/amd64", "--load", "-t", "kbx/loaded:1",
+                    "build",
+                    "--progress",
+                    "plain",
+                    "--builder",
+                    "one",
+                    "--platform",
+                    "linux/amd64",
+                    "--load",
+                    "-t",
+                    "kbx/loaded:1",
                     ctx.path().to_str().context("path")?,
                 ],
                 &[("DOCKER_HOST", &docker_host)],
@@ -371,9 +379,20 @@ async fn kbx_real_buildkit_pushes_multi_platform_images_and_exports() -> anyhow:
             .ok()?;
         ensure!(run.stderr.contains("importing to docker"), "{}", run.stderr);
         let (ran, stdout, stderr) = blocking(|| {
-            dockerd.docker(&["run", "--rm", "--network", "none", "kbx/loaded:1", "cat", "/arch"])
+            dockerd.docker(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "kbx/loaded:1",
+                "cat",
+                "/arch",
+            ])
         });
-        ensure!(ran && stdout == "x86_64\n", "the loaded image: {stdout:?} {stderr}");
+        ensure!(
+            ran && stdout == "x86_64\n",
+            "the loaded image: {stdout:?} {stderr}"
+        );
         drop(dockerd);
 
         for name in ["multi", "one"] {
