@@ -210,16 +210,6 @@ fn grpc_status(headers: &http::HeaderMap) -> Result<(), WorkersError> {
     })
 }
 
-/// Formats workers as `buildctl debug workers` prints them: a header, then one line per worker.
-pub fn format_workers(workers: &[Worker]) -> String {
-    let width = workers.iter().map(|w| w.id.len()).max().unwrap_or(0).max(2) + 2;
-    let mut out = format!("{:<width$}PLATFORMS\n", "ID");
-    for w in workers {
-        out.push_str(&format!("{:<width$}{}\n", w.id, w.platforms.join(",")));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,15 +221,6 @@ mod tests {
         assert_eq!(&grpc_unframe(framed).unwrap()[..], b"abc");
         assert!(grpc_unframe(Bytes::from_static(&[0, 0, 0, 0, 9, 1])).is_err());
         assert!(grpc_unframe(Bytes::from_static(&[1, 0, 0, 0, 0])).is_err());
-    }
-
-    #[test]
-    fn formats_a_worker_table() {
-        let table = format_workers(&[Worker {
-            id: "abc123".into(),
-            platforms: vec!["linux/amd64".into(), "linux/386".into()],
-        }]);
-        assert_eq!(table, "ID      PLATFORMS\nabc123  linux/amd64,linux/386\n");
     }
 
     /// A daemon double for one request/response shape: a real HTTP/2 server answering
