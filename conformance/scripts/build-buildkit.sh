@@ -55,16 +55,11 @@ recipe() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# shellcheck source=cache-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache-lib.sh"
+
 cache_is_valid() {
-    [ -f "$dest/RECIPE" ] && [ -f "$dest/SHA256SUMS" ] || return 1
-    [ "$(cat "$dest/RECIPE")" = "$(recipe)" ] || { log "cache recipe is stale"; return 1; }
-    for b in "${BINARIES[@]}"; do
-        [ -x "$dest/bin/$b" ] || { log "cache lacks $b"; return 1; }
-    done
-    (cd "$dest" && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1) || {
-        log "cache checksums do not match"
-        return 1
-    }
+    cache_files_valid "$dest" "$(recipe)" "${BINARIES[@]/#/bin/}" || return 1
     "$dest/bin/buildkitd" --version 2>/dev/null | grep -q " v$VERSION " || {
         log "cached buildkitd does not report v$VERSION"
         return 1
@@ -225,10 +220,7 @@ mkdir -p "$staging/bin"
 for b in "${BINARIES[@]}"; do
     install -m 0755 "$chroot_dir/build/out/$b" "$staging/bin/$b"
 done
-(cd "$staging" && sha256sum bin/* >SHA256SUMS)
-recipe >"$staging/RECIPE"
-rm -rf "$dest"
-mv "$staging" "$dest"
+cache_seal "$staging" "$dest" "$(recipe)" "${BINARIES[@]/#/bin/}"
 cache_is_valid || die "freshly built cache does not validate"
 unmount_all
 if $clean_chroot; then

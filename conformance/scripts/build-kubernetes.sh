@@ -42,16 +42,11 @@ recipe() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# shellcheck source=cache-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache-lib.sh"
+
 cache_is_valid() {
-    [ -f "$dest/RECIPE" ] && [ -f "$dest/SHA256SUMS" ] || return 1
-    [ "$(cat "$dest/RECIPE")" = "$(recipe)" ] || { log "cache recipe is stale"; return 1; }
-    for b in "${BINARIES[@]}"; do
-        [ -x "$dest/bin/$b" ] || { log "cache lacks $b"; return 1; }
-    done
-    (cd "$dest" && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1) || {
-        log "cache checksums do not match"
-        return 1
-    }
+    cache_files_valid "$dest" "$(recipe)" "${BINARIES[@]/#/bin/}" || return 1
     "$dest/bin/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v$VERSION" || {
         log "cached kube-apiserver does not report v$VERSION"
         return 1
@@ -152,9 +147,6 @@ mkdir -p "$staging/bin"
 for b in "${BINARIES[@]}"; do
     install -m 0755 "_output/bin/$b" "$staging/bin/$b"
 done
-(cd "$staging" && sha256sum bin/* >SHA256SUMS)
-recipe >"$staging/RECIPE"
-rm -rf "$dest"
-mv "$staging" "$dest"
+cache_seal "$staging" "$dest" "$(recipe)" "${BINARIES[@]/#/bin/}"
 cache_is_valid || die "freshly built cache does not validate"
 log "cached in $dest"

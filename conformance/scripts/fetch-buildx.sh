@@ -58,15 +58,12 @@ recipe() { # version debian-version suite
     } | sha256sum | cut -d' ' -f1
 }
 
+# shellcheck source=cache-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache-lib.sh"
+
 cache_is_valid() { # version debian-version suite
     local dest="$cache_root/buildx-$1"
-    [ -f "$dest/RECIPE" ] && [ -f "$dest/SHA256SUMS" ] || return 1
-    [ "$(cat "$dest/RECIPE")" = "$(recipe "$@")" ] || { log "buildx-$1: cache recipe is stale"; return 1; }
-    [ -x "$dest/docker-buildx" ] || { log "buildx-$1: cache lacks docker-buildx"; return 1; }
-    (cd "$dest" && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1) || {
-        log "buildx-$1: cache checksums do not match"
-        return 1
-    }
+    cache_files_valid "$dest" "$(recipe "$@")" docker-buildx || return 1
     # Prints `github.com/docker/buildx 0.29.1+ds1 0.29.1+ds1-4`.
     local printed
     printed=$("$dest/docker-buildx" version 2>/dev/null) || true
@@ -160,11 +157,8 @@ if [ ${#missing[@]} -gt 0 ]; then
         [ -f "$staging/root/$PLUGIN_PATH" ] || die "$(basename "$deb") has no $PLUGIN_PATH"
         install -m 0755 "$staging/root/$PLUGIN_PATH" "$staging/docker-buildx"
         rm -rf "$staging/root"
-        (cd "$staging" && sha256sum docker-buildx >SHA256SUMS)
         printf '%s  %s\n' "$(sha256sum "$deb" | cut -d' ' -f1)" "$(basename "$deb")" >"$staging/SOURCE"
-        recipe "$@" >"$staging/RECIPE"
-        rm -rf "$dest"
-        mv "$staging" "$dest"
+        cache_seal "$staging" "$dest" "$(recipe "$@")" docker-buildx
         cache_is_valid "$@" || die "freshly fetched buildx-$1 does not validate"
         log "cached $PACKAGE $2 ($3) in $dest"
     done
