@@ -2,31 +2,10 @@
 //! seed corpus through the checks of its fuzz target, and every input through all targets.
 
 mod fuzz_checks;
-
-use std::{fs, path::PathBuf};
+#[path = "../../../tests-support/fuzz_replay.rs"]
+mod fuzz_replay;
 
 #[test]
 fn fuzz_regressions_stay_fixed() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fuzz/kbx-opts");
-    let mut replayed = 0;
-    for target in fuzz_checks::TARGETS {
-        let dir = root.join(target);
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("readable dir entry").path();
-            let data = fs::read(&path).expect("readable fixture");
-            let text = String::from_utf8_lossy(&data);
-            for t in fuzz_checks::TARGETS {
-                fuzz_checks::run(t, &text);
-            }
-            replayed += 1;
-        }
-    }
-    assert!(
-        replayed > 0,
-        "no fuzz fixtures found under {}",
-        root.display()
-    );
+    fuzz_replay::replay("kbx-opts", fuzz_checks::TARGETS, fuzz_checks::run);
 }
