@@ -50,7 +50,7 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         Ok(res) => res,
         Err(err @ kbx_buildkit::Error::EngineLoad { .. }) => {
             printer.finish();
-            return Err(load_error(&err));
+            return Err(load_error(err));
         }
         Err(err) => {
             printer.finish();
@@ -85,7 +85,7 @@ async fn push_with_docker(
     let Some(addr) = client.docker_address() else {
         return Err(Error::msg("pushing needs the Docker Engine's API"));
     };
-    let creds = kbx_buildkit::DockerCredentials::load().map_err(|e| Error::msg(e.to_string()))?;
+    let creds = kbx_buildkit::DockerCredentials::load()?;
     let mut digest = None;
     for name in names {
         let step = steps.start(&format!("pushing {name} with docker"));
@@ -94,7 +94,7 @@ async fn push_with_docker(
             Ok(c) => c,
             Err(e) => {
                 step.done(Some(&e.to_string()));
-                return Err(Error::msg(e.to_string()));
+                return Err(e.into());
             }
         };
         let mut layers: Vec<String> = Vec::new();
@@ -115,7 +115,7 @@ async fn push_with_docker(
             }
             Err(e) => {
                 step.done(Some(&e.to_string()));
-                return Err(Error::msg(e.to_string()));
+                return Err(e.into());
             }
         }
     }
@@ -125,29 +125,27 @@ async fn push_with_docker(
 /// A failed load into the Docker Engine (`--load` on a non-docker driver). An Engine that cannot
 /// be reached gets the Docker CLI's message naming `DOCKER_HOST` (what buildx reports, and what
 /// the docker driver says); otherwise the whole cause chain, e.g. the Engine's refusal.
-fn load_error(err: &kbx_buildkit::Error) -> Error {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+fn load_error(err: kbx_buildkit::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut unreachable = false;
     while let Some(e) = cause {
         // A boxed source (`EngineLoad`'s) is a `Box<Error>` to `downcast_ref`.
         let ours = e.downcast_ref::<kbx_buildkit::Error>().or_else(|| {
             e.downcast_ref::<Box<kbx_buildkit::Error>>()
                 .map(AsRef::as_ref)
         });
-        if let Some(kbx_buildkit::Error::Connect { source, .. }) = ours {
-            let host = connect::docker_host();
-            return Error::msg(if source.kind() == std::io::ErrorKind::PermissionDenied {
-                format!(
-                    "permission denied while trying to connect to the Docker daemon socket at {host}: {source}"
-                )
-            } else {
-                format!(
-                    "Cannot connect to the Docker daemon at {host}. Is the docker daemon running?"
-                )
-            });
-        }
+        unreachable |= matches!(ours, Some(kbx_buildkit::Error::Connect { .. }));
         cause = e.source();
     }
-    Error::msg(crate::error::chain(err))
+    if unreachable {
+        Error::DockerUnreachable {
+            host: connect::docker_host(),
+            denied: true,
+            source: err,
+        }
+    } else {
+        Error::Buildkit(err)
+    }
 }
 
 /// The Engine `--load` (and `type=docker` without `dest`) loads into on non-docker drivers:
@@ -160,12 +158,8 @@ fn load_error(err: &kbx_buildkit::Error) -> Error {
 /// checks the Engine before the build.
 fn load_engine() -> Result<kbx_buildkit::Address, Error> {
     let host = connect::docker_host();
-    kbx_buildkit::Address::parse_docker_host(&host).map_err(|e| {
-        Error::msg(format!(
-            "cannot load the image into Docker at DOCKER_HOST={host}: {}",
-            crate::error::chain(&e)
-        ))
-    })
+    kbx_buildkit::Address::parse_docker_host(&host)
+        .map_err(|source| Error::DockerHost { host, source })
 }
 
 /// buildx's pod-choice key: the absolute context path.
@@ -258,8 +252,7 @@ fn attestations(
         &args.attest,
         args.provenance.as_deref(),
         args.sbom.as_deref(),
-    )
-    .map_err(|e| Error::msg(e.to_string()))?;
+    )?;
     let no_default = match no_default_env {
         None => false,
         Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
@@ -293,8 +286,13 @@ fn key_values(
 /// # Deviation
 /// A platform given twice is built once (buildx passes the duplicate on to BuildKit).
 pub(crate) fn platforms(values: &[String]) -> Result<Vec<kbx_opts::Platform>, Error> {
-    let all = kbx_opts::Platform::parse_list(values, &kbx_opts::Platform::local())
-        .map_err(|e| Error::msg(format!("invalid --platform: {e}")))?;
+    let all =
+        kbx_opts::Platform::parse_list(values, &kbx_opts::Platform::local()).map_err(|source| {
+            Error::InvalidValue {
+                what: "invalid --platform".to_owned(),
+                source,
+            }
+        })?;
     let mut out: Vec<kbx_opts::Platform> = Vec::new();
     for p in all {
         if !out.contains(&p) {
@@ -305,7 +303,6 @@ pub(crate) fn platforms(values: &[String]) -> Result<Vec<kbx_opts::Platform>, Er
 }
 
 fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
-    let bk = |e: kbx_buildkit::Error| Error::msg(e.to_string());
     let (attests, no_default_attestations) = attestations(
         &args.attest,
         std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
@@ -321,7 +318,7 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
                 "--output cannot be combined with --push or --load",
             ));
         }
-        (Some(spec), false, false) => match Output::parse(spec).map_err(bk)? {
+        (Some(spec), false, false) => match Output::parse(spec)? {
             // As buildx, `-t` names an image, docker or oci export that names nothing itself.
             Output::Image { names, push } if names.is_empty() => Some(Output::Image {
                 names: args.tags.clone(),
@@ -368,26 +365,26 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .iter()
             .map(|c| kbx_buildkit::NamedContext::parse(c))
             .collect::<Result<_, _>>()
-            .map_err(bk)?,
+            .map_err(Error::from)?,
         output,
         cache_from: args
             .cache_from
             .iter()
             .map(|c| kbx_buildkit::CacheEntry::parse(c))
             .collect::<Result<_, _>>()
-            .map_err(bk)?,
+            .map_err(Error::from)?,
         cache_to: args
             .cache_to
             .iter()
             .map(|c| kbx_buildkit::CacheEntry::parse(c))
             .collect::<Result<_, _>>()
-            .map_err(bk)?,
+            .map_err(Error::from)?,
         secrets: args
             .secrets
             .iter()
             .map(|s| kbx_buildkit::Secret::parse(s))
             .collect::<Result<_, _>>()
-            .map_err(bk)?,
+            .map_err(Error::from)?,
         ssh: args
             .ssh
             .iter()
@@ -396,8 +393,7 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
                 agent.load_keys(ask_passphrase)?;
                 Ok(agent)
             })
-            .collect::<Result<_, kbx_buildkit::Error>>()
-            .map_err(|e| Error::msg(crate::error::chain(&e)))?,
+            .collect::<Result<_, kbx_buildkit::Error>>()?,
         credentials: kbx_buildkit::DockerCredentials::load().ok(),
         attests,
         no_default_attestations,
@@ -433,7 +429,7 @@ pub(crate) fn solve_error(err: kbx_buildkit::Error) -> Error {
         }
         eprintln!("------");
     }
-    Error::msg(crate::error::chain(&err))
+    Error::Buildkit(err)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use kbx_store::{NodeGroup, Store};
 
 use crate::cli::{DuArgs, PruneArgs};
 use crate::connect;
-use crate::error::{Error, chain};
+use crate::error::Error;
 use crate::tabwriter::TabWriter;
 
 const NORMAL_WARNING: &str =
@@ -62,10 +62,9 @@ fn prune_info(
     let keep = match filters.get(until_key).map(Vec::as_slice) {
         None | Some([]) => None,
         Some([v]) => {
-            let d = GoDuration::parse(v).map_err(|e| {
-                Error::msg(format!(
-                    "{until_key:?} filter expects a duration (e.g., '24h'): {e}"
-                ))
+            let d = GoDuration::parse(v).map_err(|source| Error::InvalidValue {
+                what: format!("{until_key:?} filter expects a duration (e.g., '24h')"),
+                source,
             })?;
             Some(d.to_std().unwrap_or_default())
         }
@@ -231,17 +230,13 @@ async fn clients(ng: &NodeGroup) -> Result<Vec<kbx_buildkit::Client>, Error> {
     Ok(out)
 }
 
-fn bk(e: kbx_buildkit::Error) -> Error {
-    Error::msg(chain(&e))
-}
-
 pub(crate) async fn du(args: DuArgs) -> Result<(), Error> {
     let filters = parse_filters(&args.filters)?;
     let (_, expr) = prune_info(&filters)?;
     let ng = load_builder(args.builder.as_deref())?;
     let mut all = Vec::new();
     for c in clients(&ng).await? {
-        all.push(c.disk_usage_filtered(&expr).await.map_err(bk)?);
+        all.push(c.disk_usage_filtered(&expr).await?);
     }
     let mut out = String::new();
     let mut tw = TabWriter::default();
@@ -344,8 +339,7 @@ pub(crate) async fn prune(args: PruneArgs) -> Result<(), Error> {
             }
             let _ = stdout.write_all(tw.flush().as_bytes());
         })
-        .await
-        .map_err(bk)?;
+        .await?;
     }
     tw.line(&format!("Total:\t{}", human_size(total)));
     let _ = stdout.write_all(tw.flush().as_bytes());

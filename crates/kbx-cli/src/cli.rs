@@ -6,7 +6,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// kbx: BuildKit builders on Kubernetes, compatible with `docker buildx`.
 #[derive(Debug, Parser)]
-#[command(name = "kbx", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "kbx",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_long_help = crate::error::EXIT_CODES_HELP
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

@@ -155,8 +155,7 @@ async fn pod_for(n: &Node, driver: &NodeDriver, key: &[u8]) -> Result<(String, C
         })
         .collect();
     let pod = PodChooser::new(options.load_balance)
-        .choose(key, &pods)
-        .map_err(|e| Error::msg(e.to_string()))?
+        .choose(key, &pods)?
         .name
         .clone();
     let client = pod_client(driver, &pod).await?;
@@ -183,7 +182,10 @@ async fn pod_client(driver: &NodeDriver, pod: &str) -> Result<Client, Error> {
             };
             let channel = kbx_buildkit::transport::connect_with("buildkit pod", dial)
                 .await
-                .map_err(|e| Error::msg(format!("cannot connect to BuildKit: {}", chain(&e))))?;
+                .map_err(|source| Error::BuildkitUnreachable {
+                    what: "cannot connect to BuildKit".to_owned(),
+                    source,
+                })?;
             let client = Client::new(channel, Backend::Buildkitd);
             answers(&client).await?;
             Ok(client)
@@ -197,7 +199,10 @@ async fn answers(client: &Client) -> Result<(), Error> {
         .list_workers()
         .await
         .map(|_| ())
-        .map_err(|e| Error::msg(format!("BuildKit does not answer: {}", chain(&e))))
+        .map_err(|source| Error::BuildkitUnreachable {
+            what: "BuildKit does not answer".to_owned(),
+            source,
+        })
 }
 
 /// The Docker Engine's BuildKit. An engine that cannot be reached gets the Docker CLI's
@@ -205,13 +210,14 @@ async fn answers(client: &Client) -> Result<(), Error> {
 pub(crate) async fn docker() -> Result<Client, Error> {
     match Client::connect("docker").await {
         Ok(c) => Ok(c),
-        Err(kbx_buildkit::Error::Connect { .. } | kbx_buildkit::Error::Transport { .. }) => {
-            Err(Error::msg(format!(
-                "Cannot connect to the Docker daemon at {}. Is the docker daemon running?",
-                docker_host()
-            )))
-        }
-        Err(e) => Err(Error::msg(chain(&e))),
+        Err(
+            source @ (kbx_buildkit::Error::Connect { .. } | kbx_buildkit::Error::Transport { .. }),
+        ) => Err(Error::DockerUnreachable {
+            host: docker_host(),
+            denied: false,
+            source,
+        }),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -221,19 +227,19 @@ async fn remote_client(n: &Node) -> Result<Client, Error> {
     let tls = remote::connection(n)?;
     if let Some(t) = &tls {
         // Bad TLS files fail at once, not after every retry.
-        kbx_buildkit::transport::tls_connector(t).map_err(|e| Error::msg(chain(&e)))?;
+        kbx_buildkit::transport::tls_connector(t)?;
     }
     let endpoint = n.endpoint.clone();
     kbx_kube::with_retry(ATTEMPTS, FIRST_BACKOFF, |_| {
         let endpoint = endpoint.clone();
         let tls = tls.clone();
         async move {
-            let client = remote_connect(&endpoint, tls.as_ref()).await.map_err(|e| {
-                Error::msg(format!(
-                    "cannot connect to BuildKit at {endpoint}: {}",
-                    chain(&e)
-                ))
-            })?;
+            let client = remote_connect(&endpoint, tls.as_ref())
+                .await
+                .map_err(|source| Error::BuildkitUnreachable {
+                    what: format!("cannot connect to BuildKit at {endpoint}"),
+                    source,
+                })?;
             answers(&client).await?;
             Ok(client)
         }
@@ -343,9 +349,8 @@ async fn daemon_status(
     client: &Client,
     docker: bool,
 ) -> Result<(Status, Option<String>, Vec<String>), Error> {
-    let bk = |e: kbx_buildkit::Error| Error::msg(chain(&e));
-    let workers = client.list_workers().await.map_err(bk)?;
-    let info = client.info().await.map_err(bk)?;
+    let workers = client.list_workers().await?;
+    let info = client.info().await?;
     let version = if info.has_info_api {
         info.buildkit_version
     } else if docker {

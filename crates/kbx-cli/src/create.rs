@@ -371,9 +371,7 @@ pub(crate) async fn bootstrap(ng: &NodeGroup, mode: Mode) -> Result<(), Error> {
     }
     let mut first_error = None;
     for t in tasks {
-        let result = t
-            .await
-            .map_err(|e| Error::msg(format!("bootstrap task failed: {e}")));
+        let result = t.await.map_err(Error::Task);
         match result {
             Ok(Err(e)) | Err(e) => {
                 first_error.get_or_insert(e);

@@ -1,7 +1,27 @@
-//! The CLI's error type and exit codes.
+//! The CLI's error type, its exit codes and how it is reported.
+//!
+//! Every library error has its own variant, so the cause chain survives up to [`report`], which
+//! prints it whole and picks hints by matching on the variants (and on the library errors' own
+//! variants). Only messages written by the BuildKit daemon or the Docker Engine are matched as
+//! text, since they have no structure to match on.
+//!
+//! Errors that BuildKit or Go code would print `context: cause: cause` keep that shape: BuildKit
+//! errors and the variants for which [`Error::inline_causes`] holds print their causes on their
+//! own line (the latter in their `Display`, with the source still kept); the others list each
+//! cause on a `caused by:` line.
+
+use std::error::Error as StdError;
 
 /// Exit code for a failed command (bad input, failed operation).
 pub(crate) const EXIT_FAILURE: u8 = 1;
+
+/// Exit codes and their meanings, as `kbx --help` lists them.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  the command succeeded
+  1  the command failed: bad input, a builder that cannot be reached, a failed build, a
+     cluster, registry or store error (the message and its causes are printed on stderr)
+  2  bad command-line syntax: an unknown command or flag, or a missing or invalid value";
 
 /// Everything a command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +32,16 @@ pub(crate) enum Error {
     /// Bad `--driver-opt`, `--platform`, `--buildkitd-flags` or config file.
     #[error(transparent)]
     Options(#[from] kbx_opts::Error),
+    /// A value of a flag that the option parser refused, with what it was (`invalid
+    /// --platform`).
+    #[error("{what}: {}", chain(.source))]
+    InvalidValue {
+        /// What was being parsed.
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: kbx_opts::Error,
+    },
     /// Objects that would be rejected by the API server.
     #[error(transparent)]
     Manifest(#[from] kbx_manifest::Error),
@@ -21,9 +51,61 @@ pub(crate) enum Error {
     /// The cluster.
     #[error(transparent)]
     Kube(#[from] kbx_kube::Error),
-    /// A registry (`imagetools`).
+    /// No pod of a node could be chosen.
+    #[error(transparent)]
+    Balance(#[from] kbx_balance::Error),
+    /// A registry (`imagetools`, the manifest list of a multi-node push).
     #[error(transparent)]
     Registry(#[from] kbx_registry::Error),
+    /// BuildKit, the Docker Engine, or the build options and credentials they are given.
+    #[error(transparent)]
+    Buildkit(#[from] kbx_buildkit::Error),
+    /// A BuildKit daemon that cannot be reached or does not answer.
+    #[error("{what}: {}", chain(.source))]
+    BuildkitUnreachable {
+        /// `cannot connect to BuildKit at ADDRESS`, `BuildKit does not answer`, ….
+        what: String,
+        /// Why.
+        #[source]
+        source: kbx_buildkit::Error,
+    },
+    /// The Docker Engine cannot be reached, in the Docker CLI's words (which name no cause;
+    /// the cause is kept but not printed).
+    #[error("{}", docker_unreachable(.host, *.denied, .source))]
+    DockerUnreachable {
+        /// `DOCKER_HOST` or the default socket.
+        host: String,
+        /// Whether to name the OS error of a socket that may not be opened (what the Docker
+        /// CLI does when it loads an image).
+        denied: bool,
+        /// The failed connection.
+        #[source]
+        source: kbx_buildkit::Error,
+    },
+    /// `DOCKER_HOST` does not name an Engine that `--load` can load into.
+    #[error("cannot load the image into Docker at DOCKER_HOST={host}: {}", chain(.source))]
+    DockerHost {
+        /// The value of `DOCKER_HOST`.
+        host: String,
+        /// Why it cannot be used.
+        #[source]
+        source: kbx_buildkit::Error,
+    },
+    /// The Docker CLI's credentials (config file or helpers) cannot be read.
+    #[error("cannot load the Docker credentials: {}", chain(.0))]
+    Credentials(#[source] kbx_buildkit::Error),
+    /// An `imagetools create` source that is not a descriptor.
+    #[error("invalid source descriptor {text}: {}", chain(.source))]
+    Descriptor {
+        /// The source as given.
+        text: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// JSON output could not be written.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
     /// A node-level failure, with buildx's prefix.
     #[error("failed to initialize builder {builder} ({node})")]
     Node {
@@ -35,6 +117,18 @@ pub(crate) enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Removing a node's cluster objects failed.
+    #[error("failed to remove node {node}: {}", chain(.source.as_ref()))]
+    RemoveNode {
+        /// The node.
+        node: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A task running in parallel (booting one node) panicked or was cancelled.
+    #[error("bootstrap task failed: {}", chain(.0))]
+    Task(#[source] tokio::task::JoinError),
     /// Reading a file given on the command line.
     #[error("cannot read {path}")]
     Read {
@@ -53,6 +147,111 @@ impl Error {
     pub(crate) fn msg(text: impl Into<String>) -> Self {
         Error::Message(text.into())
     }
+
+    /// The process exit code for this error (see [`EXIT_CODES_HELP`]). Every failure of a
+    /// command exits with 1, as buildx's do, so scripts written for buildx keep working.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Error::Message(_)
+            | Error::Options(_)
+            | Error::InvalidValue { .. }
+            | Error::Manifest(_)
+            | Error::Store(_)
+            | Error::Kube(_)
+            | Error::Balance(_)
+            | Error::Registry(_)
+            | Error::Buildkit(_)
+            | Error::BuildkitUnreachable { .. }
+            | Error::DockerUnreachable { .. }
+            | Error::DockerHost { .. }
+            | Error::Credentials(_)
+            | Error::Descriptor { .. }
+            | Error::Json(_)
+            | Error::Node { .. }
+            | Error::RemoveNode { .. }
+            | Error::Task(_)
+            | Error::Read { .. }
+            | Error::Summary(_) => EXIT_FAILURE,
+        }
+    }
+
+    /// Whether `Display` already ends with the causes, `: `-separated, as BuildKit and buildx
+    /// print wrapped errors; otherwise each cause gets a `caused by:` line.
+    fn inline_causes(&self) -> bool {
+        match self {
+            Error::InvalidValue { .. }
+            | Error::BuildkitUnreachable { .. }
+            | Error::DockerHost { .. }
+            | Error::Credentials(_)
+            | Error::Descriptor { .. }
+            | Error::RemoveNode { .. }
+            | Error::Task(_) => true,
+            Error::Message(_)
+            | Error::Buildkit(_)
+            | Error::Options(_)
+            | Error::Manifest(_)
+            | Error::Store(_)
+            | Error::Kube(_)
+            | Error::Balance(_)
+            | Error::Registry(_)
+            | Error::DockerUnreachable { .. }
+            | Error::Json(_)
+            | Error::Node { .. }
+            | Error::Read { .. }
+            | Error::Summary(_) => false,
+        }
+    }
+}
+
+impl Error {
+    /// The library error a transparent variant wraps (whose `source` is the wrapped error's
+    /// own source, so a walk along `source` would skip it).
+    fn wrapped(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Options(e) => Some(e),
+            Error::Manifest(e) => Some(e),
+            Error::Store(e) => Some(e),
+            Error::Kube(e) => Some(e),
+            Error::Balance(e) => Some(e),
+            Error::Registry(e) => Some(e),
+            Error::Buildkit(e) => Some(e),
+            Error::Json(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The Docker CLI's message for an Engine it cannot reach: a socket it may not open names the
+/// OS error, anything else asks whether the daemon runs.
+fn docker_unreachable(host: &str, denied: bool, source: &kbx_buildkit::Error) -> String {
+    match permission_denied(source).filter(|_| denied) {
+        Some(io) => format!(
+            "permission denied while trying to connect to the Docker daemon socket at {host}: {io}"
+        ),
+        None => {
+            format!("Cannot connect to the Docker daemon at {host}. Is the docker daemon running?")
+        }
+    }
+}
+
+/// The OS error of a connection the OS refused for lack of permission.
+fn permission_denied(err: &kbx_buildkit::Error) -> Option<&std::io::Error> {
+    causes(err).find_map(|e| match buildkit(e) {
+        Some(kbx_buildkit::Error::Connect { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Some(source)
+        }
+        _ => None,
+    })
+}
+
+/// A BuildKit error, plain or boxed (`EngineLoad` boxes its source).
+fn buildkit<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e kbx_buildkit::Error> {
+    err.downcast_ref::<kbx_buildkit::Error>().or_else(|| {
+        err.downcast_ref::<Box<kbx_buildkit::Error>>()
+            .map(AsRef::as_ref)
+    })
 }
 
 /// Prints an error with its whole cause chain, and every problem of a multi-problem error.
@@ -66,7 +265,7 @@ pub(crate) fn report(err: &Error) {
             eprintln!("  {line}");
         }
     }
-    if let Some(hint) = hint(&lines.join("\n")) {
+    if let Some(hint) = hint(err) {
         eprintln!("hint: {hint}");
     }
     for hint in option_hints(err) {
@@ -75,13 +274,42 @@ pub(crate) fn report(err: &Error) {
 }
 
 /// Our own error, plain or boxed.
-fn ours<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e Error> {
+fn ours<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e Error> {
     err.downcast_ref::<Error>()
         .or_else(|| err.downcast_ref::<Box<Error>>().map(|b| &**b))
 }
 
+/// The cause shown after `err`: none after the Docker CLI's own message or a message that
+/// names its causes itself, else the source.
+fn shown_source<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e (dyn StdError + 'static)> {
+    match ours(err) {
+        Some(Error::DockerUnreachable { .. }) => None,
+        Some(e) if e.inline_causes() => None,
+        _ => err.source(),
+    }
+}
+
+/// Every error of the chain, `err` first, looking inside IO errors that wrap another error
+/// (an `io::Error`'s own `source` skips the error it wraps).
+fn causes<'e>(
+    err: &'e (dyn StdError + 'static),
+) -> impl Iterator<Item = &'e (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |&e: &&'e (dyn StdError + 'static)| {
+        if let Some(ours) = ours(e) {
+            return ours.wrapped().or_else(|| e.source());
+        }
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        }
+    })
+}
+
 /// The driver-option error anywhere in the cause chain.
-fn options_error<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e kbx_opts::Error> {
+fn options_error<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e kbx_opts::Error> {
     match ours(err) {
         Some(Error::Options(o)) => Some(o),
         _ => err.downcast_ref::<kbx_opts::Error>(),
@@ -90,7 +318,7 @@ fn options_error<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e k
 
 /// For each invalid driver option: its name and what it takes (buildx's texts above name
 /// neither).
-fn option_hints(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+fn option_hints(err: &(dyn StdError + 'static)) -> Vec<String> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(opts) = options_error(e) {
@@ -110,7 +338,7 @@ fn option_hints(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
     Vec::new()
 }
 
-fn collect(err: &(dyn std::error::Error + 'static), lines: &mut Vec<String>) {
+fn collect(err: &(dyn StdError + 'static), lines: &mut Vec<String>) {
     // Errors that carry several problems list each on its own line.
     let opts = options_error(err);
     let manifest = match ours(err) {
@@ -138,58 +366,77 @@ fn collect(err: &(dyn std::error::Error + 'static), lines: &mut Vec<String>) {
         lines.extend(m.errors().iter().map(|e| format!("- {e}")));
         return;
     }
-    let text = err.to_string();
+    let inline = ours(err).is_some_and(|e| matches!(e, Error::Buildkit(_)) || e.inline_causes())
+        || buildkit(err).is_some();
+    let text = if inline { chain(err) } else { err.to_string() };
     if !text.is_empty() && lines.last() != Some(&text) {
-        lines.push(if lines.is_empty() {
-            text
-        } else {
-            format!("caused by: {text}")
-        });
+        lines.push(format!("{prefix}{text}"));
     }
-    if let Some(source) = err.source() {
+    if inline {
+        return;
+    }
+    if let Some(source) = shown_source(err) {
         collect(source, lines);
     }
 }
 
-/// A hint when the cause is obvious.
-fn hint(text: &str) -> Option<&'static str> {
-    if text.contains("Cannot connect to the Docker daemon") {
+/// A hint when the cause is obvious: from the variants of the chain first, then from what the
+/// BuildKit daemon or the Docker Engine said.
+fn hint(err: &Error) -> Option<&'static str> {
+    let chain: Vec<&(dyn StdError + 'static)> = causes(err).collect();
+    let has = |pred: &dyn Fn(&(dyn StdError + 'static)) -> bool| chain.iter().any(|e| pred(*e));
+    let registry = |pred: &dyn Fn(&kbx_registry::Error) -> bool| {
+        has(&|e| e.downcast_ref::<kbx_registry::Error>().is_some_and(pred))
+    };
+    let kube = |pred: &dyn Fn(&kbx_kube::Error) -> bool| {
+        has(&|e| e.downcast_ref::<kbx_kube::Error>().is_some_and(pred))
+    };
+    let daemon = daemon_text(&chain);
+    let daemon_lower = daemon.to_ascii_lowercase();
+
+    if has(&|e| {
+        matches!(ours(e), Some(Error::DockerUnreachable { source, denied, .. })
+            if !denied || permission_denied(source).is_none())
+    }) {
         Some(
             "the `default` builder and --load use the Docker Engine; start Docker, set DOCKER_HOST, pick another builder with --builder NAME or `kbx use NAME`, or write the image with -o type=docker,dest=FILE",
         )
-    } else if text.contains("forbidden") {
+    } else if has(&|e| e.downcast_ref::<kube::Error>().is_some_and(forbidden)) {
         Some(
             "the Kubernetes user lacks a permission; kbx needs get/list/watch/create/patch/delete on deployments, statefulsets, configmaps and pods, and create on pods/exec, in the builder's namespace",
         )
-    } else if text.contains("refused access") {
+    } else if registry(&|e| matches!(e, kbx_registry::Error::Unauthorized { .. })) {
         Some(
             "log in with `docker login REGISTRY`: kbx reads the Docker CLI's config.json ($DOCKER_CONFIG or ~/.docker) and its credential helpers",
         )
-    } else if text.contains("is unreachable") {
+    } else if registry(&|e| matches!(e, kbx_registry::Error::Unreachable { .. })) {
         Some(
             "check the registry's address and that it is running; only localhost, 127.0.0.0/8 and ::1 are spoken to over plain HTTP, other registries over HTTPS",
         )
-    } else if text.contains("exporter \"image\" is not supported") {
+    } else if has(&|e| {
+        matches!(
+            buildkit(e),
+            Some(kbx_buildkit::Error::Unsupported { what, .. }) if what == "exporter \"image\""
+        )
+    }) {
         Some(
             "pushing and image exports need buildkitd's image exporter (builder pods running moby/buildkit, or a remote buildkitd); Docker's embedded BuildKit exports with the docker driver (--push pushes through the Engine), or use -o type=local/tar",
         )
-    } else if text.to_ascii_lowercase().contains("unauthorized")
-        || text.contains("authentication required")
-    {
+    } else if daemon_lower.contains("unauthorized") || daemon.contains("authentication required") {
         Some(
             "registry credentials come from ~/.docker/config.json (or $DOCKER_CONFIG) and its credential helpers; log in with `docker login HOST`",
         )
-    } else if (text.contains("push ") || text.contains("failed to do request"))
-        && (text.contains("connection refused")
-            || text.contains("no such host")
-            || text.contains("i/o timeout"))
+    } else if (daemon.contains("push ") || daemon.contains("failed to do request"))
+        && (daemon.contains("connection refused")
+            || daemon.contains("no such host")
+            || daemon.contains("i/o timeout"))
     {
         Some(
             "the registry is not reachable from the builder (on the docker driver the Docker Engine pushes); check the image name's registry host and that the registry runs",
         )
-    } else if text.contains("requires kubernetes API access") {
+    } else if kube(&|e| matches!(e, kbx_kube::Error::NoApiAccess { .. })) {
         Some("set KUBECONFIG or create ~/.kube/config")
-    } else if text.contains("Connection refused") || text.contains("connection refused") {
+    } else if kube(&|e| causes(e).any(connection_refused)) {
         Some(
             "the API server is not reachable; check the cluster and the kubeconfig's server address",
         )
@@ -198,14 +445,155 @@ fn hint(text: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether an API server answered 403 Forbidden.
+fn forbidden(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 403)
+}
+
+/// Whether a connection was refused.
+fn connection_refused(err: &(dyn StdError + 'static)) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// What the BuildKit daemon and the Docker Engine said in the chain (their messages and the
+/// calls they answered), one message a line.
+fn daemon_text(chain: &[&(dyn StdError + 'static)]) -> String {
+    let mut text = String::new();
+    for &e in chain {
+        if let Some(
+            bk @ (kbx_buildkit::Error::Rpc { .. }
+            | kbx_buildkit::Error::Solve { .. }
+            | kbx_buildkit::Error::Engine { .. }
+            | kbx_buildkit::Error::Upgrade { .. }),
+        ) = buildkit(e)
+        {
+            text.push_str(&bk.to_string());
+            text.push('\n');
+        }
+    }
+    text
+}
+
 /// An error and its causes on one line, `: `-separated.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
+    let mut source = shown_source(e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
-        source = s.source();
+        source = shown_source(s);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(err: &Error) -> Vec<String> {
+        let mut lines = Vec::new();
+        collect(err, &mut lines);
+        lines
+    }
+
+    #[test]
+    fn buildkit_errors_print_their_causes_on_one_line() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let bk = kbx_buildkit::Error::Connect {
+            addr: "tcp://h:1".into(),
+            source: io,
+        };
+        let err = Error::BuildkitUnreachable {
+            what: "cannot connect to BuildKit at tcp://h:1".into(),
+            source: bk,
+        };
+        assert_eq!(
+            lines(&err),
+            ["cannot connect to BuildKit at tcp://h:1: connect to tcp://h:1: gone"]
+        );
+        assert_eq!(chain(&err), lines(&err)[0]);
+        let node = Error::Node {
+            builder: "b".into(),
+            node: "n".into(),
+            source: Box::new(err),
+        };
+        assert_eq!(
+            lines(&node),
+            [
+                "failed to initialize builder b (n)",
+                "caused by: cannot connect to BuildKit at tcp://h:1: connect to tcp://h:1: gone"
+            ]
+        );
+        assert_eq!(hint(&node), None);
+    }
+
+    #[test]
+    fn the_docker_cli_message_hides_its_cause_and_gets_a_hint() {
+        let refused = Error::DockerUnreachable {
+            host: "unix:///x.sock".into(),
+            denied: false,
+            source: kbx_buildkit::Error::Connect {
+                addr: "unix:///x.sock".into(),
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            },
+        };
+        let text =
+            "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?";
+        assert_eq!(lines(&refused), [text]);
+        assert_eq!(chain(&refused), text);
+        assert!(hint(&refused).is_some_and(|h| h.contains("Docker Engine")));
+        let denied = Error::DockerUnreachable {
+            host: "unix:///x.sock".into(),
+            denied: true,
+            source: kbx_buildkit::Error::EngineLoad {
+                addr: "docker-unix:///x.sock".into(),
+                source: Box::new(kbx_buildkit::Error::Connect {
+                    addr: "unix:///x.sock".into(),
+                    source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no"),
+                }),
+            },
+        };
+        assert_eq!(
+            chain(&denied),
+            "permission denied while trying to connect to the Docker daemon socket at unix:///x.sock: no"
+        );
+        assert_eq!(hint(&denied), None);
+    }
+
+    #[test]
+    fn hints_come_from_variants_and_daemon_messages() {
+        let unauthorized = Error::Registry(kbx_registry::Error::Unauthorized {
+            registry: "r".into(),
+            credentials_sent: false,
+            detail: "no".into(),
+        });
+        assert!(hint(&unauthorized).is_some_and(|h| h.starts_with("log in with")));
+        let engine = Error::Buildkit(kbx_buildkit::Error::Engine {
+            call: "push r/app:1".into(),
+            message: "unauthorized: authentication required".into(),
+        });
+        assert!(hint(&engine).is_some_and(|h| h.starts_with("registry credentials")));
+        let push = Error::Buildkit(kbx_buildkit::Error::Engine {
+            call: "push r/app:1".into(),
+            message: "dial tcp 127.0.0.1:5000: connect: connection refused".into(),
+        });
+        assert!(hint(&push).is_some_and(|h| h.starts_with("the registry is not reachable")));
+        // Our own words are not daemon messages.
+        assert_eq!(hint(&Error::msg("unauthorized connection refused")), None);
+        let no_access = Error::Kube(kbx_kube::Error::NoApiAccess { tried: "x".into() });
+        assert_eq!(
+            hint(&no_access),
+            Some("set KUBECONFIG or create ~/.kube/config")
+        );
+    }
+
+    #[test]
+    fn every_failure_exits_with_one() {
+        assert_eq!(Error::msg("x").exit_code(), EXIT_FAILURE);
+        assert_eq!(
+            Error::Summary("failed to remove one or more builders".into()).exit_code(),
+            1
+        );
+    }
 }

@@ -111,12 +111,7 @@ fn current_builder_plain_http_hosts(builder: Option<&str>) -> Vec<String> {
 /// A client whose credentials come from the Docker CLI configuration and its helpers, and
 /// that also speaks plain HTTP to `plain_http_hosts`.
 pub(crate) fn client_with(plain_http_hosts: Vec<String>) -> Result<Client, Error> {
-    let creds = kbx_buildkit::DockerCredentials::load().map_err(|e| {
-        Error::msg(format!(
-            "cannot load the Docker credentials: {}",
-            crate::error::chain(&e)
-        ))
-    })?;
+    let creds = kbx_buildkit::DockerCredentials::load().map_err(Error::Credentials)?;
     let creds = Arc::new(creds);
     let callback: CredentialFn = Arc::new(move |host: &str| {
         let creds = creds.clone();
@@ -152,8 +147,10 @@ fn parse_source(text: &str, repo: Option<&Reference>) -> Result<Reference, Error
         return in_repo(text);
     }
     if text.starts_with('{') {
-        let d: Descriptor = serde_json::from_str(text)
-            .map_err(|e| Error::msg(format!("invalid source descriptor {text}: {e}")))?;
+        let d: Descriptor = serde_json::from_str(text).map_err(|source| Error::Descriptor {
+            text: text.to_owned(),
+            source,
+        })?;
         return in_repo(&d.digest);
     }
     Ok(Reference::parse(text)?)

@@ -90,8 +90,7 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
         for (ng, statuses) in &loaded {
             println!(
                 "{}",
-                serde_json::to_string(&builder_json(ng, statuses, current.as_deref()))
-                    .map_err(|e| Error::msg(e.to_string()))?
+                serde_json::to_string(&builder_json(ng, statuses, current.as_deref()))?
             );
         }
         return Ok(());

@@ -2,7 +2,7 @@
 //! compatible with `docker buildx`.
 //!
 //! Exit codes: 0 success; 1 the command failed (bad input, cluster or store error); 2 bad
-//! command-line syntax.
+//! command-line syntax (see `error::EXIT_CODES_HELP`, printed by `kbx --help`).
 
 #![forbid(unsafe_code)]
 #![allow(
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error::report(&e);
-            ExitCode::from(error::EXIT_FAILURE)
+            ExitCode::from(e.exit_code())
         }
     }
 }

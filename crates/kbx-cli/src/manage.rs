@@ -109,11 +109,10 @@ async fn remove_one(store: &Store, name: &str, args: &RmArgs) -> Result<(), Erro
                 }
                 .await;
                 if let Err(e) = removed {
-                    first_error.get_or_insert(Error::msg(format!(
-                        "failed to remove node {}: {}",
-                        n.name,
-                        chain(&e)
-                    )));
+                    first_error.get_or_insert(Error::RemoveNode {
+                        node: n.name.clone(),
+                        source: Box::new(e),
+                    });
                 }
             }
         }

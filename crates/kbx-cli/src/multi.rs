@@ -110,10 +110,7 @@ async fn merge_pushed(
 
 /// The workers' platforms of a connected node.
 async fn worker_platforms(client: &Client) -> Result<Vec<Platform>, Error> {
-    let workers = client
-        .list_workers()
-        .await
-        .map_err(|e| Error::msg(crate::error::chain(&e)))?;
+    let workers = client.list_workers().await?;
     Ok(workers
         .iter()
         .flat_map(|w| &w.platforms)

@@ -56,7 +56,7 @@ pub(crate) fn validate_endpoint(endpoint: &str) -> Result<String, Error> {
             "remote endpoint scheme {scheme:?} is not supported by kbx (supported: tcp, unix)"
         )));
     }
-    kbx_buildkit::Address::parse(endpoint).map_err(|e| Error::msg(e.to_string()))?;
+    kbx_buildkit::Address::parse(endpoint)?;
     Ok(endpoint.to_owned())
 }
 
