@@ -169,6 +169,20 @@ pub enum Error {
         /// What is wrong with the value.
         inner: Box<Error>,
     },
+    /// A `build` flag value (`--output`, `--cache-from`, `--cache-to`, `--secret`,
+    /// `--build-context`) is wrong. `Display` is the flag and the value, then buildx's text.
+    ///
+    /// # Deviation
+    /// buildx prints only its text; kbx names the flag and the value in front of it.
+    #[error("{flag} {value:?}: {problem}")]
+    BuildFlag {
+        /// The flag, e.g. `--output`.
+        flag: &'static str,
+        /// The whole value as typed.
+        value: String,
+        /// What is wrong, with buildx's wording.
+        problem: BuildFlagProblem,
+    },
     /// Several options are wrong; all are reported in input order.
     ///
     /// # Deviation
@@ -459,6 +473,7 @@ impl Error {
             Error::BuildkitdFlags { .. } => "shell-like words, with balanced quotes",
             Error::BuildkitdConfig { .. } => "a valid buildkitd.toml",
             Error::Endpoint { .. } => "kubernetes:///<builder>?deployment=<node>&kubeconfig=<path>",
+            Error::BuildFlag { flag, problem, .. } => return problem.expected(flag),
             Error::Several(_) => return None,
         })
     }
@@ -492,6 +507,7 @@ impl miette::Diagnostic for Error {
             Error::Platform { .. } => "kbx::platform",
             Error::BuildkitdFlags { .. } | Error::BuildkitdConfig { .. } => "kbx::buildkitd",
             Error::Endpoint { .. } => "kbx::endpoint",
+            Error::BuildFlag { .. } => "kbx::build_flag",
             _ => "kbx::driver_opt::value",
         };
         Some(Box::new(code))
@@ -526,5 +542,105 @@ impl miette::Diagnostic for Error {
             Error::Several(all) => Some(Box::new(all.iter().map(|e| e as &dyn miette::Diagnostic))),
             _ => None,
         }
+    }
+}
+
+/// What is wrong with a `build` flag value ([`Error::BuildFlag`]); `Display` is buildx's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildFlagProblem {
+    /// The value is not a valid CSV record.
+    #[error("{0}")]
+    Csv(Box<Error>),
+    /// A `--secret` value is not a valid CSV record.
+    #[error("failed to parse csv secret: {0}")]
+    SecretCsv(Box<Error>),
+    /// A field of `--output` or `--cache-*` has no `=`.
+    #[error("invalid value {field}")]
+    InvalidValue {
+        /// The field as typed.
+        field: String,
+    },
+    /// `--output` without `type=`.
+    #[error("type is required for output")]
+    OutputTypeRequired,
+    /// `--cache-*` with `key=value` fields but no `type=`.
+    #[error("type required for {}", go_quote(.spec))]
+    CacheTypeRequired {
+        /// The whole value.
+        spec: String,
+    },
+    /// A `--secret` field has no `=`.
+    #[error("invalid field '{field}' must be a key=value pair")]
+    SecretField {
+        /// The field as typed.
+        field: String,
+    },
+    /// `--secret type=` is neither `file` nor `env`.
+    #[error("unsupported secret type {}", go_quote(.value))]
+    SecretType {
+        /// The type as typed.
+        value: String,
+    },
+    /// A `--secret` key is not `id`, `type`, `src`, `source` or `env`.
+    #[error("unexpected key '{key}' in '{field}'")]
+    SecretKey {
+        /// The key, lowercased.
+        key: String,
+        /// The field as typed.
+        field: String,
+    },
+    /// `--secret` without `id=`.
+    #[error("secret missing ID")]
+    SecretMissingId,
+    /// `--build-context` without `=`.
+    #[error("invalid context value: {value}, expected key=value")]
+    ContextValue {
+        /// The value as typed.
+        value: String,
+    },
+    /// A `--build-context` name is not a valid image reference.
+    #[error("invalid context name {name}: {reason}")]
+    ContextName {
+        /// The name as typed.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `--build-context` value cannot be used.
+    #[error("{reason}")]
+    ContextSource {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl BuildFlagProblem {
+    /// A sentence saying what `flag` expects, for help texts.
+    fn expected(&self, flag: &str) -> Option<&'static str> {
+        Some(match (self, flag) {
+            (BuildFlagProblem::ContextValue { .. } | BuildFlagProblem::ContextName { .. }, _) => {
+                "name=value, the name a lowercase image reference such as alpine or docker.io/library/alpine:3"
+            }
+            (BuildFlagProblem::ContextSource { .. }, _) => {
+                "a directory, docker-image://REF, target:STAGE, an http(s) or Git URL, or oci-layout://DIR[:TAG][@DIGEST]"
+            }
+            (
+                BuildFlagProblem::SecretCsv(_)
+                | BuildFlagProblem::SecretField { .. }
+                | BuildFlagProblem::SecretType { .. }
+                | BuildFlagProblem::SecretKey { .. }
+                | BuildFlagProblem::SecretMissingId,
+                _,
+            ) => {
+                "id=ID[,src=PATH|,env=VAR][,type=file|env]; quote a whole field to keep commas in it"
+            }
+            (_, "--output") => {
+                "type=TYPE[,dest=PATH][,key=value…], a directory, or -; quote a whole field to keep commas in it: 'type=image,\"name=a,b\"'"
+            }
+            _ => {
+                "type=TYPE[,key=value…] or a registry reference; quote a whole field to keep commas in it"
+            }
+        })
     }
 }

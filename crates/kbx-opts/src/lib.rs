@@ -41,6 +41,7 @@
 
 #![forbid(unsafe_code)]
 
+mod build_flags;
 mod buildkitd;
 mod csv;
 mod driver_opts;
@@ -55,6 +56,10 @@ mod quote;
 mod scalar;
 mod toleration;
 
+pub use build_flags::{
+    BuildContext, CacheEntry, ContextSource, ExportEntry, SecretFrom, SecretSpec, SshSpec,
+    is_digest,
+};
 pub use buildkitd::{
     BuildkitdConfig, DEFAULT_ENTITLEMENT_FLAG, RegistryFiles, buildkitd_args, split_shell_words,
 };
@@ -62,8 +67,8 @@ pub use driver_opts::{DriverOpt, DriverOpts};
 pub use duration::{GoDuration, human_duration};
 pub use endpoint::KubernetesEndpoint;
 pub use error::{
-    CsvErrorKind, DurationErrorKind, Error, IntErrorKind, IntFunc, PlatformErrorKind,
-    QuantityErrorKind, TolerationProblem,
+    BuildFlagProblem, CsvErrorKind, DurationErrorKind, Error, IntErrorKind, IntFunc,
+    PlatformErrorKind, QuantityErrorKind, TolerationProblem,
 };
 pub use kubernetes::{
     DEFAULT_IMAGE, DEFAULT_QEMU_IMAGE, DEFAULT_ROOTLESS_IMAGE, DEFAULT_TIMEOUT, EnvVar,

@@ -4,6 +4,7 @@
 /// Names of all targets, each a function below.
 pub(crate) const TARGETS: &[&str] = &[
     "bool",
+    "build_flags",
     "buildkitd_config",
     "buildkitd_flags",
     "driver_opts",
@@ -20,6 +21,7 @@ pub(crate) const TARGETS: &[&str] = &[
 pub(crate) fn run(target: &str, text: &str) {
     match target {
         "bool" => bool(text),
+        "build_flags" => build_flags(text),
         "buildkitd_config" => buildkitd_config(text),
         "buildkitd_flags" => buildkitd_flags(text),
         "driver_opts" => driver_opts(text),
@@ -37,6 +39,38 @@ pub(crate) fn run(target: &str, text: &str) {
 /// Fuzz target `bool`.
 pub(crate) fn bool(text: &str) {
     let _ = kbx_opts::parse_bool(text);
+}
+
+/// Fuzz target `build_flags`: every line goes through the `--output`, `--cache-*`,
+/// `--secret`, `--ssh` and `--build-context` parsers; a parsed entry displays as a record that
+/// parses back to itself, and a refusal names the flag and the value.
+pub(crate) fn build_flags(text: &str) {
+    let names = |e: &kbx_opts::Error, flag: &str, line: &str| {
+        e.to_string().starts_with(&format!("{flag} {line:?}: "))
+    };
+    for line in text.lines() {
+        match kbx_opts::ExportEntry::parse(line) {
+            Ok(e) => assert_eq!(kbx_opts::ExportEntry::parse(&e.to_string()), Ok(e)),
+            Err(e) => assert!(names(&e, "--output", line), "{e}"),
+        }
+        match kbx_opts::CacheEntry::parse_list(line) {
+            Ok(list) => {
+                for e in list {
+                    assert_eq!(kbx_opts::CacheEntry::parse(&e.to_string()), Ok(e));
+                }
+            }
+            Err(e) => assert!(names(&e, "--cache-from/--cache-to", line), "{e}"),
+        }
+        match kbx_opts::SecretSpec::parse(line) {
+            Ok(s) => assert_eq!(kbx_opts::SecretSpec::parse(&s.to_string()), Ok(s)),
+            Err(e) => assert!(names(&e, "--secret", line), "{e}"),
+        }
+        match kbx_opts::BuildContext::parse(line) {
+            Ok(c) => assert!(!c.name.is_empty(), "{line:?} gave an empty name"),
+            Err(e) => assert!(names(&e, "--build-context", line), "{e}"),
+        }
+        let _ = kbx_opts::SshSpec::parse(line).to_string();
+    }
 }
 
 /// Fuzz target `buildkitd_config`.
