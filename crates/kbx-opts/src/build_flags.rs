@@ -555,13 +555,42 @@ fn is_git_url(v: &str) -> bool {
         || v.starts_with("github.com/")
 }
 
+/// The repository path of a reference as Docker's reference grammar names it in errors: the
+/// domain, tag and digest dropped, and `library/` added for a one-part Docker Hub name.
+fn remote_name(name: &str) -> String {
+    let name = name.split('@').next().unwrap_or(name);
+    let (domain, rest) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first != first.to_lowercase() =>
+        {
+            (Some(first), rest)
+        }
+        _ => (None, name),
+    };
+    let rest = match rest.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => path,
+        _ => rest,
+    };
+    match domain {
+        None | Some("docker.io" | "index.docker.io") if !rest.contains('/') => {
+            format!("library/{rest}")
+        }
+        _ => rest.to_owned(),
+    }
+}
+
 /// The familiar form of an image-reference-shaped name, or why it is not one.
 fn normalize_context_name(name: &str) -> Result<String, String> {
     if name.is_empty() {
         return Err("the name is empty".to_owned());
     }
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err("invalid reference format: repository name must be lowercase".to_owned());
+        return Err(format!(
+            "invalid reference format: repository name ({}) must be lowercase",
+            remote_name(name)
+        ));
     }
     let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:@".contains(&b);
     if !name.bytes().all(ok)
@@ -732,8 +761,12 @@ mod tests {
         assert_eq!(name("docker.io/me/app:1").expect("ok"), "me/app:1");
         assert_eq!(
             err(BuildContext::parse("Alpine=x")),
-            r#"--build-context "Alpine=x": invalid context name Alpine: invalid reference format: repository name must be lowercase"#
+            r#"--build-context "Alpine=x": invalid context name Alpine: invalid reference format: repository name (library/Alpine) must be lowercase"#
         );
+        assert_eq!(remote_name("Me/App:1"), "App");
+        assert_eq!(remote_name("docker.io/Alpine"), "library/Alpine");
+        assert_eq!(remote_name("ghcr.io/O/r@sha256:x"), "O/r");
+        assert_eq!(remote_name("localhost:5000/A"), "A");
         assert_eq!(
             err(BuildContext::parse("a b=x")),
             r#"--build-context "a b=x": invalid context name a b: invalid reference format"#
