@@ -1,11 +1,12 @@
 //! `kbx build`: send a local context to the builder's BuildKit (a pod, the Docker Engine or a
-//! remote daemon; see [`crate::connect`]).
+//! remote daemon; see [`crate::driver`]).
 
 use kbx_buildkit::{BuildOptions, Output};
 use kbx_store::{NodeGroup, Store};
 
+use crate::builders;
 use crate::cli::BuildArgs;
-use crate::connect;
+use crate::driver::{self, Driver};
 use crate::error::Error;
 use crate::progress::{self, Printer};
 
@@ -37,7 +38,7 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
     }
     let key = context_key(&args)?;
     let connected =
-        connect::connect(&ng, &n, key.as_os_str().as_encoded_bytes(), Some(mode)).await?;
+        driver::connect(&ng, &n, key.as_os_str().as_encoded_bytes(), Some(mode)).await?;
     if mode.takes_notes() {
         eprintln!("#0 building on {}", connected.description);
     }
@@ -60,7 +61,7 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
     let mut digest = res.image_digest().map(str::to_owned);
     if !push_with_engine.is_empty() {
         let steps = progress::Steps::with_printer(printer);
-        let pushed = push_with_docker(&connected.client, &push_with_engine, &steps).await;
+        let pushed = driver::docker::push(&connected.client, &push_with_engine, &steps).await;
         steps.finish();
         if let Some(d) = pushed? {
             digest = Some(d);
@@ -72,54 +73,6 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         println!("{digest}");
     }
     Ok(())
-}
-
-/// buildx's docker driver pushes what the `moby` exporter stored through the Engine, one step
-/// per name (`pushing NAME with docker`), one sub-item per layer. Returns the manifest digest
-/// the registry stored for the last name.
-async fn push_with_docker(
-    client: &kbx_buildkit::Client,
-    names: &[String],
-    steps: &progress::Steps,
-) -> Result<Option<String>, Error> {
-    let Some(addr) = client.docker_address() else {
-        return Err(Error::msg("pushing needs the Docker Engine's API"));
-    };
-    let creds = kbx_buildkit::DockerCredentials::load()?;
-    let mut digest = None;
-    for name in names {
-        let step = steps.start(&format!("pushing {name} with docker"));
-        let host = kbx_buildkit::engine::registry_host(name);
-        let cred = match creds.get(host).await {
-            Ok(c) => c,
-            Err(e) => {
-                step.done(Some(&e.to_string()));
-                return Err(e.into());
-            }
-        };
-        let mut layers: Vec<String> = Vec::new();
-        let pushed = kbx_buildkit::engine::push_image(addr, name, &cred, |m| {
-            if let Some(id) = &m.id
-                && (m.progress.is_some() || m.status == "Pushed")
-                && !layers.contains(id)
-            {
-                layers.push(id.clone());
-                step.begin(&format!("pushing layer {id}"));
-            }
-        })
-        .await;
-        match pushed {
-            Ok(p) => {
-                step.done(None);
-                digest = p.digest.or(digest);
-            }
-            Err(e) => {
-                step.done(Some(&e.to_string()));
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(digest)
 }
 
 /// A failed load into the Docker Engine (`--load` on a non-docker driver). An Engine that cannot
@@ -139,9 +92,9 @@ fn load_error(err: kbx_buildkit::Error) -> Error {
     }
     if unreachable {
         Error::DockerUnreachable {
-            host: connect::docker_host(),
+            host: builders::docker_host(),
             denied: true,
-            source: err,
+            source: Box::new(err),
         }
     } else {
         Error::Buildkit(err)
@@ -157,9 +110,11 @@ fn load_error(err: kbx_buildkit::Error) -> Error {
 /// Engine only when the export starts. kbx always sends a `docker` archive to this address and
 /// checks the Engine before the build.
 fn load_engine() -> Result<kbx_buildkit::Address, Error> {
-    let host = connect::docker_host();
-    kbx_buildkit::Address::parse_docker_host(&host)
-        .map_err(|source| Error::DockerHost { host, source })
+    let host = builders::docker_host();
+    kbx_buildkit::Address::parse_docker_host(&host).map_err(|source| Error::DockerHost {
+        host,
+        source: Box::new(source),
+    })
 }
 
 /// buildx's pod-choice key: the absolute context path.
@@ -173,7 +128,7 @@ pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error>
 fn builder(args: &BuildArgs) -> Result<NodeGroup, Error> {
     let store = Store::open_default()?;
     let txn = store.txn()?;
-    let ng = connect::find_builder(&txn, args.builder.as_deref())?;
+    let ng = builders::find_builder(&txn, args.builder.as_deref())?;
     txn.update_last_activity(&ng.name)?;
     Ok(ng)
 }
@@ -188,7 +143,7 @@ fn default_output(
     driver: &str,
     tags: &[String],
 ) -> Result<Vec<String>, Error> {
-    if driver == connect::DOCKER {
+    if Driver::from_name(driver) == Some(Driver::Docker) {
         if let Some(Output::Image { names, push: true }) = &opts.output {
             let names = if names.is_empty() {
                 tags.to_vec()

@@ -14,9 +14,9 @@ use kbx_opts::GoDuration;
 use kbx_store::{NodeGroup, Store};
 
 use crate::cli::{DuArgs, PruneArgs};
-use crate::connect;
 use crate::error::Error;
 use crate::tabwriter::TabWriter;
+use crate::{builders, driver};
 
 const NORMAL_WARNING: &str =
     "WARNING! This will remove all dangling build cache. Are you sure you want to continue?";
@@ -219,13 +219,13 @@ fn table_row(r: &CacheRecord) -> String {
 fn load_builder(name: Option<&str>) -> Result<NodeGroup, Error> {
     let store = Store::open_default()?;
     let txn = store.txn()?;
-    connect::find_builder(&txn, name)
+    builders::find_builder(&txn, name)
 }
 
 async fn clients(ng: &NodeGroup) -> Result<Vec<kbx_buildkit::Client>, Error> {
     let mut out = Vec::new();
     for n in ng.nodes() {
-        out.push(connect::connect(ng, n, b"", None).await?.client);
+        out.push(driver::connect(ng, n, b"", None).await?.client);
     }
     Ok(out)
 }

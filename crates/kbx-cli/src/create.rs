@@ -2,19 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use kbx_kube::{BootstrapEvent, Change};
 use kbx_manifest::ConfigFiles;
 use kbx_opts::{
     BuildkitdConfig, DriverOpts, KubernetesEndpoint, KubernetesOptions, buildkitd_args,
 };
-use kbx_store::{Node, NodeGroup, NodeUpdate, Store, validate_name};
+use kbx_store::{NodeGroup, NodeUpdate, Store, validate_name};
 
 use crate::cli::CreateArgs;
+use crate::driver::{self, Driver, kubernetes, remote};
 use crate::error::Error;
-use crate::progress::{self, Mode, Step, Steps};
-use crate::{connect, context, names, node, remote};
-
-pub(crate) const DRIVER: &str = connect::KUBERNETES;
+use crate::progress;
+use crate::{context, names};
 
 /// Drivers buildx has that kbx does not implement.
 const BUILDX_ONLY_DRIVERS: &[&str] = &["docker-container"];
@@ -62,9 +60,9 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
         (Some(d), _) => d.clone(),
         (None, Some(ng)) => ng.driver.clone(),
         (None, None) => match &args.endpoint {
-            None if buildkit_host.is_some() => connect::REMOTE.to_owned(),
-            Some(ep) if remote::validate_endpoint(ep).is_ok() => connect::REMOTE.to_owned(),
-            _ => DRIVER.to_owned(),
+            None if buildkit_host.is_some() => Driver::Remote.name().to_owned(),
+            Some(ep) if remote::validate_endpoint(ep).is_ok() => Driver::Remote.name().to_owned(),
+            _ => Driver::Kubernetes.name().to_owned(),
         },
     };
     if let Some(ng) = &existing {
@@ -80,23 +78,22 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
             )));
         }
     }
-    match driver.as_str() {
-        DRIVER => {}
-        connect::REMOTE => {
+    if BUILDX_ONLY_DRIVERS.contains(&driver.as_str()) {
+        return Err(Error::msg(format!(
+            "driver {driver:?} is not supported: kbx creates kubernetes and remote builders (--driver kubernetes|remote)"
+        )));
+    }
+    match Driver::parse(&driver)? {
+        Driver::Kubernetes => {}
+        Driver::Remote => {
             let endpoint = args.endpoint.clone().or(buildkit_host);
             return create_remote(&args, &txn, &key, name, existing, endpoint).await;
         }
-        connect::DOCKER => {
+        Driver::Docker => {
             return Err(Error::msg(format!(
                 "additional instances of driver {driver:?} cannot be created"
             )));
         }
-        d if BUILDX_ONLY_DRIVERS.contains(&d) => {
-            return Err(Error::msg(format!(
-                "driver {d:?} is not supported: kbx creates kubernetes and remote builders (--driver kubernetes|remote)"
-            )));
-        }
-        d => return Err(Error::msg(format!("failed to find driver {d:?}"))),
     }
     if let Some(ep) = &args.endpoint {
         return Err(Error::msg(format!(
@@ -122,7 +119,7 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
     let node_name = args.node.clone().unwrap_or_default();
     let mut ng = existing
         .clone()
-        .unwrap_or_else(|| NodeGroup::new(&name, DRIVER));
+        .unwrap_or_else(|| NodeGroup::new(&name, Driver::Kubernetes.name()));
 
     let deployment = if node_name.is_empty() {
         names::unique_deployment_id()
@@ -151,7 +148,7 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
     // Render every node: bad options fail here, before anything is saved or created.
     let mut rendered = Vec::new();
     for n in ng.nodes() {
-        let m = node::manifests(n).map_err(|e| Error::Node {
+        let m = kubernetes::manifests(n).map_err(|e| Error::Node {
             builder: name.clone(),
             node: n.name.clone(),
             source: Box::new(e),
@@ -186,7 +183,7 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
     }
 
     if args.bootstrap {
-        let boot = bootstrap(&ng, progress::default_mode()).await;
+        let boot = kubernetes::bootstrap(&ng, progress::default_mode()).await;
         if let Err(e) = boot {
             if existing.is_none() {
                 // A new builder that failed to boot is kept, as buildx does: `kbx rm` cleans up.
@@ -234,7 +231,7 @@ async fn create_remote(
     };
     let mut ng = existing
         .clone()
-        .unwrap_or_else(|| NodeGroup::new(&name, connect::REMOTE));
+        .unwrap_or_else(|| NodeGroup::new(&name, Driver::Remote.name()));
     let before: Vec<String> = ng.nodes().iter().map(|n| n.name.clone()).collect();
     ng.update(NodeUpdate {
         name: args.node.clone().unwrap_or_default(),
@@ -278,7 +275,7 @@ async fn create_remote(
     if args.bootstrap
         && let Some(n) = ng.node(&node_name)
     {
-        crate::connect::connect(&ng, n, b"", None).await?;
+        driver::connect(&ng, n, b"", None).await?;
     }
     println!("{name}");
     Ok(())
@@ -296,7 +293,7 @@ fn daemon_config(args: &CreateArgs) -> Result<(Vec<String>, Option<StoredFiles>)
             })?;
             let config = BuildkitdConfig::parse(&text)?;
             let files = ConfigFiles::from_config(&config, |p| std::fs::read(p))?;
-            (Some(config), Some(node::store_files(&files)))
+            (Some(config), Some(kubernetes::store_files(&files)))
         }
         None => (None, None),
     };
@@ -339,75 +336,11 @@ async fn leave(args: &CreateArgs) -> Result<(), Error> {
     let node = ng.node(&node_name).cloned();
     ng.leave(&node_name)?;
     // Only kubernetes nodes own cluster objects; leaving a remote node touches nothing remote.
-    if let (Some(node), false, DRIVER) = (node, args.keep_daemon, ng.driver.as_str()) {
-        let driver = node::driver(&node).await?;
-        driver.remove(false).await?;
+    if let (Some(node), false, Some(Driver::Kubernetes)) =
+        (node, args.keep_daemon, Driver::from_name(&ng.driver))
+    {
+        kubernetes::remove(&node, false).await?;
     }
     txn.save(&ng)?;
     Ok(())
-}
-
-/// Boots every node in parallel, printing progress on stderr in `mode`: one
-/// `[internal] booting buildkit` step per node (`[NODE internal] …` when there are several).
-pub(crate) async fn bootstrap(ng: &NodeGroup, mode: Mode) -> Result<(), Error> {
-    let prefix = ng.nodes().len() > 1;
-    let steps = Steps::new(mode);
-    let mut tasks = Vec::new();
-    for n in ng.nodes().iter().cloned() {
-        let builder = ng.name.clone();
-        let steps = steps.clone();
-        tasks.push(tokio::spawn(async move {
-            let name = if prefix {
-                format!("[{} internal] booting buildkit", n.name)
-            } else {
-                "[internal] booting buildkit".to_owned()
-            };
-            let step = steps.start(&name);
-            let result = boot_node(&builder, &n, &step).await;
-            let error = result.as_ref().err().map(|e| crate::error::chain(e));
-            step.done(error.as_deref());
-            result
-        }));
-    }
-    let mut first_error = None;
-    for t in tasks {
-        let result = t.await.map_err(Error::Task);
-        match result {
-            Ok(Err(e)) | Err(e) => {
-                first_error.get_or_insert(e);
-            }
-            Ok(Ok(())) => {}
-        }
-    }
-    steps.finish();
-    first_error.map_or(Ok(()), Err)
-}
-
-/// Boots one node, logging each bootstrap event as a line of `step`.
-async fn boot_node(builder: &str, n: &Node, step: &Step) -> Result<(), Error> {
-    let driver = node::driver(n).await?;
-    let log = step.clone();
-    let on_event = move |event: BootstrapEvent| match event {
-        BootstrapEvent::Applied { kind, name, change } => {
-            let what = match change {
-                Change::Created => "created",
-                Change::Updated => "updated (it differed from the options)",
-                Change::Unchanged => "unchanged",
-            };
-            log.log(&format!("{kind} {name} {what}"));
-        }
-        BootstrapEvent::Waiting { replicas, timeout } => {
-            log.begin(&format!(
-                "waiting for {replicas} pods to be ready, timeout: {timeout}"
-            ));
-        }
-        BootstrapEvent::Ready { ready, replicas } => {
-            log.log(&format!("{ready}/{replicas} pods ready"));
-        }
-    };
-    driver.bootstrap(&on_event).await.map_err(|e| Error::Node {
-        builder: builder.to_owned(),
-        node: n.name.clone(),
-        source: Box::new(e.into()),
-    })
 }

@@ -67,7 +67,7 @@ pub(crate) enum Error {
         what: String,
         /// Why.
         #[source]
-        source: kbx_buildkit::Error,
+        source: Box<kbx_buildkit::Error>,
     },
     /// The Docker Engine cannot be reached, in the Docker CLI's words (which name no cause;
     /// the cause is kept but not printed).
@@ -80,7 +80,7 @@ pub(crate) enum Error {
         denied: bool,
         /// The failed connection.
         #[source]
-        source: kbx_buildkit::Error,
+        source: Box<kbx_buildkit::Error>,
     },
     /// `DOCKER_HOST` does not name an Engine that `--load` can load into.
     #[error("cannot load the image into Docker at DOCKER_HOST={host}: {}", chain(.source))]
@@ -89,7 +89,7 @@ pub(crate) enum Error {
         host: String,
         /// Why it cannot be used.
         #[source]
-        source: kbx_buildkit::Error,
+        source: Box<kbx_buildkit::Error>,
     },
     /// The Docker CLI's credentials (config file or helpers) cannot be read.
     #[error("cannot load the Docker credentials: {}", chain(.0))]
@@ -506,7 +506,7 @@ mod tests {
         };
         let err = Error::BuildkitUnreachable {
             what: "cannot connect to BuildKit at tcp://h:1".into(),
-            source: bk,
+            source: Box::new(bk),
         };
         assert_eq!(
             lines(&err),
@@ -533,10 +533,10 @@ mod tests {
         let refused = Error::DockerUnreachable {
             host: "unix:///x.sock".into(),
             denied: false,
-            source: kbx_buildkit::Error::Connect {
+            source: Box::new(kbx_buildkit::Error::Connect {
                 addr: "unix:///x.sock".into(),
                 source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
-            },
+            }),
         };
         let text =
             "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?";
@@ -546,13 +546,13 @@ mod tests {
         let denied = Error::DockerUnreachable {
             host: "unix:///x.sock".into(),
             denied: true,
-            source: kbx_buildkit::Error::EngineLoad {
+            source: Box::new(kbx_buildkit::Error::EngineLoad {
                 addr: "docker-unix:///x.sock".into(),
                 source: Box::new(kbx_buildkit::Error::Connect {
                     addr: "unix:///x.sock".into(),
                     source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no"),
                 }),
-            },
+            }),
         };
         assert_eq!(
             chain(&denied),

@@ -103,7 +103,7 @@ fn current_builder_plain_http_hosts(builder: Option<&str>) -> Vec<String> {
     let Ok(txn) = store.txn() else {
         return Vec::new();
     };
-    crate::connect::find_builder(&txn, builder)
+    crate::builders::find_builder(&txn, builder)
         .map(|ng| plain_http_hosts(&ng))
         .unwrap_or_default()
 }

@@ -4,10 +4,11 @@ use kbx_kube::Status;
 use kbx_store::{Node, NodeGroup, Store};
 use serde_json::json;
 
+use crate::builders;
 use crate::cli::{InspectArgs, LsArgs, LsFormat};
-use crate::connect::{self, NodeStatus, status_of};
+use crate::context;
+use crate::driver::{Driver, NodeStatus, kubernetes, status_of};
 use crate::error::Error;
-use crate::{context, create};
 
 /// Go `text/tabwriter` with padding 3: every cell but the last of a row is padded.
 pub(crate) fn tabwrite(rows: &[Vec<String>]) -> String {
@@ -64,7 +65,7 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
         (
             txn.list()?,
             txn.current(&key)?.map(|c| c.name),
-            connect::default_with_activity(&txn)?,
+            builders::default_with_activity(&txn)?,
         )
     };
     builders.sort_by(|a, b| a.name.cmp(&b.name));
@@ -72,16 +73,16 @@ pub(crate) async fn ls(args: LsArgs) -> Result<(), Error> {
     for ng in builders {
         let mut statuses = Vec::new();
         for n in ng.nodes() {
-            statuses.push(status_of(&ng.driver, n, args.timeout).await);
+            statuses.push(status_of(&ng, n, args.timeout).await);
         }
         loaded.push((ng, statuses));
     }
     // The Docker Engine's builder comes after the stored ones, when the engine answers.
-    let docker = status_of(connect::DOCKER, &default.nodes()[0], args.timeout).await;
+    let docker = status_of(&default, &default.nodes()[0], args.timeout).await;
     if docker.running() {
         loaded.push((default, vec![docker]));
     }
-    let current = current.unwrap_or_else(|| connect::DEFAULT_BUILDER.to_owned());
+    let current = current.unwrap_or_else(|| builders::DEFAULT_BUILDER.to_owned());
     let current = Some(current);
     // Builders with errors go last.
     loaded.sort_by_key(|(_, st)| st.iter().any(|s| s.status.is_err()));
@@ -207,10 +208,10 @@ pub(crate) async fn inspect(args: InspectArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
     let ng = {
         let txn = store.txn()?;
-        connect::find_builder(&txn, args.name.as_deref())?
+        builders::find_builder(&txn, args.name.as_deref())?
     };
-    if args.bootstrap && ng.driver == connect::KUBERNETES {
-        create::bootstrap(&ng, crate::progress::default_mode()).await?;
+    if args.bootstrap && Driver::from_name(&ng.driver) == Some(Driver::Kubernetes) {
+        kubernetes::bootstrap(&ng, crate::progress::default_mode()).await?;
     }
     println!("Name:          {}", ng.name);
     println!("Driver:        {}", ng.driver);
@@ -223,7 +224,7 @@ pub(crate) async fn inspect(args: InspectArgs) -> Result<(), Error> {
         if i > 0 {
             println!();
         }
-        let st = status_of(&ng.driver, n, args.timeout).await;
+        let st = status_of(&ng, n, args.timeout).await;
         println!("Name:                  {}", n.name);
         println!("Endpoint:              {}", n.endpoint);
         let opts: Vec<String> = n

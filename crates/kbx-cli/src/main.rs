@@ -12,21 +12,20 @@
 )]
 
 mod build;
+mod builders;
 mod cache;
 mod cli;
-mod connect;
 mod context;
 mod create;
+mod driver;
 mod error;
 mod imagetools;
 mod ls;
 mod manage;
 mod multi;
 mod names;
-mod node;
 mod platforms;
 mod progress;
-mod remote;
 mod routing;
 mod tabwriter;
 

@@ -4,9 +4,11 @@ use std::io::{BufRead as _, Write as _};
 
 use kbx_store::Store;
 
+use crate::builders::DEFAULT_BUILDER;
 use crate::cli::{RmArgs, UseArgs};
+use crate::context;
+use crate::driver::{self, Driver, kubernetes};
 use crate::error::{Error, chain};
-use crate::{connect, context, node};
 
 pub(crate) fn use_builder(args: UseArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
@@ -15,7 +17,7 @@ pub(crate) fn use_builder(args: UseArgs) -> Result<(), Error> {
     let ng = match txn.node_group(&args.name) {
         Ok(ng) => ng,
         // The Docker Engine's builder: no current builder means `default`.
-        Err(kbx_store::Error::NotFound(_)) if args.name == connect::DEFAULT_BUILDER => {
+        Err(kbx_store::Error::NotFound(_)) if args.name == DEFAULT_BUILDER => {
             txn.set_current(&key, "", false, false)?;
             return Ok(());
         }
@@ -52,8 +54,7 @@ pub(crate) async fn rm(args: RmArgs) -> Result<(), Error> {
         for ng in builders {
             let mut running = false;
             for n in ng.nodes() {
-                let st =
-                    connect::status_of(&ng.driver, n, std::time::Duration::from_secs(20)).await;
+                let st = driver::status_of(&ng, n, std::time::Duration::from_secs(20)).await;
                 running |= st.running();
             }
             if !running {
@@ -70,7 +71,7 @@ pub(crate) async fn rm(args: RmArgs) -> Result<(), Error> {
     }
     let names = if args.names.is_empty() {
         let current = store.txn()?.current(&key)?;
-        vec![current.map_or_else(|| connect::DEFAULT_BUILDER.to_owned(), |c| c.name)]
+        vec![current.map_or_else(|| DEFAULT_BUILDER.to_owned(), |c| c.name)]
     } else {
         args.names.clone()
     };
@@ -91,7 +92,7 @@ async fn remove_one(store: &Store, name: &str, args: &RmArgs) -> Result<(), Erro
     let result = async {
         let txn = store.txn()?;
         let ng = match txn.node_group(name) {
-            Err(kbx_store::Error::NotFound(_)) if name == connect::DEFAULT_BUILDER => {
+            Err(kbx_store::Error::NotFound(_)) if name == DEFAULT_BUILDER => {
                 return Err(Error::msg(format!(
                     "context builder cannot be removed, run `docker context rm {name}` to remove this context"
                 )));
@@ -100,15 +101,9 @@ async fn remove_one(store: &Store, name: &str, args: &RmArgs) -> Result<(), Erro
         };
         let mut first_error = None;
         // Only kubernetes nodes own something to delete; a remote daemon is never touched.
-        if !args.keep_daemon && ng.driver == connect::KUBERNETES {
+        if !args.keep_daemon && Driver::from_name(&ng.driver) == Some(Driver::Kubernetes) {
             for n in ng.nodes() {
-                let removed = async {
-                    let driver = node::driver(n).await?;
-                    driver.remove(args.keep_state).await?;
-                    Ok::<_, Error>(())
-                }
-                .await;
-                if let Err(e) = removed {
+                if let Err(e) = kubernetes::remove(n, args.keep_state).await {
                     first_error.get_or_insert(Error::RemoveNode {
                         node: n.name.clone(),
                         source: Box::new(e),

@@ -11,7 +11,7 @@ use kbx_store::NodeGroup;
 
 use crate::build::{context_key, platforms, solve_error};
 use crate::cli::BuildArgs;
-use crate::connect::{self, Connected};
+use crate::driver::{self, Connected};
 use crate::error::Error;
 use crate::progress::{Mode, Printer, Steps};
 use crate::routing::{NodePlatforms, Share, route};
@@ -141,7 +141,7 @@ pub(crate) async fn run(
     let mut connections: Vec<Option<Connected>> = ng.nodes().iter().map(|_| None).collect();
     if crate::routing::needs_detection(&requested, &nodes) {
         for (i, n) in ng.nodes().iter().enumerate() {
-            let connected = connect::connect(ng, n, key, Some(mode)).await?;
+            let connected = driver::connect(ng, n, key, Some(mode)).await?;
             nodes[i].detected = Some(worker_platforms(&connected.client).await?);
             connections[i] = Some(connected);
         }
@@ -158,7 +158,7 @@ pub(crate) async fn run(
         let n = &ng.nodes()[share.node];
         let connected = match connections[share.node].take() {
             Some(c) => c,
-            None => connect::connect(ng, n, key, Some(mode)).await?,
+            None => driver::connect(ng, n, key, Some(mode)).await?,
         };
         let mut share_opts = opts.clone();
         share_opts.platforms = share.platforms.iter().map(ToString::to_string).collect();

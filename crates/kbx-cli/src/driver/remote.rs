@@ -1,5 +1,5 @@
-//! The `remote` driver's endpoint and driver options, checked as buildx checks them, and the
-//! TLS settings they turn into.
+//! The `remote` driver: a buildkitd at an address. Its endpoint and driver options are checked
+//! as buildx checks them, and turn into TLS settings.
 //!
 //! # Deviation
 //! buildx accepts `docker-container://`, `kube-pod://`, `npipe://` and `ssh://` endpoints too;
@@ -8,10 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use kbx_buildkit::Client;
 use kbx_buildkit::transport::TlsOptions;
+use kbx_kube::Status;
 use kbx_store::Node;
 
-use crate::error::Error;
+use super::{ATTEMPTS, FIRST_BACKOFF, Loaded, answers, daemon_status};
+use crate::error::{Error, chain};
 
 /// Schemes buildx's remote driver accepts (sorted, as upstream keeps them).
 const BUILDX_SCHEMES: &[&str] = &[
@@ -142,6 +145,54 @@ pub(crate) fn connection(n: &Node) -> Result<Option<TlsOptions>, Error> {
         key: opts.get("key").map(Into::into),
         server_name,
     }))
+}
+
+/// A remote node's buildkitd (over TLS when its options say so), retried like a pod (buildx
+/// waits up to 20 s for a remote builder to answer).
+pub(super) async fn client(n: &Node) -> Result<Client, Error> {
+    let tls = connection(n)?;
+    if let Some(t) = &tls {
+        // Bad TLS files fail at once, not after every retry.
+        kbx_buildkit::transport::tls_connector(t)?;
+    }
+    let endpoint = n.endpoint.clone();
+    kbx_kube::with_retry(ATTEMPTS, FIRST_BACKOFF, |_| {
+        let endpoint = endpoint.clone();
+        let tls = tls.clone();
+        async move {
+            let client = connect(&endpoint, tls.as_ref()).await.map_err(|source| {
+                Error::BuildkitUnreachable {
+                    what: format!("cannot connect to BuildKit at {endpoint}"),
+                    source: Box::new(source),
+                }
+            })?;
+            answers(&client).await?;
+            Ok(client)
+        }
+    })
+    .await
+}
+
+async fn connect(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Client, kbx_buildkit::Error> {
+    match tls {
+        Some(t) => Client::connect_tls(endpoint, t).await,
+        None => Client::connect(endpoint).await,
+    }
+}
+
+/// The status of a remote node: `inactive` (with the reason) when the daemon does not answer.
+pub(super) async fn status(n: &Node) -> Result<Loaded, Error> {
+    let tls = connection(n)?;
+    let connected = async {
+        let client = connect(&n.endpoint, tls.as_ref()).await?;
+        client.list_workers().await?;
+        Ok::<_, kbx_buildkit::Error>(client)
+    }
+    .await;
+    match connected {
+        Ok(client) => daemon_status(&client, false).await,
+        Err(e) => Ok((Status::Inactive(chain(&e)), None, Vec::new())),
+    }
 }
 
 #[cfg(test)]
