@@ -399,22 +399,13 @@ fn agent_id(id: &str) -> String {
     }
 }
 
-/// Registry credentials from the Docker CLI configuration (`$DOCKER_CONFIG/config.json` or
-/// `~/.docker/config.json`): inline `auths` entries, `credHelpers` and `credsStore`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DockerCredentials {
-    config: serde_json::Value,
-    helper_dir: Option<PathBuf>,
-}
+pub use kbx_docker_config::Credential;
 
-/// A user name and secret (password or identity token; the user name is empty for a token).
+/// Registry credentials from the Docker CLI configuration (`$DOCKER_CONFIG/config.json` or
+/// `~/.docker/config.json`): inline `auths` entries, `credHelpers` and `credsStore`; a
+/// [`kbx_docker_config::DockerConfig`] whose errors are this crate's [`Error::Io`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credential {
-    /// User name; empty for an identity token.
-    pub username: String,
-    /// Password or token.
-    pub secret: String,
-}
+pub struct DockerCredentials(kbx_docker_config::DockerConfig);
 
 impl DockerCredentials {
     /// Loads the Docker CLI configuration; a missing file means no credentials.
@@ -422,13 +413,9 @@ impl DockerCredentials {
     /// # Errors
     /// [`Error::Io`] when the file exists but cannot be read or parsed.
     pub fn load() -> Result<Self> {
-        let dir = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
-        match dir {
-            Some(d) => Self::from_file(&d.join("config.json")),
-            None => Ok(Self::default()),
-        }
+        kbx_docker_config::DockerConfig::load()
+            .map(Self)
+            .map_err(config_error)
     }
 
     /// Loads a given `config.json`; a missing file means no credentials.
@@ -436,28 +423,14 @@ impl DockerCredentials {
     /// # Errors
     /// [`Error::Io`] when the file exists but cannot be read or parsed.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(Error::io("read", path, e)),
-        };
-        let config = serde_json::from_str(&text).map_err(|e| {
-            Error::io(
-                "parse",
-                path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )
-        })?;
-        Ok(DockerCredentials {
-            config,
-            helper_dir: None,
-        })
+        kbx_docker_config::DockerConfig::from_file(path)
+            .map(Self)
+            .map_err(config_error)
     }
 
     /// Looks credential helpers (`docker-credential-<name>`) up in `dir` instead of `PATH`.
-    pub fn with_helper_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.helper_dir = Some(dir.into());
-        self
+    pub fn with_helper_dir(self, dir: impl Into<PathBuf>) -> Self {
+        Self(self.0.with_helper_dir(dir))
     }
 
     /// The credential for registry `host` (`registry-1.docker.io` and `docker.io` map to
@@ -466,141 +439,26 @@ impl DockerCredentials {
     /// # Errors
     /// [`Error::Io`] when a credential helper cannot be run or answers garbage.
     pub async fn get(&self, host: &str) -> Result<Credential> {
-        let key = match host {
-            "registry-1.docker.io" | "docker.io" | "index.docker.io" => {
-                "https://index.docker.io/v1/"
-            }
-            h => h,
-        };
-        let helper = self
-            .config
-            .get("credHelpers")
-            .and_then(|h| h.get(key))
-            .and_then(|v| v.as_str())
-            .or_else(|| self.config.get("credsStore").and_then(|v| v.as_str()));
-        if let Some(helper) = helper.filter(|h| !h.is_empty()) {
-            return run_helper(self.helper_dir.as_deref(), helper, key).await;
-        }
-        let auths = self.config.get("auths");
-        let entry = auths.and_then(|a| {
-            a.get(key).or_else(|| {
-                // Entries are sometimes stored as URLs: https://host or https://host/v1/.
-                a.as_object().and_then(|m| {
-                    m.iter()
-                        .find(|(k, _)| {
-                            k.trim_start_matches("https://")
-                                .trim_start_matches("http://")
-                                .split('/')
-                                .next()
-                                == Some(key)
-                        })
-                        .map(|(_, v)| v)
-                })
-            })
-        });
-        let Some(entry) = entry else {
-            return Ok(Credential::default());
-        };
-        if let Some(token) = entry.get("identitytoken").and_then(|v| v.as_str())
-            && !token.is_empty()
-        {
-            return Ok(Credential {
-                username: String::new(),
-                secret: token.to_owned(),
-            });
-        }
-        if let Some(auth) = entry.get("auth").and_then(|v| v.as_str()) {
-            let decoded = base64_decode(auth).unwrap_or_default();
-            let text = String::from_utf8_lossy(&decoded);
-            if let Some((u, p)) = text.split_once(':') {
-                return Ok(Credential {
-                    username: u.to_owned(),
-                    secret: p.to_owned(),
-                });
-            }
-        }
-        let field = |k: &str| {
-            entry
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Ok(Credential {
-            username: field("username"),
-            secret: field("password"),
-        })
+        self.0.get(host).await.map_err(config_error)
     }
 }
 
-async fn run_helper(dir: Option<&Path>, helper: &str, server: &str) -> Result<Credential> {
-    let name = format!("docker-credential-{helper}");
-    let program = match dir {
-        Some(d) => d.join(&name),
-        None => PathBuf::from(&name),
-    };
-    let err = |e: std::io::Error| Error::io("run credential helper", program.clone(), e);
-    let mut child = tokio::process::Command::new(&program)
-        .arg("get")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(err)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(server.as_bytes()).await.map_err(err)?;
+/// The error a Docker CLI configuration gives, as this crate has always reported it.
+fn config_error(e: kbx_docker_config::Error) -> Error {
+    use kbx_docker_config::Error as E;
+    match e {
+        E::Read { path, source } => Error::io("read", path, source),
+        E::Parse { path, source } => Error::io(
+            "parse",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, source),
+        ),
+        E::Helper { program, source } => Error::io("run credential helper", program, source),
     }
-    let out = child.wait_with_output().await.map_err(err)?;
-    if !out.status.success() {
-        // "credentials not found in native keychain": anonymous.
-        return Ok(Credential::default());
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    let s = |k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let username = s("Username");
-    Ok(if username == "<token>" {
-        Credential {
-            username: String::new(),
-            secret: s("Secret"),
-        }
-    } else {
-        Credential {
-            username,
-            secret: s("Secret"),
-        }
-    })
 }
 
 /// Standard base64 (padding optional); `None` on invalid input.
-pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
+pub(crate) use kbx_docker_config::decode_base64 as base64_decode;
 
 /// Answers `Credentials` from [`DockerCredentials`]; the token methods are left unimplemented,
 /// which the daemon takes as "fetch tokens yourself".

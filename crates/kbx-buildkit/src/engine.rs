@@ -32,6 +32,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::transport::{Address, BoxIo};
 use crate::{Credential, Error, Result};
 
+pub use kbx_docker_config::registry_host;
+
 /// One message of the Engine's push stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushMessage {
@@ -75,29 +77,10 @@ pub fn split_tag(name: &str) -> Option<(&str, &str)> {
     }
 }
 
-/// The registry host of an image name, as Docker normalises it: the first path component when
-/// it has a `.` or `:` or is `localhost`, otherwise `docker.io`.
-///
-/// ```
-/// use kbx_buildkit::engine::registry_host;
-/// assert_eq!(registry_host("localhost:5000/app:1"), "localhost:5000");
-/// assert_eq!(registry_host("library/busybox"), "docker.io");
-/// assert_eq!(registry_host("busybox:1"), "docker.io");
-/// ```
-pub fn registry_host(name: &str) -> &str {
-    match name.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
-        _ => "docker.io",
-    }
-}
-
 /// The `X-Registry-Auth` value: URL-safe base64 of the credential as JSON (`{}` when
 /// anonymous). Docker Hub's entry is named `https://index.docker.io/v1/`.
 pub fn registry_auth_header(host: &str, cred: &Credential) -> String {
-    let server = match host {
-        "docker.io" | "registry-1.docker.io" | "index.docker.io" => "https://index.docker.io/v1/",
-        h => h,
-    };
+    let server = kbx_docker_config::server_address(host);
     let json = if cred.username.is_empty() && cred.secret.is_empty() {
         serde_json::json!({})
     } else if cred.username.is_empty() {
@@ -109,29 +92,7 @@ pub fn registry_auth_header(host: &str, cred: &Credential) -> String {
             "serveraddress": server,
         })
     };
-    base64_url(json.to_string().as_bytes())
-}
-
-fn base64_url(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (i, c) in chars.iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ALPHABET[*c as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, json.to_string())
 }
 
 /// Connects to the Docker Engine at `addr` (`docker-unix://…` or `docker-tcp://…`).

@@ -1066,17 +1066,7 @@ mod tests {
 
     /// `der` as a PEM block.
     fn to_pem(label: &str, der: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut b64 = String::new();
-        for c in der.chunks(3) {
-            let n = c.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b)) << (8 * (3 - c.len()));
-            for i in 0..=c.len() {
-                b64.push(char::from(A[(n >> (18 - 6 * i)) as usize & 63]));
-            }
-            for _ in c.len()..3 {
-                b64.push('=');
-            }
-        }
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
         let lines: Vec<_> = b64
             .as_bytes()
             .chunks(64)

@@ -1,44 +1,10 @@
 //! Credentials and `WWW-Authenticate` challenges.
 
-use std::fmt;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-/// A user name and password for a registry. Docker stores identity tokens with the user name
-/// `<token>` (or an empty one); such a credential is sent to a token server as an OAuth2
-/// refresh token instead of as a password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credential {
-    /// The user name (`<token>` or empty for an identity token).
-    pub username: String,
-    /// The password or identity token.
-    pub password: String,
-}
-
-impl Credential {
-    /// A user name and password.
-    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
-        Credential {
-            username: username.into(),
-            password: password.into(),
-        }
-    }
-
-    /// Whether this is an identity (refresh) token rather than a password.
-    pub fn is_identity_token(&self) -> bool {
-        self.username.is_empty() || self.username == "<token>"
-    }
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credential")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
+pub use kbx_docker_config::Credential;
 
 /// Supplies credentials for a registry host (as written in references: `docker.io`,
 /// `localhost:5000`); `None` means anonymous.

@@ -290,7 +290,7 @@ impl Client {
                         });
                     };
                     let b = base64::engine::general_purpose::STANDARD
-                        .encode(format!("{}:{}", c.username, c.password));
+                        .encode(format!("{}:{}", c.username, c.secret));
                     let mut map = self.inner.auth.lock().unwrap_or_else(|e| e.into_inner());
                     map.entry(registry.to_owned()).or_default().basic = Some(b);
                 }
@@ -353,7 +353,7 @@ impl Client {
             Some(c) if c.is_identity_token() => {
                 let mut form = format!(
                     "grant_type=refresh_token&client_id=kbx&refresh_token={}",
-                    enc(&c.password)
+                    enc(&c.secret)
                 );
                 if let Some(s) = service {
                     form.push_str(&format!("&service={}", enc(s)));
@@ -376,7 +376,7 @@ impl Client {
                 let sep = if realm.contains('?') { '&' } else { '?' };
                 if let Some(c) = &cred {
                     let b = base64::engine::general_purpose::STANDARD
-                        .encode(format!("{}:{}", c.username, c.password));
+                        .encode(format!("{}:{}", c.username, c.secret));
                     if let Ok(v) = HeaderValue::from_str(&format!("Basic {b}")) {
                         headers.insert(header::AUTHORIZATION, v);
                     }

@@ -5,10 +5,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// The registry Docker Hub references name (`docker.io`).
-pub const DOCKER_HUB: &str = "docker.io";
-/// The host Docker Hub's registry API is served from.
-pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+pub use kbx_docker_config::{DOCKER_HUB, DOCKER_HUB_API};
 
 const MAX_NAME_LEN: usize = 255;
 

@@ -75,6 +75,11 @@ impl Descriptor {
 }
 
 /// An OS / architecture / variant triple as in an index entry or image config.
+///
+/// This is the descriptor's platform as a registry sent it, not [`kbx_opts::Platform`] (the
+/// normalised platform a user types): fields are kept exactly as they came (an empty
+/// `variant` stays, `null` lists are accepted) so that indexes built from existing ones keep
+/// their entries byte for byte, and it displays as `imagetools inspect` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct Platform {
     /// CPU architecture (`amd64`, `arm64`).
