@@ -1,7 +1,7 @@
 //! Which builder a command works on: the one named, the current one, or the implicit
 //! `default` builder of the Docker Engine, and the Docker host that builder reaches.
 
-use kbx_store::{Node, NodeGroup, Txn};
+use kbx_store::{Node, NodeGroup, Store, Txn};
 
 use crate::context;
 use crate::driver::Driver;
@@ -64,4 +64,20 @@ pub(crate) fn docker_host() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// The builder called `name` (or the current one) from the default store.
+pub(crate) fn load(name: Option<&str>) -> Result<NodeGroup, Error> {
+    let store = Store::open_default()?;
+    let txn = store.txn()?;
+    find_builder(&txn, name)
+}
+
+/// [`load`], recording the builder's last activity (a build uses it).
+pub(crate) fn load_active(name: Option<&str>) -> Result<NodeGroup, Error> {
+    let store = Store::open_default()?;
+    let txn = store.txn()?;
+    let ng = find_builder(&txn, name)?;
+    txn.update_last_activity(&ng.name)?;
+    Ok(ng)
 }

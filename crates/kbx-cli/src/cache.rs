@@ -1,4 +1,5 @@
-//! `kbx du` and `kbx prune`: the build cache of every node of a builder, with buildx's tables.
+//! The build cache of every node of a builder, as `kbx du` and `kbx prune` show it: filters,
+//! buildx's tables and verbose records.
 //!
 //! # Deviation
 //! - Times in `--verbose` output (`Created at`) are printed in UTC; buildx uses the local zone.
@@ -6,26 +7,19 @@
 //!   `--max-used-space`, `--min-free-space` (BuildKit v0.17+) or `--timeout`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, Write as _};
 use std::time::{Duration, SystemTime};
 
-use kbx_buildkit::{CacheRecord, PruneOptions};
+use kbx_buildkit::CacheRecord;
 use kbx_opts::GoDuration;
-use kbx_store::{NodeGroup, Store};
+use kbx_store::NodeGroup;
 
-use crate::cli::{DuArgs, PruneArgs};
+use crate::driver;
 use crate::error::Error;
 use crate::tabwriter::TabWriter;
-use crate::{builders, driver};
-
-const NORMAL_WARNING: &str =
-    "WARNING! This will remove all dangling build cache. Are you sure you want to continue?";
-const ALL_CACHE_WARNING: &str =
-    "WARNING! This will remove all build cache. Are you sure you want to continue?";
 
 /// `--filter KEY=VALUE` values, as the Docker CLI collects them: keys lower-cased, keys and
 /// values trimmed, several values per key kept.
-fn parse_filters(list: &[String]) -> Result<BTreeMap<String, Vec<String>>, Error> {
+pub(crate) fn parse_filters(list: &[String]) -> Result<BTreeMap<String, Vec<String>>, Error> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in list.iter().filter(|f| !f.is_empty()) {
         let Some((k, v)) = f.split_once('=') else {
@@ -46,7 +40,7 @@ fn parse_filters(list: &[String]) -> Result<BTreeMap<String, Vec<String>>, Error
 /// duration, every other key a BuildKit filter (`id~=`, `key==value`, or `key!=`/`key~=` as
 /// written), joined into one expression. kbx joins the keys in sorted order (buildx in Go map
 /// order, which is random).
-fn prune_info(
+pub(crate) fn prune_info(
     filters: &BTreeMap<String, Vec<String>>,
 ) -> Result<(Option<Duration>, Vec<String>), Error> {
     if filters.contains_key("until") && filters.contains_key("unused-for") {
@@ -64,7 +58,7 @@ fn prune_info(
         Some([v]) => {
             let d = GoDuration::parse(v).map_err(|source| Error::InvalidValue {
                 what: format!("{until_key:?} filter expects a duration (e.g., '24h')"),
-                source,
+                source: Box::new(source),
             })?;
             Some(d.to_std().unwrap_or_default())
         }
@@ -93,42 +87,6 @@ fn prune_info(
         vec![parts.join(",")]
     };
     Ok((keep, expr))
-}
-
-/// Docker's `RAMInBytes`: a number with an optional binary unit (`b`, `k`, `m`, `g`, `t`, `p`,
-/// optionally followed by `i` and/or `b`), e.g. `512mb`, `10GB`, `1.5g`.
-fn ram_in_bytes(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.contains("..") {
-        return None;
-    }
-    let value: f64 = num.parse().ok()?;
-    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_ascii_lowercase();
-    let mut rest = unit.as_str();
-    let mult: f64 = match rest.chars().next() {
-        Some(c @ ('k' | 'm' | 'g' | 't' | 'p')) => {
-            rest = &rest[1..];
-            let exp = match c {
-                'k' => 1,
-                'm' => 2,
-                'g' => 3,
-                't' => 4,
-                _ => 5,
-            };
-            1024f64.powi(exp)
-        }
-        _ => 1.0,
-    };
-    rest = rest.strip_prefix('i').unwrap_or(rest);
-    rest = rest.strip_prefix('b').unwrap_or(rest);
-    if !rest.is_empty() {
-        return None;
-    }
-    Some((value * mult) as i64)
 }
 
 /// Docker's `units.HumanSize`: four significant digits, decimal units.
@@ -174,7 +132,8 @@ fn go_time(t: SystemTime) -> String {
     format!("{}{frac} +0000 UTC", dt.strftime("%Y-%m-%d %H:%M:%S"))
 }
 
-fn verbose(tw: &mut TabWriter, r: &CacheRecord) {
+/// One record in `--verbose` form: `Key:\tvalue` lines and an empty line.
+pub(crate) fn verbose(tw: &mut TabWriter, r: &CacheRecord) {
     tw.line(&format!("ID:\t{}", r.id));
     if !r.parents.is_empty() {
         tw.line(&format!("Parent:\t{}", r.parents.join(",")));
@@ -201,9 +160,11 @@ fn verbose(tw: &mut TabWriter, r: &CacheRecord) {
     tw.line("");
 }
 
-const TABLE_HEADER: &str = "ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED";
+/// The header of the cache table.
+pub(crate) const TABLE_HEADER: &str = "ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED";
 
-fn table_row(r: &CacheRecord) -> String {
+/// One record as a row of the cache table (`*` marks mutable and shared records).
+pub(crate) fn table_row(r: &CacheRecord) -> String {
     let mut id = r.id.clone();
     if r.mutable {
         id.push('*');
@@ -216,145 +177,13 @@ fn table_row(r: &CacheRecord) -> String {
     format!("{id:<40}\t{:<5}\t{size:<10}\t{last}", !r.in_use)
 }
 
-fn load_builder(name: Option<&str>) -> Result<NodeGroup, Error> {
-    let store = Store::open_default()?;
-    let txn = store.txn()?;
-    builders::find_builder(&txn, name)
-}
-
-async fn clients(ng: &NodeGroup) -> Result<Vec<kbx_buildkit::Client>, Error> {
+/// A client for every node of the builder, in order.
+pub(crate) async fn clients(ng: &NodeGroup) -> Result<Vec<kbx_buildkit::Client>, Error> {
     let mut out = Vec::new();
     for n in ng.nodes() {
         out.push(driver::connect(ng, n, b"", None).await?.client);
     }
     Ok(out)
-}
-
-pub(crate) async fn du(args: DuArgs) -> Result<(), Error> {
-    let filters = parse_filters(&args.filters)?;
-    let (_, expr) = prune_info(&filters)?;
-    let ng = load_builder(args.builder.as_deref())?;
-    let mut all = Vec::new();
-    for c in clients(&ng).await? {
-        all.push(c.disk_usage_filtered(&expr).await?);
-    }
-    let mut out = String::new();
-    let mut tw = TabWriter::default();
-    let mut first = true;
-    for records in &all {
-        if args.verbose {
-            for r in records {
-                verbose(&mut tw, r);
-            }
-            out.push_str(&tw.flush());
-        } else {
-            if first {
-                tw.line(TABLE_HEADER);
-                first = false;
-            }
-            for r in records {
-                tw.line(&table_row(r));
-            }
-            out.push_str(&tw.flush());
-        }
-    }
-    if filters.is_empty() {
-        let (mut total, mut reclaimable, mut shared) = (0i64, 0i64, 0i64);
-        for r in all.iter().flatten() {
-            if r.size > 0 {
-                total += r.size;
-                if !r.in_use {
-                    reclaimable += r.size;
-                }
-            }
-            if r.shared {
-                shared += r.size;
-            }
-        }
-        if shared > 0 {
-            tw.line(&format!("Shared:\t{}", human_size(shared)));
-            tw.line(&format!("Private:\t{}", human_size(total - shared)));
-        }
-        tw.line(&format!("Reclaimable:\t{}", human_size(reclaimable)));
-        tw.line(&format!("Total:\t{}", human_size(total)));
-        out.push_str(&tw.flush());
-    }
-    print!("{out}");
-    Ok(())
-}
-
-pub(crate) async fn prune(args: PruneArgs) -> Result<(), Error> {
-    if args.keep_storage.is_some() {
-        eprintln!(
-            "Flag --keep-storage has been deprecated, keep-storage flag has been changed to reserved-space"
-        );
-    }
-    let mut reserved = 0;
-    for (flag, value) in [
-        ("--reserved-space", &args.reserved_space),
-        ("--keep-storage", &args.keep_storage),
-    ] {
-        if let Some(v) = value {
-            reserved = ram_in_bytes(v).ok_or_else(|| {
-                Error::msg(format!(
-                    "invalid argument {v:?} for \"{flag}\" flag: invalid size: '{v}'"
-                ))
-            })?;
-        }
-    }
-    let filters = parse_filters(&args.filters)?;
-    let (keep_duration, expr) = prune_info(&filters)?;
-    if !args.force {
-        let warning = if args.all {
-            ALL_CACHE_WARNING
-        } else {
-            NORMAL_WARNING
-        };
-        if !confirm(warning) {
-            return Ok(());
-        }
-    }
-    let ng = load_builder(args.builder.as_deref())?;
-    let opts = PruneOptions {
-        all: args.all,
-        keep_duration,
-        reserved_space: reserved,
-        filters: expr,
-    };
-    let mut tw = TabWriter::default();
-    let mut first = true;
-    let mut total = 0i64;
-    let mut stdout = std::io::stdout();
-    for c in clients(&ng).await? {
-        c.prune_with(&opts, |r| {
-            total += r.size;
-            if args.verbose {
-                verbose(&mut tw, r);
-            } else {
-                if first {
-                    tw.line(TABLE_HEADER);
-                    first = false;
-                }
-                tw.line(&table_row(r));
-            }
-            let _ = stdout.write_all(tw.flush().as_bytes());
-        })
-        .await?;
-    }
-    tw.line(&format!("Total:\t{}", human_size(total)));
-    let _ = stdout.write_all(tw.flush().as_bytes());
-    Ok(())
-}
-
-/// The Docker CLI's confirmation prompt, on stdout; only `y`/`Y` confirm.
-fn confirm(message: &str) -> bool {
-    print!("{message} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim(), "y" | "Y")
 }
 
 #[cfg(test)]
@@ -375,18 +204,6 @@ mod tests {
         assert_eq!(human_size(3_200_000), "3.2MB");
         assert_eq!(human_size(999_999), "1000kB");
         assert_eq!(human_size(5_000_000_000), "5GB");
-    }
-
-    #[test]
-    fn ram_sizes_like_docker() {
-        assert_eq!(ram_in_bytes("10"), Some(10));
-        assert_eq!(ram_in_bytes("1k"), Some(1024));
-        assert_eq!(ram_in_bytes("512mb"), Some(512 << 20));
-        assert_eq!(ram_in_bytes("2GiB"), Some(2 << 30));
-        assert_eq!(ram_in_bytes("1.5g"), Some(3 << 29));
-        assert_eq!(ram_in_bytes("x"), None);
-        assert_eq!(ram_in_bytes("10q"), None);
-        assert_eq!(ram_in_bytes(""), None);
     }
 
     #[test]

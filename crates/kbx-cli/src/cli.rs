@@ -38,7 +38,7 @@ pub(crate) enum Command {
     /// Remove build cache.
     Prune(PruneArgs),
     /// Commands to work on images in a registry.
-    Imagetools(crate::imagetools::ImagetoolsArgs),
+    Imagetools(crate::commands::imagetools::ImagetoolsArgs),
     /// Show the kbx version.
     Version,
     /// Print a shell completion script.
@@ -255,7 +255,7 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value = "auto")]
     pub(crate) progress: ProgressMode,
     #[command(flatten)]
-    pub(crate) attest: crate::build::AttestArgs,
+    pub(crate) attest: AttestArgs,
 }
 
 #[derive(Debug, Args)]
@@ -294,4 +294,18 @@ pub(crate) struct PruneArgs {
     /// Do not prompt for confirmation.
     #[arg(short, long)]
     pub(crate) force: bool,
+}
+
+/// `--attest`, `--provenance` and `--sbom`, as buildx takes them.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct AttestArgs {
+    /// Attestation parameters (`type=provenance,mode=max`, `type=sbom`, `…,disabled=true`).
+    #[arg(long = "attest")]
+    pub(crate) attest: Vec<String>,
+    /// Shorthand for `--attest=type=provenance` (`true`, `false`, `mode=min`, `mode=max`).
+    #[arg(long)]
+    pub(crate) provenance: Option<String>,
+    /// Shorthand for `--attest=type=sbom` (`true`, `false`, or its attributes).
+    #[arg(long)]
+    pub(crate) sbom: Option<String>,
 }

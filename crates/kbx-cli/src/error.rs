@@ -40,7 +40,7 @@ pub(crate) enum Error {
         what: String,
         /// The parser's error.
         #[source]
-        source: kbx_opts::Error,
+        source: Box<kbx_opts::Error>,
     },
     /// Objects that would be rejected by the API server.
     #[error(transparent)]

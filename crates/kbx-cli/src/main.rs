@@ -11,27 +11,25 @@
     reason = "the CLI is the only crate that prints"
 )]
 
-mod build;
+mod build_options;
 mod builders;
 mod cache;
 mod cli;
+mod commands;
 mod context;
-mod create;
 mod driver;
 mod error;
-mod imagetools;
-mod ls;
-mod manage;
 mod multi;
 mod names;
 mod platforms;
 mod progress;
+mod registry;
 mod routing;
 mod tabwriter;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, Parser as _};
+use clap::Parser as _;
 
 use crate::cli::{Cli, Command};
 
@@ -49,26 +47,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Create(args) => create::run(args).await,
-            Command::Ls(args) => ls::ls(args).await,
-            Command::Inspect(args) => ls::inspect(args).await,
-            Command::Use(args) => manage::use_builder(args),
-            Command::Rm(args) => manage::rm(args).await,
-            Command::Build(args) => build::run(*args).await,
-            Command::Du(args) => cache::du(args).await,
-            Command::Prune(args) => cache::prune(args).await,
-            Command::Imagetools(args) => imagetools::run(args).await,
-            Command::Version => {
-                println!(
-                    "kbx {} (buildx-compatible kubernetes driver)",
-                    env!("CARGO_PKG_VERSION")
-                );
-                Ok(())
-            }
-            Command::Completion { shell } => {
-                clap_complete::generate(shell, &mut Cli::command(), "kbx", &mut std::io::stdout());
-                Ok(())
-            }
+            Command::Create(args) => commands::create::run(args).await,
+            Command::Ls(args) => commands::ls::run(args).await,
+            Command::Inspect(args) => commands::inspect::run(args).await,
+            Command::Use(args) => commands::use_builder::run(args),
+            Command::Rm(args) => commands::rm::run(args).await,
+            Command::Build(args) => commands::build::run(*args).await,
+            Command::Du(args) => commands::du::run(args).await,
+            Command::Prune(args) => commands::prune::run(args).await,
+            Command::Imagetools(args) => commands::imagetools::run(args).await,
+            Command::Version => commands::version::run(),
+            Command::Completion { shell } => commands::completion::run(shell),
         }
     });
     match result {

@@ -9,7 +9,7 @@ use kbx_opts::Platform;
 use kbx_registry::Reference;
 use kbx_store::NodeGroup;
 
-use crate::build::{context_key, platforms, solve_error};
+use crate::build_options::{context_key, platforms, solve_error};
 use crate::cli::BuildArgs;
 use crate::driver::{self, Connected};
 use crate::error::Error;
@@ -101,7 +101,7 @@ async fn merge_pushed(
         .iter()
         .map(|n| Reference::parse(n))
         .collect::<Result<Vec<_>, _>>()?;
-    let client = crate::imagetools::client_with(crate::imagetools::plain_http_hosts(ng))?;
+    let client = crate::registry::client_with(crate::registry::plain_http_hosts(ng))?;
     let created = client
         .create_index(&sources, &tags, &Default::default(), false)
         .await?;
@@ -119,6 +119,7 @@ async fn worker_platforms(client: &Client) -> Result<Vec<Platform>, Error> {
         .collect())
 }
 
+/// Builds `opts` on the nodes of `ng` that the requested platforms route to, in parallel.
 pub(crate) async fn run(
     args: &BuildArgs,
     opts: BuildOptions,

@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use kbx_kube::Status;
 use kbx_opts::Platform;
+use kbx_store::Node;
+
+use crate::driver::NodeStatus;
 
 /// `os/arch` groups shown first, in this order, when truncating.
 const MAJOR: [&str; 7] = [
@@ -97,6 +101,31 @@ pub(crate) fn truncate(platforms: &[String], max: usize) -> String {
         out.push(format!("({} more)", platforms.len() - shown));
     }
     out.join(", ")
+}
+
+/// The PLATFORMS of one row: the node's fixed platforms, then those `detected`.
+pub(crate) fn node_platforms(n: &Node, detected: &[Platform]) -> Vec<String> {
+    let fixed = n.platforms.clone().unwrap_or_default();
+    in_groups(&fixed, detected)
+}
+
+/// The platforms the node's workers report (Docker engine, remote daemon).
+pub(crate) fn reported(status: &NodeStatus) -> Vec<Platform> {
+    status
+        .platforms
+        .iter()
+        .filter_map(|p| Platform::parse(p, &Platform::local()).ok())
+        .collect()
+}
+
+/// Every platform any pod of the node, or its workers, report.
+pub(crate) fn detected(status: &NodeStatus) -> Vec<Platform> {
+    let mut out = match &status.status {
+        Ok(Status::Running(pods)) => pods.iter().flat_map(|p| p.platforms.clone()).collect(),
+        _ => Vec::new(),
+    };
+    out.extend(reported(status));
+    out
 }
 
 #[cfg(test)]

@@ -86,6 +86,28 @@ fn write_lines(
     }
 }
 
+/// Go `text/tabwriter` with padding 3: every cell but the last of a row is padded.
+pub(crate) fn tabwrite(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(cols.saturating_sub(1)) {
+            widths[i] = widths[i].max(cell.chars().count() + 3);
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < row.len() {
+                out.push_str(&" ".repeat(widths[i] - cell.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +137,43 @@ mod tests {
         tw.line("");
         tw.line("Description:\ty");
         assert_eq!(tw.flush(), "ID:\tx\n\nDescription:\ty\n");
+    }
+
+    #[test]
+    fn tabwriter_pads_like_go() {
+        let rows: Vec<Vec<String>> = [
+            [
+                "NAME/NODE",
+                "DRIVER/ENDPOINT",
+                "STATUS",
+                "BUILDKIT",
+                "PLATFORMS",
+            ],
+            ["kube2", "kubernetes", "", "", ""],
+            [
+                " \\_ kube20",
+                " \\_ kubernetes:///kube2?deployment=x&kubeconfig=",
+                "stopped",
+                "",
+                "",
+            ],
+        ]
+        .iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect();
+        let text = tabwrite(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("NAME/NODE    DRIVER/ENDPOINT "),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("kube2        kubernetes "), "{text}");
+        assert!(
+            lines[2].starts_with(
+                " \\_ kube20    \\_ kubernetes:///kube2?deployment=x&kubeconfig=   stopped    "
+            ),
+            "{text}"
+        );
+        assert!(lines[1].ends_with(' '), "trailing padding as in buildx");
     }
 }

@@ -1,39 +1,17 @@
-//! `kbx use` and `kbx rm`.
+//! `kbx rm`: forget builders and delete their cluster objects.
 
 use std::io::{BufRead as _, Write as _};
 
 use kbx_store::Store;
 
 use crate::builders::DEFAULT_BUILDER;
-use crate::cli::{RmArgs, UseArgs};
+use crate::cli::RmArgs;
 use crate::context;
 use crate::driver::{self, Driver, kubernetes};
 use crate::error::{Error, chain};
 
-pub(crate) fn use_builder(args: UseArgs) -> Result<(), Error> {
-    let store = Store::open_default()?;
-    let key = context::current_key(|k| std::env::var_os(k));
-    let txn = store.txn()?;
-    let ng = match txn.node_group(&args.name) {
-        Ok(ng) => ng,
-        // The Docker Engine's builder: no current builder means `default`.
-        Err(kbx_store::Error::NotFound(_)) if args.name == DEFAULT_BUILDER => {
-            txn.set_current(&key, "", false, false)?;
-            return Ok(());
-        }
-        Err(kbx_store::Error::NotFound(_)) => {
-            return Err(Error::msg(format!(
-                "run `kbx ls` to see available builders: no builder {:?} found",
-                args.name
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    txn.set_current(&key, &ng.name, args.global, args.default)?;
-    Ok(())
-}
-
-pub(crate) async fn rm(args: RmArgs) -> Result<(), Error> {
+/// Runs `kbx rm`.
+pub(crate) async fn run(args: RmArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
     let key = context::current_key(|k| std::env::var_os(k));
     if args.all_inactive {

@@ -1,4 +1,4 @@
-//! `kbx create`.
+//! `kbx create`: a new builder, a node added to one, a node changed or removed.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,7 @@ use crate::{context, names};
 /// Drivers buildx has that kbx does not implement.
 const BUILDX_ONLY_DRIVERS: &[&str] = &["docker-container"];
 
+/// Runs `kbx create`.
 pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
     if args.append && args.name.is_none() {
         return Err(Error::msg("append requires a builder name"));

@@ -1,0 +1,337 @@
+//! What `kbx build` sends to BuildKit, from its flags: the [`BuildOptions`], the output each
+//! driver exports to by default, and how a failed solve or load is reported. Shared by builds
+//! on one node and builds split among several ([`crate::multi`]).
+
+use kbx_buildkit::{BuildOptions, Output};
+
+use crate::builders;
+use crate::cli::{AttestArgs, BuildArgs};
+use crate::driver::Driver;
+use crate::error::Error;
+
+/// buildx's pod-choice key: the absolute context path.
+pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error> {
+    std::path::absolute(&args.context).map_err(|source| Error::Read {
+        path: args.context.display().to_string(),
+        source,
+    })
+}
+
+/// The build options of `kbx build`'s flags (and `BUILDX_NO_DEFAULT_ATTESTATIONS`).
+pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
+    let (attests, no_default_attestations) = attestations(
+        &args.attest,
+        std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .ok()
+            .as_deref(),
+    )?;
+    if args.push && args.load {
+        return Err(Error::msg("--push and --load cannot be used together"));
+    }
+    let output = match (&args.output, args.push, args.load) {
+        (Some(_), true, _) | (Some(_), _, true) => {
+            return Err(Error::msg(
+                "--output cannot be combined with --push or --load",
+            ));
+        }
+        (Some(spec), false, false) => match Output::parse(spec)? {
+            // As buildx, `-t` names an image, docker or oci export that names nothing itself.
+            Output::Image { names, push } if names.is_empty() => Some(Output::Image {
+                names: args.tags.clone(),
+                push,
+            }),
+            Output::Docker { dest, names } if names.is_empty() => Some(Output::Docker {
+                dest,
+                names: args.tags.clone(),
+            }),
+            Output::DockerLoad { engine, names } if names.is_empty() => Some(Output::DockerLoad {
+                engine,
+                names: args.tags.clone(),
+            }),
+            Output::Oci { dest, names } if names.is_empty() => Some(Output::Oci {
+                dest,
+                names: args.tags.clone(),
+            }),
+            other => Some(other),
+        },
+        (None, true, false) => Some(Output::Image {
+            names: args.tags.clone(),
+            push: true,
+        }),
+        (None, false, true) => Some(Output::DockerLoad {
+            engine: None,
+            names: args.tags.clone(),
+        }),
+        _ => None,
+    };
+    Ok(BuildOptions {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        target: args.target.clone(),
+        build_args: key_values(&args.build_args, "--build-arg")?,
+        labels: key_values(&args.labels, "--label")?,
+        platforms: platforms(&args.platforms)?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        no_cache: args.no_cache,
+        network: args.network.clone(),
+        named_contexts: args
+            .build_contexts
+            .iter()
+            .map(|c| kbx_buildkit::NamedContext::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(Error::from)?,
+        output,
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|c| kbx_buildkit::CacheEntry::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(Error::from)?,
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|c| kbx_buildkit::CacheEntry::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(Error::from)?,
+        secrets: args
+            .secrets
+            .iter()
+            .map(|s| kbx_buildkit::Secret::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(Error::from)?,
+        ssh: args
+            .ssh
+            .iter()
+            .map(|s| {
+                let mut agent = kbx_buildkit::SshAgent::parse(s)?;
+                agent.load_keys(ask_passphrase)?;
+                Ok(agent)
+            })
+            .collect::<Result<_, kbx_buildkit::Error>>()?,
+        credentials: kbx_buildkit::DockerCredentials::load().ok(),
+        attests,
+        no_default_attestations,
+        ..BuildOptions::default()
+    })
+}
+
+/// The attestations to request, and whether buildx's default provenance is turned off
+/// (`BUILDX_NO_DEFAULT_ATTESTATIONS`, a Go boolean).
+pub(crate) fn attestations(
+    args: &AttestArgs,
+    no_default_env: Option<&str>,
+) -> Result<(std::collections::BTreeMap<String, Option<String>>, bool), Error> {
+    let attests = kbx_buildkit::parse_attests(
+        &args.attest,
+        args.provenance.as_deref(),
+        args.sbom.as_deref(),
+    )?;
+    let no_default = match no_default_env {
+        None => false,
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
+        Some(v) => {
+            return Err(Error::msg(format!(
+                "invalid BUILDX_NO_DEFAULT_ATTESTATIONS: strconv.ParseBool: parsing {v:?}: invalid syntax"
+            )));
+        }
+    };
+    Ok((attests, no_default))
+}
+
+fn key_values(
+    list: &[String],
+    flag: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            // buildx takes a bare KEY's value from the environment.
+            None => std::env::var(kv)
+                .map(|v| (kv.clone(), v))
+                .map_err(|_| Error::msg(format!("invalid {flag} {kv:?}: expected KEY=VALUE"))),
+        })
+        .collect()
+}
+
+/// `--platform` values (comma lists allowed), parsed and normalised.
+///
+/// # Deviation
+/// A platform given twice is built once (buildx passes the duplicate on to BuildKit).
+pub(crate) fn platforms(values: &[String]) -> Result<Vec<kbx_opts::Platform>, Error> {
+    let all =
+        kbx_opts::Platform::parse_list(values, &kbx_opts::Platform::local()).map_err(|source| {
+            Error::InvalidValue {
+                what: "invalid --platform".to_owned(),
+                source: Box::new(source),
+            }
+        })?;
+    let mut out: Vec<kbx_opts::Platform> = Vec::new();
+    for p in all {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Asks for the passphrase of an `--ssh` key file on the terminal, as buildx does, without
+/// echoing it; fails when stdin or stderr is not a terminal.
+fn ask_passphrase(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::IsTerminal;
+    let term = console::Term::stderr();
+    if !std::io::stdin().is_terminal() || !term.is_term() {
+        return Err(std::io::Error::other(
+            "stdin is not a terminal to ask for the passphrase on",
+        ));
+    }
+    term.write_str(&format!("Enter passphrase for {}: ", path.display()))?;
+    term.read_secure_line()
+}
+
+/// What a build exports to when the flags leave a choice, per driver, as buildx does: the
+/// docker driver loads into the Engine (`moby`), others keep the result in the cache only.
+/// An image push on the docker driver becomes a `moby` export whose names the Engine pushes
+/// afterwards; those names are returned. On other drivers, `--load` (a `docker` export without
+/// `dest`) streams the archive into the Engine at `DOCKER_HOST`.
+pub(crate) fn default_output(
+    opts: &mut BuildOptions,
+    driver: &str,
+    tags: &[String],
+) -> Result<Vec<String>, Error> {
+    if Driver::from_name(driver) == Some(Driver::Docker) {
+        if let Some(Output::Image { names, push: true }) = &opts.output {
+            let names = if names.is_empty() {
+                tags.to_vec()
+            } else {
+                names.clone()
+            };
+            if names.is_empty() {
+                return Err(Error::msg("tag is needed when pushing to registry"));
+            }
+            opts.output = Some(Output::Moby {
+                names: names.clone(),
+            });
+            return Ok(names);
+        }
+        let load = matches!(
+            &opts.output,
+            None | Some(Output::DockerLoad { .. } | Output::Image { push: false, .. })
+        );
+        if load {
+            let names = match &opts.output {
+                Some(Output::Image { names, .. } | Output::DockerLoad { names, .. })
+                    if !names.is_empty() =>
+                {
+                    names.clone()
+                }
+                _ => tags.to_vec(),
+            };
+            opts.output = Some(Output::Moby { names });
+        }
+    } else if let Some(Output::DockerLoad { engine, .. }) = &mut opts.output {
+        *engine = Some(load_engine()?);
+    } else if opts.output.is_none() {
+        eprintln!(
+            "WARNING: No output specified with {driver} driver. Build result will only remain in the build cache. To push result image into registry use --push or to load image into docker use --load"
+        );
+    }
+    Ok(Vec::new())
+}
+
+/// The Engine `--load` (and `type=docker` without `dest`) loads into on non-docker drivers:
+/// `DOCKER_HOST`, or the default socket.
+///
+/// # Deviation
+/// (K16) buildx loads into the current Docker context's Engine (or the output's `context=`),
+/// sends an `oci` archive to Engines with the containerd image store and finds an unreachable
+/// Engine only when the export starts. kbx always sends a `docker` archive to this address and
+/// checks the Engine before the build.
+fn load_engine() -> Result<kbx_buildkit::Address, Error> {
+    let host = builders::docker_host();
+    kbx_buildkit::Address::parse_docker_host(&host).map_err(|source| Error::DockerHost {
+        host,
+        source: Box::new(source),
+    })
+}
+
+/// A failed load into the Docker Engine (`--load` on a non-docker driver). An Engine that cannot
+/// be reached gets the Docker CLI's message naming `DOCKER_HOST` (what buildx reports, and what
+/// the docker driver says); otherwise the whole cause chain, e.g. the Engine's refusal.
+pub(crate) fn load_error(err: kbx_buildkit::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut unreachable = false;
+    while let Some(e) = cause {
+        // A boxed source (`EngineLoad`'s) is a `Box<Error>` to `downcast_ref`.
+        let ours = e.downcast_ref::<kbx_buildkit::Error>().or_else(|| {
+            e.downcast_ref::<Box<kbx_buildkit::Error>>()
+                .map(AsRef::as_ref)
+        });
+        unreachable |= matches!(ours, Some(kbx_buildkit::Error::Connect { .. }));
+        cause = e.source();
+    }
+    if unreachable {
+        Error::DockerUnreachable {
+            host: builders::docker_host(),
+            denied: true,
+            source: Box::new(err),
+        }
+    } else {
+        Error::Buildkit(err)
+    }
+}
+
+/// A failed solve: the step, its last log lines, then the daemon's message.
+pub(crate) fn solve_error(err: kbx_buildkit::Error) -> Error {
+    if let kbx_buildkit::Error::Solve {
+        vertex: Some(v),
+        logs,
+        ..
+    } = &err
+    {
+        eprintln!("------\n > {v}:");
+        for l in logs {
+            eprintln!("{l}");
+        }
+        eprintln!("------");
+    }
+    Error::Buildkit(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attestation_flags_and_the_default_switch() {
+        let args = AttestArgs {
+            attest: vec!["type=sbom,disabled=true".into()],
+            provenance: Some("mode=max".into()),
+            sbom: None,
+        };
+        let (a, no_default) = attestations(&args, None).unwrap();
+        assert_eq!(a["provenance"].as_deref(), Some("type=provenance,mode=max"));
+        assert_eq!(a["sbom"], None);
+        assert!(!no_default);
+        assert!(attestations(&AttestArgs::default(), Some("1")).unwrap().1);
+        assert!(
+            !attestations(&AttestArgs::default(), Some("false"))
+                .unwrap()
+                .1
+        );
+        let e = attestations(&AttestArgs::default(), Some("yes")).unwrap_err();
+        assert!(
+            e.to_string().contains("BUILDX_NO_DEFAULT_ATTESTATIONS"),
+            "{e}"
+        );
+        let dup = AttestArgs {
+            attest: vec!["type=provenance".into()],
+            provenance: Some("false".into()),
+            sbom: None,
+        };
+        let e = attestations(&dup, None).unwrap_err();
+        assert!(e.to_string().contains("duplicate attestation field"), "{e}");
+    }
+}

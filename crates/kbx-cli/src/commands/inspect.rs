@@ -1,0 +1,79 @@
+//! `kbx inspect`: one builder, its nodes, their status and settings.
+
+use kbx_kube::Status;
+use kbx_store::Store;
+
+use crate::builders;
+use crate::cli::InspectArgs;
+use crate::driver::{Driver, kubernetes, status_of};
+use crate::error::Error;
+use crate::platforms::{detected, node_platforms};
+use crate::progress;
+
+/// Runs `kbx inspect`.
+pub(crate) async fn run(args: InspectArgs) -> Result<(), Error> {
+    let store = Store::open_default()?;
+    let ng = {
+        let txn = store.txn()?;
+        builders::find_builder(&txn, args.name.as_deref())?
+    };
+    if args.bootstrap && Driver::from_name(&ng.driver) == Some(Driver::Kubernetes) {
+        kubernetes::bootstrap(&ng, progress::default_mode()).await?;
+    }
+    println!("Name:          {}", ng.name);
+    println!("Driver:        {}", ng.driver);
+    if let Some(t) = ng.last_activity {
+        println!("Last Activity: {t}");
+    }
+    println!();
+    println!("Nodes:");
+    for (i, n) in ng.nodes().iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let st = status_of(&ng, n, args.timeout).await;
+        println!("Name:                  {}", n.name);
+        println!("Endpoint:              {}", n.endpoint);
+        let opts: Vec<String> = n
+            .driver_opts
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        if !opts.is_empty() {
+            println!("Driver Options:        {}", opts.join(" "));
+        }
+        match &st.status {
+            Ok(Status::Inactive(why)) => println!("Status:                inactive ({why})"),
+            Ok(Status::Stopped(Some(why))) => println!("Status:                stopped ({why})"),
+            Ok(s) => println!("Status:                {}", s.as_str()),
+            Err(e) => {
+                println!("Status:                error");
+                println!("Error:                 {e}");
+            }
+        }
+        if let Some(flags) = &n.buildkitd_flags {
+            println!("BuildKit daemon flags: {}", flags.join(" "));
+        }
+        if let Some(v) = &st.version {
+            println!("BuildKit version:      {v}");
+        }
+        let p = node_platforms(n, &detected(&st)).join(", ");
+        if !p.is_empty() {
+            println!("Platforms:             {p}");
+        }
+        if let Ok(Status::Running(pods)) = &st.status
+            && !pods.is_empty()
+        {
+            let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+            println!("Pods:                  {}", names.join(", "));
+        }
+        for (path, data) in n.files.iter().flatten() {
+            println!("File#{path}:");
+            for line in String::from_utf8_lossy(data).lines() {
+                println!("\t> {line}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! `kbx use`: set the current builder.
+
+use kbx_store::Store;
+
+use crate::builders::DEFAULT_BUILDER;
+use crate::cli::UseArgs;
+use crate::context;
+use crate::error::Error;
+
+/// Runs `kbx use`.
+pub(crate) fn run(args: UseArgs) -> Result<(), Error> {
+    let store = Store::open_default()?;
+    let key = context::current_key(|k| std::env::var_os(k));
+    let txn = store.txn()?;
+    let ng = match txn.node_group(&args.name) {
+        Ok(ng) => ng,
+        // The Docker Engine's builder: no current builder means `default`.
+        Err(kbx_store::Error::NotFound(_)) if args.name == DEFAULT_BUILDER => {
+            txn.set_current(&key, "", false, false)?;
+            return Ok(());
+        }
+        Err(kbx_store::Error::NotFound(_)) => {
+            return Err(Error::msg(format!(
+                "run `kbx ls` to see available builders: no builder {:?} found",
+                args.name
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    txn.set_current(&key, &ng.name, args.global, args.default)?;
+    Ok(())
+}
