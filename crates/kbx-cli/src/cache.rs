@@ -121,15 +121,10 @@ fn ago(t: SystemTime) -> String {
 
 /// Go's `time.Time` `String()` in UTC: `2006-01-02 15:04:05.999999999 +0000 UTC`.
 fn go_time(t: SystemTime) -> String {
-    let ts = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let dt = ts.to_zoned(jiff::tz::TimeZone::UTC);
-    let frac = if ts.subsec_nanosecond() == 0 {
-        String::new()
-    } else {
-        let f = format!(".{:09}", ts.subsec_nanosecond());
-        f.trim_end_matches('0').to_owned()
-    };
-    format!("{}{frac} +0000 UTC", dt.strftime("%Y-%m-%d %H:%M:%S"))
+    jiff::Timestamp::try_from(t)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%d %H:%M:%S%.f +0000 UTC")
+        .to_string()
 }
 
 /// One record in `--verbose` form: `Key:\tvalue` lines and an empty line.

@@ -1,0 +1,198 @@
+//! `--progress` printers for `kbx build`, as `docker buildx build --progress`:
+//!
+//! - `tty`: a redrawn block — `[+] Building 12.3s (5/7)`, one ` => ` row per step with its
+//!   time, sub-progress rows ` => => …`, the last lines of running steps ` => => # …` — drawn with
+//!   `indicatif`, rate-limited, and left on screen when done, headed `… FINISHED`;
+//! - `plain`: `kbx_buildkit::PlainRenderer` (`#N name`, `#N DONE 0.1s`);
+//! - `rawjson`: one `client.SolveStatus` JSON object per daemon message and line;
+//! - `quiet`: nothing (errors and the result are printed by the caller);
+//! - `auto`: `tty` when stderr is a terminal and `TERM` is not `dumb`, else `plain`.
+//!
+//! # Deviation
+//! - The tty view draws each step's sub-progress and last log lines itself instead of through a
+//!   virtual terminal: cursor movement inside a step's output is reduced to "text after the last
+//!   carriage return", `BUILDKIT_TTY_LOG_LINES` is not read (6 lines), and the rows of a
+//!   progress group are not merged into one. The timer of a running step counts from when kbx
+//!   saw it start (buildx corrects the daemon's clock by the offset it measured); finished steps
+//!   use the daemon's own timestamps, as buildx. Colours are buildkit's defaults, off with
+//!   `NO_COLOR`; `BUILDKIT_COLORS` is not read. (`docs/deviations.md` K8.)
+//! - Warnings are not summarised after the build (K9).
+//! - `rawjson` leaves the LLB `definition` out of a warning's `sourceInfo` (K10).
+
+//!
+//! [`Printer`] picks the renderer of a [`Mode`]: [`tty`] draws the redrawn block, [`json`]
+//! writes `rawjson` lines, `plain` is `kbx_buildkit::PlainRenderer`; [`steps`] shows work kbx
+//! does itself (booting a builder, pushing through the Engine) as build steps on any of them.
+
+pub(crate) mod json;
+pub(crate) mod steps;
+pub(crate) mod tty;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+use std::io::{self, IsTerminal as _, Write};
+use std::sync::Arc;
+
+use indicatif::ProgressDrawTarget;
+use kbx_buildkit::{PlainRenderer, ProgressEvent, SolveStatus};
+
+pub(crate) use self::json::JsonPrinter;
+pub(crate) use self::steps::{Step, Steps};
+pub(crate) use self::tty::TtyPrinter;
+use crate::cli::ProgressMode;
+use crate::error::Error;
+
+/// A `--progress` value with `auto` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The redrawn block.
+    Tty,
+    /// `#N` lines.
+    Plain,
+    /// JSON lines.
+    RawJson,
+    /// Nothing.
+    Quiet,
+}
+
+impl Mode {
+    /// Whether free-form notes (`#0 building on …`) may go to stderr before the build.
+    pub(crate) fn takes_notes(self) -> bool {
+        matches!(self, Mode::Plain | Mode::Tty)
+    }
+}
+
+/// Decides `auto` and checks `tty`: `stderr_terminal` is whether stderr is a terminal, `term`
+/// the value of `TERM`.
+///
+/// # Errors
+/// `tty` when stderr is not a terminal, in buildx's words.
+pub(crate) fn resolve(
+    requested: ProgressMode,
+    stderr_terminal: bool,
+    term: Option<&str>,
+) -> Result<Mode, Error> {
+    Ok(match requested {
+        ProgressMode::Auto if stderr_terminal && term != Some("dumb") => Mode::Tty,
+        ProgressMode::Auto | ProgressMode::Plain => Mode::Plain,
+        ProgressMode::Tty if stderr_terminal => Mode::Tty,
+        ProgressMode::Tty => {
+            return Err(Error::msg(
+                "failed to get console: provided file is not a console",
+            ));
+        }
+        ProgressMode::RawJson => Mode::RawJson,
+        ProgressMode::Quiet => Mode::Quiet,
+    })
+}
+
+/// [`resolve`] for this process' stderr and environment.
+pub(crate) fn resolve_for_stderr(requested: ProgressMode) -> Result<Mode, Error> {
+    let term = std::env::var("TERM").ok();
+    resolve(requested, io::stderr().is_terminal(), term.as_deref())
+}
+
+/// Prints a build's progress on stderr in one [`Mode`].
+pub(crate) struct Printer {
+    kind: Kind,
+}
+
+/// Where `plain` and `rawjson` output goes.
+pub(super) type Sink = Box<dyn Write + Send>;
+
+enum Kind {
+    Quiet,
+    Plain(PlainRenderer<Sink>),
+    Json(JsonPrinter<Sink>),
+    Tty(TtyPrinter),
+}
+
+impl Printer {
+    /// A printer on stderr.
+    pub(crate) fn new(mode: Mode) -> Self {
+        Self::with_sink(mode, Box::new(io::stderr()))
+    }
+
+    /// A printer writing `plain` and `rawjson` output to `sink` (`tty` always draws on stderr).
+    pub(super) fn with_sink(mode: Mode, sink: Sink) -> Self {
+        let kind = match mode {
+            Mode::Quiet => Kind::Quiet,
+            Mode::Plain => Kind::Plain(PlainRenderer::new(sink)),
+            Mode::RawJson => Kind::Json(JsonPrinter::new(sink)),
+            Mode::Tty => {
+                let term = console::Term::stderr();
+                let size = Arc::new(move || term.size_checked().map(|(h, w)| (w, h)));
+                Kind::Tty(TtyPrinter::new(
+                    ProgressDrawTarget::stderr_with_hz(tty::REFRESH_HZ),
+                    size,
+                    tty::color_enabled(),
+                    true,
+                ))
+            }
+        };
+        Printer { kind }
+    }
+
+    /// One daemon message and the events it caused. Write errors of stderr are ignored: a
+    /// closed terminal must not fail the build.
+    pub(crate) fn update(&mut self, status: &SolveStatus, events: &[ProgressEvent]) {
+        match &mut self.kind {
+            Kind::Quiet => {}
+            Kind::Plain(p) => {
+                for ev in events {
+                    let _ = p.render(ev);
+                }
+            }
+            Kind::Json(j) => {
+                let _ = j.update(status);
+            }
+            Kind::Tty(t) => t.update(status),
+        }
+    }
+
+    /// Ends the output: the tty view is drawn one last time and left on screen.
+    pub(crate) fn finish(self) {
+        if let Kind::Tty(t) = self.kind {
+            t.finish();
+        }
+    }
+}
+
+/// The mode of commands without `--progress` (`create --bootstrap`, `inspect --bootstrap`):
+/// `auto`, or `BUILDKIT_PROGRESS` when it names a mode, as buildx. A `tty` that stderr cannot
+/// honour becomes `plain`.
+pub(crate) fn default_mode() -> Mode {
+    use clap::ValueEnum as _;
+    let requested = std::env::var("BUILDKIT_PROGRESS")
+        .ok()
+        .and_then(|v| ProgressMode::from_str(&v, true).ok())
+        .unwrap_or(ProgressMode::Auto);
+    resolve_for_stderr(requested).unwrap_or(Mode::Plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_tty_only_on_a_real_terminal() {
+        use ProgressMode as P;
+        assert_eq!(resolve(P::Auto, true, Some("xterm")).ok(), Some(Mode::Tty));
+        assert_eq!(resolve(P::Auto, true, None).ok(), Some(Mode::Tty));
+        assert_eq!(resolve(P::Auto, true, Some("dumb")).ok(), Some(Mode::Plain));
+        assert_eq!(
+            resolve(P::Auto, false, Some("xterm")).ok(),
+            Some(Mode::Plain)
+        );
+        assert_eq!(resolve(P::Tty, true, Some("dumb")).ok(), Some(Mode::Tty));
+        assert_eq!(resolve(P::Plain, true, None).ok(), Some(Mode::Plain));
+        assert_eq!(resolve(P::RawJson, true, None).ok(), Some(Mode::RawJson));
+        assert_eq!(resolve(P::Quiet, false, None).ok(), Some(Mode::Quiet));
+        let err = resolve(P::Tty, false, None).expect_err("no console");
+        assert_eq!(
+            err.to_string(),
+            "failed to get console: provided file is not a console"
+        );
+    }
+}
