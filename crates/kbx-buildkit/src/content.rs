@@ -10,11 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io::{Read as _, Seek as _, SeekFrom};
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bollard_buildkit_proto::google::protobuf::Timestamp;
@@ -23,10 +21,11 @@ use tokio::io::AsyncWriteExt as _;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{Grpc, NamedService, ServerStreamingService, StreamingService, UnaryService};
+use tonic::server::{ServerStreamingService, StreamingService, UnaryService};
 use tonic::{Request, Response, Status, Streaming};
 
+pub(crate) use crate::service::ProstCodec;
+use crate::service::{BoxFut, HttpResponse, Routes, grpc, unimplemented};
 use crate::{Error, Result};
 
 /// The metadata key naming the store.
@@ -420,55 +419,6 @@ pub(crate) fn put_index(dir: &Path, desc: &serde_json::Value, names: &[IndexName
     drop(lock);
     let _ = std::fs::remove_file(&lock_path);
     result
-}
-
-/// A prost codec for one request and one response type.
-pub(crate) struct ProstCodec<E, D>(PhantomData<fn() -> (E, D)>);
-
-impl<E, D> Default for ProstCodec<E, D> {
-    fn default() -> Self {
-        ProstCodec(PhantomData)
-    }
-}
-
-impl<E, D> Codec for ProstCodec<E, D>
-where
-    E: Message + Send + 'static,
-    D: Message + Default + Send + 'static,
-{
-    type Encode = E;
-    type Decode = D;
-    type Encoder = ProstCodec<E, ()>;
-    type Decoder = ProstCodec<(), D>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec(PhantomData)
-    }
-}
-
-impl<E: Message + Send + 'static> Encoder for ProstCodec<E, ()> {
-    type Item = E;
-    type Error = Status;
-
-    fn encode(&mut self, item: E, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("encode: {e}")))
-    }
-}
-
-impl<D: Message + Default + Send + 'static> Decoder for ProstCodec<(), D> {
-    type Item = D;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
-        D::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decode: {e}")))
-    }
 }
 
 /// `containerd.services.content.v1.Content` with `Info`, `Read`, `Write`, `Status` and
@@ -881,10 +831,6 @@ impl UnaryService<RefRequest> for AbortMethod {
     }
 }
 
-impl NamedService for ContentServer {
-    const NAME: &'static str = "containerd.services.content.v1.Content";
-}
-
 struct InfoMethod(Arc<Stores>);
 
 impl UnaryService<InfoRequest> for InfoMethod {
@@ -966,56 +912,43 @@ impl ServerStreamingService<ReadContentRequest> for ReadMethod {
     }
 }
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, std::convert::Infallible>> + Send>>;
+impl Routes for ContentServer {
+    const NAME: &'static str = "containerd.services.content.v1.Content";
 
-impl<B> tower::Service<http::Request<B>> for ContentServer
-where
-    B: tonic::codegen::Body + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFut<Self::Response>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn route<B>(&self, path: &str, req: http::Request<B>) -> BoxFut<HttpResponse>
+    where
+        B: tonic::codegen::Body + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
         let stores = Arc::clone(&self.stores);
         let writes = self.writes.clone();
-        let max = Some(crate::session::MAX_MESSAGE);
-        match req.uri().path() {
+        let max = crate::session::MAX_MESSAGE;
+        match path {
             "/containerd.services.content.v1.Content/Info" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::<InfoResponse, InfoRequest>::default())
-                    .apply_max_message_size_config(max, max);
+                let mut grpc = grpc(ProstCodec::<InfoResponse, InfoRequest>::default(), max);
                 Ok(grpc.unary(InfoMethod(stores), req).await)
             }),
             "/containerd.services.content.v1.Content/Read" => Box::pin(async move {
-                let mut grpc =
-                    Grpc::new(ProstCodec::<ReadContentResponse, ReadContentRequest>::default())
-                        .apply_max_message_size_config(max, max);
-                Ok(grpc.server_streaming(ReadMethod(stores), req).await)
+                let codec = ProstCodec::<ReadContentResponse, ReadContentRequest>::default();
+                Ok(grpc(codec, max)
+                    .server_streaming(ReadMethod(stores), req)
+                    .await)
             }),
             "/containerd.services.content.v1.Content/Write" => Box::pin(async move {
-                let mut grpc =
-                    Grpc::new(ProstCodec::<WriteContentResponse, WriteContentRequest>::default())
-                        .apply_max_message_size_config(max, max);
-                Ok(grpc.streaming(WriteMethod(stores, writes), req).await)
+                let codec = ProstCodec::<WriteContentResponse, WriteContentRequest>::default();
+                Ok(grpc(codec, max)
+                    .streaming(WriteMethod(stores, writes), req)
+                    .await)
             }),
             "/containerd.services.content.v1.Content/Status" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::<StatusResponse, RefRequest>::default())
-                    .apply_max_message_size_config(max, max);
+                let mut grpc = grpc(ProstCodec::<StatusResponse, RefRequest>::default(), max);
                 Ok(grpc.unary(StatusMethod(stores, writes), req).await)
             }),
             "/containerd.services.content.v1.Content/Abort" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::<(), RefRequest>::default())
-                    .apply_max_message_size_config(max, max);
+                let mut grpc = grpc(ProstCodec::<(), RefRequest>::default(), max);
                 Ok(grpc.unary(AbortMethod(stores, writes), req).await)
             }),
-            _ => Box::pin(async move {
-                Ok(Status::unimplemented("not served by the session content store").into_http())
-            }),
+            _ => unimplemented("not served by the session content store"),
         }
     }
 }

@@ -59,6 +59,7 @@ mod fsutil;
 mod inputs;
 mod patterns;
 pub mod progress;
+mod service;
 mod session;
 mod solve;
 mod sshkeys;

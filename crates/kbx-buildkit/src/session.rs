@@ -37,6 +37,7 @@ use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServ
 
 use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
 use crate::fsutil::wire::{DiffCopy, DiffCopyServer, FileSendRoute, FileSyncRoute, Packet};
+use crate::service::Served;
 use crate::fsutil::{Filter, receive, send};
 use crate::transport::{Address, docker_upgrade};
 use crate::{Error, Result};
@@ -261,7 +262,7 @@ pub(crate) fn services(
             },
             MAX_MESSAGE,
         );
-        router = router.add_service(svc);
+        router = router.add_service(Served(svc));
     }
     if let Some(creds) = &cfg.credentials {
         methods.push("/moby.filesync.v1.Auth/Credentials");
@@ -296,7 +297,8 @@ pub(crate) fn services(
             methods.push("/containerd.services.content.v1.Content/Status");
             methods.push("/containerd.services.content.v1.Content/Abort");
         }
-        router = router.add_service(crate::content::ContentServer::new(cfg.content.clone()));
+        let svc = crate::content::ContentServer::new(cfg.content.clone());
+        router = router.add_service(Served(svc));
     }
     if !cfg.uploads.is_empty() {
         methods.push("/moby.upload.v1.Upload/Pull");
@@ -314,7 +316,7 @@ pub(crate) fn services(
                 },
                 MAX_MESSAGE,
             );
-            router = router.add_service(svc);
+            router = router.add_service(Served(svc));
         }
         Some(ExportTarget::Bytes(dest)) => {
             methods.push("/moby.filesync.v1.FileSend/DiffCopy");

@@ -10,16 +10,16 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{Grpc, NamedService, StreamingService};
+use tonic::server::StreamingService;
 use tonic::{Request, Response, Status, Streaming};
 
 pub(crate) use bollard_buildkit_proto::fsutil::types::packet::PacketType;
+
+use crate::service::{BoxFut, HttpResponse, ProstCodec, Routes, grpc, unimplemented};
 
 /// `fsutil.types.Stat` with byte-string `path` and `linkname`.
 #[derive(Clone, PartialEq, Message)]
@@ -62,46 +62,6 @@ pub(crate) struct Packet {
     pub(crate) id: u32,
     #[prost(bytes = "vec", tag = "4")]
     pub(crate) data: Vec<u8>,
-}
-
-/// A prost codec for [`Packet`] in both directions.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct PacketCodec;
-
-impl Codec for PacketCodec {
-    type Encode = Packet;
-    type Decode = Packet;
-    type Encoder = PacketCodec;
-    type Decoder = PacketCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        PacketCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        PacketCodec
-    }
-}
-
-impl Encoder for PacketCodec {
-    type Item = Packet;
-    type Error = Status;
-
-    fn encode(&mut self, item: Packet, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("encode packet: {e}")))
-    }
-}
-
-impl Decoder for PacketCodec {
-    type Item = Packet;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Packet>, Status> {
-        Packet::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decode packet: {e}")))
-    }
 }
 
 /// Handles one `DiffCopy` call: inbound packets in, outbound packets out.
@@ -158,10 +118,6 @@ impl<R: Route, H: DiffCopy> DiffCopyServer<R, H> {
     }
 }
 
-impl<R: Route, H> NamedService for DiffCopyServer<R, H> {
-    const NAME: &'static str = R::NAME;
-}
-
 struct Method<H>(Arc<H>);
 
 impl<H: DiffCopy> StreamingService<Packet> for Method<H> {
@@ -179,41 +135,24 @@ impl<H: DiffCopy> StreamingService<Packet> for Method<H> {
     }
 }
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, std::convert::Infallible>> + Send>>;
+impl<R: Route, H: DiffCopy> Routes for DiffCopyServer<R, H> {
+    const NAME: &'static str = R::NAME;
 
-impl<R, H, B> tower::Service<http::Request<B>> for DiffCopyServer<R, H>
-where
-    R: Route,
-    H: DiffCopy,
-    B: tonic::codegen::Body + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFut<Self::Response>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let is_diff_copy = req
-            .uri()
-            .path()
-            .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(R::NAME))
-            == Some("/DiffCopy");
+    fn route<B>(&self, path: &str, req: http::Request<B>) -> BoxFut<HttpResponse>
+    where
+        B: tonic::codegen::Body + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
+        let is_diff_copy =
+            path.strip_prefix('/').and_then(|p| p.strip_prefix(R::NAME)) == Some("/DiffCopy");
         if !is_diff_copy {
-            return Box::pin(async move {
-                Ok(Status::unimplemented("only DiffCopy is served").into_http())
-            });
+            return unimplemented("only DiffCopy is served");
         }
         let method = Method(Arc::clone(&self.handler));
         let max = self.max_message;
         Box::pin(async move {
-            let mut grpc =
-                Grpc::new(PacketCodec).apply_max_message_size_config(Some(max), Some(max));
-            Ok(grpc.streaming(method, req).await)
+            let codec = ProstCodec::<Packet, Packet>::labelled("packet");
+            Ok(grpc(codec, max).streaming(method, req).await)
         })
     }
 }
