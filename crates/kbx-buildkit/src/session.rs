@@ -37,8 +37,8 @@ use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServ
 
 use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
 use crate::fsutil::wire::{DiffCopy, DiffCopyServer, FileSendRoute, FileSyncRoute, Packet};
-use crate::service::Served;
 use crate::fsutil::{Filter, receive, send};
+use crate::service::Served;
 use crate::transport::{Address, docker_upgrade};
 use crate::{Error, Result};
 
