@@ -265,9 +265,85 @@ fn build(node: &Node) -> Manifests {
     let o = &node.options;
     let name = node.workload_name();
     let namespace = o.namespace.clone().filter(|n| !n.is_empty());
-    let stateful = node.is_stateful();
+    let (labels, annotations) = object_metadata(node, &name);
 
-    let mut labels = BTreeMap::from([(APP_LABEL.to_owned(), name.clone())]);
+    let (config_maps, mut storage) = config_maps(node, &name, &namespace, &annotations);
+    let init_containers = qemu(o);
+    let daemon = rootless(node, &annotations, &mut storage);
+    let Scheduling {
+        node_selector,
+        tolerations,
+        resources,
+    } = scheduling(o);
+    memory_state_dir(o, &mut storage);
+    let env = env(o);
+    claim_state_dir(node, &mut storage);
+
+    let container = Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(o.image.clone()),
+        args: (!daemon.args.is_empty()).then_some(daemon.args),
+        env,
+        security_context: Some(daemon.security_context),
+        readiness_probe: Some(probe()),
+        liveness_probe: Some(probe()),
+        resources,
+        volume_mounts: (!storage.mounts.is_empty()).then_some(storage.mounts),
+        ..Container::default()
+    };
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels.clone()),
+            annotations: non_empty(daemon.pod_annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: o.service_account.clone().filter(|s| !s.is_empty()),
+            scheduler_name: o.scheduler_name.clone().filter(|s| !s.is_empty()),
+            node_selector,
+            tolerations,
+            init_containers,
+            containers: vec![container],
+            volumes: (!storage.volumes.is_empty()).then_some(storage.volumes),
+            ..PodSpec::default()
+        }),
+    };
+    let metadata = ObjectMeta {
+        name: Some(name),
+        namespace,
+        labels: Some(labels.clone()),
+        annotations: non_empty(annotations),
+        ..ObjectMeta::default()
+    };
+    Manifests {
+        config_maps,
+        workload: workload(o, metadata, labels, template),
+    }
+}
+
+/// The volumes of the pod and the mounts of the `buildkitd` container, in the order the
+/// sections below add them.
+#[derive(Default)]
+struct Storage {
+    mounts: Vec<VolumeMount>,
+    volumes: Vec<Volume>,
+}
+
+/// What rootless mode changes on the `buildkitd` container and the pod template.
+struct Daemon {
+    args: Vec<String>,
+    security_context: SecurityContext,
+    pod_annotations: BTreeMap<String, String>,
+}
+
+/// The labels (`app=<name>` plus the custom ones; also the selector) and the annotations (the
+/// platform annotation plus the custom ones) of every object.
+fn object_metadata(
+    node: &Node,
+    name: &str,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let o = &node.options;
+    let mut labels = BTreeMap::from([(APP_LABEL.to_owned(), name.to_owned())]);
     labels.extend(o.labels.iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
     let mut annotations = BTreeMap::new();
     if !node.platforms.is_empty() {
@@ -281,11 +357,18 @@ fn build(node: &Node) -> Manifests {
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
+    (labels, annotations)
+}
 
-    // 1. ConfigMaps, their volumes and mounts.
+/// 1. ConfigMaps, their volumes and mounts.
+fn config_maps(
+    node: &Node,
+    name: &str,
+    namespace: &Option<String>,
+    annotations: &BTreeMap<String, String>,
+) -> (Vec<ConfigMap>, Storage) {
     let mut config_maps = Vec::new();
-    let mut mounts = Vec::new();
-    let mut volumes = Vec::new();
+    let mut storage = Storage::default();
     for group in node.files.groups() {
         let cm_name = format!("{name}-{}", group.name);
         let mut data = BTreeMap::new();
@@ -316,8 +399,8 @@ fn build(node: &Node) -> Manifests {
         } else {
             format!("{CONFIG_DIR}/{}", group.dir)
         };
-        mounts.push(mount(&group.name, &path));
-        volumes.push(Volume {
+        storage.mounts.push(mount(&group.name, &path));
+        storage.volumes.push(Volume {
             name: group.name.clone(),
             config_map: Some(ConfigMapVolumeSource {
                 name: cm_name,
@@ -326,9 +409,12 @@ fn build(node: &Node) -> Manifests {
             ..Volume::default()
         });
     }
+    (config_maps, storage)
+}
 
-    // 2. QEMU.
-    let init_containers = o.qemu_install.then(|| {
+/// 2. QEMU.
+fn qemu(o: &KubernetesOptions) -> Option<Vec<Container>> {
+    o.qemu_install.then(|| {
         vec![Container {
             name: "qemu".to_owned(),
             image: Some(o.qemu_image.clone()),
@@ -336,9 +422,12 @@ fn build(node: &Node) -> Manifests {
             security_context: Some(privileged()),
             ..Container::default()
         }]
-    });
+    })
+}
 
-    // 3. Rootless.
+/// 3. Rootless.
+fn rootless(node: &Node, annotations: &BTreeMap<String, String>, storage: &mut Storage) -> Daemon {
+    let o = &node.options;
     let mut args = node.flags.clone();
     let mut security_context = privileged();
     let mut pod_annotations = annotations.clone();
@@ -359,16 +448,32 @@ fn build(node: &Node) -> Manifests {
             ..SecurityContext::default()
         };
         pod_annotations.insert(APPARMOR_ANNOTATION.to_owned(), "unconfined".to_owned());
-        mounts.push(mount(CONTAINER_NAME, ROOTLESS_STATE_DIR));
-        if !stateful {
-            volumes.push(empty_dir(
+        storage
+            .mounts
+            .push(mount(CONTAINER_NAME, ROOTLESS_STATE_DIR));
+        if !node.is_stateful() {
+            storage.volumes.push(empty_dir(
                 CONTAINER_NAME,
                 o.buildkit_root_volume_memory.as_ref(),
             ));
         }
     }
+    Daemon {
+        args,
+        security_context,
+        pod_annotations,
+    }
+}
 
-    // 4-6. Node selector, tolerations, resources.
+/// Where and with what the pod runs.
+struct Scheduling {
+    node_selector: Option<BTreeMap<String, String>>,
+    tolerations: Option<Vec<Toleration>>,
+    resources: Option<ResourceRequirements>,
+}
+
+/// 4-6. Node selector, tolerations, resources.
+fn scheduling(o: &KubernetesOptions) -> Scheduling {
     let node_selector = non_empty(
         o.node_selector
             .iter()
@@ -402,17 +507,26 @@ fn build(node: &Node) -> Manifests {
         limits,
         ..ResourceRequirements::default()
     });
+    Scheduling {
+        node_selector,
+        tolerations,
+        resources,
+    }
+}
 
-    // 7. Memory-backed state directory (rootless handled it above).
+/// 7. Memory-backed state directory (rootless handled it above).
+fn memory_state_dir(o: &KubernetesOptions, storage: &mut Storage) {
     if !o.rootless
         && let Some(q) = &o.buildkit_root_volume_memory
     {
-        volumes.push(empty_dir("buildkit-memory", Some(q)));
-        mounts.push(mount("buildkit-memory", STATE_DIR));
+        storage.volumes.push(empty_dir("buildkit-memory", Some(q)));
+        storage.mounts.push(mount("buildkit-memory", STATE_DIR));
     }
+}
 
-    // 8. Env.
-    let env = (!o.env.is_empty()).then(|| {
+/// 8. Env.
+fn env(o: &KubernetesOptions) -> Option<Vec<EnvVar>> {
+    (!o.env.is_empty()).then(|| {
         o.env
             .iter()
             .map(|e| EnvVar {
@@ -421,54 +535,28 @@ fn build(node: &Node) -> Manifests {
                 ..EnvVar::default()
             })
             .collect()
-    });
+    })
+}
 
-    // 9. StatefulSet: the claim holds the state directory.
-    if stateful && !o.rootless {
-        mounts.push(mount(CONTAINER_NAME, STATE_DIR));
+/// 9. StatefulSet: the claim holds the state directory.
+fn claim_state_dir(node: &Node, storage: &mut Storage) {
+    if node.is_stateful() && !node.options.rootless {
+        storage.mounts.push(mount(CONTAINER_NAME, STATE_DIR));
     }
+}
 
-    let container = Container {
-        name: CONTAINER_NAME.to_owned(),
-        image: Some(o.image.clone()),
-        args: (!args.is_empty()).then_some(args),
-        env,
-        security_context: Some(security_context),
-        readiness_probe: Some(probe()),
-        liveness_probe: Some(probe()),
-        resources,
-        volume_mounts: (!mounts.is_empty()).then_some(mounts),
-        ..Container::default()
-    };
-    let template = PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(labels.clone()),
-            annotations: non_empty(pod_annotations),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            service_account_name: o.service_account.clone().filter(|s| !s.is_empty()),
-            scheduler_name: o.scheduler_name.clone().filter(|s| !s.is_empty()),
-            node_selector,
-            tolerations,
-            init_containers,
-            containers: vec![container],
-            volumes: (!volumes.is_empty()).then_some(volumes),
-            ..PodSpec::default()
-        }),
-    };
-    let metadata = ObjectMeta {
-        name: Some(name),
-        namespace,
-        labels: Some(labels.clone()),
-        annotations: non_empty(annotations),
-        ..ObjectMeta::default()
-    };
+/// The Deployment, or with a claim size the StatefulSet, that runs `template`.
+fn workload(
+    o: &KubernetesOptions,
+    metadata: ObjectMeta,
+    labels: BTreeMap<String, String>,
+    template: PodTemplateSpec,
+) -> Workload {
     let selector = LabelSelector {
         match_labels: Some(labels),
         ..LabelSelector::default()
     };
-    let workload = match &o.persistent_volume_claim_storage {
+    match &o.persistent_volume_claim_storage {
         None => Workload::Deployment(Box::new(Deployment {
             metadata,
             spec: MaybeOption::wrap(DeploymentSpec {
@@ -487,31 +575,29 @@ fn build(node: &Node) -> Manifests {
                 service_name: Some(SERVICE_NAME.to_owned()),
                 pod_management_policy: Some("Parallel".to_owned()),
                 template,
-                volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                    metadata: ObjectMeta {
-                        name: Some(CONTAINER_NAME.to_owned()),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(PersistentVolumeClaimSpec {
-                        access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                        resources: Some(VolumeResourceRequirements {
-                            requests: Some(BTreeMap::from([(
-                                "storage".to_owned(),
-                                quantity(storage),
-                            )])),
-                            ..VolumeResourceRequirements::default()
-                        }),
-                        ..PersistentVolumeClaimSpec::default()
-                    }),
-                    ..PersistentVolumeClaim::default()
-                }]),
+                volume_claim_templates: Some(vec![claim_template(storage)]),
                 ..StatefulSetSpec::default()
             }),
             ..StatefulSet::default()
         })),
-    };
-    Manifests {
-        config_maps,
-        workload,
+    }
+}
+
+/// The StatefulSet's claim template `buildkitd` of `storage` bytes.
+fn claim_template(storage: &kbx_opts::Quantity) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(CONTAINER_NAME.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), quantity(storage))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
     }
 }
