@@ -44,53 +44,34 @@ pub struct Secret {
 }
 
 impl Secret {
-    /// Parses buildx's `--secret` syntax: `id=ID,src=PATH` (also `source=`), `id=ID,env=VAR`,
-    /// with optional `type=file|env`; `type=env` without `env=` reads the variable named `ID`.
+    /// Parses buildx's `--secret` syntax (one CSV record, read by [`kbx_opts::SecretSpec`]):
+    /// `id=ID,src=PATH` (also `source=`), `id=ID,env=VAR`, with optional `type=file|env`
+    /// (`type=env` reads the variable named by `src`). With neither `src` nor `env`, the
+    /// variable `ID` is read if it is set, else the file `ID`, as BuildKit's client does.
     ///
     /// ```
     /// use kbx_buildkit::{Secret, SecretSource};
     /// let s = Secret::parse("id=npm,src=/home/me/.npmrc")?;
     /// assert_eq!(s.source, SecretSource::File("/home/me/.npmrc".into()));
-    /// let s = Secret::parse("id=TOKEN,type=env")?;
-    /// assert_eq!(s.source, SecretSource::Env("TOKEN".into()));
+    /// let s = Secret::parse("id=tok,type=env,src=GH_TOKEN")?;
+    /// assert_eq!(s.source, SecretSource::Env("GH_TOKEN".into()));
+    /// let s = Secret::parse(r#"id=a,"src=/path/with,comma""#)?;
+    /// assert_eq!(s.source, SecretSource::File("/path/with,comma".into()));
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] for unknown keys, a missing `id` or a missing source.
+    /// [`Error::Flag`] for a CSV error, unknown keys or types, or a missing `id`.
     pub fn parse(spec: &str) -> Result<Self> {
-        let bad = |m: String| Error::InvalidOptions(format!("--secret {spec:?}: {m}"));
-        let (mut id, mut kind, mut src, mut env) = (None, None, None, None);
-        for field in spec.split(',') {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
-            match k.trim().to_ascii_lowercase().as_str() {
-                "id" => id = Some(v.to_owned()),
-                "type" => kind = Some(v.to_owned()),
-                "src" | "source" => src = Some(v.to_owned()),
-                "env" => env = Some(v.to_owned()),
-                other => return Err(bad(format!("unexpected key {other:?}"))),
-            }
-        }
-        let id = id
-            .or_else(|| {
-                src.as_deref()
-                    .and_then(|s| Path::new(s).file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .or_else(|| env.clone())
-            .ok_or_else(|| bad("id is required".to_owned()))?;
-        let source = match (kind.as_deref(), src, env) {
-            (Some("env"), None, None) => SecretSource::Env(id.clone()),
-            (Some("env"), Some(v), None) | (_, None, Some(v)) => SecretSource::Env(v),
-            (None | Some("file"), Some(p), None) => SecretSource::File(p.into()),
-            (Some(t), _, _) if t != "file" && t != "env" => {
-                return Err(bad(format!("unsupported type {t:?}")));
-            }
-            _ => return Err(bad("needs exactly one of src= or env=".to_owned())),
+        let spec = kbx_opts::SecretSpec::parse(spec)?;
+        let source = match spec.resolve(|id| std::env::var_os(id).is_some()) {
+            kbx_opts::SecretFrom::File(p) => SecretSource::File(p.into()),
+            kbx_opts::SecretFrom::Env(v) => SecretSource::Env(v),
         };
-        Ok(Secret { id, source })
+        Ok(Secret {
+            id: spec.id,
+            source,
+        })
     }
 }
 
@@ -206,16 +187,8 @@ impl SshAgent {
     /// # Errors
     /// [`Error::InvalidOptions`] when no path is given and `SSH_AUTH_SOCK` is unset.
     pub fn parse(spec: &str) -> Result<Self> {
-        let (id, paths) = match spec.split_once('=') {
-            Some((id, p)) => (
-                id.to_owned(),
-                p.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from)
-                    .collect::<Vec<_>>(),
-            ),
-            None => (spec.to_owned(), Vec::new()),
-        };
+        let kbx_opts::SshSpec { id, paths } = kbx_opts::SshSpec::parse(spec);
+        let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
         let source = match paths.as_slice() {
             [] => SshSource::Socket(
                 std::env::var_os("SSH_AUTH_SOCK")
@@ -519,17 +492,28 @@ mod tests {
                 source: SecretSource::File("/x/y".into())
             }
         );
+        // As buildx: an ID is required; with neither src nor env, the variable ID if set,
+        // else the file ID; env wins over src.
         assert_eq!(
-            Secret::parse("src=/x/token").expect("ok").id,
-            "token",
-            "id defaults to the file name"
+            Secret::parse("src=/x/token").unwrap_err().to_string(),
+            r#"invalid build options: --secret "src=/x/token": secret missing ID"#
         );
         assert_eq!(
             Secret::parse("id=a,env=HOME").expect("ok").source,
             SecretSource::Env("HOME".into())
         );
-        assert!(Secret::parse("id=a").is_err());
-        assert!(Secret::parse("id=a,src=x,env=y").is_err());
+        assert_eq!(
+            Secret::parse("id=PATH").expect("ok").source,
+            SecretSource::Env("PATH".into())
+        );
+        assert_eq!(
+            Secret::parse("id=kbx-no-such-variable").expect("ok").source,
+            SecretSource::File("kbx-no-such-variable".into())
+        );
+        assert_eq!(
+            Secret::parse("id=a,src=x,env=y").expect("ok").source,
+            SecretSource::Env("y".into())
+        );
         assert!(Secret::parse("id=a,type=s3,src=x").is_err());
         assert!(Secret::parse("id=a,bogus=1").is_err());
     }

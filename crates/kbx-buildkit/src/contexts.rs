@@ -43,9 +43,10 @@ pub struct NamedContext {
 }
 
 impl NamedContext {
-    /// Parses buildx's `--build-context` syntax, `name=value`. Values starting with
-    /// `docker-image://` or `target:`, http(s) URLs and Git URLs go to the frontend as they
-    /// are; anything else is a local directory.
+    /// Parses buildx's `--build-context` syntax, `name=value`, with
+    /// [`kbx_opts::BuildContext`]: values starting with `docker-image://` or `target:`,
+    /// http(s) URLs and Git URLs go to the frontend as they are; `oci-layout://DIR[:TAG][@DIGEST]`
+    /// names an image in a local OCI layout; anything else is a local directory.
     ///
     /// ```
     /// use kbx_buildkit::{NamedContext, NamedContextSource};
@@ -63,57 +64,31 @@ impl NamedContext {
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
-    /// `oci-layout://DIR[:TAG][@DIGEST]` values name an image in a local OCI layout; like buildx,
-    /// the first `@` starts the digest and the first `:` the tag (so `DIR` itself has neither).
-    ///
-    /// # Deviation
-    /// Names are checked with a simplified reference grammar (lowercase letters, digits, `.`,
-    /// `_`, `-`, `/`, `:` and `@`), not the full one.
-    ///
     /// # Errors
-    /// [`Error::InvalidOptions`] when `=` is missing, the name is not a valid reference or an
-    /// `oci-layout://` digest is malformed.
+    /// [`Error::Flag`] when `=` is missing, the name is not a valid reference or the value is
+    /// empty or malformed (see [`kbx_opts::BuildContext::parse`] for its deviations).
     pub fn parse(spec: &str) -> Result<Self> {
-        let bad = |m: String| Error::InvalidOptions(format!("--build-context {spec:?}: {m}"));
-        let (name, value) = spec
-            .split_once('=')
-            .ok_or_else(|| bad("expected name=value".to_owned()))?;
-        let name = normalize_name(name).map_err(|m| bad(format!("invalid context name: {m}")))?;
-        if value.is_empty() {
-            return Err(bad("the value is empty".to_owned()));
-        }
-        if let Some(rest) = value.strip_prefix("oci-layout://") {
-            let (rest, digest) = match rest.split_once('@') {
-                Some((r, d)) => (r, Some(d.to_owned())),
-                None => (rest, None),
-            };
-            let (dir, tag) = match rest.split_once(':') {
-                Some((d, t)) => (d, t.to_owned()),
-                None => (rest, "latest".to_owned()),
-            };
-            if dir.is_empty() {
-                return Err(bad("the oci-layout:// directory is empty".to_owned()));
-            }
-            if let Some(d) = &digest
-                && !is_digest(d)
-            {
-                return Err(bad(format!("invalid digest {d:?}")));
-            }
-            return Ok(NamedContext {
-                name,
-                source: NamedContextSource::OciLayout {
-                    dir: PathBuf::from(dir),
+        let c = kbx_opts::BuildContext::parse(spec)?;
+        let source = match c.source {
+            kbx_opts::ContextSource::Local(dir) => NamedContextSource::Local(dir.into()),
+            kbx_opts::ContextSource::OciLayout { dir, tag, digest } => {
+                NamedContextSource::OciLayout {
+                    dir: dir.into(),
                     tag,
                     digest,
-                },
-            });
-        }
-        let source = if is_frontend_value(value) {
-            NamedContextSource::Frontend(value.to_owned())
-        } else {
-            NamedContextSource::Local(PathBuf::from(value))
+                }
+            }
+            kbx_opts::ContextSource::Frontend(v) => NamedContextSource::Frontend(v),
+            other => {
+                return Err(Error::InvalidOptions(format!(
+                    "--build-context {spec:?}: unsupported source {other:?}"
+                )));
+            }
         };
-        Ok(NamedContext { name, source })
+        Ok(NamedContext {
+            name: c.name,
+            source,
+        })
     }
 
     /// The session directory name for a local context: the name itself, or `_context` /
@@ -135,18 +110,6 @@ pub(crate) struct ContextPlan {
     pub(crate) dirs: HashMap<String, PathBuf>,
     /// Content store ID (`oci:<random name>`) → OCI layout directory.
     pub(crate) stores: HashMap<String, PathBuf>,
-}
-
-/// `sha256:` + 64 or `sha512:` + 128 lowercase hex digits.
-fn is_digest(d: &str) -> bool {
-    let Some((alg, hex)) = d.split_once(':') else {
-        return false;
-    };
-    let len_ok = matches!((alg, hex.len()), ("sha256", 64) | ("sha512", 128));
-    len_ok
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The digest of the image `tag` names in the layout `dir`, as buildx resolves it: by image
@@ -172,7 +135,7 @@ fn resolve_layout_digest(dir: &std::path::Path, tag: &str, spec: &str) -> Result
         .and_then(|e| e.get("digest"))
         .and_then(|d| d.as_str())
         .ok_or_else(|| unresolved("failed to resolve digest".to_owned()))?;
-    if !is_digest(digest) {
+    if !kbx_opts::is_digest(digest) {
         return Err(unresolved(format!("invalid digest {digest}")));
     }
     Ok(digest.to_owned())
@@ -223,51 +186,6 @@ pub(crate) fn plan(contexts: &[NamedContext]) -> Result<ContextPlan> {
         out.attrs.insert(format!("context:{}", c.name), value);
     }
     Ok(out)
-}
-
-fn is_frontend_value(v: &str) -> bool {
-    v.starts_with("docker-image://")
-        || v.starts_with("target:")
-        || v.starts_with("http://")
-        || v.starts_with("https://")
-        || is_git_url(v)
-}
-
-/// Git remotes as buildx recognises them: `git://`, `git@host:`, `ssh://`, a `github.com/`
-/// path, or an http(s) URL (already covered) ending in `.git`.
-fn is_git_url(v: &str) -> bool {
-    let base = v.split('#').next().unwrap_or(v);
-    v.starts_with("git://")
-        || v.starts_with("ssh://")
-        || (v.starts_with("git@") && base.contains(':'))
-        || v.starts_with("github.com/")
-}
-
-/// The familiar form of an image-reference-shaped name, or why it is not one.
-fn normalize_name(name: &str) -> std::result::Result<String, String> {
-    if name.is_empty() {
-        return Err("the name is empty".to_owned());
-    }
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(format!("{name:?}: repository name must be lowercase"));
-    }
-    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:@".contains(&b);
-    if !name.bytes().all(ok) {
-        return Err(format!("{name:?} is not a valid reference"));
-    }
-    if name.starts_with(['/', '.', '-', '_', ':', '@']) || name.ends_with(['/', ':', '@']) {
-        return Err(format!("{name:?} is not a valid reference"));
-    }
-    let mut n = name;
-    for prefix in ["docker.io/library/", "docker.io/"] {
-        if let Some(rest) = n.strip_prefix(prefix)
-            && !rest.is_empty()
-        {
-            n = rest;
-            break;
-        }
-    }
-    Ok(n.strip_suffix(":latest").unwrap_or(n).to_owned())
 }
 
 #[cfg(test)]

@@ -75,6 +75,11 @@ pub enum Error {
     /// Invalid build options (caught before anything is sent).
     #[error("invalid build options: {0}")]
     InvalidOptions(String),
+    /// A build flag value did not parse (`--output`, `--cache-from`, `--cache-to`, `--secret`,
+    /// `--build-context`); the inner error names the flag and the value and carries buildx's
+    /// text.
+    #[error("invalid build options: {0}")]
+    Flag(#[from] kbx_opts::Error),
     /// A path pattern did not compile.
     #[error("invalid pattern {pattern:?}: {reason}")]
     Pattern {

@@ -88,10 +88,13 @@ pub enum Output {
 }
 
 impl Output {
-    /// Parses buildx's `--output` syntax for the supported types: `type=local,dest=DIR`,
-    /// `type=tar,dest=FILE` (`-` = stdout), `type=moby,name=a:b`, `type=image,name=…,push=true`,
-    /// `type=oci,dest=…[,tar=false]`, `type=docker,dest=…` (without `dest`: loaded into the
-    /// Docker Engine, [`Output::DockerLoad`]).
+    /// Parses buildx's `--output` syntax (one CSV record, read by [`kbx_opts::ExportEntry`]),
+    /// then checks it as buildx does before the build: `type=local,dest=DIR` (or a bare
+    /// `DIR`), `type=tar,dest=FILE` (`-` or no `dest` = stdout, also a bare `-`),
+    /// `type=moby,name=a:b`, `type=image,name=…,push=true`, `type=registry` (`image` with
+    /// `push=true`), `type=oci,dest=…[,tar=false]`, `type=docker,dest=…` (without `dest`:
+    /// loaded into the Docker Engine, [`Output::DockerLoad`]). `name=` may list several
+    /// names, comma-separated in a quoted field.
     ///
     /// ```
     /// use kbx_buildkit::Output;
@@ -101,82 +104,92 @@ impl Output {
     /// );
     /// assert_eq!(Output::parse("type=tar,dest=-")?, Output::Tar { dest: None });
     /// assert_eq!(
+    ///     Output::parse(r#"type=image,"name=r/app:1,r/app:latest",push=true"#)?,
+    ///     Output::Image { names: vec!["r/app:1".into(), "r/app:latest".into()], push: true }
+    /// );
+    /// assert_eq!(
     ///     Output::parse("type=docker,name=app:1")?,
     ///     Output::DockerLoad { engine: None, names: vec!["app:1".into()] }
     /// );
-    /// assert!(Output::parse("type=local").is_err());
+    /// assert_eq!(
+    ///     Output::parse("type=local").unwrap_err().to_string(),
+    ///     r#"invalid build options: --output "type=local": dest is required for local exporter"#
+    /// );
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
     /// # Deviation
     /// `tar=false` is accepted for `type=oci` only (buildx also takes it for `type=docker`).
+    /// Keys other than `type`, `dest`, `name`, `push` and `tar` are refused.
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] for unknown types, unknown keys or a missing `dest`.
+    /// [`Error::Flag`] when the value does not parse; [`Error::InvalidOptions`] for unknown
+    /// types, unknown keys, or a missing or unusable `dest`.
     pub fn parse(spec: &str) -> Result<Self> {
+        let entry = kbx_opts::ExportEntry::parse(spec)?;
         let bad = |m: String| Error::InvalidOptions(format!("--output {spec:?}: {m}"));
-        let mut kind = None;
-        let mut dest = None;
+        let kind = entry.kind.as_str();
         let mut names = Vec::new();
         let mut push = false;
+        // buildx: a `tar` value that is not a Go boolean means the default, true.
         let mut tar = true;
-        for field in spec.split(',') {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
-            match k.trim() {
-                "type" => kind = Some(v.to_owned()),
-                "dest" => dest = Some(v.to_owned()),
-                "name" => names.push(v.to_owned()),
-                "push" => push = v == "true",
-                "tar" => {
-                    tar = match v {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(bad(format!("invalid tar value {v:?}"))),
-                    }
+        for (k, v) in &entry.attrs {
+            match k.as_str() {
+                "name" => {
+                    names = v
+                        .split(',')
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "push" => push = kbx_opts::parse_bool(v).map_err(|e| bad(format!("push: {e}")))?,
+                "tar" if matches!(kind, "oci" | "docker") => {
+                    tar = kbx_opts::parse_bool(v).unwrap_or(true)
                 }
                 other => return Err(bad(format!("unknown key {other:?}"))),
             }
         }
-        let file_dest = |dest: Option<String>| match dest.as_deref() {
-            None => Err(bad("dest is required".to_owned())),
-            Some("-") => Ok(None),
-            Some(d) => Ok(Some(PathBuf::from(d))),
+        let dir_dest = |dest: Option<String>| match dest.as_deref() {
+            None | Some("") => Err(bad(format!("dest is required for {kind} exporter"))),
+            Some("-") => Err(bad(format!("dest cannot be stdout for {kind} exporter"))),
+            Some(d) => Ok(PathBuf::from(d)),
         };
-        match kind.as_deref() {
-            Some("local") => match dest {
-                Some(d) if d != "-" => Ok(Output::Local { dest: d.into() }),
-                _ => Err(bad("dest directory is required".to_owned())),
-            },
-            Some("tar") => Ok(Output::Tar {
-                dest: file_dest(dest)?,
+        let file_dest = |dest: Option<String>| match dest.as_deref() {
+            None | Some("" | "-") => None,
+            Some(d) => Some(PathBuf::from(d)),
+        };
+        match kind {
+            "local" => Ok(Output::Local {
+                dest: dir_dest(entry.dest)?,
             }),
-            Some("oci") if !tar => match dest {
-                Some(d) if d != "-" => Ok(Output::OciDir { dest: d.into() }),
-                _ => Err(bad("dest directory is required with tar=false".to_owned())),
-            },
-            Some(other) if !tar => Err(bad(format!(
-                "tar=false is supported for type=oci only, not {other:?}"
-            ))),
-            Some("oci") => Ok(Output::Oci {
-                dest: file_dest(dest)?,
+            "tar" => Ok(Output::Tar {
+                dest: file_dest(entry.dest),
+            }),
+            "oci" if !tar => Ok(Output::OciDir {
+                dest: dir_dest(entry.dest)?,
+            }),
+            "docker" if !tar => Err(bad(
+                "tar=false is supported for type=oci only, not \"docker\"".to_owned(),
+            )),
+            "oci" => Ok(Output::Oci {
+                dest: file_dest(entry.dest),
                 names,
             }),
-            Some("docker") if dest.is_none() => Ok(Output::DockerLoad {
-                engine: None,
+            "docker" if entry.dest.as_deref().unwrap_or_default().is_empty() => {
+                Ok(Output::DockerLoad {
+                    engine: None,
+                    names,
+                })
+            }
+            "docker" => Ok(Output::Docker {
+                dest: file_dest(entry.dest),
                 names,
             }),
-            Some("docker") => Ok(Output::Docker {
-                dest: file_dest(dest)?,
-                names,
-            }),
-            Some("moby") => Ok(Output::Moby { names }),
-            Some("image") => Ok(Output::Image { names, push }),
+            "moby" => Ok(Output::Moby { names }),
+            "image" => Ok(Output::Image { names, push }),
             // buildx's shorthand for `type=image,push=true`.
-            Some("registry") => Ok(Output::Image { names, push: true }),
-            Some(other) => Err(bad(format!("unknown type {other:?}"))),
-            None => Err(bad("type is required".to_owned())),
+            "registry" => Ok(Output::Image { names, push: true }),
+            other => Err(bad(format!("unknown type {other:?}"))),
         }
     }
 
@@ -239,7 +252,8 @@ pub struct CacheEntry {
 }
 
 impl CacheEntry {
-    /// Parses buildx's syntax: `type=registry,ref=repo:tag,mode=max`, or a bare reference,
+    /// Parses one entry in buildx's syntax (one CSV record, read by
+    /// [`kbx_opts::CacheEntry`]): `type=registry,ref=repo:tag,mode=max`, or a bare reference,
     /// which means `type=registry,ref=<it>`.
     ///
     /// ```
@@ -247,33 +261,36 @@ impl CacheEntry {
     /// let e = CacheEntry::parse("type=registry,ref=r/cache,mode=max")?;
     /// assert_eq!((e.kind.as_str(), e.attrs["mode"].as_str()), ("registry", "max"));
     /// assert_eq!(CacheEntry::parse("r/cache")?.attrs["ref"], "r/cache");
+    /// let e = CacheEntry::parse(r#"type=local,"dest=/cache/a,b""#)?;
+    /// assert_eq!(e.attrs["dest"], "/cache/a,b");
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] when `type` is missing from a key/value form.
+    /// [`Error::Flag`] when the value does not parse or `type` is missing from a key/value
+    /// form.
     pub fn parse(spec: &str) -> Result<Self> {
-        if !spec.contains('=') {
-            return Ok(CacheEntry {
-                kind: "registry".to_owned(),
-                attrs: BTreeMap::from([("ref".to_owned(), spec.to_owned())]),
-            });
-        }
-        let mut kind = None;
-        let mut attrs = BTreeMap::new();
-        for field in spec.split(',') {
-            let (k, v) = field.split_once('=').ok_or_else(|| {
-                Error::InvalidOptions(format!("cache {spec:?}: {field:?} is not key=value"))
-            })?;
-            if k == "type" {
-                kind = Some(v.to_owned());
-            } else {
-                attrs.insert(k.to_owned(), v.to_owned());
-            }
-        }
-        let kind =
-            kind.ok_or_else(|| Error::InvalidOptions(format!("cache {spec:?}: type is required")))?;
-        Ok(CacheEntry { kind, attrs })
+        Ok(kbx_opts::CacheEntry::parse(spec)?.into())
+    }
+
+    /// Parses one `--cache-from`/`--cache-to` value as buildx does: without `=`, a CSV list
+    /// of registry references, one entry each (`r/a,r/b`); otherwise one entry; empty, none.
+    ///
+    /// ```
+    /// use kbx_buildkit::CacheEntry;
+    /// let refs = CacheEntry::parse_list("r/a,r/b")?;
+    /// assert_eq!(refs.len(), 2);
+    /// assert_eq!(refs[1].attrs["ref"], "r/b");
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`CacheEntry::parse`].
+    pub fn parse_list(spec: &str) -> Result<Vec<Self>> {
+        Ok(kbx_opts::CacheEntry::parse_list(spec)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     fn to_proto(&self) -> CacheOptionsEntry {
@@ -286,6 +303,15 @@ impl CacheEntry {
     /// `{"Type":…,"Attrs":{…}}`, as the frontend's `cache-imports` attribute wants it.
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({ "Type": self.kind, "Attrs": self.attrs })
+    }
+}
+
+impl From<kbx_opts::CacheEntry> for CacheEntry {
+    fn from(e: kbx_opts::CacheEntry) -> Self {
+        CacheEntry {
+            kind: e.kind,
+            attrs: e.attrs,
+        }
     }
 }
 
@@ -1391,11 +1417,19 @@ mod tests {
                 names: vec![]
             }
         );
+        // Several names in one quoted field; a repeated key keeps its last value (buildx).
+        assert_eq!(
+            Output::parse(r#"type=docker,dest=d.tar,"name=a:1,b:2""#).expect("ok"),
+            Output::Docker {
+                dest: Some("d.tar".into()),
+                names: vec!["a:1".into(), "b:2".into()]
+            }
+        );
         assert_eq!(
             Output::parse("type=docker,dest=d.tar,name=a:1,name=b:2").expect("ok"),
             Output::Docker {
                 dest: Some("d.tar".into()),
-                names: vec!["a:1".into(), "b:2".into()]
+                names: vec!["b:2".into()]
             }
         );
         assert_eq!(
@@ -1437,9 +1471,30 @@ mod tests {
         );
         assert!(Output::parse("type=oci,dest=-,tar=false").is_err());
         assert!(Output::parse("type=docker,dest=d,tar=false").is_err());
-        assert!(Output::parse("type=oci,dest=d,tar=maybe").is_err());
+        // As buildx: a `tar` value that is not a boolean means true; a single field is a
+        // directory; a tar stream without dest goes to stdout.
+        assert_eq!(
+            Output::parse("type=oci,dest=d,tar=maybe").expect("ok"),
+            Output::Oci {
+                dest: Some("d".into()),
+                names: vec![]
+            }
+        );
         assert!(Output::parse("type=zip,dest=x").is_err());
-        assert!(Output::parse("dest=x").is_err());
-        assert!(Output::parse("type=tar").is_err());
+        assert_eq!(
+            Output::parse("dest=x").expect("ok"),
+            Output::Local {
+                dest: "dest=x".into()
+            }
+        );
+        assert_eq!(
+            Output::parse("type=tar").expect("ok"),
+            Output::Tar { dest: None }
+        );
+        assert_eq!(Output::parse("-").expect("ok"), Output::Tar { dest: None });
+        assert_eq!(
+            Output::parse("type=local,dest=-").unwrap_err().to_string(),
+            r#"invalid build options: --output "type=local,dest=-": dest cannot be stdout for local exporter"#
+        );
     }
 }

@@ -2,12 +2,41 @@
 //! driver exports to by default, and how a failed solve or load is reported. Shared by builds
 //! on one node and builds split among several ([`crate::multi`]).
 
+use std::io::IsTerminal as _;
+
 use kbx_buildkit::{BuildOptions, Output};
 
 use crate::builders;
 use crate::cli::{AttestArgs, BuildArgs};
 use crate::driver::Driver;
 use crate::error::Error;
+
+/// As buildx, an archive never goes to a terminal: `-o -` or `type=tar` without `dest` needs
+/// standard output redirected.
+fn refuse_console(output: Option<&Output>, stdout_is_terminal: bool) -> Result<(), Error> {
+    let kind = match output {
+        Some(Output::Tar { dest: None }) => "tar",
+        Some(Output::Oci { dest: None, .. }) => "oci",
+        Some(Output::Docker { dest: None, .. }) => "docker",
+        _ => return Ok(()),
+    };
+    if stdout_is_terminal {
+        return Err(Error::msg(format!(
+            "dest file is required for {kind} exporter. refusing to write to console"
+        )));
+    }
+    Ok(())
+}
+
+/// The entries of every `--cache-from`/`--cache-to` value; as buildx, a value without `=` is a
+/// comma-separated list of registry references.
+fn cache_entries(values: &[String]) -> Result<Vec<kbx_buildkit::CacheEntry>, Error> {
+    let mut all = Vec::new();
+    for v in values {
+        all.extend(kbx_buildkit::CacheEntry::parse_list(v)?);
+    }
+    Ok(all)
+}
 
 /// buildx's pod-choice key: the absolute context path.
 pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error> {
@@ -64,6 +93,7 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         }),
         _ => None,
     };
+    refuse_console(output.as_ref(), std::io::stdout().is_terminal())?;
     Ok(BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -83,18 +113,8 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .collect::<Result<_, _>>()
             .map_err(Error::from)?,
         output,
-        cache_from: args
-            .cache_from
-            .iter()
-            .map(|c| kbx_buildkit::CacheEntry::parse(c))
-            .collect::<Result<_, _>>()
-            .map_err(Error::from)?,
-        cache_to: args
-            .cache_to
-            .iter()
-            .map(|c| kbx_buildkit::CacheEntry::parse(c))
-            .collect::<Result<_, _>>()
-            .map_err(Error::from)?,
+        cache_from: cache_entries(&args.cache_from)?,
+        cache_to: cache_entries(&args.cache_to)?,
         secrets: args
             .secrets
             .iter()
@@ -303,6 +323,30 @@ pub(crate) fn solve_error(err: kbx_buildkit::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archives_never_go_to_a_terminal() {
+        let tar = Output::parse("-").unwrap();
+        assert_eq!(
+            refuse_console(Some(&tar), true).unwrap_err().to_string(),
+            "dest file is required for tar exporter. refusing to write to console"
+        );
+        assert!(refuse_console(Some(&tar), false).is_ok());
+        let oci = Output::parse("type=oci").unwrap();
+        assert!(refuse_console(Some(&oci), true).is_err());
+        let file = Output::parse("type=tar,dest=o.tar").unwrap();
+        assert!(refuse_console(Some(&file), true).is_ok());
+        assert!(refuse_console(None, true).is_ok());
+    }
+
+    #[test]
+    fn cache_reference_lists_are_split() {
+        let e = cache_entries(&["r/a,r/b".into(), r#"type=local,"src=/c,d""#.into()]).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[1].attrs["ref"], "r/b");
+        assert_eq!(e[2].attrs["src"], "/c,d");
+        assert!(cache_entries(&[String::new()]).unwrap().is_empty());
+    }
 
     #[test]
     fn attestation_flags_and_the_default_switch() {

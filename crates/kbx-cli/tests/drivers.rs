@@ -693,7 +693,9 @@ fn build_context_from_stdin_and_named_contexts() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("--build-context \"noequals\": expected name=value"),
+        err.contains(
+            "--build-context \"noequals\": invalid context value: noequals, expected key=value"
+        ),
         "{err}"
     );
 }
