@@ -15,6 +15,7 @@
 //! variant, laid out as upstream's but made of the real `buildkitd` and `buildctl` v0.13.2 built
 //! from Debian's source (`conformance/scripts/build-buildkit.sh`) and Debian's `runc`; they are
 //! imported into the node's containerd, never pulled. [`workers`] reads a builder's workers back.
+//! [`buildx`] runs the real Buildx CLI from Debian's packages, the oracle of the parity scenarios.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kbx_conformance::Error> {
@@ -29,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod buildx;
 pub mod existing;
 pub mod image;
 pub mod kind;
