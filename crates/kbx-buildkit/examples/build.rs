@@ -107,17 +107,8 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            if let Error::Solve {
-                vertex: Some(v),
-                logs,
-                ..
-            } = &err
-            {
-                eprintln!("------\n > {v}:");
-                for l in logs {
-                    eprintln!("{l}");
-                }
-                eprintln!("------");
+            if let Some(block) = err.failed_step() {
+                eprint!("{block}");
             }
             let mut msg = format!("error: {err}");
             // A solve error's message already is the daemon's; other errors get their causes.

@@ -173,6 +173,38 @@ fn location_suffix(loc: Option<&crate::SourceLocation>) -> String {
 }
 
 impl Error {
+    /// For a failed step, buildx's block naming it with its last log lines:
+    /// `------\n > STEP:\nLINE…\n------\n`; `None` for other errors.
+    ///
+    /// ```
+    /// # use kbx_buildkit::Error;
+    /// let e = Error::Solve {
+    ///     message: "exit code: 1".into(),
+    ///     vertex: Some("[2/2] RUN false".into()),
+    ///     logs: vec!["#5 0.1 no".into()],
+    ///     location: None,
+    ///     status: Box::new(tonic::Status::unknown("exit code: 1")),
+    /// };
+    /// assert_eq!(e.failed_step().unwrap(), "------\n > [2/2] RUN false:\n#5 0.1 no\n------\n");
+    /// ```
+    pub fn failed_step(&self) -> Option<String> {
+        let Error::Solve {
+            vertex: Some(v),
+            logs,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut text = format!("------\n > {v}:\n");
+        for l in logs {
+            text.push_str(l);
+            text.push('\n');
+        }
+        text.push_str("------\n");
+        Some(text)
+    }
+
     pub(crate) fn rpc(call: &'static str, status: tonic::Status) -> Self {
         Error::Rpc {
             call,

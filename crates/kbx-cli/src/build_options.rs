@@ -305,17 +305,8 @@ pub(crate) fn load_error(err: kbx_buildkit::Error) -> Error {
 
 /// A failed solve: the step, its last log lines, then the daemon's message.
 pub(crate) fn solve_error(err: kbx_buildkit::Error) -> Error {
-    if let kbx_buildkit::Error::Solve {
-        vertex: Some(v),
-        logs,
-        ..
-    } = &err
-    {
-        eprintln!("------\n > {v}:");
-        for l in logs {
-            eprintln!("{l}");
-        }
-        eprintln!("------");
+    if let Some(block) = err.failed_step() {
+        eprint!("{block}");
     }
     Error::Buildkit(err)
 }
