@@ -14,6 +14,7 @@ test:
 # Formatting, clippy with warnings as errors, and docs with warnings as errors.
 # `cargo doc` builds no dev-dependencies, so it names the Kubernetes API version k8s-openapi
 # needs (libraries never pick one; keep it equal to what the binaries enable).
+[doc('Formatting, clippy and docs, all with warnings as errors.')]
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
@@ -21,12 +22,14 @@ lint:
 
 # Check that the libraries build against the oldest and newest Kubernetes API that
 # k8s-openapi supports (they must not depend on one version's field types).
+[doc('Check the libraries against the oldest and newest Kubernetes API k8s-openapi supports.')]
 check-k8s-versions:
     for v in 1.33 1.37; do K8S_OPENAPI_ENABLED_VERSION=$v cargo check -p kbx-manifest --target-dir target/k8s-$v; done
 
 # Run every fuzz target for SECONDS each (needs cargo-fuzz; runs on stable via RUSTC_BOOTSTRAP).
 # Seeds come from fixtures/fuzz/<crate>/<target>/; a crash is saved under the crate's
 # fuzz/artifacts/ and must be copied to fixtures/fuzz/<crate>/<target>/ as a regression fixture.
+[doc('Run every fuzz target for SECONDS each (needs cargo-fuzz).')]
 fuzz SECONDS="30":
     #!/usr/bin/env bash
     set -euo pipefail
@@ -83,12 +86,26 @@ bench-upload-cluster RUNS="3":
     target/release/kbx-local-cluster sweep
     exit $status
 
+# Parity with the real Buildx 0.29.1 and 0.13.1: flag values, then every object option set.
+parity:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    conformance/scripts/fetch-buildx.sh >/dev/null
+    conformance/scripts/build-kubernetes.sh
+    conformance/scripts/build-buildkit.sh
+    cargo nextest run -p kbx-conformance --test parity
+    status=0
+    KBX_PARITY_ALL=1 cargo nextest run -p kbx-conformance --profile conformance -E 'test(parity)' || status=$?
+    cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
+    exit $status
+
 # Build (or reuse from the cache) the Kubernetes 1.20.2 binaries the local cluster runs.
 k8s-binaries:
     conformance/scripts/build-kubernetes.sh
 
 # Conformance scenarios on a real cluster. KBX_CONFORMANCE_CLUSTER=local (default, needs root),
 # kind (KBX_CONFORMANCE_KIND_CONFIG=single|multi-node|multi-arch) or existing (KUBECONFIG).
+[doc('Conformance scenarios on a real cluster (local by default, needs root; or kind, or KUBECONFIG).')]
 conformance:
     #!/usr/bin/env bash
     set -euo pipefail
