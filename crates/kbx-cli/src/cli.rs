@@ -82,8 +82,8 @@ pub(crate) struct CreateArgs {
     /// Boot the builder after creating it.
     #[arg(long)]
     pub(crate) bootstrap: bool,
-    /// Flags for the BuildKit daemon.
-    #[arg(long)]
+    /// Flags for the BuildKit daemon (`--buildkitd-flags '--debug'` and `--buildkitd-flags=--debug`).
+    #[arg(long, allow_hyphen_values = true)]
     pub(crate) buildkitd_flags: Option<String>,
     /// BuildKit daemon config file.
     #[arg(long, visible_alias = "config")]

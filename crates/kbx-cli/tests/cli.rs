@@ -25,6 +25,24 @@ impl Env {
         format!("unix://{}/no-docker.sock", self.dir.path().display())
     }
 
+    /// A kubeconfig whose API server (`https://127.0.0.1:9`) nobody listens on: kbx can build
+    /// a client from it, and every request fails with "connection refused".
+    fn kubeconfig(&self) -> String {
+        let path = self.dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:9\"}\ncontexts:\n- name: c\n  context: {cluster: c, user: u, namespace: ns}\nusers:\n- name: u\n  user: {token: x}\ncurrent-context: c\n",
+        )
+        .expect("write kubeconfig");
+        path.to_str().expect("utf-8 path").to_owned()
+    }
+
+    /// `kbx` with `KUBECONFIG` set to [`Env::kubeconfig`].
+    fn kbx_kube(&self, args: &[&str]) -> Output {
+        let kubeconfig = self.kubeconfig();
+        self.kbx_env(args, &[("KUBECONFIG", &kubeconfig)])
+    }
+
     fn kbx(&self, args: &[&str]) -> Output {
         self.kbx_env(args, &[])
     }
@@ -952,5 +970,31 @@ fn proxy_variables_are_honoured_not_refused() {
         assert!(!err.contains("disabled feature"), "{proxy}: {err}");
         assert!(err.contains("Connection refused"), "{proxy}: {err}");
         env.kbx(&["rm", "--keep-daemon", "p"]);
+    }
+}
+
+#[test]
+fn buildkitd_flags_take_values_that_start_with_a_dash() {
+    let env = Env::new();
+    for (name, args) in [
+        (
+            "spaced",
+            &[
+                "--buildkitd-flags",
+                "--allow-insecure-entitlement security.insecure",
+            ][..],
+        ),
+        (
+            "joined",
+            &["--buildkitd-flags=--allow-insecure-entitlement security.insecure"][..],
+        ),
+    ] {
+        let o = env.kbx_kube(&[&["create", "--name", name][..], args].concat());
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let record = std::fs::read_to_string(env.store().join("instances").join(name)).unwrap();
+        assert!(
+            record.contains("\"Flags\":[\"--allow-insecure-entitlement\",\"security.insecure\"]"),
+            "{name}: {record}"
+        );
     }
 }
