@@ -74,7 +74,7 @@ pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
 pub use patterns::{Pattern, PatternMatcher};
 pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker, SolveStatus};
-pub use solve::{BuildOptions, BuildResult, CacheEntry, Output, parse_attests};
+pub use solve::{BuildOptions, BuildResult, CacheEntry, Export, Output, parse_attests};
 pub use transport::Address;
 
 /// Measurement helpers for the upload benchmark (not a stable API).

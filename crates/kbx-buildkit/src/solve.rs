@@ -85,16 +85,152 @@ pub enum Output {
         /// Image names the archive tags (`name=`, or `-t` when none is given).
         names: Vec<String>,
     },
+    /// `type=cacheonly`: build and keep nothing but the build cache. No exporter is sent, as
+    /// buildx does; unlike no output at all, it also opts out of a driver's default export
+    /// (the docker driver's image store, `--load`).
+    CacheOnly,
 }
 
-impl Output {
+/// One `--output` value: where the result goes, and the exporter attributes kbx does not
+/// interpret, passed to BuildKit as typed (`compression=zstd`, `oci-mediatypes=true`,
+/// `annotation.KEY=V`, `push-by-digest=true`, `unpack=false`, …), as buildx does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// The exporter and its destination.
+    pub output: Output,
+    /// Exporter attributes sent as they are, added to (and overriding) those of
+    /// [`Export::output`].
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl From<Output> for Export {
+    fn from(output: Output) -> Self {
+        Export {
+            output,
+            attrs: BTreeMap::new(),
+        }
+    }
+}
+
+impl Export {
     /// Parses buildx's `--output` syntax (one CSV record, read by [`kbx_opts::ExportEntry`]),
     /// then checks it as buildx does before the build: `type=local,dest=DIR` (or a bare
     /// `DIR`), `type=tar,dest=FILE` (`-` or no `dest` = stdout, also a bare `-`),
     /// `type=moby,name=a:b`, `type=image,name=…,push=true`, `type=registry` (`image` with
-    /// `push=true`), `type=oci,dest=…[,tar=false]`, `type=docker,dest=…` (without `dest`:
-    /// loaded into the Docker Engine, [`Output::DockerLoad`]). `name=` may list several
-    /// names, comma-separated in a quoted field.
+    /// `push=true` and, unless given, `unpack=false`), `type=oci,dest=…[,tar=false]`,
+    /// `type=docker,dest=…` (without `dest`: loaded into the Docker Engine,
+    /// [`Output::DockerLoad`]), `type=cacheonly`. `name=` may list several names,
+    /// comma-separated in a quoted field. Every other attribute is kept in
+    /// [`Export::attrs`] and reaches the exporter unchanged.
+    ///
+    /// ```
+    /// use kbx_buildkit::{Export, Output};
+    /// let e = Export::parse("type=oci,dest=o.tar,compression=zstd,annotation.org.example=v")?;
+    /// assert_eq!(e.output, Output::Oci { dest: Some("o.tar".into()), names: vec![] });
+    /// assert_eq!(e.attrs["compression"], "zstd");
+    /// assert_eq!(e.attrs["annotation.org.example"], "v");
+    /// let r = Export::parse("type=registry,name=r/app:1")?;
+    /// assert_eq!(r.output, Output::Image { names: vec!["r/app:1".into()], push: true });
+    /// assert_eq!(r.attrs["unpack"], "false");
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
+    ///
+    /// # Deviation
+    /// `tar=false` is accepted for `type=oci` only (buildx also takes it for `type=docker`).
+    ///
+    /// # Errors
+    /// [`Error::Flag`] when the value does not parse; [`Error::InvalidOptions`] for unknown
+    /// types, an invalid `push` for `type=image`, or a missing or unusable `dest`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let entry = kbx_opts::ExportEntry::parse(spec)?;
+        let bad = |m: String| Error::InvalidOptions(format!("--output {spec:?}: {m}"));
+        let kind = entry.kind.as_str();
+        let mut attrs = entry.attrs;
+        let named = matches!(kind, "moby" | "image" | "registry" | "oci" | "docker");
+        let names: Vec<String> = match attrs.get("name") {
+            Some(v) if named => v
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if named {
+            attrs.remove("name");
+        }
+        let mut push = false;
+        if kind == "image"
+            && let Some(v) = attrs.remove("push")
+        {
+            push = kbx_opts::parse_bool(&v).map_err(|e| bad(format!("push: {e}")))?;
+        }
+        if kind == "registry" {
+            // buildx: `registry` is `image` with push=true, and skips unpacking unless told.
+            attrs.remove("push");
+            attrs
+                .entry("unpack".to_owned())
+                .or_insert_with(|| "false".to_owned());
+        }
+        // buildx: a `tar` value that is not a Go boolean means the default, true.
+        let mut tar = true;
+        if matches!(kind, "oci" | "docker")
+            && let Some(v) = attrs.remove("tar")
+        {
+            tar = kbx_opts::parse_bool(&v).unwrap_or(true);
+        }
+        let dir_dest = |dest: Option<String>| match dest.as_deref() {
+            None | Some("") => Err(bad(format!("dest is required for {kind} exporter"))),
+            Some("-") => Err(bad(format!("dest cannot be stdout for {kind} exporter"))),
+            Some(d) => Ok(PathBuf::from(d)),
+        };
+        let file_dest = |dest: Option<String>| match dest.as_deref() {
+            None | Some("" | "-") => None,
+            Some(d) => Some(PathBuf::from(d)),
+        };
+        let output = match kind {
+            "local" => Output::Local {
+                dest: dir_dest(entry.dest)?,
+            },
+            "tar" => Output::Tar {
+                dest: file_dest(entry.dest),
+            },
+            "oci" if !tar => Output::OciDir {
+                dest: dir_dest(entry.dest)?,
+            },
+            "docker" if !tar => {
+                return Err(bad(
+                    "tar=false is supported for type=oci only, not \"docker\"".to_owned(),
+                ));
+            }
+            "oci" => Output::Oci {
+                dest: file_dest(entry.dest),
+                names,
+            },
+            "docker" if entry.dest.as_deref().unwrap_or_default().is_empty() => {
+                Output::DockerLoad {
+                    engine: None,
+                    names,
+                }
+            }
+            "docker" => Output::Docker {
+                dest: file_dest(entry.dest),
+                names,
+            },
+            "moby" => Output::Moby { names },
+            "image" => Output::Image { names, push },
+            "registry" => Output::Image { names, push: true },
+            // buildx's "keep nothing" output: no exporter, no attributes.
+            "cacheonly" => return Ok(Output::CacheOnly.into()),
+            other => return Err(bad(format!("unknown type {other:?}"))),
+        };
+        Ok(Export { output, attrs })
+    }
+}
+
+impl Output {
+    /// Parses buildx's `--output` syntax and keeps where the result goes; the exporter
+    /// attributes passed through to BuildKit are dropped (see [`Export::parse`], which keeps
+    /// them).
     ///
     /// ```
     /// use kbx_buildkit::Output;
@@ -111,6 +247,7 @@ impl Output {
     ///     Output::parse("type=docker,name=app:1")?,
     ///     Output::DockerLoad { engine: None, names: vec!["app:1".into()] }
     /// );
+    /// assert_eq!(Output::parse("type=cacheonly")?, Output::CacheOnly);
     /// assert_eq!(
     ///     Output::parse("type=local").unwrap_err().to_string(),
     ///     r#"invalid build options: --output "type=local": dest is required for local exporter"#
@@ -118,79 +255,10 @@ impl Output {
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
     ///
-    /// # Deviation
-    /// `tar=false` is accepted for `type=oci` only (buildx also takes it for `type=docker`).
-    /// Keys other than `type`, `dest`, `name`, `push` and `tar` are refused.
-    ///
     /// # Errors
-    /// [`Error::Flag`] when the value does not parse; [`Error::InvalidOptions`] for unknown
-    /// types, unknown keys, or a missing or unusable `dest`.
+    /// As [`Export::parse`].
     pub fn parse(spec: &str) -> Result<Self> {
-        let entry = kbx_opts::ExportEntry::parse(spec)?;
-        let bad = |m: String| Error::InvalidOptions(format!("--output {spec:?}: {m}"));
-        let kind = entry.kind.as_str();
-        let mut names = Vec::new();
-        let mut push = false;
-        // buildx: a `tar` value that is not a Go boolean means the default, true.
-        let mut tar = true;
-        for (k, v) in &entry.attrs {
-            match k.as_str() {
-                "name" => {
-                    names = v
-                        .split(',')
-                        .filter(|n| !n.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                }
-                "push" => push = kbx_opts::parse_bool(v).map_err(|e| bad(format!("push: {e}")))?,
-                "tar" if matches!(kind, "oci" | "docker") => {
-                    tar = kbx_opts::parse_bool(v).unwrap_or(true)
-                }
-                other => return Err(bad(format!("unknown key {other:?}"))),
-            }
-        }
-        let dir_dest = |dest: Option<String>| match dest.as_deref() {
-            None | Some("") => Err(bad(format!("dest is required for {kind} exporter"))),
-            Some("-") => Err(bad(format!("dest cannot be stdout for {kind} exporter"))),
-            Some(d) => Ok(PathBuf::from(d)),
-        };
-        let file_dest = |dest: Option<String>| match dest.as_deref() {
-            None | Some("" | "-") => None,
-            Some(d) => Some(PathBuf::from(d)),
-        };
-        match kind {
-            "local" => Ok(Output::Local {
-                dest: dir_dest(entry.dest)?,
-            }),
-            "tar" => Ok(Output::Tar {
-                dest: file_dest(entry.dest),
-            }),
-            "oci" if !tar => Ok(Output::OciDir {
-                dest: dir_dest(entry.dest)?,
-            }),
-            "docker" if !tar => Err(bad(
-                "tar=false is supported for type=oci only, not \"docker\"".to_owned(),
-            )),
-            "oci" => Ok(Output::Oci {
-                dest: file_dest(entry.dest),
-                names,
-            }),
-            "docker" if entry.dest.as_deref().unwrap_or_default().is_empty() => {
-                Ok(Output::DockerLoad {
-                    engine: None,
-                    names,
-                })
-            }
-            "docker" => Ok(Output::Docker {
-                dest: file_dest(entry.dest),
-                names,
-            }),
-            "moby" => Ok(Output::Moby { names }),
-            "image" => Ok(Output::Image { names, push }),
-            // buildx's shorthand for `type=image,push=true`.
-            "registry" => Ok(Output::Image { names, push: true }),
-            other => Err(bad(format!("unknown type {other:?}"))),
-        }
+        Ok(Export::parse(spec)?.output)
     }
 
     /// The exporter type on the wire.
@@ -202,6 +270,7 @@ impl Output {
             Output::Tar { .. } => "tar",
             Output::Oci { .. } | Output::OciDir { .. } => "oci",
             Output::Docker { .. } | Output::DockerLoad { .. } => "docker",
+            Output::CacheOnly => "cacheonly",
         }
     }
 
@@ -237,7 +306,8 @@ impl Output {
             Output::Moby { .. }
             | Output::Image { .. }
             | Output::OciDir { .. }
-            | Output::DockerLoad { .. } => None,
+            | Output::DockerLoad { .. }
+            | Output::CacheOnly => None,
         }
     }
 }
@@ -376,8 +446,10 @@ pub struct BuildOptions {
     /// `BUILDX_NO_DEFAULT_ATTESTATIONS` is set; `inline-only` keeps it out of `local` and `tar`
     /// exports.
     pub no_default_attestations: bool,
-    /// Extra exporter attributes, added to (and overriding) those of [`BuildOptions::output`],
-    /// e.g. `push-by-digest=true` for a node's share of a multi-node push.
+    /// Exporter attributes sent as they are, added to (and overriding) those of
+    /// [`BuildOptions::output`]: the pass-through attributes of `--output`
+    /// ([`Export::attrs`]), or e.g. `push-by-digest=true` for a node's share of a multi-node
+    /// push.
     pub export_attrs: BTreeMap<String, String>,
 }
 
@@ -568,7 +640,7 @@ impl Client {
                     "oci-layout:// build contexts (BuildKit v0.11+)".to_owned(),
                 ));
             }
-            if let Some(out) = &opts.output
+            if let Some(out) = opts.output.as_ref().filter(|o| **o != Output::CacheOnly)
                 && !caps.supports_exporter(out.kind())
             {
                 return Err(unsupported(format!("exporter {:?}", out.kind())));
@@ -1033,7 +1105,7 @@ fn solve_request(
     if opts.network.as_deref() == Some("host") {
         req.entitlements.push("network.host".to_owned());
     }
-    if let Some(out) = &opts.output {
+    if let Some(out) = opts.output.as_ref().filter(|o| **o != Output::CacheOnly) {
         // Old daemons only read fields 3/4 and silently ignore 13; new ones prefer 13.
         let mut attrs = out.attrs();
         attrs.extend(opts.export_attrs.clone());
@@ -1496,5 +1568,108 @@ mod tests {
             Output::parse("type=local,dest=-").unwrap_err().to_string(),
             r#"invalid build options: --output "type=local,dest=-": dest cannot be stdout for local exporter"#
         );
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn export_attributes_pass_through_as_buildx_sends_them() {
+        let e = Export::parse(
+            "type=image,name=r/a:1,push=true,registry.insecure=true,compression=zstd,\
+             compression-level=3,force-compression=true,oci-mediatypes=true,\
+             push-by-digest=true,name-canonical=true,store=false,rewrite-timestamp=true,\
+             annotation.org.example=v,annotation-index.k=i,\
+             annotation-manifest-descriptor[linux/amd64].k=d,dangling-name-prefix=p,\
+             buildinfo-attrs=true,platform-split=false",
+        )
+        .expect("ok");
+        assert_eq!(
+            e.output,
+            Output::Image {
+                names: vec!["r/a:1".into()],
+                push: true
+            }
+        );
+        assert_eq!(
+            e.attrs,
+            attrs(&[
+                ("annotation-index.k", "i"),
+                ("annotation-manifest-descriptor[linux/amd64].k", "d"),
+                ("annotation.org.example", "v"),
+                ("buildinfo-attrs", "true"),
+                ("compression", "zstd"),
+                ("compression-level", "3"),
+                ("dangling-name-prefix", "p"),
+                ("force-compression", "true"),
+                ("name-canonical", "true"),
+                ("oci-mediatypes", "true"),
+                ("platform-split", "false"),
+                ("push-by-digest", "true"),
+                ("registry.insecure", "true"),
+                ("rewrite-timestamp", "true"),
+                ("store", "false"),
+            ])
+        );
+        // registry: image with push=true, and unpack=false unless given (buildx).
+        let r = Export::parse("type=registry,name=r/a,push=false").expect("ok");
+        assert_eq!(
+            (r.output.clone(), r.attrs),
+            (
+                Output::Image {
+                    names: vec!["r/a".into()],
+                    push: true
+                },
+                attrs(&[("unpack", "false")])
+            )
+        );
+        let r = Export::parse("type=registry,name=r/a,unpack=true").expect("ok");
+        assert_eq!(r.attrs, attrs(&[("unpack", "true")]));
+        // Keys kbx interprets stay out of attrs; others reach the exporter, even on local/tar.
+        let l = Export::parse("type=local,dest=o,name=x,platform-split=false").expect("ok");
+        assert_eq!(l.output, Output::Local { dest: "o".into() });
+        assert_eq!(
+            l.attrs,
+            attrs(&[("name", "x"), ("platform-split", "false")])
+        );
+        let o = Export::parse("type=oci,dest=o,tar=false,compression=gzip").expect("ok");
+        assert_eq!(o.output, Output::OciDir { dest: "o".into() });
+        assert_eq!(o.attrs, attrs(&[("compression", "gzip")]));
+        // cacheonly: no exporter at all.
+        let c = Export::parse("type=cacheonly,dest=x,compression=zstd").expect("ok");
+        assert_eq!(c, Output::CacheOnly.into());
+        assert!(c.output.target().is_none());
+    }
+
+    #[test]
+    fn pass_through_attributes_go_on_the_wire_and_cacheonly_sends_no_exporter() {
+        let e = Export::parse("type=oci,dest=o.tar,compression=zstd,name=a:1").expect("ok");
+        let opts = BuildOptions {
+            output: Some(e.output),
+            export_attrs: e.attrs,
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        let want: HashMap<String, String> = [("name", "a:1"), ("compression", "zstd")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(r.exporter_deprecated, "oci");
+        assert_eq!(r.exporter_attrs_deprecated, want);
+        assert_eq!(r.exporters.len(), 1);
+        assert_eq!(r.exporters[0].attrs, want);
+
+        let opts = BuildOptions {
+            output: Some(Output::CacheOnly),
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        assert!(r.exporters.is_empty());
+        assert!(r.exporter_deprecated.is_empty());
+        assert!(r.exporter_attrs_deprecated.is_empty());
     }
 }

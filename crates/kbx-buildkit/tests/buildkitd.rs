@@ -803,3 +803,84 @@ async fn inline_and_registry_caches_round_trip_through_the_loopback_registry() {
         );
     }
 }
+
+/// Unpacks the OCI layout tarball at `tar` into `dir` and returns its single image manifest
+/// (descriptor, manifest).
+fn unpacked_manifest(tar: &Path, dir: &Path) -> (serde_json::Value, serde_json::Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    tar::Archive::new(std::fs::File::open(tar).unwrap())
+        .unpack(dir)
+        .unwrap();
+    let index = json(&std::fs::read(dir.join("index.json")).unwrap());
+    let mut images = image_manifests(dir, &index["manifests"][0]);
+    assert_eq!(images.len(), 1);
+    images.remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_attributes_pass_through_and_cacheonly_exports_nothing() {
+    let Some(d) = Buildkitd::start() else { return };
+    let c = client(&d).await;
+    let ctx = tempfile::tempdir().unwrap();
+    scratch_context(ctx.path());
+    let out = tempfile::tempdir().unwrap();
+    let with = |spec: &str| {
+        let e = kbx_buildkit::Export::parse(spec).unwrap();
+        BuildOptions {
+            output: Some(e.output),
+            export_attrs: e.attrs,
+            no_default_attestations: true,
+            ..opts(ctx.path())
+        }
+    };
+
+    // compression and annotations reach the oci exporter.
+    let zstd = out.path().join("zstd.tar");
+    let spec = format!(
+        "type=oci,dest={},compression=zstd,force-compression=true,annotation.org.example=v",
+        zstd.display()
+    );
+    build(&c, &with(&spec)).await.0.expect("zstd oci export");
+    let (_, manifest) = unpacked_manifest(&zstd, &out.path().join("zstd"));
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(manifest["annotations"]["org.example"], "v");
+
+    // oci-mediatypes=false gives Docker media types; the default, OCI ones.
+    let docker_types = out.path().join("docker-types.tar");
+    let spec = format!(
+        "type=oci,dest={},oci-mediatypes=false",
+        docker_types.display()
+    );
+    build(&c, &with(&spec))
+        .await
+        .0
+        .expect("oci export, docker types");
+    let (desc, _) = unpacked_manifest(&docker_types, &out.path().join("docker-types"));
+    assert_eq!(
+        desc["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let oci_types = out.path().join("oci-types.tar");
+    let spec = format!("type=oci,dest={},oci-mediatypes=true", oci_types.display());
+    build(&c, &with(&spec))
+        .await
+        .0
+        .expect("oci export, oci types");
+    let (desc, _) = unpacked_manifest(&oci_types, &out.path().join("oci-types"));
+    assert_eq!(
+        desc["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+
+    // cacheonly: the build runs, nothing is exported.
+    let before = std::fs::read_dir(out.path()).unwrap().count();
+    let res = build(&c, &with("type=cacheonly"))
+        .await
+        .0
+        .expect("cacheonly build");
+    assert_eq!(res.image_digest(), None);
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), before);
+}

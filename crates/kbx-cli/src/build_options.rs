@@ -57,32 +57,39 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
     if args.push && args.load {
         return Err(Error::msg("--push and --load cannot be used together"));
     }
+    let mut export_attrs = std::collections::BTreeMap::new();
     let output = match (&args.output, args.push, args.load) {
         (Some(_), true, _) | (Some(_), _, true) => {
             return Err(Error::msg(
                 "--output cannot be combined with --push or --load",
             ));
         }
-        (Some(spec), false, false) => match Output::parse(spec)? {
-            // As buildx, `-t` names an image, docker or oci export that names nothing itself.
-            Output::Image { names, push } if names.is_empty() => Some(Output::Image {
-                names: args.tags.clone(),
-                push,
-            }),
-            Output::Docker { dest, names } if names.is_empty() => Some(Output::Docker {
-                dest,
-                names: args.tags.clone(),
-            }),
-            Output::DockerLoad { engine, names } if names.is_empty() => Some(Output::DockerLoad {
-                engine,
-                names: args.tags.clone(),
-            }),
-            Output::Oci { dest, names } if names.is_empty() => Some(Output::Oci {
-                dest,
-                names: args.tags.clone(),
-            }),
-            other => Some(other),
-        },
+        (Some(spec), false, false) => {
+            let export = kbx_buildkit::Export::parse(spec)?;
+            export_attrs = export.attrs;
+            match export.output {
+                // As buildx, `-t` names an image, docker or oci export that names nothing itself.
+                Output::Image { names, push } if names.is_empty() => Some(Output::Image {
+                    names: args.tags.clone(),
+                    push,
+                }),
+                Output::Docker { dest, names } if names.is_empty() => Some(Output::Docker {
+                    dest,
+                    names: args.tags.clone(),
+                }),
+                Output::DockerLoad { engine, names } if names.is_empty() => {
+                    Some(Output::DockerLoad {
+                        engine,
+                        names: args.tags.clone(),
+                    })
+                }
+                Output::Oci { dest, names } if names.is_empty() => Some(Output::Oci {
+                    dest,
+                    names: args.tags.clone(),
+                }),
+                other => Some(other),
+            }
+        }
         (None, true, false) => Some(Output::Image {
             names: args.tags.clone(),
             push: true,
@@ -133,6 +140,7 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         credentials: kbx_buildkit::DockerCredentials::load().ok(),
         attests,
         no_default_attestations,
+        export_attrs,
         ..BuildOptions::default()
     })
 }
