@@ -36,8 +36,40 @@ impl std::fmt::Debug for ExecStream {
     }
 }
 
-/// The size of the pipes between kbx and kube-client's exec connection.
-const EXEC_PIPE_SIZE: usize = 1 << 20;
+/// The size of the pipes between kbx and kube-client's exec connection (stdin and stdout).
+///
+/// kube-client's default is 1 KiB: its message loop reads stdin in chunks of up to
+/// [`KUBE_STDIN_CHUNK`] bytes, one WebSocket message each, so a 1 KiB pipe cuts every message to
+/// 1 KiB and slows the build context down. 1 MiB lets every message be a full
+/// chunk and keeps data in flight in both directions.
+pub(crate) const EXEC_PIPE_SIZE: usize = 1 << 20;
+
+/// The most stdin bytes kube-client puts in one WebSocket message: `tokio_util`'s
+/// `ReaderStream` default capacity, which its exec message loop uses.
+pub(crate) const KUBE_STDIN_CHUNK: usize = 4096;
+
+const _: () = assert!(
+    EXEC_PIPE_SIZE >= 1 << 20,
+    "the exec pipes must hold at least 1 MiB"
+);
+const _: () = assert!(
+    EXEC_PIPE_SIZE.is_multiple_of(KUBE_STDIN_CHUNK),
+    "the exec pipes must hold whole WebSocket messages"
+);
+
+/// The exec request for `buildctl dial-stdio` in `container`: stdin, stdout and stderr, no TTY,
+/// and [`EXEC_PIPE_SIZE`] pipes for stdin and stdout (stderr keeps kube-client's 1 KiB; it is
+/// read line by line and carries only BuildKit's messages).
+pub(crate) fn attach_params(container: &str) -> AttachParams {
+    AttachParams::default()
+        .container(container)
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .tty(false)
+        .max_stdin_buf_size(EXEC_PIPE_SIZE)
+        .max_stdout_buf_size(EXEC_PIPE_SIZE)
+}
 
 impl ExecStream {
     /// Starts `buildctl dial-stdio` in the first container (`buildkitd`) of `pod`.
@@ -47,17 +79,7 @@ impl ExecStream {
         container: &str,
         stderr: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Self, Error> {
-        // kube-client's default pipes hold 1 KiB, so every WebSocket message would carry at
-        // most 1 KiB of the build context; 1 MiB pipes let it read full 4 KiB chunks and keep
-        // the tunnel busy in both directions.
-        let params = AttachParams::default()
-            .container(container)
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .tty(false)
-            .max_stdin_buf_size(EXEC_PIPE_SIZE)
-            .max_stdout_buf_size(EXEC_PIPE_SIZE);
+        let params = attach_params(container);
         let mut process = pods
             .exec(pod, DIAL_STDIO, &params)
             .await
@@ -173,5 +195,33 @@ where
                 attempt += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pipes must not fall back to kube-client's 1 KiB: pinned here so that a refactor of
+    /// the exec request cannot drop them silently.
+    #[test]
+    fn exec_pipes_hold_a_mebibyte_of_whole_messages() {
+        let params = attach_params("buildkitd");
+        assert_eq!(params.max_stdin_buf_size, Some(EXEC_PIPE_SIZE));
+        assert_eq!(params.max_stdout_buf_size, Some(EXEC_PIPE_SIZE));
+        assert_eq!(params.max_stderr_buf_size, None);
+        for size in [params.max_stdin_buf_size, params.max_stdout_buf_size] {
+            let size = size.unwrap_or_default();
+            assert!(size >= 1 << 20, "{size} bytes");
+            assert!(size.is_multiple_of(KUBE_STDIN_CHUNK), "{size} bytes");
+        }
+    }
+
+    #[test]
+    fn exec_request_is_a_plain_stdio_stream_to_the_container() {
+        let params = attach_params("buildkitd");
+        assert_eq!(params.container.as_deref(), Some("buildkitd"));
+        assert!(params.stdin && params.stdout && params.stderr);
+        assert!(!params.tty, "a TTY would mangle the gRPC bytes");
     }
 }
