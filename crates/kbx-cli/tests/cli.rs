@@ -998,3 +998,69 @@ fn buildkitd_flags_take_values_that_start_with_a_dash() {
         );
     }
 }
+
+#[test]
+fn ls_lists_records_with_missing_fields_and_survives_a_corrupt_one() {
+    let env = Env::new();
+    let instances = env.store().join("instances");
+    std::fs::create_dir_all(&instances).unwrap();
+    std::fs::write(
+        instances.join("old"),
+        r#"{"Name":"old","Driver":"kubernetes","Nodes":[{"Name":"old0","Endpoint":"kubernetes:///old?deployment=old0&kubeconfig=","Platforms":[{"os":"linux"}],"Flags":null}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        instances.join("remote"),
+        r#"{"Name":"remote","Driver":"remote","Nodes":[{"Name":"remote0","Endpoint":"tcp://127.0.0.1:9"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(instances.join("bad"), r#"{"Name":"bad", garbage"#).unwrap();
+
+    let o = env.kbx(&["ls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert!(rows.contains(&vec!["remote", "remote"]), "{table}");
+    assert!(
+        rows.contains(&vec!["\\_ remote0", "\\_ tcp://127.0.0.1:9", "inactive"]),
+        "{table}"
+    );
+    assert!(rows.contains(&vec!["old", "kubernetes"]), "{table}");
+    assert!(
+        rows.iter()
+            .any(|r| r.first() == Some(&"\\_ old0") && r.last() == Some(&"linux*")),
+        "{table}"
+    );
+    assert!(rows.contains(&vec!["bad", "error"]), "{table}");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "Cannot load builder bad: invalid builder record {}: key must be a string at line 1 column 16\n",
+            instances.join("bad").display()
+        )),
+        "{err}"
+    );
+
+    let o = env.kbx(&["ls", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", stdout(&o));
+    assert_eq!(lines[1]["Name"], "bad");
+    assert!(
+        lines[1]["Err"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid builder record")
+    );
+}

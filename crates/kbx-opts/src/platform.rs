@@ -23,9 +23,12 @@ pub(crate) const COMPONENT_PATTERN: &str = "^[A-Za-z0-9_.-]+$";
     serde::Deserialize,
 )]
 pub struct Platform {
-    /// CPU architecture, e.g. `amd64`, `arm64`, `arm`.
+    /// CPU architecture, e.g. `amd64`, `arm64`, `arm` (empty when a stored record leaves it
+    /// out, as Go reads it).
+    #[serde(default)]
     pub architecture: String,
-    /// Operating system, e.g. `linux`.
+    /// Operating system, e.g. `linux` (empty when a stored record leaves it out).
+    #[serde(default)]
     pub os: String,
     /// OS version (Windows), empty when not given.
     #[serde(

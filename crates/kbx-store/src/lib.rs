@@ -42,4 +42,4 @@ mod store;
 pub use error::Error;
 pub use name::validate_name;
 pub use nodegroup::{Node, NodeGroup, NodeUpdate};
-pub use store::{Store, Txn, config_dir};
+pub use store::{Record, Store, Txn, config_dir};

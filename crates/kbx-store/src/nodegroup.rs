@@ -12,8 +12,11 @@ use crate::name::validate_name;
 /// A builder: a named group of nodes using one driver.
 ///
 /// Field names and order match buildx's JSON. Fields buildx writes as `null` when unset are
-/// `Option`s, so a record read from buildx is written back byte for byte.
+/// `Option`s, so a record read from buildx is written back byte for byte. A field a record
+/// leaves out (older and newer buildx releases write different sets) reads as its default, as
+/// Go's `encoding/json` leaves it at its zero value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeGroup {
     /// The builder name as typed (the file name is lower-cased).
     #[serde(rename = "Name")]
@@ -25,15 +28,17 @@ pub struct NodeGroup {
     #[serde(rename = "Nodes")]
     pub nodes: Option<Vec<Node>>,
     /// Whether the nodes are expanded at run time (never for stored kubernetes builders).
-    #[serde(rename = "Dynamic", default)]
+    #[serde(rename = "Dynamic")]
     pub dynamic: bool,
     /// The last time the builder was saved or used, from `activity/<name>` (not in the JSON).
     #[serde(skip)]
     pub last_activity: Option<Timestamp>,
 }
 
-/// One node of a builder: for kubernetes, one Deployment or StatefulSet.
+/// One node of a builder: for kubernetes, one Deployment or StatefulSet. Missing fields read
+/// as their defaults, as in [`NodeGroup`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Node {
     /// The node name (lower-cased when created).
     #[serde(rename = "Name")]

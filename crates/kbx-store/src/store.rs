@@ -63,6 +63,15 @@ pub struct Txn<'a> {
     _lock: File,
 }
 
+/// One entry of `instances/`, as [`Txn::records`] returns it.
+#[derive(Debug)]
+pub struct Record {
+    /// The file name (the lower-cased builder name).
+    pub name: String,
+    /// The builder, or why its record cannot be read.
+    pub builder: Result<NodeGroup, Error>,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Current {
     #[serde(rename = "Key")]
@@ -212,8 +221,23 @@ impl Txn<'_> {
             .fold(self.store.root.clone(), |p, part| p.join(part))
     }
 
-    /// Every stored builder, sorted by name. Dangling entries are removed, as buildx does.
+    /// Every stored builder, sorted by name. Dangling entries are removed, as buildx does; the
+    /// first record that cannot be read fails the whole list (see [`Txn::records`]).
     pub fn list(&self) -> Result<Vec<NodeGroup>, Error> {
+        let mut out = Vec::new();
+        for record in self.records()? {
+            out.push(record.builder?);
+        }
+        Ok(out)
+    }
+
+    /// Every stored record, read or not, sorted by name: one unreadable record (corrupt JSON,
+    /// a bad activity time, an unreadable file) does not hide the others. Dangling entries are
+    /// removed, as buildx does.
+    ///
+    /// # Deviation
+    /// buildx's `List` fails on the first unreadable record, so `buildx ls` lists nothing.
+    pub fn records(&self) -> Result<Vec<Record>, Error> {
         let dir = self.path(&[INSTANCES]);
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io("cannot read", &dir))? {
@@ -223,12 +247,15 @@ impl Txn<'_> {
                 continue;
             }
             match self.node_group(&name) {
-                Ok(ng) => out.push(ng),
                 Err(Error::NotFound(_)) => remove_all(&entry.path())?,
-                Err(e) => return Err(e),
+                builder => out.push(Record { name, builder }),
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        let key = |r: &Record| match &r.builder {
+            Ok(ng) => ng.name.clone(),
+            Err(_) => r.name.clone(),
+        };
+        out.sort_by_key(key);
         Ok(out)
     }
 

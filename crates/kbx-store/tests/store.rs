@@ -433,3 +433,39 @@ fn json_escapes_like_go() {
         r#"{"Name":"n","Driver":"d","Nodes":null,"Dynamic":false}"#
     );
 }
+
+/// Records written by older and newer buildx releases leave fields out; Go reads them as zero
+/// values, and so does kbx. One unreadable record does not hide the others.
+#[test]
+fn records_with_missing_fields_load_and_a_corrupt_one_does_not_hide_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let instances = dir.path().join("instances");
+    fs::write(
+        instances.join("old"),
+        r#"{"Name":"old","Driver":"kubernetes","Nodes":[{"Name":"old0","Endpoint":"kubernetes:///old?deployment=old0&kubeconfig=","Platforms":[{"os":"linux"}],"Flags":null}]}"#,
+    )
+    .unwrap();
+    fs::write(instances.join("bare"), r#"{"Name":"bare"}"#).unwrap();
+    fs::write(instances.join("bad"), r#"{"Name":"bad", garbage"#).unwrap();
+    let txn = store.txn().unwrap();
+
+    let old = txn.node_group("old").unwrap();
+    let node = &old.nodes()[0];
+    assert_eq!(node.files, None);
+    assert_eq!(node.driver_opts, None);
+    assert_eq!(node.platforms.as_ref().unwrap()[0].architecture, "");
+    assert_eq!(node.platforms.as_ref().unwrap()[0].os, "linux");
+    assert!(!old.dynamic);
+    let bare = txn.node_group("bare").unwrap();
+    assert_eq!((bare.driver.as_str(), bare.nodes()), ("", &[][..]));
+
+    let records = txn.records().unwrap();
+    let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["bad", "bare", "old"]);
+    assert!(
+        matches!(&records[0].builder, Err(Error::Corrupt { path, .. }) if path.ends_with("instances/bad"))
+    );
+    assert!(records[1].builder.is_ok() && records[2].builder.is_ok());
+    assert!(matches!(txn.list(), Err(Error::Corrupt { .. })));
+}

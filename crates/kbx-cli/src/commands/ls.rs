@@ -8,7 +8,7 @@ use crate::builders;
 use crate::cli::{LsArgs, LsFormat};
 use crate::context;
 use crate::driver::{NodeStatus, status_of};
-use crate::error::Error;
+use crate::error::{Error, chain};
 use crate::platforms::{self, detected, node_platforms, reported};
 use crate::tabwriter::tabwrite;
 
@@ -16,39 +16,49 @@ use crate::tabwriter::tabwrite;
 pub(crate) async fn run(args: LsArgs) -> Result<(), Error> {
     let store = Store::open_default()?;
     let key = context::current_key(|k| std::env::var_os(k));
-    let (mut builders, current, default) = {
+    let (records, current, default) = {
         let txn = store.txn()?;
         (
-            txn.list()?,
+            txn.records()?,
             txn.current(&key)?.map(|c| c.name),
             builders::default_with_activity(&txn)?,
         )
     };
-    builders.sort_by(|a, b| a.name.cmp(&b.name));
     let mut loaded = Vec::new();
-    for ng in builders {
-        let mut statuses = Vec::new();
-        for n in ng.nodes() {
-            statuses.push(status_of(&ng, n, args.timeout).await);
+    for record in records {
+        match record.builder {
+            Ok(ng) => {
+                let mut statuses = Vec::new();
+                for n in ng.nodes() {
+                    statuses.push(status_of(&ng, n, args.timeout).await);
+                }
+                loaded.push((ng, statuses, None));
+            }
+            // A record that cannot be read is listed by its file name, with its error.
+            Err(e) => loaded.push((
+                NodeGroup::new(record.name, ""),
+                Vec::new(),
+                Some(chain(&Error::from(e))),
+            )),
         }
-        loaded.push((ng, statuses));
     }
     // The Docker Engine's builder comes after the stored ones, when the engine answers.
     let docker = status_of(&default, &default.nodes()[0], args.timeout).await;
     if docker.running() {
-        loaded.push((default, vec![docker]));
+        loaded.push((default, vec![docker], None));
     }
     let current = current.unwrap_or_else(|| builders::DEFAULT_BUILDER.to_owned());
     let current = Some(current);
     // Builders with errors go last.
-    loaded.sort_by_key(|(_, st)| st.iter().any(|s| s.status.is_err()));
+    loaded.sort_by_key(|(_, st, err)| err.is_some() || st.iter().any(|s| s.status.is_err()));
 
     if args.format == LsFormat::Json {
-        for (ng, statuses) in &loaded {
-            println!(
-                "{}",
-                serde_json::to_string(&builder_json(ng, statuses, current.as_deref()))?
-            );
+        for (ng, statuses, err) in &loaded {
+            let mut json = builder_json(ng, statuses, current.as_deref());
+            if let (Some(err), Some(obj)) = (err, json.as_object_mut()) {
+                obj.insert("Err".into(), json!(err));
+            }
+            println!("{}", serde_json::to_string(&json)?);
         }
         return Ok(());
     }
@@ -65,7 +75,7 @@ pub(crate) async fn run(args: LsArgs) -> Result<(), Error> {
         .collect::<Vec<_>>(),
     ];
     let mut errors = Vec::new();
-    for (ng, statuses) in &loaded {
+    for (ng, statuses, err) in &loaded {
         let star = if current.as_deref() == Some(ng.name.as_str()) {
             "*"
         } else {
@@ -74,10 +84,13 @@ pub(crate) async fn run(args: LsArgs) -> Result<(), Error> {
         rows.push(vec![
             format!("{}{star}", ng.name),
             ng.driver.clone(),
-            String::new(),
+            if err.is_some() { "error" } else { "" }.to_owned(),
             String::new(),
             String::new(),
         ]);
+        if let Some(err) = err {
+            errors.push(format!("Cannot load builder {}: {err}", ng.name));
+        }
         for (n, st) in ng.nodes().iter().zip(statuses) {
             // A running node has one row per running pod, as buildx's dynamic nodes.
             let per_row: Vec<Vec<kbx_opts::Platform>> = match &st.status {
