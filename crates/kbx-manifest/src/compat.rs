@@ -10,6 +10,8 @@ pub trait MaybeOption<T> {
     fn wrap(value: T) -> Self;
     /// The value, if present.
     fn as_option(&self) -> Option<&T>;
+    /// The value to change, if present.
+    fn as_option_mut(&mut self) -> Option<&mut T>;
 }
 
 impl<T> MaybeOption<T> for T {
@@ -17,6 +19,9 @@ impl<T> MaybeOption<T> for T {
         value
     }
     fn as_option(&self) -> Option<&T> {
+        Some(self)
+    }
+    fn as_option_mut(&mut self) -> Option<&mut T> {
         Some(self)
     }
 }
@@ -27,5 +32,8 @@ impl<T> MaybeOption<T> for Option<T> {
     }
     fn as_option(&self) -> Option<&T> {
         self.as_ref()
+    }
+    fn as_option_mut(&mut self) -> Option<&mut T> {
+        self.as_mut()
     }
 }

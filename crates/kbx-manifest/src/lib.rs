@@ -41,8 +41,9 @@
 //! Each is documented on [`render`] and [`ConfigFiles::from_config`] and listed in
 //! `docs/deviations.md`: `requests.ephemeral-storage` is a request, StatefulSet mode keeps the
 //! config mounts, rootless mode honours `buildkitd.toml`, the AppArmor annotation stays on the
-//! pod template, output is deterministic, binary files go to `binaryData`, and everything the
-//! API server would reject is reported before any API call.
+//! pod template, output is deterministic, binary files go to `binaryData`, everything the
+//! API server would reject is reported before any API call, and a startup probe (with no
+//! readiness initial delay) lets a pod be Ready about a second after BuildKit answers.
 
 #![forbid(unsafe_code)]
 

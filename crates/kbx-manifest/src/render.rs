@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kbx_opts::{DEFAULT_ENTITLEMENT_FLAG, KubernetesOptions, Platform};
+use kbx_opts::{
+    DEFAULT_ENTITLEMENT_FLAG, DEFAULT_TIMEOUT, GoDuration, KubernetesOptions, Platform,
+};
 
 use crate::compat::MaybeOption;
 use crate::error::Error;
@@ -158,11 +160,23 @@ fn quantity(q: &kbx_opts::Quantity) -> Quantity {
     Quantity(q.serialized())
 }
 
-fn probe() -> Probe {
+/// The command every probe of the `buildkitd` container runs: it succeeds once BuildKit answers
+/// on its socket.
+const PROBE_COMMAND: [&str; 3] = ["buildctl", "debug", "workers"];
+
+/// How often the startup probe runs, in seconds.
+const STARTUP_PERIOD_SECONDS: i32 = 1;
+
+fn probe_command() -> Option<ExecAction> {
+    Some(ExecAction {
+        command: Some(PROBE_COMMAND.map(str::to_owned).to_vec()),
+    })
+}
+
+/// buildx's readiness and liveness probe (v0.34): every 30 s after 5 s, 3 failures, 60 s timeout.
+fn buildx_probe() -> Probe {
     Probe {
-        exec: Some(ExecAction {
-            command: Some(vec!["buildctl".into(), "debug".into(), "workers".into()]),
-        }),
+        exec: probe_command(),
         failure_threshold: Some(3),
         initial_delay_seconds: Some(5),
         period_seconds: Some(30),
@@ -170,6 +184,42 @@ fn probe() -> Probe {
         timeout_seconds: Some(60),
         ..Probe::default()
     }
+}
+
+/// The readiness probe: buildx's without the initial delay, which the startup probe replaces
+/// (see [`render`]'s deviations).
+fn readiness_probe() -> Probe {
+    Probe {
+        initial_delay_seconds: None,
+        ..buildx_probe()
+    }
+}
+
+/// The startup probe: the same command every second until it answers, for at least as long as
+/// bootstrap waits (`timeout`, and never less than the default 120 s), with buildx's 60 s
+/// timeout per run.
+fn startup_probe(timeout: GoDuration) -> Probe {
+    Probe {
+        exec: probe_command(),
+        failure_threshold: Some(startup_failure_threshold(timeout)),
+        period_seconds: Some(STARTUP_PERIOD_SECONDS),
+        success_threshold: Some(1),
+        timeout_seconds: Some(60),
+        ..Probe::default()
+    }
+}
+
+/// `ceil(timeout / period)` failed runs, at least as many as the default timeout needs, at most
+/// `i32::MAX`.
+fn startup_failure_threshold(timeout: GoDuration) -> i32 {
+    const NANOS_PER_SEC: u64 = 1_000_000_000;
+    let runs = |d: GoDuration| {
+        u64::try_from(d.as_nanos())
+            .unwrap_or(0)
+            .div_ceil(NANOS_PER_SEC * u64::from(STARTUP_PERIOD_SECONDS.unsigned_abs()))
+    };
+    let runs = runs(timeout).max(runs(DEFAULT_TIMEOUT));
+    i32::try_from(runs).unwrap_or(i32::MAX)
 }
 
 fn privileged() -> SecurityContext {
@@ -214,9 +264,9 @@ fn resource_list(
 ///
 /// Follows buildx's `manifest.NewDeployment` (labels `app=<name>` plus custom labels as the
 /// selector; the platform annotation plus custom annotations; container `buildkitd` with
-/// buildx's probes; ConfigMaps `<name>-config[-N]` mounted under `/etc/buildkit`; the qemu init
-/// container; the rootless transform; node selector, tolerations, resources, memory volume and
-/// env; a StatefulSet with a claim template `buildkitd` when
+/// buildx's liveness and readiness probes, plus a startup probe; ConfigMaps `<name>-config[-N]`
+/// mounted under `/etc/buildkit`; the qemu init container; the rootless transform; node
+/// selector, tolerations, resources, memory volume and env; a StatefulSet with a claim template `buildkitd` when
 /// `persistent-volume-claim.requests.storage` is set). The same node always renders to the same
 /// objects.
 ///
@@ -256,6 +306,22 @@ fn resource_list(
 /// - Names, label and annotation keys and values, tolerations, quantities, env names, images
 ///   and file paths are validated here with clear messages; buildx leaves all of it to the API
 ///   server.
+/// - The `buildkitd` container also has a startup probe running `buildctl debug workers` every
+///   second (`periodSeconds: 1`, no initial delay, buildx's `timeoutSeconds: 60`), allowed
+///   `ceil(timeout / 1 s)` failures and never fewer than the default timeout's 120, so the
+///   kubelet restarts neither a daemon that bootstrap still waits for nor one that starts slower
+///   than a short `timeout`. The readiness probe drops buildx's `initialDelaySeconds: 5`; the
+///   rest of it and the liveness probe are buildx's. Why: with buildx's probes a pod is Ready
+///   only when the readiness probe's own 30 s ticker fires after the 5 s delay, up to 30 s after
+///   a daemon that answers within 1–2 s. The kubelet runs no readiness or liveness probe before
+///   the startup probe has succeeded, so the startup probe does the initial delay's job. Since
+///   Kubernetes 1.21 the kubelet runs the readiness probe as soon as the startup probe succeeds
+///   (made reliable in 1.22), so the pod is Ready about a second after BuildKit answers; an
+///   initial delay, which still counts from the container's start, would turn that run into a
+///   skipped one, hence its removal. On a 1.20 kubelet the readiness probe only runs on its
+///   ticker, so Ready comes no sooner than with buildx (the container's `started` status is set
+///   within a second, though). The 30 s periods stay: a 1 s readiness period would speed up 1.20
+///   too, at the price of a `buildctl` exec every second for the pod's whole life.
 pub fn render(node: &Node) -> Result<Manifests, Error> {
     validate::check(node)?;
     Ok(build(node))
@@ -285,8 +351,9 @@ fn build(node: &Node) -> Manifests {
         args: (!daemon.args.is_empty()).then_some(daemon.args),
         env,
         security_context: Some(daemon.security_context),
-        readiness_probe: Some(probe()),
-        liveness_probe: Some(probe()),
+        readiness_probe: Some(readiness_probe()),
+        liveness_probe: Some(buildx_probe()),
+        startup_probe: Some(startup_probe(o.timeout)),
         resources,
         volume_mounts: (!storage.mounts.is_empty()).then_some(storage.mounts),
         ..Container::default()

@@ -41,6 +41,18 @@ fn spec_full_example() {
     check("spec_full_example", SPEC_FULL_EXAMPLE);
 }
 
+/// `timeout` sets how many failed runs the startup probe is allowed (one a second).
+#[test]
+fn timeout_ten_minutes() {
+    check(
+        "timeout_ten_minutes",
+        Case {
+            opts: &["timeout=10m"],
+            ..BASE
+        },
+    );
+}
+
 #[test]
 fn rootless() {
     check(

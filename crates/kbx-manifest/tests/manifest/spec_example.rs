@@ -1,13 +1,16 @@
 //! The specification's rendered examples (§5.6): the full example object for object, and the
 //! facts it lists for the minimal and the rootless create.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kbx_manifest::{APPARMOR_ANNOTATION, PLATFORM_ANNOTATION, Workload};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, ExecAction, Probe};
+use kbx_manifest::{APPARMOR_ANNOTATION, MaybeOption, Node, PLATFORM_ANNOTATION, Workload, render};
+use kbx_opts::KubernetesOptions;
 
 use crate::common::{BASE, Case, Result, fixtures, render_checked};
 use crate::snapshots::SPEC_FULL_EXAMPLE;
 
+/// The full example renders buildx's objects except for the documented probe deviation (a
+/// startup probe, no readiness initial delay): undoing it gives the specification's objects.
 #[test]
 fn full_example_renders_the_same_objects() -> Result {
     let (ours, _) = render_checked(&SPEC_FULL_EXAMPLE)?;
@@ -17,7 +20,68 @@ fn full_example_renders_the_same_objects() -> Result {
     let config_map: ConfigMap = serde_saphyr::from_str(docs[0])?;
     let deployment: Deployment = serde_saphyr::from_str(docs[1])?;
     assert_eq!(ours.config_maps, [config_map]);
-    assert_eq!(ours.workload, Workload::Deployment(Box::new(deployment)));
+    let Workload::Deployment(mut ours) = ours.workload else {
+        panic!("expected a Deployment")
+    };
+    let c = MaybeOption::<DeploymentSpec>::as_option_mut(&mut ours.spec)
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|s| s.containers.first_mut())
+        .expect("buildkitd container");
+    assert_eq!(c.startup_probe, Some(startup_probe(120)));
+    c.startup_probe = None;
+    let readiness = c.readiness_probe.as_mut().expect("readiness probe");
+    assert_eq!(readiness.initial_delay_seconds, None);
+    readiness.initial_delay_seconds = Some(5);
+    assert_eq!(*ours, deployment);
+    Ok(())
+}
+
+/// `buildctl debug workers` with the given failure threshold, initial delay, period, success
+/// threshold and timeout.
+fn probe((failure, delay, period, success, timeout): (i32, Option<i32>, i32, i32, i32)) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(["buildctl", "debug", "workers"].map(str::to_owned).to_vec()),
+        }),
+        failure_threshold: Some(failure),
+        initial_delay_seconds: delay,
+        period_seconds: Some(period),
+        success_threshold: Some(success),
+        timeout_seconds: Some(timeout),
+        ..Probe::default()
+    }
+}
+
+/// buildx's readiness and liveness probe (v0.34).
+fn buildx_probe() -> Probe {
+    probe((3, Some(5), 30, 1, 60))
+}
+
+/// kbx's startup probe: every second, `failure` times, buildx's timeout.
+fn startup_probe(failure: i32) -> Probe {
+    probe((failure, None, 1, 1, 60))
+}
+
+/// The startup probe allows `ceil(timeout / 1 s)` failures, never fewer than the default
+/// timeout's 120, so the kubelet does not restart BuildKit while bootstrap still waits.
+#[test]
+fn startup_probe_covers_the_timeout() -> Result {
+    for (opts, failure) in [
+        ("replicas=1", 120),
+        ("timeout=120s", 120),
+        ("timeout=10m", 600),
+        ("timeout=200500ms", 201),
+        ("timeout=1h30m", 5400),
+        ("timeout=30s", 120),
+        ("timeout=1ns", 120),
+        ("timeout=2562047h", i32::MAX),
+    ] {
+        let node = Node::new("mybuilder0", KubernetesOptions::parse([opts])?);
+        let m = render(&node)?;
+        let c = m.workload.buildkitd().expect("buildkitd container");
+        assert_eq!(c.startup_probe, Some(startup_probe(failure)), "{opts}");
+        assert_eq!(c.liveness_probe, Some(buildx_probe()), "{opts}");
+    }
     Ok(())
 }
 
@@ -43,24 +107,15 @@ fn minimal_create() -> Result {
     );
     let sc = c.security_context.as_ref().expect("security context");
     assert_eq!(sc.privileged, Some(true));
-    for probe in [&c.readiness_probe, &c.liveness_probe] {
-        let p = probe.as_ref().expect("probe");
-        let command = p.exec.as_ref().and_then(|e| e.command.clone());
-        assert_eq!(
-            command.unwrap_or_default(),
-            ["buildctl", "debug", "workers"]
-        );
-        assert_eq!(
-            (
-                p.failure_threshold,
-                p.initial_delay_seconds,
-                p.period_seconds,
-                p.success_threshold,
-                p.timeout_seconds
-            ),
-            (Some(3), Some(5), Some(30), Some(1), Some(60))
-        );
-    }
+    assert_eq!(c.liveness_probe, Some(buildx_probe()));
+    assert_eq!(
+        c.readiness_probe,
+        Some(Probe {
+            initial_delay_seconds: None,
+            ..buildx_probe()
+        })
+    );
+    assert_eq!(c.startup_probe, Some(startup_probe(120)));
     let yaml = m.to_yaml()?;
     assert!(yaml.contains("\n  replicas: 1\n"), "{yaml}");
     Ok(())
