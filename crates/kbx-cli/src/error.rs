@@ -21,7 +21,8 @@ Exit codes:
   0  the command succeeded
   1  the command failed: bad input, a builder that cannot be reached, a failed build, a
      cluster, registry or store error (the message and its causes are printed on stderr)
-  2  bad command-line syntax: an unknown command or flag, or a missing or invalid value";
+  2  bad command-line syntax: an unknown command or flag, or a missing or invalid value
+  141  the reader of standard output went away (`kbx ls | head -1`); nothing is printed";
 
 /// Everything a command can fail with.
 #[derive(Debug, thiserror::Error)]

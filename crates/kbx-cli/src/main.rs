@@ -2,7 +2,8 @@
 //! compatible with `docker buildx`.
 //!
 //! Exit codes: 0 success; 1 the command failed (bad input, cluster or store error); 2 bad
-//! command-line syntax (see `error::EXIT_CODES_HELP`, printed by `kbx --help`).
+//! command-line syntax; 141 the reader of stdout went away (see `error::EXIT_CODES_HELP`,
+//! printed by `kbx --help`, and `output`).
 
 #![forbid(unsafe_code)]
 #![allow(
@@ -21,6 +22,7 @@ mod driver;
 mod error;
 mod multi;
 mod names;
+mod output;
 mod platforms;
 mod progress;
 mod registry;

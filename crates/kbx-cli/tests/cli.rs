@@ -1064,3 +1064,44 @@ fn ls_lists_records_with_missing_fields_and_survives_a_corrupt_one() {
             .starts_with("invalid builder record")
     );
 }
+
+/// `kbx … | head -1`: a reader that goes away ends kbx quietly with the status a shell gives a
+/// process killed by SIGPIPE (141), as buildx (a Go program, killed by the signal) ends.
+#[test]
+fn a_closed_stdout_ends_quietly_with_status_141() {
+    let env = Env::new();
+    let kubeconfig = env.kubeconfig();
+    let run = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_kbx"))
+            .args(args)
+            .env_clear()
+            .env("HOME", env.dir.path())
+            .env("BUILDX_CONFIG", env.store())
+            .env("DOCKER_HOST", env.docker_host())
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("kbx runs")
+    };
+    let cases: &[&[&str]] = &[
+        &["create", "--name", "kube", "--driver-opt", "namespace=ns"],
+        &["create", "--name", "dry", "--dry-run"],
+        &["ls"],
+        &["ls", "--format", "json"],
+        &["inspect", "kube"],
+        &["version"],
+        &["completion", "bash"],
+    ];
+    for args in cases {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+    assert!(
+        env.store().join("instances/kube").exists(),
+        "the builder was saved before its name was printed"
+    );
+}

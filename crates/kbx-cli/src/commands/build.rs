@@ -10,6 +10,7 @@ use crate::cli::BuildArgs;
 use crate::driver;
 use crate::error::Error;
 use crate::multi;
+use crate::output::outln;
 use crate::progress::{self, Printer};
 
 /// Runs `kbx build`.
@@ -73,7 +74,7 @@ pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
         printer.finish();
     }
     if let Some(digest) = digest {
-        println!("{digest}");
+        outln!("{digest}");
     }
     Ok(())
 }

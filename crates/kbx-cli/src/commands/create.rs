@@ -11,6 +11,7 @@ use kbx_store::{NodeGroup, NodeUpdate, Store, validate_name};
 use crate::cli::CreateArgs;
 use crate::driver::{self, Driver, kubernetes, remote};
 use crate::error::Error;
+use crate::output::{out, outln};
 use crate::progress;
 use crate::{context, names};
 
@@ -168,7 +169,7 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
             }
             out.push_str(&m.to_yaml()?);
         }
-        print!("{out}");
+        out!("{out}");
         return Ok(());
     }
 
@@ -193,7 +194,7 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
             return Err(e);
         }
     }
-    println!("{name}");
+    outln!("{name}");
     Ok(())
 }
 
@@ -278,7 +279,7 @@ async fn create_remote(
     {
         driver::connect(&ng, n, b"", None).await?;
     }
-    println!("{name}");
+    outln!("{name}");
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use crate::cache::{
 };
 use crate::cli::DuArgs;
 use crate::error::Error;
+use crate::output::out;
 use crate::tabwriter::TabWriter;
 
 /// Runs `kbx du`.
@@ -58,6 +59,6 @@ pub(crate) async fn run(args: DuArgs) -> Result<(), Error> {
         tw.line(&format!("Total:\t{}", human_size(total)));
         out.push_str(&tw.flush());
     }
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }

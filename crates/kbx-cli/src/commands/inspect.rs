@@ -7,6 +7,7 @@ use crate::builders;
 use crate::cli::InspectArgs;
 use crate::driver::{Driver, kubernetes, status_of};
 use crate::error::Error;
+use crate::output::outln;
 use crate::platforms::{detected, node_platforms};
 use crate::progress;
 
@@ -20,20 +21,20 @@ pub(crate) async fn run(args: InspectArgs) -> Result<(), Error> {
     if args.bootstrap && Driver::from_name(&ng.driver) == Some(Driver::Kubernetes) {
         kubernetes::bootstrap(&ng, progress::default_mode()).await?;
     }
-    println!("Name:          {}", ng.name);
-    println!("Driver:        {}", ng.driver);
+    outln!("Name:          {}", ng.name);
+    outln!("Driver:        {}", ng.driver);
     if let Some(t) = ng.last_activity {
-        println!("Last Activity: {t}");
+        outln!("Last Activity: {t}");
     }
-    println!();
-    println!("Nodes:");
+    outln!();
+    outln!("Nodes:");
     for (i, n) in ng.nodes().iter().enumerate() {
         if i > 0 {
-            println!();
+            outln!();
         }
         let st = status_of(&ng, n, args.timeout).await;
-        println!("Name:                  {}", n.name);
-        println!("Endpoint:              {}", n.endpoint);
+        outln!("Name:                  {}", n.name);
+        outln!("Endpoint:              {}", n.endpoint);
         let opts: Vec<String> = n
             .driver_opts
             .iter()
@@ -41,37 +42,37 @@ pub(crate) async fn run(args: InspectArgs) -> Result<(), Error> {
             .map(|(k, v)| format!("{k}={v:?}"))
             .collect();
         if !opts.is_empty() {
-            println!("Driver Options:        {}", opts.join(" "));
+            outln!("Driver Options:        {}", opts.join(" "));
         }
         match &st.status {
-            Ok(Status::Inactive(why)) => println!("Status:                inactive ({why})"),
-            Ok(Status::Stopped(Some(why))) => println!("Status:                stopped ({why})"),
-            Ok(s) => println!("Status:                {}", s.as_str()),
+            Ok(Status::Inactive(why)) => outln!("Status:                inactive ({why})"),
+            Ok(Status::Stopped(Some(why))) => outln!("Status:                stopped ({why})"),
+            Ok(s) => outln!("Status:                {}", s.as_str()),
             Err(e) => {
-                println!("Status:                error");
-                println!("Error:                 {e}");
+                outln!("Status:                error");
+                outln!("Error:                 {e}");
             }
         }
         if let Some(flags) = &n.buildkitd_flags {
-            println!("BuildKit daemon flags: {}", flags.join(" "));
+            outln!("BuildKit daemon flags: {}", flags.join(" "));
         }
         if let Some(v) = &st.version {
-            println!("BuildKit version:      {v}");
+            outln!("BuildKit version:      {v}");
         }
         let p = node_platforms(n, &detected(&st)).join(", ");
         if !p.is_empty() {
-            println!("Platforms:             {p}");
+            outln!("Platforms:             {p}");
         }
         if let Ok(Status::Running(pods)) = &st.status
             && !pods.is_empty()
         {
             let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
-            println!("Pods:                  {}", names.join(", "));
+            outln!("Pods:                  {}", names.join(", "));
         }
         for (path, data) in n.files.iter().flatten() {
-            println!("File#{path}:");
+            outln!("File#{path}:");
             for line in String::from_utf8_lossy(data).lines() {
-                println!("\t> {line}");
+                outln!("\t> {line}");
             }
         }
     }

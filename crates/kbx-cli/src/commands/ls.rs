@@ -9,6 +9,7 @@ use crate::cli::{LsArgs, LsFormat};
 use crate::context;
 use crate::driver::{NodeStatus, status_of};
 use crate::error::{Error, chain};
+use crate::output::{out, outln};
 use crate::platforms::{self, detected, node_platforms, reported};
 use crate::tabwriter::tabwrite;
 
@@ -58,7 +59,7 @@ pub(crate) async fn run(args: LsArgs) -> Result<(), Error> {
             if let (Some(err), Some(obj)) = (err, json.as_object_mut()) {
                 obj.insert("Err".into(), json!(err));
             }
-            println!("{}", serde_json::to_string(&json)?);
+            outln!("{}", serde_json::to_string(&json)?);
         }
         return Ok(());
     }
@@ -123,7 +124,7 @@ pub(crate) async fn run(args: LsArgs) -> Result<(), Error> {
             }
         }
     }
-    print!("{}", tabwrite(&rows));
+    out!("{}", tabwrite(&rows));
     for e in errors {
         eprintln!("{e}");
     }

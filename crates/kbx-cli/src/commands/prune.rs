@@ -10,6 +10,7 @@ use crate::cache::{
 };
 use crate::cli::PruneArgs;
 use crate::error::Error;
+use crate::output::out;
 use crate::tabwriter::TabWriter;
 
 const NORMAL_WARNING: &str =
@@ -119,7 +120,7 @@ pub(crate) async fn run(args: PruneArgs) -> Result<(), Error> {
 
 /// The Docker CLI's confirmation prompt, on stdout; only `y`/`Y` confirm.
 fn confirm(message: &str) -> bool {
-    print!("{message} [y/N] ");
+    out!("{message} [y/N] ");
     let _ = std::io::stdout().flush();
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line).is_err() {

@@ -1,10 +1,11 @@
 //! `kbx version`.
 
 use crate::error::Error;
+use crate::output::outln;
 
 /// Prints the version line.
 pub(crate) fn run() -> Result<(), Error> {
-    println!(
+    outln!(
         "kbx {} (buildx-compatible kubernetes driver)",
         env!("CARGO_PKG_VERSION")
     );
