@@ -15,6 +15,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_long_help = crate::error::EXIT_CODES_HELP
 )]
 pub(crate) struct Cli {
+    /// Override the configured builder instance (`BUILDX_BUILDER` sets the default); a name
+    /// given to `inspect`, `use` or `rm` wins over both.
+    #[arg(long, global = true, env = "BUILDX_BUILDER", value_name = "NAME")]
+    pub(crate) builder: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -132,7 +136,7 @@ pub(crate) struct LsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// The builder (default: the current one).
+    /// The builder (default: `--builder`, else the current one).
     pub(crate) name: Option<String>,
     /// Boot the builder before inspecting it.
     #[arg(long)]
@@ -144,8 +148,8 @@ pub(crate) struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct UseArgs {
-    /// The builder.
-    pub(crate) name: String,
+    /// The builder (default: `--builder`).
+    pub(crate) name: Option<String>,
     /// Also make it the default for the current context.
     #[arg(long)]
     pub(crate) default: bool,
@@ -156,7 +160,7 @@ pub(crate) struct UseArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RmArgs {
-    /// Builders to remove (default: the current one).
+    /// Builders to remove (default: `--builder`, else the current one).
     pub(crate) names: Vec<String>,
     /// Keep the cluster objects; only forget the builder.
     #[arg(long)]
@@ -199,9 +203,6 @@ pub(crate) enum ProgressMode {
 pub(crate) struct BuildArgs {
     /// The build context directory, or `-` for an archive or a Dockerfile on standard input.
     pub(crate) context: std::path::PathBuf,
-    /// The builder (default: the current one).
-    #[arg(long, env = "BUILDX_BUILDER")]
-    pub(crate) builder: Option<String>,
     /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`).
     #[arg(short = 'f', long = "file")]
     pub(crate) file: Option<std::path::PathBuf>,
@@ -260,9 +261,6 @@ pub(crate) struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DuArgs {
-    /// The builder (default: the current one).
-    #[arg(long, env = "BUILDX_BUILDER")]
-    pub(crate) builder: Option<String>,
     /// Provide filter values (`KEY=VALUE`, e.g. `type=regular`, `until=24h`).
     #[arg(long = "filter")]
     pub(crate) filters: Vec<String>,
@@ -273,9 +271,6 @@ pub(crate) struct DuArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
-    /// The builder (default: the current one).
-    #[arg(long, env = "BUILDX_BUILDER")]
-    pub(crate) builder: Option<String>,
     /// Include internal/frontend images.
     #[arg(short, long)]
     pub(crate) all: bool,

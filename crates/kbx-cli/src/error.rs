@@ -142,6 +142,9 @@ pub(crate) enum Error {
     /// Several independent failures (e.g. removing several builders).
     #[error("{0}")]
     Summary(String),
+    /// `use NAME`: no builder has that name (a hint points at `kbx ls`).
+    #[error("no builder {0:?} found")]
+    UnknownBuilder(String),
 }
 
 impl Error {
@@ -172,7 +175,8 @@ impl Error {
             | Error::RemoveNode { .. }
             | Error::Task(_)
             | Error::Read { .. }
-            | Error::Summary(_) => EXIT_FAILURE,
+            | Error::Summary(_)
+            | Error::UnknownBuilder(_) => EXIT_FAILURE,
         }
     }
 
@@ -199,7 +203,8 @@ impl Error {
             | Error::Json(_)
             | Error::Node { .. }
             | Error::Read { .. }
-            | Error::Summary(_) => false,
+            | Error::Summary(_)
+            | Error::UnknownBuilder(_) => false,
         }
     }
 }
@@ -395,7 +400,9 @@ fn hint(err: &Error) -> Option<&'static str> {
     let daemon = daemon_text(&chain);
     let daemon_lower = daemon.to_ascii_lowercase();
 
-    if has(&|e| {
+    if has(&|e| matches!(ours(e), Some(Error::UnknownBuilder(_)))) {
+        Some("run `kbx ls` to see the available builders")
+    } else if has(&|e| {
         matches!(ours(e), Some(Error::DockerUnreachable { source, denied, .. })
             if !denied || permission_denied(source).is_none())
     }) {

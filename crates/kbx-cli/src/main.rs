@@ -47,17 +47,19 @@ fn main() -> ExitCode {
             return ExitCode::from(error::EXIT_FAILURE);
         }
     };
+    // `--builder`, else BUILDX_BUILDER; empty means the current builder, as in buildx.
+    let builder = cli.builder.filter(|b| !b.is_empty());
     let result = runtime.block_on(async {
         match cli.command {
             Command::Create(args) => commands::create::run(args).await,
             Command::Ls(args) => commands::ls::run(args).await,
-            Command::Inspect(args) => commands::inspect::run(args).await,
-            Command::Use(args) => commands::use_builder::run(args),
-            Command::Rm(args) => commands::rm::run(args).await,
-            Command::Build(args) => commands::build::run(*args).await,
-            Command::Du(args) => commands::du::run(args).await,
-            Command::Prune(args) => commands::prune::run(args).await,
-            Command::Imagetools(args) => commands::imagetools::run(args).await,
+            Command::Inspect(args) => commands::inspect::run(args, builder).await,
+            Command::Use(args) => commands::use_builder::run(args, builder),
+            Command::Rm(args) => commands::rm::run(args, builder).await,
+            Command::Build(args) => commands::build::run(*args, builder).await,
+            Command::Du(args) => commands::du::run(args, builder).await,
+            Command::Prune(args) => commands::prune::run(args, builder).await,
+            Command::Imagetools(args) => commands::imagetools::run(args, builder).await,
             Command::Version => commands::version::run(),
             Command::Completion { shell } => commands::completion::run(shell),
         }

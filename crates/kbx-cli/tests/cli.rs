@@ -1105,3 +1105,73 @@ fn a_closed_stdout_ends_quietly_with_status_141() {
         "the builder was saved before its name was printed"
     );
 }
+
+/// The builder a command works on, as buildx picks it: a name given to the command, else
+/// `--builder` (a flag of every command, before or after it), else `BUILDX_BUILDER`, else the
+/// current builder.
+#[test]
+fn buildx_builder_and_the_global_builder_flag_pick_the_builder() {
+    let env = Env::new();
+    let kubeconfig = env.kubeconfig();
+    let kbx = |args: &[&str], builder: Option<&str>| {
+        let mut vars = vec![("KUBECONFIG", kubeconfig.as_str())];
+        vars.extend(builder.map(|b| ("BUILDX_BUILDER", b)));
+        env.kbx_env(args, &vars)
+    };
+    assert!(
+        kbx(&["create", "--name", "alpha", "--use"], None)
+            .status
+            .success()
+    );
+    assert!(kbx(&["create", "--name", "beta"], None).status.success());
+    let inspected = |args: &[&str], builder: Option<&str>| {
+        let o = kbx(args, builder);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o).lines().next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(inspected(&["inspect"], None), "Name:          alpha");
+    assert_eq!(inspected(&["inspect"], Some("beta")), "Name:          beta");
+    assert_eq!(inspected(&["inspect"], Some("")), "Name:          alpha");
+    assert_eq!(
+        inspected(&["--builder", "beta", "inspect"], None),
+        "Name:          beta"
+    );
+    assert_eq!(
+        inspected(&["inspect", "--builder", "beta"], None),
+        "Name:          beta"
+    );
+    assert_eq!(
+        inspected(&["--builder", "alpha", "inspect"], Some("beta")),
+        "Name:          alpha"
+    );
+    assert_eq!(
+        inspected(&["inspect", "alpha"], Some("beta")),
+        "Name:          alpha"
+    );
+
+    fails_with(
+        &kbx(&["du"], Some("nope")),
+        "ERROR: no builder \"nope\" found\n",
+    );
+    fails_with(
+        &kbx(&["--builder", "nope", "prune", "-f"], Some("beta")),
+        "ERROR: no builder \"nope\" found\n",
+    );
+
+    // `use` without a name takes BUILDX_BUILDER; an unknown name fails, then hints.
+    assert!(kbx(&["use"], Some("beta")).status.success());
+    let current = std::fs::read_to_string(env.store().join("current")).unwrap();
+    assert!(current.contains("\"Name\":\"beta\""), "{current}");
+    fails_with(
+        &kbx(&["use", "nosuch"], None),
+        "ERROR: no builder \"nosuch\" found\nhint: run `kbx ls` to see the available builders\n",
+    );
+    assert!(kbx(&["use", "alpha"], Some("beta")).status.success());
+
+    // `rm` without a name removes BUILDX_BUILDER's builder, not the current one.
+    let o = kbx(&["rm", "--keep-daemon"], Some("beta"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "beta removed\n");
+    assert!(env.store().join("instances/alpha").exists());
+    assert!(!env.store().join("instances/beta").exists());
+}

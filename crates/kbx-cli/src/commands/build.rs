@@ -13,11 +13,11 @@ use crate::multi;
 use crate::output::outln;
 use crate::progress::{self, Printer};
 
-/// Runs `kbx build`.
-pub(crate) async fn run(args: BuildArgs) -> Result<(), Error> {
+/// Runs `kbx build` on `builder` (the current one when `None`).
+pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), Error> {
     let mode = progress::resolve_for_stderr(args.progress)?;
     let mut opts = build_options(&args)?;
-    let ng = builders::load_active(args.builder.as_deref())?;
+    let ng = builders::load_active(builder.as_deref())?;
     let Some(n) = ng.nodes().first().cloned() else {
         return Err(Error::msg(format!("builder {:?} has no nodes", ng.name)));
     };

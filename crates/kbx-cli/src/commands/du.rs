@@ -10,10 +10,10 @@ use crate::output::out;
 use crate::tabwriter::TabWriter;
 
 /// Runs `kbx du`.
-pub(crate) async fn run(args: DuArgs) -> Result<(), Error> {
+pub(crate) async fn run(args: DuArgs, builder: Option<String>) -> Result<(), Error> {
     let filters = parse_filters(&args.filters)?;
     let (_, expr) = prune_info(&filters)?;
-    let ng = builders::load(args.builder.as_deref())?;
+    let ng = builders::load(builder.as_deref())?;
     let mut all = Vec::new();
     for c in clients(&ng).await? {
         all.push(c.disk_usage_filtered(&expr).await?);

@@ -17,10 +17,6 @@ use crate::registry::{client_with, current_builder_plain_http_hosts};
 /// `kbx imagetools`.
 #[derive(Debug, Args)]
 pub(crate) struct ImagetoolsArgs {
-    /// Override the configured builder instance (its `buildkitd.toml` decides which registries
-    /// are spoken to over plain HTTP).
-    #[arg(long, global = true)]
-    builder: Option<String>,
     #[command(subcommand)]
     command: ImagetoolsCommand,
 }
@@ -63,9 +59,10 @@ struct InspectArgs {
     name: String,
 }
 
-/// Runs `kbx imagetools …`.
-pub(crate) async fn run(args: ImagetoolsArgs) -> Result<(), Error> {
-    let client = client_with(current_builder_plain_http_hosts(args.builder.as_deref()))?;
+/// Runs `kbx imagetools …`; the `buildkitd.toml` of `builder` (the current one when `None`)
+/// decides which registries are spoken to over plain HTTP.
+pub(crate) async fn run(args: ImagetoolsArgs, builder: Option<String>) -> Result<(), Error> {
+    let client = client_with(current_builder_plain_http_hosts(builder.as_deref()))?;
     match args.command {
         ImagetoolsCommand::Create(a) => create(a, &client).await,
         ImagetoolsCommand::Inspect(a) => inspect(a, &client).await,

@@ -11,12 +11,13 @@ use crate::output::outln;
 use crate::platforms::{detected, node_platforms};
 use crate::progress;
 
-/// Runs `kbx inspect`.
-pub(crate) async fn run(args: InspectArgs) -> Result<(), Error> {
+/// Runs `kbx inspect`: the named builder, else `builder` (`--builder`), else the current one.
+pub(crate) async fn run(args: InspectArgs, builder: Option<String>) -> Result<(), Error> {
+    let name = args.name.clone().or(builder);
     let store = Store::open_default()?;
     let ng = {
         let txn = store.txn()?;
-        builders::find_builder(&txn, args.name.as_deref())?
+        builders::find_builder(&txn, name.as_deref())?
     };
     if args.bootstrap && Driver::from_name(&ng.driver) == Some(Driver::Kubernetes) {
         kubernetes::bootstrap(&ng, progress::default_mode()).await?;

@@ -55,7 +55,7 @@ fn ram_in_bytes(text: &str) -> Option<i64> {
 }
 
 /// Runs `kbx prune`.
-pub(crate) async fn run(args: PruneArgs) -> Result<(), Error> {
+pub(crate) async fn run(args: PruneArgs, builder: Option<String>) -> Result<(), Error> {
     if args.keep_storage.is_some() {
         eprintln!(
             "Flag --keep-storage has been deprecated, keep-storage flag has been changed to reserved-space"
@@ -86,7 +86,7 @@ pub(crate) async fn run(args: PruneArgs) -> Result<(), Error> {
             return Ok(());
         }
     }
-    let ng = builders::load(args.builder.as_deref())?;
+    let ng = builders::load(builder.as_deref())?;
     let opts = PruneOptions {
         all: args.all,
         keep_duration,

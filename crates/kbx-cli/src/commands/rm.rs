@@ -10,8 +10,8 @@ use crate::context;
 use crate::driver::{self, Driver, kubernetes};
 use crate::error::{Error, chain};
 
-/// Runs `kbx rm`.
-pub(crate) async fn run(args: RmArgs) -> Result<(), Error> {
+/// Runs `kbx rm`: the named builders, else `builder` (`--builder`), else the current one.
+pub(crate) async fn run(args: RmArgs, builder: Option<String>) -> Result<(), Error> {
     let store = Store::open_default()?;
     let key = context::current_key(|k| std::env::var_os(k));
     if args.all_inactive {
@@ -47,11 +47,13 @@ pub(crate) async fn run(args: RmArgs) -> Result<(), Error> {
             Ok(())
         };
     }
-    let names = if args.names.is_empty() {
+    let names = if !args.names.is_empty() {
+        args.names.clone()
+    } else if let Some(b) = builder {
+        vec![b]
+    } else {
         let current = store.txn()?.current(&key)?;
         vec![current.map_or_else(|| DEFAULT_BUILDER.to_owned(), |c| c.name)]
-    } else {
-        args.names.clone()
     };
     let mut failed = false;
     for name in &names {
