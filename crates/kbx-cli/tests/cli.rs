@@ -10,10 +10,16 @@ struct Env {
 }
 
 impl Env {
+    /// A home whose `~/.kube/config` names an API server nobody listens on (see
+    /// [`Env::kubeconfig`]): `create` accepts it, and every cluster request is refused.
     fn new() -> Self {
-        Self {
+        let env = Self {
             dir: tempfile::tempdir().expect("temp dir"),
-        }
+        };
+        let kube = env.dir.path().join(".kube");
+        std::fs::create_dir_all(&kube).expect("create ~/.kube");
+        std::fs::copy(env.kubeconfig(), kube.join("config")).expect("write ~/.kube/config");
+        env
     }
 
     fn store(&self) -> PathBuf {
@@ -297,8 +303,8 @@ fn create_writes_a_buildx_record_and_manages_nodes() {
         serde_json::json!(["linux/arm64", "linux/arm/v7"])
     );
     assert_eq!(
-        json["Nodes"][0]["Status"], "error",
-        "no cluster here: {json}"
+        json["Nodes"][0]["Status"], "inactive",
+        "no cluster listens here: {json}"
     );
 
     let o = env.kbx(&[
@@ -349,7 +355,12 @@ fn rm_keeps_the_record_when_the_cluster_cannot_be_reached() {
     );
     let o = env.kbx(&["rm", "kube"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("failed to remove kube: failed to remove node kube0: kubernetes driver requires kubernetes API access"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("failed to remove kube: failed to remove node kube0: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("Connection refused"), "{}", stderr(&o));
     assert!(
         env.store().join("instances/kube").exists(),
         "not orphaned: the record stays"
@@ -1056,9 +1067,12 @@ fn ls_lists_records_with_missing_fields_and_survives_a_corrupt_one() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3, "{}", stdout(&o));
-    assert_eq!(lines[1]["Name"], "bad");
+    let bad = lines
+        .iter()
+        .find(|l| l["Name"] == "bad")
+        .expect("bad is listed");
     assert!(
-        lines[1]["Err"]
+        bad["Err"]
             .as_str()
             .unwrap()
             .starts_with("invalid builder record")
@@ -1174,4 +1188,67 @@ fn buildx_builder_and_the_global_builder_flag_pick_the_builder() {
     assert_eq!(stderr(&o), "beta removed\n");
     assert!(env.store().join("instances/alpha").exists());
     assert!(!env.store().join("instances/beta").exists());
+}
+
+/// A builder whose kubeconfig cannot give a client and a namespace is refused and not saved,
+/// as buildx refuses it (`cannot determine Kubernetes namespace`); kbx names the file or the
+/// context. `--dry-run` needs no cluster and still renders.
+#[test]
+fn create_refuses_a_kubeconfig_that_cannot_work() {
+    let env = Env::new();
+    let dir = env.dir.path();
+    std::fs::write(dir.join("garbage"), "garbage: [\n").unwrap();
+    std::fs::write(dir.join("empty"), "").unwrap();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let good = env.kubeconfig();
+    let failed = |kubeconfig: &str, extra: &[&str], expected: &[&str]| {
+        let args = [&["create", "--name", "kube"][..], extra].concat();
+        let o = env.kbx_env(&args, &[("KUBECONFIG", kubeconfig)]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{kubeconfig}: {err}");
+        assert!(
+            err.starts_with("ERROR: failed to initialize builder kube (kube0)\n  caused by: "),
+            "{err}"
+        );
+        for text in expected {
+            assert!(err.contains(text), "{kubeconfig}: {text:?} in {err}");
+        }
+        assert!(!env.store().join("instances/kube").exists(), "{kubeconfig}");
+    };
+    failed(
+        &path("garbage"),
+        &[],
+        &[&format!("cannot load kubeconfig {}\n", path("garbage"))],
+    );
+    failed(
+        &path("empty"),
+        &[],
+        &[&format!("invalid kubeconfig {}\n", path("empty"))],
+    );
+    failed(
+        &path("missing"),
+        &[],
+        &[
+            &format!("kubeconfig {} (from ", path("missing")),
+            "does not exist",
+        ],
+    );
+    failed(
+        &good,
+        &["--driver-opt", "context=nosuch"],
+        &[&format!(
+            "invalid kubeconfig {good} for context \"nosuch\"\n"
+        )],
+    );
+    std::fs::remove_file(dir.join(".kube/config")).unwrap();
+    let o = env.kbx(&["create", "--name", "kube"]);
+    fails_with(
+        &o,
+        "ERROR: failed to initialize builder kube (kube0)\n  caused by: kubernetes driver requires kubernetes API access: no kubeconfig found (KUBECONFIG and ~/.kube/config) and not running in a cluster\nhint: set KUBECONFIG or create ~/.kube/config\n",
+    );
+    assert!(!env.store().join("instances/kube").exists());
+
+    let o = env.kbx(&["create", "--name", "kube", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("kind: Deployment"), "{}", stdout(&o));
 }

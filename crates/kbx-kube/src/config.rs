@@ -133,6 +133,7 @@ pub async fn resolve(
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|source| Error::ClientConfig {
+                paths: paths.clone(),
                 context: request.context.clone(),
                 source,
             })?;

@@ -32,8 +32,14 @@ pub enum Error {
         source: kube::config::KubeconfigError,
     },
     /// The kubeconfig does not give a usable client configuration (e.g. unknown context).
-    #[error("invalid kubeconfig{}", context.as_ref().map(|c| format!(" for context {c:?}")).unwrap_or_default())]
+    #[error(
+        "invalid kubeconfig {}{}",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        context.as_ref().map(|c| format!(" for context {c:?}")).unwrap_or_default()
+    )]
     ClientConfig {
+        /// The kubeconfig files, merged in order.
+        paths: Vec<PathBuf>,
         /// The context asked for with `context=`, if any.
         context: Option<String>,
         /// Why.

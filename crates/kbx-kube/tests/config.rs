@@ -158,10 +158,13 @@ async fn clear_errors() {
         context: Some("other".into()),
         ..ConfigRequest::default()
     };
-    let err = resolve(&request, env(vec![("KUBECONFIG", a)]))
+    let err = resolve(&request, env(vec![("KUBECONFIG", a.clone())]))
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "invalid kubeconfig for context \"other\"");
+    assert_eq!(
+        err.to_string(),
+        format!("invalid kubeconfig {a} for context \"other\"")
+    );
 
     std::fs::write(dir.path().join("bad"), "{{{ not yaml").unwrap();
     let bad = dir.path().join("bad").to_string_lossy().into_owned();

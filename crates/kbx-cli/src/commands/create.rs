@@ -173,6 +173,16 @@ pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
         return Ok(());
     }
 
+    // The node must reach a cluster: its kubeconfig (or the pod's service account) must give a
+    // client and a namespace, or nothing is saved, as in buildx. `--dry-run` needs no cluster.
+    if let Some(n) = changed.as_ref().and_then(|c| ng.node(c)) {
+        kubernetes::node_driver(n).await.map_err(|e| Error::Node {
+            builder: name.clone(),
+            node: n.name.clone(),
+            source: Box::new(e),
+        })?;
+    }
+
     txn.save(&ng)?;
     if args.use_ {
         txn.set_current(&key, &name, false, false)?;
