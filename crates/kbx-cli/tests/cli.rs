@@ -1252,3 +1252,21 @@ fn create_refuses_a_kubeconfig_that_cannot_work() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("kind: Deployment"), "{}", stdout(&o));
 }
+
+#[test]
+fn an_empty_name_is_generated_as_no_name_is() {
+    let env = Env::new();
+    let o = env.kbx(&["create", "--name", "", "--use"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = stdout(&o).trim().to_owned();
+    assert!(!name.is_empty() && name.contains('_'), "{name:?}");
+    assert!(env.store().join("instances").join(&name).exists(), "{name}");
+    fails_with(
+        &env.kbx(&["create", "--name", "", "--append"]),
+        "ERROR: append requires a builder name\n",
+    );
+    fails_with(
+        &env.kbx(&["create", "--name", "", "--leave", "--node", "x"]),
+        "ERROR: leave requires instance name\n",
+    );
+}

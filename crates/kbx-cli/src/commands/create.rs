@@ -19,7 +19,9 @@ use crate::{context, names};
 const BUILDX_ONLY_DRIVERS: &[&str] = &["docker-container"];
 
 /// Runs `kbx create`.
-pub(crate) async fn run(args: CreateArgs) -> Result<(), Error> {
+pub(crate) async fn run(mut args: CreateArgs) -> Result<(), Error> {
+    // `--name ""` is no name: one is generated, as in buildx.
+    args.name = args.name.filter(|n| !n.is_empty());
     if args.append && args.name.is_none() {
         return Err(Error::msg("append requires a builder name"));
     }
