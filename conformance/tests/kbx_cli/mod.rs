@@ -20,6 +20,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use super::{note, scenario};
 
 mod buildkit;
+mod parity;
 mod registry;
 
 /// How long a builder may take to become ready after a pod was lost.
