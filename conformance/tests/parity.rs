@@ -314,3 +314,142 @@ fn refused_flag_values_give_buildx_errors() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// A kubeconfig that names a namespace and a server nothing listens on: enough for `create`
+/// without `--bootstrap`, which checks its options and stores the builder.
+fn offline_kubeconfig(home: &Path) -> std::path::PathBuf {
+    let path = home.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:9\"}}]\n\
+         users: [{name: u, user: {token: x}}]\n\
+         contexts: [{name: x, context: {cluster: c, user: u, namespace: default}}]\ncurrent-context: x\n",
+    )
+    .expect("write kubeconfig");
+    path
+}
+
+/// Why kbx's error for a corpus case may differ from Buildx 0.29.1's: a text that starts kbx's
+/// message, or one that starts Buildx's, and the deviation ID in `docs/deviations.md`.
+const CORPUS_DEVIATIONS: &[(Side, &str, &str)] = &[
+    // v0.34 (which kbx follows) parses replicas with ParseInt(…, 32); 0.29.1 with Atoi.
+    (Side::Kbx, "strconv.ParseInt: parsing ", "V1"),
+    (Side::Kbx, "invalid toleration ", "O3"),
+    (Side::Kbx, "invalid replicas ", "O5"),
+    (Side::Kbx, "invalid timeout ", "O6"),
+    // Options newer than 0.29.1.
+    (
+        Side::Buildx,
+        "invalid driver option persistent-volume-claim.",
+        "V2",
+    ),
+];
+
+/// Which tool's message a [`CORPUS_DEVIATIONS`] entry looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Kbx,
+    Buildx,
+}
+
+/// Every bad-input case of the `create` corpus that expects exactly one error: Buildx's error
+/// for the same arguments (without its `failed to initialize builder NAME (NODE): ` prefix)
+/// equals kbx's, which `kbx-opts`' corpus test pins.
+#[test]
+fn create_corpus_errors_are_buildx_errors() {
+    let Some(all) = buildxes() else { return };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/driver-opts");
+    let mut cases: Vec<(String, String)> = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures/driver-opts")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read corpus");
+        let mut input: Option<String> = None;
+        let mut errors: Vec<String> = Vec::new();
+        let mut accepted = false;
+        let mut flush =
+            |input: &mut Option<String>, errors: &mut Vec<String>, accepted: &mut bool| {
+                if let (Some(i), [one], false) = (input.take(), errors.as_slice(), *accepted) {
+                    cases.push((i, one.clone()));
+                }
+                errors.clear();
+                *accepted = false;
+            };
+        for line in text.lines() {
+            if let Some(e) = line.strip_prefix("  error: ") {
+                errors.push(e.to_owned());
+            } else if line.starts_with("  ") {
+                accepted = true; // `ok:`/`platforms:` lines: part of it was accepted
+            } else {
+                flush(&mut input, &mut errors, &mut accepted);
+                if !line.trim().is_empty() && !line.starts_with('#') {
+                    input = Some(line.to_owned());
+                }
+            }
+        }
+        flush(&mut input, &mut errors, &mut accepted);
+    }
+    assert!(
+        cases.len() > 20,
+        "only {} single-error cases found",
+        cases.len()
+    );
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for bx in all
+        .iter()
+        .filter(|b| b.version == kbx_conformance::buildx::VERSIONS[0])
+    {
+        for (input, ours) in &cases {
+            let home = tempfile::tempdir().expect("tempdir");
+            let kubeconfig = offline_kubeconfig(home.path());
+            let words = kbx_opts::split_shell_words(input).expect("corpus lines are shell words");
+            let out = bx
+                .command(home.path())
+                .env("KUBECONFIG", &kubeconfig)
+                .args(["create", "--name", "t", "--driver", "kubernetes"])
+                .args(&words)
+                .output()
+                .expect("run docker-buildx create");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let theirs = stderr
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("ERROR: "))
+                .map(|l| {
+                    l.strip_prefix("failed to initialize builder t (t0): ")
+                        .unwrap_or(l)
+                        .to_owned()
+                });
+            compared += 1;
+            let deviation = CORPUS_DEVIATIONS
+                .iter()
+                .find(|(side, prefix, _)| match side {
+                    Side::Kbx => ours.starts_with(prefix),
+                    Side::Buildx => theirs.as_deref().is_some_and(|t| t.starts_with(prefix)),
+                })
+                .map(|(_, _, id)| *id);
+            match (theirs.as_deref() == Some(ours.as_str()), deviation) {
+                (true, None) => {}
+                (false, Some(id)) => note(&format!(
+                    "{input}: differs as deviation {id} says\n  buildx: {theirs:?}\n  kbx:    {ours:?}"
+                )),
+                (same, _) => differences.push(format!(
+                    "buildx {} create {input} ({}):\n  buildx: {theirs:?}\n  kbx:    {ours:?}",
+                    bx.version,
+                    if same {
+                        "same, but listed as a deviation"
+                    } else {
+                        "differs"
+                    }
+                )),
+            }
+        }
+    }
+    note(&format!("{compared} single-error create cases compared"));
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
