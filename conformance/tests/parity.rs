@@ -453,3 +453,48 @@ fn create_corpus_errors_are_buildx_errors() {
     note(&format!("{compared} single-error create cases compared"));
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// A builder record kbx writes with its own options (`context=`, `loadbalance=rendezvous`) is
+/// one Buildx lists without `invalid driver option` (those options are kept where Buildx does
+/// not read them), for every Buildx version.
+#[test]
+fn buildx_lists_a_builder_with_kbx_only_options() {
+    let Some(all) = buildxes() else { return };
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/store/buildx-kube.json");
+    let mut ng = kbx_store::NodeGroup::from_json(&std::fs::read(fixture).expect("fixture"))
+        .expect("fixture parses");
+    ng.name = "kbxonly".into();
+    let opts = ng.nodes.as_mut().expect("nodes")[0]
+        .driver_opts
+        .get_or_insert_with(Default::default);
+    opts.insert("context".into(), "x".into());
+    opts.insert("loadbalance".into(), "rendezvous".into());
+    for bx in &all {
+        let home = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = offline_kubeconfig(home.path());
+        let instances = home.path().join("buildx/instances");
+        std::fs::create_dir_all(&instances).expect("mkdir");
+        std::fs::write(instances.join("kbxonly"), ng.to_json()).expect("write record");
+        let out = bx
+            .command(home.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .arg("ls")
+            .output()
+            .expect("run docker-buildx ls");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("kbxonly"),
+            "buildx {} ls:\n{text}",
+            bx.version
+        );
+        assert!(
+            !text.contains("invalid driver option"),
+            "buildx {} ls:\n{text}",
+            bx.version
+        );
+    }
+}

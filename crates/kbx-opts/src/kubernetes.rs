@@ -14,6 +14,21 @@ use crate::quantity::Quantity;
 use crate::scalar::{parse_bool, parse_go_int};
 use crate::toleration::Toleration;
 
+/// Whether a `--driver-opt` is kbx's own, one Buildx refuses (`invalid driver option`):
+/// `context=…`, and `loadbalance=rendezvous`. Builder records keep such options apart from the
+/// `DriverOpts` Buildx reads, so a builder made by kbx stays usable by Buildx, which then uses
+/// its defaults (the current kubeconfig context, `sticky`).
+///
+/// ```
+/// assert!(kbx_opts::is_kbx_only_option("context", "kind-prod"));
+/// assert!(kbx_opts::is_kbx_only_option("loadbalance", "rendezvous"));
+/// assert!(!kbx_opts::is_kbx_only_option("loadbalance", "random"));
+/// assert!(!kbx_opts::is_kbx_only_option("namespace", "ci"));
+/// ```
+pub fn is_kbx_only_option(key: &str, value: &str) -> bool {
+    key == "context" || (key == "loadbalance" && value == LoadBalance::Rendezvous.as_str())
+}
+
 /// The BuildKit image buildx uses by default.
 pub const DEFAULT_IMAGE: &str = "moby/buildkit:buildx-stable-1";
 /// The BuildKit image buildx uses by default in rootless mode.

@@ -72,7 +72,7 @@ pub use error::{
 };
 pub use kubernetes::{
     DEFAULT_IMAGE, DEFAULT_QEMU_IMAGE, DEFAULT_ROOTLESS_IMAGE, DEFAULT_TIMEOUT, EnvVar,
-    KubernetesOptions, LoadBalance, Resources,
+    KubernetesOptions, LoadBalance, Resources, is_kbx_only_option,
 };
 pub use kv::KeyValues;
 pub use platform::Platform;

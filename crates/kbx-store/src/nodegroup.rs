@@ -37,8 +37,15 @@ pub struct NodeGroup {
 
 /// One node of a builder: for kubernetes, one Deployment or StatefulSet. Missing fields read
 /// as their defaults, as in [`NodeGroup`].
+///
+/// # Deviation
+/// Options Buildx refuses ([`kbx_opts::is_kbx_only_option`]: `context=…`,
+/// `loadbalance=rendezvous`) are written under `KbxDriverOpts`, a field Buildx does not read,
+/// instead of `DriverOpts`, so Buildx lists and uses the builder with its own defaults; kbx
+/// reads both back into [`Node::driver_opts`]. Records without such options are byte for byte
+/// Buildx's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, from = "NodeRecord", into = "NodeRecord")]
 pub struct Node {
     /// The node name (lower-cased when created).
     #[serde(rename = "Name")]
@@ -58,6 +65,74 @@ pub struct Node {
     /// Config files by relative path (`buildkitd.toml`, `certs/<host>/…`), base64 in the JSON.
     #[serde(rename = "Files", with = "crate::json::files")]
     pub files: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+/// [`Node`] as written to disk: the kbx-only driver options kept apart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct NodeRecord {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Endpoint")]
+    endpoint: String,
+    #[serde(rename = "Platforms")]
+    platforms: Option<Vec<Platform>>,
+    #[serde(rename = "DriverOpts")]
+    driver_opts: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Flags")]
+    buildkitd_flags: Option<Vec<String>>,
+    #[serde(rename = "Files", with = "crate::json::files")]
+    files: Option<BTreeMap<String, Vec<u8>>>,
+    #[serde(rename = "KbxDriverOpts", skip_serializing_if = "BTreeMap::is_empty")]
+    kbx_driver_opts: BTreeMap<String, String>,
+}
+
+impl From<NodeRecord> for Node {
+    fn from(r: NodeRecord) -> Self {
+        let driver_opts = match (r.driver_opts, r.kbx_driver_opts) {
+            (opts, extra) if extra.is_empty() => opts,
+            (opts, extra) => {
+                let mut all = opts.unwrap_or_default();
+                all.extend(extra);
+                Some(all)
+            }
+        };
+        Node {
+            name: r.name,
+            endpoint: r.endpoint,
+            platforms: r.platforms,
+            driver_opts,
+            buildkitd_flags: r.buildkitd_flags,
+            files: r.files,
+        }
+    }
+}
+
+impl From<Node> for NodeRecord {
+    fn from(n: Node) -> Self {
+        let mut kbx_driver_opts = BTreeMap::new();
+        let driver_opts = n.driver_opts.map(|opts| {
+            opts.into_iter()
+                .filter_map(|(k, v)| {
+                    if kbx_opts::is_kbx_only_option(&k, &v) {
+                        kbx_driver_opts.insert(k, v);
+                        None
+                    } else {
+                        Some((k, v))
+                    }
+                })
+                .collect()
+        });
+        NodeRecord {
+            name: n.name,
+            endpoint: n.endpoint,
+            platforms: n.platforms,
+            driver_opts,
+            buildkitd_flags: n.buildkitd_flags,
+            files: n.files,
+            kbx_driver_opts,
+        }
+    }
 }
 
 /// What `create` asks to change on a builder: the arguments of buildx's `NodeGroup.Update`.

@@ -469,3 +469,36 @@ fn records_with_missing_fields_load_and_a_corrupt_one_does_not_hide_the_others()
     assert!(records[1].builder.is_ok() && records[2].builder.is_ok());
     assert!(matches!(txn.list(), Err(Error::Corrupt { .. })));
 }
+
+/// kbx's own options (`context=`, `loadbalance=rendezvous`) go under `KbxDriverOpts`, which
+/// Buildx does not read, and come back merged; records without them stay Buildx's.
+#[test]
+fn kbx_only_options_are_kept_where_buildx_does_not_read_them() {
+    let mut ng = NodeGroup::from_json(&buildx_record()).unwrap();
+    assert!(!ng.to_json().contains("KbxDriverOpts"));
+    let opts = ng.nodes.as_mut().unwrap()[0]
+        .driver_opts
+        .get_or_insert_with(Default::default);
+    opts.insert("context".into(), "kind-prod".into());
+    opts.insert("loadbalance".into(), "rendezvous".into());
+    opts.insert("namespace".into(), "ci".into());
+    let json = ng.to_json();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let node = &v["Nodes"][0];
+    assert_eq!(node["DriverOpts"]["namespace"], "ci");
+    assert!(node["DriverOpts"].get("context").is_none(), "{json}");
+    assert!(node["DriverOpts"].get("loadbalance").is_none(), "{json}");
+    assert_eq!(node["KbxDriverOpts"]["context"], "kind-prod");
+    assert_eq!(node["KbxDriverOpts"]["loadbalance"], "rendezvous");
+    assert!(v["Nodes"][1].get("KbxDriverOpts").is_none());
+    let back = NodeGroup::from_json(json.as_bytes()).unwrap();
+    assert_eq!(back, ng);
+    // `loadbalance=random` is Buildx's own and stays in DriverOpts.
+    ng.nodes.as_mut().unwrap()[0]
+        .driver_opts
+        .as_mut()
+        .unwrap()
+        .insert("loadbalance".into(), "random".into());
+    let v: serde_json::Value = serde_json::from_str(&ng.to_json()).unwrap();
+    assert_eq!(v["Nodes"][0]["DriverOpts"]["loadbalance"], "random");
+}
