@@ -1270,3 +1270,56 @@ fn an_empty_name_is_generated_as_no_name_is() {
         "ERROR: leave requires instance name\n",
     );
 }
+
+/// `ls` asks every node at once: with five remote builders whose daemon accepts connections
+/// and never answers, all five connections are open together (asked one after the other, each
+/// would be dropped at its timeout before the next opened).
+#[test]
+fn ls_asks_every_node_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let env = Env::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    for i in 0..5 {
+        let o = env.kbx(&[
+            "create",
+            "--name",
+            &format!("slow{i}"),
+            "--driver",
+            "remote",
+            &format!("tcp://{addr}"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let open = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (open, most, held) = (open.clone(), most.clone(), held.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { break };
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let open = open.clone();
+                let mut c = conn.try_clone().expect("clone");
+                held.lock().expect("lock").push(conn);
+                // Count the connection closed when the client drops it.
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    while matches!(std::io::Read::read(&mut c, &mut buf), Ok(n) if n > 0) {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let o = env.kbx(&["ls", "--timeout", "3s"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for i in 0..5 {
+        assert!(out.contains(&format!("slow{i}")), "{out}");
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 5, "{out}");
+}
