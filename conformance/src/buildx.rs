@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::Error;
-use crate::local::config::CLOSED_PROXY;
+use crate::local::config::no_egress_env;
 
 /// The Buildx versions the suite compares against, newest first.
 pub const VERSIONS: [&str; 2] = ["0.29.1", "0.13.1"];
@@ -94,12 +94,7 @@ impl Buildx {
             .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
             .env_remove("BUILDX_BUILDER")
             .env_remove("BUILDKIT_HOST")
-            .env("HTTP_PROXY", CLOSED_PROXY)
-            .env("HTTPS_PROXY", CLOSED_PROXY)
-            .env("http_proxy", CLOSED_PROXY)
-            .env("https_proxy", CLOSED_PROXY)
-            .env("NO_PROXY", "")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(no_egress_env())
             .current_dir(home);
         cmd
     }

@@ -24,8 +24,8 @@
 //! Buildx and kbx run with private `HOME`, `DOCKER_CONFIG` and `BUILDX_CONFIG` directories (one
 //! builder store, shared), the cluster's `KUBECONFIG` and `AWS_EC2_METADATA_DISABLED=true`;
 //! Buildx also with `HTTP(S)_PROXY` pointing at a closed loopback port, so nothing leaves the
-//! machine. kbx gets no proxy variables (its Kubernetes client has no proxy support and refuses
-//! to start with one), and neither may this program: run it without them.
+//! machine (Go skips the proxy for the loopback API server by itself). kbx gets no proxy
+//! variables: it honours them for the API server too, and speaks to nothing else.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -34,6 +34,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
+use kbx_conformance::local::config::no_egress_env;
 use kube::Api;
 use kube::api::{AttachParams, ListParams};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -45,8 +46,6 @@ type Result<T> = std::result::Result<T, BoxError>;
 const BUILDER: &str = "kbxbench";
 /// The vertex whose duration is the context transfer.
 const CONTEXT_VERTEX: &str = "[internal] load build context";
-/// The closed loopback port every proxy variable points at.
-const CLOSED_PROXY: &str = "http://127.0.0.1:9";
 /// How long one build, exec or prune may take.
 const STEP_LIMIT: Duration = Duration::from_secs(600);
 
@@ -744,9 +743,9 @@ impl User {
 
     /// Runs `bin args…` with the private environment; with `measure`, under `/usr/bin/time -v`
     /// for the peak RSS (or polling `VmHWM` without it). Buildx runs with every proxy variable
-    /// pointing at a closed port (Go skips the proxy for the loopback API server by itself);
-    /// kbx runs without: its Kubernetes client refuses any proxy (kube's `http-proxy` feature
-    /// is off), and it speaks to nothing but the API server of the kubeconfig.
+    /// pointing at a closed port ([`no_egress_env`]; Go skips the proxy for the loopback API
+    /// server by itself); kbx runs without: it would send its API requests to that proxy, and it
+    /// speaks to nothing but the API server of the kubeconfig.
     async fn run(&self, bin: &Path, args: &[&str], measure: Option<&str>) -> Result<Run> {
         let proxied = bin
             .file_name()
@@ -780,16 +779,7 @@ impl User {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if proxied {
-            for (k, v) in [
-                ("HTTP_PROXY", CLOSED_PROXY),
-                ("HTTPS_PROXY", CLOSED_PROXY),
-                ("http_proxy", CLOSED_PROXY),
-                ("https_proxy", CLOSED_PROXY),
-                ("NO_PROXY", ""),
-                ("no_proxy", ""),
-            ] {
-                command.env(k, v);
-            }
+            command.envs(no_egress_env());
         }
         let mut child = command
             .spawn()

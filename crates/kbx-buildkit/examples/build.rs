@@ -16,7 +16,7 @@
 
 use std::process::ExitCode;
 
-use kbx_buildkit::{BuildOptions, Client, Error, Output, PlainRenderer};
+use kbx_buildkit::{BuildOptions, Client, Error, Export, PlainRenderer};
 
 const USAGE: &str = "usage: build --addr ADDR [-f DOCKERFILE] [--build-arg K=V]... [--target T] \
 [--platform P] [--no-cache] [--network MODE] [--secret SPEC]... [--ssh SPEC]... \
@@ -65,7 +65,9 @@ fn parse() -> Result<(String, BuildOptions), String> {
                 opts.build_args.insert(k, v);
             }
             "-o" | "--output" => {
-                opts.output = Some(Output::parse(&value("--output")?).map_err(|e| e.to_string())?);
+                let export = Export::parse(&value("--output")?).map_err(|e| e.to_string())?;
+                opts.output = Some(export.output);
+                opts.export_attrs = export.attrs;
             }
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') && s != "-" => return Err(format!("unknown flag {s}")),
