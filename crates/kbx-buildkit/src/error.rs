@@ -77,9 +77,10 @@ pub enum Error {
     InvalidOptions(String),
     /// A build flag value did not parse (`--output`, `--cache-from`, `--cache-to`, `--secret`,
     /// `--build-context`); the inner error names the flag and the value and carries buildx's
-    /// text.
+    /// text. The inner error is part of the message, not a separate cause, so that a printed
+    /// cause chain shows it once.
     #[error("invalid build options: {0}")]
-    Flag(#[from] kbx_opts::Error),
+    Flag(kbx_opts::Error),
     /// A path pattern did not compile.
     #[error("invalid pattern {pattern:?}: {reason}")]
     Pattern {
@@ -169,6 +170,12 @@ fn location_suffix(loc: Option<&crate::SourceLocation>) -> String {
     match loc {
         Some(l) => format!(" at {}:{}", l.file, l.line),
         None => String::new(),
+    }
+}
+
+impl From<kbx_opts::Error> for Error {
+    fn from(e: kbx_opts::Error) -> Self {
+        Error::Flag(e)
     }
 }
 

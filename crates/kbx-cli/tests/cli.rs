@@ -1323,3 +1323,15 @@ fn ls_asks_every_node_at_once() {
     }
     assert_eq!(most.load(Ordering::SeqCst), 5, "{out}");
 }
+
+/// A bad `--output` value is reported once, naming the flag, the value and buildx's text.
+#[test]
+fn bad_build_flag_values_are_reported_once() {
+    let env = Env::new();
+    let o = env.kbx(&["build", "-o", r#"type=image,"name=a,b"#, "."]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "ERROR: invalid build options: --output \"type=image,\\\"name=a,b\": parse error on line 1, column 13: extraneous or missing \" in quoted-field\n"
+    );
+}
