@@ -20,6 +20,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use super::{note, scenario};
 
 mod buildkit;
+mod interop;
 mod parity;
 mod registry;
 
