@@ -548,12 +548,22 @@ impl BuildOptions {
     }
 
     /// The exporters sent to the daemon, in order (their index is the exporter ID the daemon
-    /// names when it sends files back): [`BuildOptions::outputs`] without `cacheonly`.
+    /// names when it sends files back): [`BuildOptions::outputs`] without `cacheonly`, a layout
+    /// directory (`tar=false`) last.
+    ///
+    /// # Deviation
+    /// The daemon merges the exporters' responses in exporter order, later ones winning, and
+    /// the layout's `index.json` names the `containerimage.descriptor` of that merge. buildx
+    /// keeps the user's order, so a layout followed by another image output (`docker` layout
+    /// then `oci` archive) names an image whose blobs are not in the layout; kbx sends the
+    /// layout's exporter last so that its `index.json` names its own image (C10).
     fn exporters(&self) -> Vec<Export> {
-        self.outputs()
+        let (layouts, others): (Vec<Export>, Vec<Export>) = self
+            .outputs()
             .into_iter()
             .filter(|e| e.output != Output::CacheOnly)
-            .collect()
+            .partition(|e| e.output.layout_dir().is_some());
+        others.into_iter().chain(layouts).collect()
     }
 }
 
@@ -1880,6 +1890,17 @@ mod tests {
         assert_eq!(r.exporter_deprecated, "local");
         assert_eq!(r.exporter_attrs_deprecated, r.exporters[0].attrs);
 
+        // A layout directory goes last, so that the merged response describes its image.
+        let opts = BuildOptions {
+            output: Some(Output::parse("type=docker,tar=false,dest=lay").expect("ok")),
+            extra_outputs: vec![Export::parse("type=oci,dest=o.tar").expect("ok")],
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        let attrs: Vec<Option<&String>> = r.exporters.iter().map(|e| e.attrs.get("tar")).collect();
+        assert_eq!(attrs, [None, Some(&"false".to_owned())]);
+        assert_eq!(r.exporter_deprecated, "oci");
+
         // Without a first output, the first extra one is exporter 0.
         let opts = BuildOptions {
             extra_outputs: vec![Export::parse("type=tar,dest=o.tar").expect("ok")],
@@ -1923,6 +1944,110 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "multiple outputs currently unsupported by the current BuildKit daemon, please upgrade to version v0.13+ or use a single output"
+        );
+    }
+
+    /// A fake buildkitd whose `Info` says v0.12.5 and which records every other call: several
+    /// outputs are refused with buildx's text after `Info` alone (no session, no solve); one
+    /// output gets past the check (to the session, which the fake does not serve).
+    #[tokio::test]
+    async fn several_outputs_are_refused_before_the_session_on_buildkit_0_12() {
+        use crate::service::{BoxFut, HttpResponse, ProstCodec, Routes, Served, grpc};
+        use bollard_buildkit_proto::moby::buildkit::v1::types::BuildkitVersion;
+        use bollard_buildkit_proto::moby::buildkit::v1::{InfoRequest, InfoResponse};
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone)]
+        struct Fake(Arc<Mutex<Vec<String>>>);
+        struct Info;
+        impl tonic::server::UnaryService<InfoRequest> for Info {
+            type Response = InfoResponse;
+            type Future = std::future::Ready<Result<tonic::Response<InfoResponse>, tonic::Status>>;
+            fn call(&mut self, _: tonic::Request<InfoRequest>) -> Self::Future {
+                std::future::ready(Ok(tonic::Response::new(InfoResponse {
+                    buildkit_version: Some(BuildkitVersion {
+                        package: "github.com/moby/buildkit".into(),
+                        version: "v0.12.5".into(),
+                        revision: "x".into(),
+                    }),
+                })))
+            }
+        }
+        impl Routes for Fake {
+            const NAME: &'static str = "moby.buildkit.v1.Control";
+            fn route<B>(&self, path: &str, req: http::Request<B>) -> BoxFut<HttpResponse>
+            where
+                B: tonic::codegen::Body + Send + 'static,
+                B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+            {
+                if let Ok(mut calls) = self.0.lock() {
+                    calls.push(path.to_owned());
+                }
+                if path == "/moby.buildkit.v1.Control/Info" {
+                    let codec = ProstCodec::<InfoResponse, InfoRequest>::default();
+                    return Box::pin(
+                        async move { Ok(grpc(codec, 1 << 20).unary(Info, req).await) },
+                    );
+                }
+                crate::service::unimplemented("not served by the fake")
+            }
+        }
+
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let router = tonic::transport::Server::builder().add_service(Served(Fake(calls.clone())));
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let incoming = tokio_stream::once(Ok::<_, std::io::Error>(server_io));
+            let _ = router.serve_with_incoming(incoming).await;
+        });
+        let slot = Arc::new(Mutex::new(Some(client_io)));
+        let channel = crate::transport::connect_with("fake", move || {
+            let io = slot.lock().ok().and_then(|mut s| s.take());
+            async move { io.ok_or_else(|| std::io::Error::other("used")) }
+        })
+        .await
+        .expect("channel");
+        let client = Client::new(channel, crate::Backend::Buildkitd);
+
+        let ctx = tempfile::tempdir().expect("tempdir");
+        std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        let out = tempfile::tempdir().expect("tempdir");
+        let opts = BuildOptions {
+            context: ctx.path().into(),
+            output: Some(Output::Local {
+                dest: out.path().join("l"),
+            }),
+            extra_outputs: vec![Export::parse("type=cacheonly").expect("ok")],
+            credentials: Some(crate::DockerCredentials::default()),
+            ..BuildOptions::default()
+        };
+        let e = client.build(&opts, |_| {}).await.expect_err("refused");
+        assert!(
+            matches!(&e, Error::MultipleOutputsUnsupported { daemon } if daemon == "buildkitd v0.12.5"),
+            "{e:?}"
+        );
+        assert_eq!(
+            calls.lock().expect("calls").clone(),
+            ["/moby.buildkit.v1.Control/Info"],
+            "nothing but Info was asked"
+        );
+        assert!(!out.path().join("l").exists());
+
+        // One output passes the check and goes on to open the session.
+        let single = BuildOptions {
+            extra_outputs: vec![],
+            ..opts
+        };
+        let e = client.build(&single, |_| {}).await.expect_err("no session");
+        assert!(
+            !matches!(e, Error::MultipleOutputsUnsupported { .. }),
+            "{e:?}"
+        );
+        assert!(
+            calls
+                .lock()
+                .expect("calls")
+                .contains(&"/moby.buildkit.v1.Control/Session".to_owned())
         );
     }
 }

@@ -481,6 +481,37 @@ async fn several_outputs_in_one_build_each_reach_their_own_destination() {
         want
     );
     assert!(!dir.join("ingest").exists());
+
+    // A docker layout given before an oci archive: the layout still names its own image (the
+    // Docker manifest, whose blob is in the layout), the archive its OCI one.
+    let dir2 = out.path().join("docker-dir2");
+    let oci2 = out.path().join("oci2.tar");
+    let o = BuildOptions {
+        output: Some(Output::DockerDir {
+            dest: dir2.clone(),
+            names: vec![],
+        }),
+        extra_outputs: vec![
+            Output::Oci {
+                dest: Some(oci2.clone()),
+                names: vec![],
+            }
+            .into(),
+        ],
+        no_default_attestations: true,
+        ..opts(ctx.path())
+    };
+    build(&c, &o).await.0.expect("docker,tar=false + oci");
+    let latest = latest_in(&dir2);
+    let images = image_manifests(&dir2, &latest);
+    assert_eq!(
+        images[0].1["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert!(
+        tar_files(&std::fs::read(&oci2).unwrap()).contains_key("index.json"),
+        "the archive is there too"
+    );
 }
 
 fn http_config(reg: &Registry) -> String {
