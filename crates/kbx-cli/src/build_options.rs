@@ -35,6 +35,47 @@ fn refuse_console(outputs: &[&Output], stdout_is_terminal: bool) -> Result<(), E
     Ok(())
 }
 
+/// `--push` and `--load` next to `--output`s, as buildx does: `--push` pushes every `image`
+/// output, or adds one (`type=image,push=true`) when there is none; `--load` adds a load into
+/// the Docker Engine unless a `docker` output is already there. Both may be given.
+fn push_and_load(exports: &mut Vec<kbx_buildkit::Export>, push: bool, load: bool) {
+    if push {
+        let mut pushed = false;
+        for e in exports.iter_mut() {
+            if let Output::Image { push, .. } = &mut e.output {
+                *push = true;
+                pushed = true;
+            }
+        }
+        if !pushed {
+            exports.push(
+                Output::Image {
+                    names: Vec::new(),
+                    push: true,
+                }
+                .into(),
+            );
+        }
+    }
+    if load {
+        let loaded = exports.iter().any(|e| {
+            matches!(
+                e.output,
+                Output::Docker { .. } | Output::DockerDir { .. } | Output::DockerLoad { .. }
+            )
+        });
+        if !loaded {
+            exports.push(
+                Output::DockerLoad {
+                    engine: None,
+                    names: Vec::new(),
+                }
+                .into(),
+            );
+        }
+    }
+}
+
 /// `-t` on the outputs, as buildx does: with tags, every `image`, `oci` and `docker` output is
 /// named by all of them, whatever its own `name=` says; without, an image push that names
 /// nothing is refused (`tag is needed when pushing to registry`).
@@ -79,37 +120,14 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .ok()
             .as_deref(),
     )?;
-    if args.push && args.load {
-        return Err(Error::msg("--push and --load cannot be used together"));
-    }
     // As buildx, empty values are skipped.
-    let specs: Vec<&String> = args.output.iter().filter(|s| !s.is_empty()).collect();
-    if !specs.is_empty() && (args.push || args.load) {
-        return Err(Error::msg(
-            "--output cannot be combined with --push or --load",
-        ));
-    }
-    let mut exports = specs
-        .into_iter()
+    let mut exports = args
+        .output
+        .iter()
+        .filter(|s| !s.is_empty())
         .map(|spec| kbx_buildkit::Export::parse(spec))
         .collect::<Result<Vec<_>, _>>()?;
-    if args.push {
-        exports.push(
-            Output::Image {
-                names: Vec::new(),
-                push: true,
-            }
-            .into(),
-        );
-    } else if args.load {
-        exports.push(
-            Output::DockerLoad {
-                engine: None,
-                names: Vec::new(),
-            }
-            .into(),
-        );
-    }
+    push_and_load(&mut exports, args.push, args.load);
     apply_tags(
         &mut exports
             .iter_mut()
@@ -424,6 +442,41 @@ mod tests {
             apply_tags(&mut [&mut kept], &[]).is_ok(),
             "no push, no tag needed"
         );
+    }
+
+    #[test]
+    fn push_and_load_join_the_outputs_as_buildx() {
+        let kinds = |specs: &[&str], push: bool, load: bool| {
+            let mut e: Vec<kbx_buildkit::Export> = specs
+                .iter()
+                .map(|s| kbx_buildkit::Export::parse(s).unwrap())
+                .collect();
+            push_and_load(&mut e, push, load);
+            e.into_iter().map(|e| e.output).collect::<Vec<_>>()
+        };
+        let push = Output::Image {
+            names: vec![],
+            push: true,
+        };
+        let load = Output::DockerLoad {
+            engine: None,
+            names: vec![],
+        };
+        let local = Output::Local { dest: "d".into() };
+        assert_eq!(kinds(&[], true, false), std::slice::from_ref(&push));
+        assert_eq!(kinds(&[], false, true), std::slice::from_ref(&load));
+        assert_eq!(kinds(&[], true, true), [push.clone(), load.clone()]);
+        assert_eq!(
+            kinds(&["type=local,dest=d"], true, true),
+            [local.clone(), push.clone(), load]
+        );
+        // An image output is pushed instead of adding one; a docker output is the load.
+        assert_eq!(kinds(&["type=image"], true, false), [push]);
+        assert_eq!(
+            kinds(&["type=docker,dest=d.tar"], false, true),
+            [Output::parse("type=docker,dest=d.tar").unwrap()]
+        );
+        assert_eq!(kinds(&["type=local,dest=d"], false, false), [local]);
     }
 
     #[test]

@@ -1204,3 +1204,52 @@ fn remote_buildkitd_several_outputs_and_tags_naming_them() {
         assert_eq!(String::from_utf8_lossy(&o.stderr), text);
     }
 }
+
+/// `--push` next to `-o type=local` on a `remote` builder (a real buildkitd v0.13.2 that reaches
+/// a loopback registry over plain HTTP), as buildx 0.29: one build, two exporters, the tree on
+/// disk and the image in the registry.
+#[test]
+fn remote_buildkitd_push_next_to_a_local_output() {
+    use common::Registry;
+    use support::Buildkitd;
+    let reg = Registry::start();
+    let config = format!("[registry.\"{}\"]\n  http = true\n", reg.host());
+    let Some(bk) = Buildkitd::start_with_config(Some(&config)) else {
+        return;
+    };
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "bk", "--driver", "remote", &bk.addr()]);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let local = tempfile::tempdir().unwrap();
+    let dest = local.path().join("tree");
+    let name = format!("{}/kbx/pushed:1", reg.host());
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "bk",
+        "--progress",
+        "plain",
+        "--push",
+        "-t",
+        &name,
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"alpha\n");
+    let m = reg.get(
+        "/v2/kbx/pushed/manifests/1",
+        Some("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"),
+    );
+    assert_eq!(m.status, 200, "{}", String::from_utf8_lossy(&m.body));
+}
