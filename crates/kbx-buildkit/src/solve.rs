@@ -129,8 +129,9 @@ impl Export {
     /// `DIR`), `type=tar,dest=FILE` (`-` or no `dest` = stdout, also a bare `-`),
     /// `type=moby,name=a:b`, `type=image,name=…,push=true`, `type=registry` (`image` with
     /// `push=true` and, unless given, `unpack=false`), `type=oci,dest=…[,tar=false]`,
-    /// `type=docker,dest=…` (without `dest`: loaded into the Docker Engine,
-    /// [`Output::DockerLoad`]), `type=cacheonly`. `name=` may list several names,
+    /// `type=docker,dest=…[,tar=false]` (without `dest`: loaded into the Docker Engine,
+    /// [`Output::DockerLoad`]; `tar=false`: a layout directory, [`Output::DockerDir`]),
+    /// `type=cacheonly`. `name=` may list several names,
     /// comma-separated in a quoted field. Every other attribute is kept in
     /// [`Export::attrs`] and reaches the exporter unchanged.
     ///
