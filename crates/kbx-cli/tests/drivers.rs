@@ -1077,6 +1077,23 @@ fn remote_buildkitd_load_into_the_docker_engine() {
     let (_, images, _) = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(!images.contains("kbx/stdout"), "{images}");
 
+    // --load next to a local output (as buildx 0.29): the archive (exporter 1) streams into the
+    // Engine while the tree (exporter 0) is written, in one build.
+    let tree = tempfile::tempdir().unwrap();
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "bk",
+        "--load",
+        "-t",
+        "kbx/loaded:3",
+        "-o",
+        &format!("type=local,dest={}", tree.path().display()),
+        dir,
+    ]);
+    assert_eq!(run("kbx/loaded:3", &["three"]), "three\n");
+    assert!(tree.path().join("bin/busybox").is_file());
+
     // Two platforms: one docker archive cannot hold them (buildx's text).
     let o = kbx.run(&[
         "build",
