@@ -47,7 +47,7 @@ pub enum Output {
     Oci {
         /// Destination file, stdout when `None`.
         dest: Option<PathBuf>,
-        /// Image names recorded in the layout (`name=`, or `-t` when none is given).
+        /// Image names recorded in the layout (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// buildkitd only: an OCI image layout written as a directory (`type=oci,tar=false`):
@@ -56,7 +56,7 @@ pub enum Output {
     OciDir {
         /// The layout directory (created if missing; an existing layout is added to).
         dest: PathBuf,
-        /// Image names recorded in the layout (`name=`, or `-t`).
+        /// Image names recorded in the layout (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// buildkitd only: the `docker` exporter's image written as an OCI layout directory
@@ -65,14 +65,14 @@ pub enum Output {
     DockerDir {
         /// The layout directory (created if missing; an existing layout is added to).
         dest: PathBuf,
-        /// Image names recorded in the layout (`name=`, or `-t`).
+        /// Image names recorded in the layout (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// buildkitd only: a `docker load`-able tarball.
     Docker {
         /// Destination file, stdout when `None`.
         dest: Option<PathBuf>,
-        /// Image names the archive tags (`name=`, or `-t` when none is given).
+        /// Image names the archive tags (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// The `docker` exporter's archive loaded into a Docker Engine's image store as it streams
@@ -93,7 +93,7 @@ pub enum Output {
         /// The Engine; `None` is the one named by `DOCKER_HOST` (default
         /// `unix:///var/run/docker.sock`), resolved when the build starts.
         engine: Option<crate::Address>,
-        /// Image names the archive tags (`name=`, or `-t` when none is given).
+        /// Image names the archive tags (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// `type=cacheonly`: build and keep nothing but the build cache. No exporter is sent, as
@@ -295,7 +295,8 @@ impl Output {
     /// if let Some(names) = o.names_mut() {
     ///     *names = vec!["a".into(), "b".into()];
     /// }
-    /// assert_eq!(o, Output::Oci { dest: Some("o.tar".into()), names: vec!["a".into(), "b".into()] });
+    /// let names = vec!["a".to_owned(), "b".to_owned()];
+    /// assert_eq!(o, Output::Oci { dest: Some("o.tar".into()), names });
     /// assert!(Output::parse("type=local,dest=d")?.names_mut().is_none());
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
