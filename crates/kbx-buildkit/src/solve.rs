@@ -61,7 +61,12 @@ pub enum Output {
     },
     /// buildkitd only: the `docker` exporter's image written as an OCI layout directory
     /// (`type=docker,tar=false`), the same way as [`Output::OciDir`] but with Docker media
-    /// types, as buildx does.
+    /// types.
+    ///
+    /// # Deviation
+    /// Buildx 0.29.1 parses this output the same way but fails it before the solve (`both
+    /// file and store output is not supported by docker exporter`: it also attaches its Engine
+    /// loader); kbx writes the layout (`docs/deviations.md`, C8).
     DockerDir {
         /// The layout directory (created if missing; an existing layout is added to).
         dest: PathBuf,
