@@ -72,6 +72,15 @@ pub enum Error {
         /// The daemon, e.g. `Docker's embedded BuildKit v0.8`.
         daemon: String,
     },
+    /// Several outputs for one build on a daemon that takes only one exporter (before BuildKit
+    /// v0.13); buildx's text. Detected before the solve.
+    #[error(
+        "multiple outputs currently unsupported by the current BuildKit daemon, please upgrade to version v0.13+ or use a single output"
+    )]
+    MultipleOutputsUnsupported {
+        /// The daemon, e.g. `Docker 20.10.24's embedded BuildKit v0.8`.
+        daemon: String,
+    },
     /// Invalid build options (caught before anything is sent).
     #[error("invalid build options: {0}")]
     InvalidOptions(String),

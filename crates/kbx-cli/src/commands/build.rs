@@ -22,18 +22,20 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         return Err(Error::msg(format!("builder {:?} has no nodes", ng.name)));
     };
     if opts.platforms.len() > 1 {
-        match &opts.output {
-            Some(Output::DockerLoad { .. }) => {
-                return Err(Error::msg(
-                    "docker exporter does not currently support exporting manifest lists",
-                ));
+        for e in opts.outputs() {
+            match e.output {
+                Output::DockerLoad { .. } => {
+                    return Err(Error::msg(
+                        "docker exporter does not currently support exporting manifest lists",
+                    ));
+                }
+                Output::Docker { .. } => {
+                    return Err(Error::msg(
+                        "docker exporter does not support exporting manifest lists, use the oci exporter instead",
+                    ));
+                }
+                _ => {}
             }
-            Some(Output::Docker { .. }) => {
-                return Err(Error::msg(
-                    "docker exporter does not support exporting manifest lists, use the oci exporter instead",
-                ));
-            }
-            _ => {}
         }
     }
     let push_with_engine = default_output(&mut opts, &ng.driver, &args.tags)?;
