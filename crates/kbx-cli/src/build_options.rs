@@ -149,7 +149,10 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
         target: args.target.clone(),
-        build_args: key_values(&args.build_args, "--build-arg")?,
+        build_args: with_source_date_epoch(
+            key_values(&args.build_args, "--build-arg")?,
+            std::env::var("SOURCE_DATE_EPOCH").ok(),
+        ),
         labels: key_values(&args.labels, "--label")?,
         platforms: platforms(&args.platforms)?
             .iter()
@@ -212,6 +215,18 @@ pub(crate) fn attestations(
         }
     };
     Ok((attests, no_default))
+}
+
+/// As buildx: `SOURCE_DATE_EPOCH` from the environment (even empty) becomes the build argument
+/// of that name unless `--build-arg` gives one, so reproducible builds need no extra flag.
+fn with_source_date_epoch(
+    mut args: std::collections::BTreeMap<String, String>,
+    env: Option<String>,
+) -> std::collections::BTreeMap<String, String> {
+    if let Some(v) = env {
+        args.entry("SOURCE_DATE_EPOCH".to_owned()).or_insert(v);
+    }
+    args
 }
 
 fn key_values(
@@ -367,6 +382,29 @@ pub(crate) fn solve_error(err: kbx_buildkit::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_date_epoch_comes_from_the_environment_unless_given() {
+        let given = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            with_source_date_epoch(given(&[("A", "1")]), Some("1700000000".into())),
+            given(&[("A", "1"), ("SOURCE_DATE_EPOCH", "1700000000")])
+        );
+        // An empty value is passed too (it resets an ARG default), as buildx does.
+        assert_eq!(
+            with_source_date_epoch(given(&[]), Some(String::new())),
+            given(&[("SOURCE_DATE_EPOCH", "")])
+        );
+        assert_eq!(
+            with_source_date_epoch(given(&[("SOURCE_DATE_EPOCH", "5")]), Some("9".into())),
+            given(&[("SOURCE_DATE_EPOCH", "5")])
+        );
+        assert_eq!(with_source_date_epoch(given(&[]), None), given(&[]));
+    }
 
     #[test]
     fn archives_never_go_to_a_terminal() {
