@@ -57,6 +57,7 @@ mod errdetails;
 mod error;
 mod fsutil;
 mod inputs;
+mod metadata;
 mod patterns;
 pub mod progress;
 mod service;
