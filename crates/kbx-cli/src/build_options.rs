@@ -101,6 +101,18 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         _ => None,
     };
     refuse_console(output.as_ref(), std::io::stdout().is_terminal())?;
+    if args.iidfile.is_some() && matches!(output, Some(Output::Local { .. } | Output::Tar { .. })) {
+        return Err(Error::msg(
+            "local and tar exporters are incompatible with image ID file",
+        ));
+    }
+    // As buildx, annotations go to the outputs the flags name (not to a driver's default).
+    if output.is_some() {
+        export_attrs.extend(kbx_opts::annotation_attrs(&args.annotations)?);
+    } else {
+        kbx_opts::annotation_attrs(&args.annotations)?;
+    }
+    let run = run_settings(args)?;
     Ok(BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -141,7 +153,64 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         attests,
         no_default_attestations,
         export_attrs,
+        image_resolve_mode: args.pull.then(|| "pull".to_owned()),
+        no_cache_filter: args.no_cache_filter.clone(),
+        add_hosts: run.add_hosts,
+        shm_size: run.shm_size,
+        ulimits: run.ulimits,
+        cgroup_parent: args.cgroup_parent.clone().filter(|c| !c.is_empty()),
+        entitlements: run.entitlements,
         ..BuildOptions::default()
+    })
+}
+
+/// `--add-host`, `--shm-size`, `--ulimit` and `--allow`, checked with buildx's grammars.
+struct RunSettings {
+    add_hosts: Vec<String>,
+    shm_size: i64,
+    ulimits: Vec<String>,
+    entitlements: Vec<String>,
+}
+
+/// Parses the flags that shape `RUN` containers and the entitlements.
+///
+/// # Deviation
+/// `--add-host NAME:host-gateway` is refused on every driver (buildx resolves it to the
+/// Engine's gateway address on the docker driver).
+fn run_settings(args: &BuildArgs) -> Result<RunSettings, Error> {
+    let mut add_hosts = Vec::new();
+    for v in &args.add_hosts {
+        for h in kbx_opts::ExtraHost::parse_flag(v)? {
+            if h.ip == kbx_opts::HostIp::Gateway {
+                return Err(Error::msg(format!(
+                    "unable to derive the IP value for host-gateway: --add-host {}: host-gateway is not supported by kbx",
+                    h.host
+                )));
+            }
+            add_hosts.push(h.to_string());
+        }
+    }
+    let shm_size = match &args.shm_size {
+        Some(v) => kbx_opts::parse_mem_bytes("--shm-size", v)?,
+        None => 0,
+    };
+    let ulimits = kbx_opts::Ulimit::parse_all(&args.ulimits)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut entitlements = Vec::new();
+    for v in &args.allow {
+        entitlements.extend(
+            kbx_opts::Entitlement::parse_flag(v)?
+                .into_iter()
+                .map(|e| e.0),
+        );
+    }
+    Ok(RunSettings {
+        add_hosts,
+        shm_size,
+        ulimits,
+        entitlements,
     })
 }
 
@@ -230,6 +299,10 @@ pub(crate) fn default_output(
     tags: &[String],
 ) -> Result<Vec<String>, Error> {
     if Driver::from_name(driver) == Some(Driver::Docker) {
+        // The Engine's own images are used unless --pull, as buildx's docker driver does.
+        if opts.image_resolve_mode.is_none() {
+            opts.image_resolve_mode = Some("local".to_owned());
+        }
         if let Some(Output::Image { names, push: true }) = &opts.output {
             let names = if names.is_empty() {
                 tags.to_vec()

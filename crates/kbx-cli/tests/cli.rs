@@ -1335,3 +1335,140 @@ fn bad_build_flag_values_are_reported_once() {
         "ERROR: invalid build options: --output \"type=image,\\\"name=a,b\": parse error on line 1, column 13: extraneous or missing \" in quoted-field\n"
     );
 }
+
+#[test]
+fn ci_build_flag_values_use_buildx_texts() {
+    let env = Env::new();
+    // Each bad value is refused before the builder is looked up, naming flag and value.
+    for (args, text) in [
+        (
+            &["--add-host", "db:10.0.0.300"][..],
+            r#"--add-host "db:10.0.0.300": invalid host db:10.0.0.300"#,
+        ),
+        (
+            &["--add-host", "a=1.1.1.1,nocolon"][..],
+            r#"--add-host "nocolon": invalid host nocolon"#,
+        ),
+        (
+            &["--allow", "network.host,network"][..],
+            r#"--allow "network": unknown entitlement network"#,
+        ),
+        (
+            &["--annotation", "blob:a=b"][..],
+            r#"--annotation "blob:a=b": unknown annotation type "blob""#,
+        ),
+        (
+            &["--annotation", "novalue"][..],
+            r#"--annotation "novalue": invalid annotation "novalue", expected key=value"#,
+        ),
+        (
+            &["--shm-size", "64q"][..],
+            r#"--shm-size "64q": invalid suffix: 'q'"#,
+        ),
+        (
+            &["--ulimit", "nofile=2048:1024"][..],
+            r#"--ulimit "nofile=2048:1024": ulimit soft limit must be less than or equal to hard limit: 2048 > 1024"#,
+        ),
+        (
+            &["--ulimit", "files=1"][..],
+            r#"--ulimit "files=1": invalid ulimit type: files"#,
+        ),
+    ] {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push(".");
+        let o = env.kbx(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.starts_with(&format!("ERROR: {text}\n")),
+            "{args:?}: {err}"
+        );
+        let flag = args[0];
+        assert!(
+            err.contains(&format!("\nhint: {flag}: expected ")),
+            "{args:?}: {err}"
+        );
+    }
+    // -q conflicts with an explicit --progress other than auto or quiet (not with the variable).
+    let o = env.kbx(&["build", "-q", "--progress", "plain", "."]);
+    fails_with(
+        &o,
+        "ERROR: progress=plain and quiet cannot be used together\n",
+    );
+    let o = env.kbx_env(
+        &["build", "-q", "-o", "type=local,dest=out", "."],
+        &[("BUILDKIT_PROGRESS", "tty")],
+    );
+    assert!(
+        !stderr(&o).contains("cannot be used together") && !stderr(&o).contains("console"),
+        "{}",
+        stderr(&o)
+    );
+    // An image ID file needs an image: local and tar exports have none.
+    for out in ["type=local,dest=out", "type=tar,dest=o.tar"] {
+        let o = env.kbx(&["build", "--iidfile", "iid", "-o", out, "."]);
+        fails_with(
+            &o,
+            "ERROR: local and tar exporters are incompatible with image ID file\n",
+        );
+    }
+    // `--progress none` is not a buildx 0.29 mode either.
+    let o = env.kbx(&["build", "--progress", "none", "."]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn build_alias_debug_flag_and_the_ci_flags_parse() {
+    let env = Env::new();
+    // `b` is `build`, and every CI flag parses; the build then stops at the builder.
+    let args = [
+        "b",
+        "--pull",
+        "--add-host",
+        "db:10.0.0.5,v6=[::1]",
+        "--allow",
+        "network.host",
+        "--allow",
+        "security.insecure",
+        "--annotation",
+        "index,manifest[linux/amd64]:org.example=v",
+        "--no-cache-filter",
+        "build",
+        "--shm-size",
+        "128m",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--cgroup-parent",
+        "/ci",
+        "--iidfile",
+        "iid.txt",
+        "--metadata-file",
+        "md.json",
+        "-q",
+        "-o",
+        "type=oci,dest=o.tar",
+        ".",
+    ];
+    let o = env.kbx(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("ERROR: Cannot connect to the Docker daemon"),
+        "{err}"
+    );
+    assert!(!err.contains("debug:"), "{err}");
+    // -D prints debug detail after the error.
+    let mut debug = vec!["-D"];
+    debug.extend_from_slice(&args);
+    let o = env.kbx(&debug);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("\ndebug: "), "{}", stderr(&o));
+    let o = env.kbx(&["--help"]);
+    let help = stdout(&o);
+    assert!(
+        help.contains("build") && help.contains("[alias: b]"),
+        "{help}"
+    );
+    assert!(help.contains("-D, --debug"), "{help}");
+}

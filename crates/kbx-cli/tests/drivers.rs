@@ -1093,3 +1093,104 @@ fn remote_buildkitd_load_into_the_docker_engine() {
         "ERROR: docker exporter does not currently support exporting manifest lists\n"
     );
 }
+
+#[test]
+fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
+    use support::Buildkitd;
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "ci", "--driver", "remote", &d.addr()]);
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path();
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    let iid = out.path().join("iid.txt");
+    let md = out.path().join("md.json");
+    // A stale image ID file goes before the build.
+    std::fs::write(&iid, "stale").unwrap();
+    let stdout = kbx.ok(&[
+        "b",
+        "--builder",
+        "ci",
+        "-q",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "--metadata-file",
+        md.to_str().unwrap(),
+        "--annotation",
+        "org.example.ci=yes",
+        "--provenance",
+        "false",
+        "-o",
+        &format!("type=oci,dest={},tar=false", layout.display()),
+        ctx.to_str().unwrap(),
+    ]);
+    // The image ID is the config digest of the exported image.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let read_blob = |digest: &str| {
+        let (alg, hex) = digest.split_once(':').unwrap();
+        std::fs::read(layout.join("blobs").join(alg).join(hex)).unwrap()
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&read_blob(manifest_digest)).unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    assert_eq!(manifest["annotations"]["org.example.ci"], "yes");
+    assert_eq!(stdout, format!("{config}\n"), "-q prints the image ID only");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), config);
+    // The metadata file: buildx's keys and layout.
+    let text = std::fs::read_to_string(&md).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&str> = meta
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "buildx.build.ref",
+            "containerimage.config.digest",
+            "containerimage.descriptor",
+            "containerimage.digest"
+        ],
+        "{text}"
+    );
+    let build_ref = meta["buildx.build.ref"].as_str().unwrap();
+    assert!(build_ref.starts_with("ci/ci0/"), "{build_ref}");
+    assert_eq!(meta["containerimage.config.digest"], config);
+    assert_eq!(meta["containerimage.digest"], manifest_digest);
+    assert_eq!(meta["containerimage.descriptor"]["digest"], manifest_digest);
+    assert!(text.starts_with("{\n  \"buildx.build.ref\": "), "{text}");
+    assert!(!text.ends_with('\n'));
+
+    // A failed build leaves no image ID file behind.
+    let bad = tempfile::tempdir().unwrap();
+    write(
+        bad.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY missing /\n",
+        0o644,
+    );
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "-o",
+        &format!(
+            "type=oci,dest={},tar=false",
+            out.path().join("bad").display()
+        ),
+        bad.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(!iid.exists());
+}

@@ -2,11 +2,13 @@
 //! remote daemon; see [`crate::driver`]). The flags become build options in
 //! [`crate::build_options`]; a builder with several nodes builds through [`crate::multi`].
 
+use clap::ValueEnum as _;
 use kbx_buildkit::Output;
 
 use crate::build_options::{build_options, context_key, default_output, load_error, solve_error};
 use crate::builders;
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, ProgressMode};
+use crate::debug::debugln;
 use crate::driver;
 use crate::error::Error;
 use crate::multi;
@@ -15,8 +17,16 @@ use crate::progress::{self, Printer};
 
 /// Runs `kbx build` on `builder` (the current one when `None`).
 pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), Error> {
-    let mode = progress::resolve_for_stderr(args.progress)?;
+    let mode = progress::resolve_for_stderr(requested_progress(&args)?)?;
     let mut opts = build_options(&args)?;
+    // As buildx, a stale image ID file goes before the build, so a failure leaves none.
+    if let Some(iidfile) = &args.iidfile {
+        match std::fs::remove_file(iidfile) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::msg(format!("removing image ID file: {e}"))),
+        }
+    }
     let ng = builders::load_active(builder.as_deref())?;
     let Some(n) = ng.nodes().first().cloned() else {
         return Err(Error::msg(format!("builder {:?} has no nodes", ng.name)));
@@ -38,6 +48,11 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
     }
     let push_with_engine = default_output(&mut opts, &ng.driver, &args.tags)?;
     if ng.nodes().len() > 1 && !opts.platforms.is_empty() {
+        if args.iidfile.is_some() || args.metadata_file.is_some() {
+            return Err(Error::msg(
+                "--iidfile and --metadata-file are not supported for builds split among several nodes",
+            ));
+        }
         return multi::run(&args, opts, &ng, mode).await;
     }
     let key = context_key(&args)?;
@@ -46,6 +61,12 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
     if mode.takes_notes() {
         eprintln!("#0 building on {}", connected.description);
     }
+    debugln!(
+        "building on builder {:?} node {:?} ({})",
+        ng.name,
+        n.name,
+        connected.description
+    );
     let mut printer = Printer::new(mode);
     let result = connected
         .client
@@ -62,6 +83,11 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
             return Err(solve_error(err));
         }
     };
+    debugln!(
+        "solve {} exported {:?}",
+        res.build_ref,
+        res.exporter_response
+    );
     let mut digest = res.image_digest().map(str::to_owned);
     if !push_with_engine.is_empty() {
         let steps = progress::Steps::with_printer(printer);
@@ -73,8 +99,72 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
     } else {
         printer.finish();
     }
-    if let Some(digest) = digest {
+    let image_id = res.image_id().unwrap_or_default();
+    if args.quiet {
+        // buildx prints the image ID, even an empty one, and nothing else.
+        outln!("{image_id}");
+    } else if let Some(digest) = digest {
         outln!("{digest}");
     }
+    if let Some(iidfile) = &args.iidfile {
+        write_file(iidfile, image_id.as_bytes())
+            .map_err(|e| Error::msg(format!("writing image ID file: {e}")))?;
+    }
+    if let Some(file) = &args.metadata_file {
+        let json = res.metadata(&ng.name, &n.name);
+        write_atomically(file, json.as_bytes()).map_err(|e| Error::msg(e.to_string()))?;
+    }
     Ok(())
+}
+
+/// The progress mode asked for: `-q` is `quiet`, and conflicts with a `--progress` other than
+/// `auto` or `quiet` given on the command line (`BUILDKIT_PROGRESS` does not count), as buildx.
+fn requested_progress(args: &BuildArgs) -> Result<ProgressMode, Error> {
+    if !args.quiet {
+        return Ok(args.progress);
+    }
+    if args.progress_from_flag && !matches!(args.progress, ProgressMode::Auto | ProgressMode::Quiet)
+    {
+        let name = args
+            .progress
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        return Err(Error::msg(format!(
+            "progress={name} and quiet cannot be used together"
+        )));
+    }
+    Ok(ProgressMode::Quiet)
+}
+
+/// Writes `data` to `path` with mode 0644 (before the umask), as buildx's `os.WriteFile`.
+fn write_file(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Writes `data` to a temporary file next to `path`, then renames it over `path`, as the
+/// Docker CLI's `AtomicWriteFile` (mode 0644).
+fn write_atomically(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = write_file(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
