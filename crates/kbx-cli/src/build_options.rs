@@ -172,21 +172,12 @@ struct RunSettings {
     entitlements: Vec<String>,
 }
 
-/// Parses the flags that shape `RUN` containers and the entitlements.
-///
-/// # Deviation
-/// `--add-host NAME:host-gateway` is refused on every driver (buildx resolves it to the
-/// Engine's gateway address on the docker driver).
+/// Parses the flags that shape `RUN` containers and the entitlements. A `host-gateway`
+/// address stays `HOST=host-gateway` until [`resolve_host_gateway`] knows the builder.
 fn run_settings(args: &BuildArgs) -> Result<RunSettings, Error> {
     let mut add_hosts = Vec::new();
     for v in &args.add_hosts {
         for h in kbx_opts::ExtraHost::parse_flag(v)? {
-            if h.ip == kbx_opts::HostIp::Gateway {
-                return Err(Error::msg(format!(
-                    "unable to derive the IP value for host-gateway: --add-host {}: host-gateway is not supported by kbx",
-                    h.host
-                )));
-            }
             add_hosts.push(h.to_string());
         }
     }
@@ -286,6 +277,48 @@ fn ask_passphrase(path: &std::path::Path) -> std::io::Result<String> {
     }
     term.write_str(&format!("Enter passphrase for {}: ", path.display()))?;
     term.read_secure_line()
+}
+
+/// Replaces `HOST=host-gateway` entries of `--add-host` with the address of the builder's
+/// host, as buildx does: the Engine's BuildKit names it in its worker label
+/// `org.mobyproject.buildkit.worker.moby.host-gateway-ip`; other drivers have none.
+pub(crate) async fn resolve_host_gateway(
+    opts: &mut BuildOptions,
+    driver: &str,
+    client: &kbx_buildkit::Client,
+) -> Result<(), Error> {
+    const SUFFIX: &str = "=host-gateway";
+    if !opts.add_hosts.iter().any(|h| h.ends_with(SUFFIX)) {
+        return Ok(());
+    }
+    let derive = |why: String| {
+        Error::msg(format!(
+            "unable to derive the IP value for host-gateway: {why}"
+        ))
+    };
+    if Driver::from_name(driver) != Some(Driver::Docker) {
+        return Err(derive(format!(
+            "host-gateway is not supported by the {driver} driver"
+        )));
+    }
+    let workers = client
+        .list_workers()
+        .await
+        .map_err(|e| derive(format!("listing workers: {e}")))?;
+    let label = "org.mobyproject.buildkit.worker.moby.host-gateway-ip";
+    let ip = workers
+        .iter()
+        .find_map(|w| w.labels.get(label).filter(|v| !v.is_empty()))
+        .ok_or_else(|| derive("host-gateway IP not found".to_owned()))?;
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| derive(format!("failed to parse host-gateway IP: {ip}")))?;
+    for h in &mut opts.add_hosts {
+        if let Some(host) = h.strip_suffix(SUFFIX) {
+            *h = format!("{host}={ip}");
+        }
+    }
+    Ok(())
 }
 
 /// What a build exports to when the flags leave a choice, per driver, as buildx does: the

@@ -1170,6 +1170,22 @@ fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
     assert!(text.starts_with("{\n  \"buildx.build.ref\": "), "{text}");
     assert!(!text.ends_with('\n'));
 
+    // host-gateway is the docker driver's only.
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--add-host",
+        "gw:host-gateway",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.ends_with("\nERROR: unable to derive the IP value for host-gateway: host-gateway is not supported by the remote driver\n"),
+        "{err}"
+    );
+
     // A failed build leaves no image ID file behind.
     let bad = tempfile::tempdir().unwrap();
     write(

@@ -5,7 +5,9 @@
 use clap::ValueEnum as _;
 use kbx_buildkit::Output;
 
-use crate::build_options::{build_options, context_key, default_output, load_error, solve_error};
+use crate::build_options::{
+    build_options, context_key, default_output, load_error, resolve_host_gateway, solve_error,
+};
 use crate::builders;
 use crate::cli::{BuildArgs, ProgressMode};
 use crate::debug::debugln;
@@ -53,11 +55,18 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
                 "--iidfile and --metadata-file are not supported for builds split among several nodes",
             ));
         }
+        if opts.add_hosts.iter().any(|h| h.ends_with("=host-gateway")) {
+            return Err(Error::msg(format!(
+                "unable to derive the IP value for host-gateway: host-gateway is not supported by the {} driver",
+                ng.driver
+            )));
+        }
         return multi::run(&args, opts, &ng, mode).await;
     }
     let key = context_key(&args)?;
     let connected =
         driver::connect(&ng, &n, key.as_os_str().as_encoded_bytes(), Some(mode)).await?;
+    resolve_host_gateway(&mut opts, &ng.driver, &connected.client).await?;
     if mode.takes_notes() {
         eprintln!("#0 building on {}", connected.description);
     }
