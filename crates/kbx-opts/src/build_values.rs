@@ -2,9 +2,10 @@
 //! `--add-host`, `--allow`, `--annotation`, `--shm-size` and `--ulimit`, read with buildx's
 //! grammars (and the Docker CLI's, go-units' and BuildKit's beneath it) and their error texts.
 //!
-//! `--add-host` and `--allow` are string-slice flags in buildx: each value is itself a CSV
-//! record whose fields are separate items (`--allow network.host,security.insecure`); the
-//! `parse_flag` functions do that split.
+//! `--add-host` is a string-slice flag in buildx: each value is itself a CSV record whose
+//! fields are separate entries (`--add-host a:10.0.0.1,b:10.0.0.2`); [`ExtraHost::parse_flag`]
+//! does that split. `--allow` is not: `--allow network.host,security.insecure` is one
+//! (unknown) entitlement, as Buildx 0.29 reads it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,8 +151,9 @@ const ULIMIT_NAMES: &[&str] = &[
     "stack",
 ];
 
-/// One `--ulimit` value, `NAME=SOFT[:HARD]` (go-units' `ParseUlimit`): the hard limit defaults
-/// to the soft one, `-1` or `infinity` is unlimited.
+/// One `--ulimit` value, `NAME=SOFT[:HARD]` (go-units' `ParseUlimit`, as Buildx 0.29 links
+/// it): the hard limit defaults to the soft one, `-1` is unlimited (the word `infinity` of
+/// newer go-units is refused, as 0.29.1 does).
 ///
 /// ```
 /// use kbx_opts::Ulimit;
@@ -195,9 +197,6 @@ impl Ulimit {
             }));
         }
         let number = |s: &str| {
-            if s == "infinity" {
-                return Ok(-1);
-            }
             parse_go_int(s, 64, IntFunc::ParseInt)
                 .map_err(|e| bad(BuildFlagProblem::Value(Box::new(e))))
         };
@@ -368,12 +367,17 @@ fn go_parse_float(s: &str) -> Result<f64, BuildFlagProblem> {
 }
 
 /// One `--allow` entitlement, as BuildKit's `entitlements.Parse` reads it: `network.host`,
-/// `security.insecure`, or `device[=NAME[,alias=ALIAS]]` (a quoted CSV field in the flag).
+/// `security.insecure`, or `device[=NAME[,alias=ALIAS]]`.
 ///
 /// ```
 /// use kbx_opts::Entitlement;
-/// let all = Entitlement::parse_flag("network.host,security.insecure")?;
-/// assert_eq!(all, [Entitlement("network.host".into()), Entitlement("security.insecure".into())]);
+/// assert_eq!(Entitlement::parse_flag("network.host")?, [Entitlement("network.host".into())]);
+/// assert!(Entitlement::parse_flag("")?.is_empty());
+/// // One value is one entitlement: no comma lists.
+/// assert_eq!(
+///     Entitlement::parse_flag("network.host,security.insecure").unwrap_err().to_string(),
+///     r#"--allow "network.host,security.insecure": unknown entitlement network.host,security.insecure"#
+/// );
 /// assert_eq!(
 ///     Entitlement::parse("network").unwrap_err().to_string(),
 ///     r#"--allow "network": unknown entitlement network"#
@@ -417,17 +421,16 @@ impl Entitlement {
         }
     }
 
-    /// Parses one `--allow` value: a CSV record of entitlements (pflag's string slice); empty
-    /// items are skipped, as buildx does.
+    /// Parses one `--allow` value: one entitlement, or none for an empty value (skipped, as
+    /// buildx does).
     ///
     /// # Errors
-    /// A CSV error or the first entitlement [`Entitlement::parse`] refuses.
+    /// As [`Entitlement::parse`].
     pub fn parse_flag(value: &str) -> Result<Vec<Self>, Error> {
-        slice_items("--allow", value)?
-            .iter()
-            .filter(|i| !i.is_empty())
-            .map(|i| Entitlement::parse(i))
-            .collect()
+        if value.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Entitlement::parse(value)?])
     }
 }
 
@@ -648,12 +651,8 @@ mod tests {
     #[test]
     fn ulimits_follow_go_units() {
         assert_eq!(
-            Ulimit::parse("nofile=infinity").unwrap(),
-            Ulimit {
-                name: "nofile".into(),
-                soft: -1,
-                hard: -1
-            }
+            err(Ulimit::parse("nofile=infinity")),
+            r#"--ulimit "nofile=infinity": strconv.ParseInt: parsing "infinity": invalid syntax"#
         );
         assert_eq!(
             Ulimit::parse("core=-1:-1").unwrap().to_string(),
@@ -727,7 +726,9 @@ mod tests {
 
     #[test]
     fn entitlements_follow_buildkit() {
-        assert_eq!(Entitlement::parse_flag("network.host,,").unwrap().len(), 1);
+        assert_eq!(Entitlement::parse_flag("network.host").unwrap().len(), 1);
+        assert!(Entitlement::parse_flag("").unwrap().is_empty());
+        assert!(Entitlement::parse_flag("network.host,").is_err());
         assert!(Entitlement::parse("device").is_ok());
         assert!(Entitlement::parse("device=").is_ok());
         assert!(Entitlement::parse("device=nvidia.com/gpu=all").is_ok());

@@ -756,12 +756,14 @@ impl BuildFlagProblem {
             (_, "--add-host") => {
                 "HOST:IP or HOST=IP, the IP an IPv4 or IPv6 address (or host-gateway)"
             }
-            (_, "--allow") => "network.host, security.insecure or device[=NAME[,alias=ALIAS]]",
+            (_, "--allow") => {
+                "one entitlement per flag: network.host, security.insecure or device[=NAME[,alias=ALIAS]]"
+            }
             (_, "--annotation") => {
                 "KEY=VALUE or TYPE[,TYPE…]:KEY=VALUE, TYPE one of index, index-descriptor, manifest, manifest-descriptor, optionally with [PLATFORM]"
             }
             (_, "--ulimit") => {
-                "NAME=SOFT[:HARD] (limits are integers, -1 or infinity), NAME one of core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"
+                "NAME=SOFT[:HARD] (limits are integers, -1 for unlimited), NAME one of core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"
             }
             (_, "--shm-size") => "a size in bytes, optionally with a unit: 64m, 1.5GiB, 512k",
             (_, "--output") => {
