@@ -54,6 +54,11 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .ok()
             .as_deref(),
     )?;
+    if args.no_cache && !args.no_cache_filter.is_empty() {
+        return Err(Error::msg(
+            "--no-cache and --no-cache-filter cannot currently be used together",
+        ));
+    }
     if args.push && args.load {
         return Err(Error::msg("--push and --load cannot be used together"));
     }

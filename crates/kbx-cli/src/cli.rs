@@ -201,8 +201,10 @@ pub(crate) enum ProgressMode {
     /// One JSON object per line on stderr (BuildKit's `client.SolveStatus`).
     #[value(name = "rawjson")]
     RawJson,
-    /// Nothing but errors.
+    /// Nothing but errors; `build` prints the image ID on stdout at the end.
     Quiet,
+    /// Nothing but errors, and no image ID either.
+    None,
 }
 
 #[derive(Debug, Args)]
@@ -274,8 +276,8 @@ pub(crate) struct BuildArgs {
     /// Add a custom host-to-IP mapping (`host:ip` or `host=ip`; comma lists allowed).
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub(crate) add_hosts: Vec<String>,
-    /// Allow extra privileged entitlements (`network.host`, `security.insecure`; comma lists
-    /// allowed).
+    /// Allow an extra privileged entitlement (`network.host`, `security.insecure`; one per
+    /// flag, repeatable).
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub(crate) allow: Vec<String>,
     /// Add an annotation to the image (`KEY=VALUE`, `manifest:KEY=VALUE`,

@@ -617,7 +617,7 @@ fn build_progress_modes_and_buildkit_progress() {
         env.docker_host()
     );
     // Every buildx mode parses; the build then stops at the unreachable default builder.
-    for mode in ["auto", "plain", "rawjson", "quiet"] {
+    for mode in ["auto", "plain", "rawjson", "quiet", "none"] {
         let o = env.kbx(&[
             "build",
             "--progress",
@@ -662,7 +662,7 @@ fn build_progress_modes_and_buildkit_progress() {
         let err = stderr(&o);
         assert!(err.contains("invalid value 'fancy'"), "{err}");
         assert!(
-            err.contains("[possible values: auto, tty, plain, rawjson, quiet]"),
+            err.contains("[possible values: auto, tty, plain, rawjson, quiet, none]"),
             "{err}"
         );
     }
@@ -1350,8 +1350,12 @@ fn ci_build_flag_values_use_buildx_texts() {
             r#"--add-host "nocolon": invalid host nocolon"#,
         ),
         (
-            &["--allow", "network.host,network"][..],
-            r#"--allow "network": unknown entitlement network"#,
+            &["--allow", "network.host,security.insecure"][..],
+            r#"--allow "network.host,security.insecure": unknown entitlement network.host,security.insecure"#,
+        ),
+        (
+            &["--ulimit", "nofile=infinity"][..],
+            r#"--ulimit "nofile=infinity": strconv.ParseInt: parsing "infinity": invalid syntax"#,
         ),
         (
             &["--annotation", "blob:a=b"][..],
@@ -1413,9 +1417,27 @@ fn ci_build_flag_values_use_buildx_texts() {
             "ERROR: local and tar exporters are incompatible with image ID file\n",
         );
     }
-    // `--progress none` is not a buildx 0.29 mode either.
-    let o = env.kbx(&["build", "--progress", "none", "."]);
-    assert_eq!(o.status.code(), Some(2));
+    // -q goes with --progress none.
+    let o = env.kbx(&[
+        "build",
+        "-q",
+        "--progress",
+        "none",
+        "-o",
+        "type=local,dest=out",
+        ".",
+    ]);
+    assert!(
+        !stderr(&o).contains("cannot be used together"),
+        "{}",
+        stderr(&o)
+    );
+    // --no-cache and --no-cache-filter are exclusive.
+    let o = env.kbx(&["build", "--no-cache", "--no-cache-filter", "a", "."]);
+    fails_with(
+        &o,
+        "ERROR: --no-cache and --no-cache-filter cannot currently be used together\n",
+    );
 }
 
 #[test]

@@ -1170,6 +1170,37 @@ fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
     assert!(text.starts_with("{\n  \"buildx.build.ref\": "), "{text}");
     assert!(!text.ends_with('\n'));
 
+    // --progress quiet prints the image ID too; --progress none prints nothing at all.
+    let dest = format!(
+        "type=oci,dest={},tar=false",
+        out.path().join("again").display()
+    );
+    let quiet = kbx.ok(&[
+        "build",
+        "--builder",
+        "ci",
+        "--progress",
+        "quiet",
+        "--provenance",
+        "false",
+        "-o",
+        &dest,
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(quiet, format!("{config}\n"));
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--progress",
+        "none",
+        "-o",
+        &dest,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{o:?}");
+
     // host-gateway is the docker driver's only.
     let o = kbx.run(&[
         "build",
@@ -1209,4 +1240,62 @@ fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
     ]);
     assert!(!o.status.success());
     assert!(!iid.exists());
+}
+
+#[test]
+fn docker_driver_resolves_host_gateway_and_uses_engine_images() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let base = d.base_image();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        format!("FROM {base}\nRUN cat /etc/hosts > /hosts\nFROM scratch\nCOPY --from=0 /hosts /\n")
+            .as_bytes(),
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("type=local,dest={}", out.path().display());
+    let ctx = ctx.path().to_str().unwrap();
+    // The base image exists only in the Engine: the docker driver resolves images there first
+    // (image-resolve-mode=local), as buildx's docker driver does.
+    // (The private Engine has no bridge network: RUN steps get none.)
+    kbx.ok(&[
+        "build",
+        "--network",
+        "none",
+        "--add-host",
+        "db=10.0.0.5",
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    let hosts = std::fs::read_to_string(out.path().join("hosts")).unwrap();
+    assert!(hosts.lines().any(|l| l == "10.0.0.5\tdb"), "{hosts}");
+    // host-gateway is the address the Engine's BuildKit names in its worker label; an Engine
+    // without one (Docker 20.10) gets buildx's error.
+    let o = kbx.run(&[
+        "build",
+        "--network",
+        "none",
+        "--add-host",
+        "gw:host-gateway",
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    if o.status.success() {
+        let hosts = std::fs::read_to_string(out.path().join("hosts")).unwrap();
+        let gw = hosts
+            .lines()
+            .find_map(|l| l.strip_suffix("\tgw"))
+            .unwrap_or_else(|| panic!("no gw entry: {hosts}"));
+        assert!(gw.parse::<std::net::IpAddr>().is_ok(), "{hosts}");
+    } else {
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            "ERROR: unable to derive the IP value for host-gateway: host-gateway IP not found\n"
+        );
+    }
 }

@@ -19,7 +19,8 @@ use crate::progress::{self, Printer};
 
 /// Runs `kbx build` on `builder` (the current one when `None`).
 pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), Error> {
-    let mode = progress::resolve_for_stderr(requested_progress(&args)?)?;
+    let requested = requested_progress(&args)?;
+    let mode = progress::resolve_for_stderr(requested)?;
     let mut opts = build_options(&args)?;
     // As buildx, a stale image ID file goes before the build, so a failure leaves none.
     if let Some(iidfile) = &args.iidfile {
@@ -109,11 +110,15 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         printer.finish();
     }
     let image_id = res.image_id().unwrap_or_default();
-    if args.quiet {
+    match requested {
         // buildx prints the image ID, even an empty one, and nothing else.
-        outln!("{image_id}");
-    } else if let Some(digest) = digest {
-        outln!("{digest}");
+        ProgressMode::Quiet => outln!("{image_id}"),
+        ProgressMode::None => {}
+        _ => {
+            if let Some(digest) = digest {
+                outln!("{digest}");
+            }
+        }
     }
     if let Some(iidfile) = &args.iidfile {
         write_file(iidfile, image_id.as_bytes())
@@ -127,12 +132,17 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
 }
 
 /// The progress mode asked for: `-q` is `quiet`, and conflicts with a `--progress` other than
-/// `auto` or `quiet` given on the command line (`BUILDKIT_PROGRESS` does not count), as buildx.
+/// `auto`, `quiet` or `none` given on the command line (`BUILDKIT_PROGRESS` does not count),
+/// as Buildx 0.29.
 fn requested_progress(args: &BuildArgs) -> Result<ProgressMode, Error> {
     if !args.quiet {
         return Ok(args.progress);
     }
-    if args.progress_from_flag && !matches!(args.progress, ProgressMode::Auto | ProgressMode::Quiet)
+    if args.progress_from_flag
+        && !matches!(
+            args.progress,
+            ProgressMode::Auto | ProgressMode::Quiet | ProgressMode::None
+        )
     {
         let name = args
             .progress
