@@ -1299,3 +1299,157 @@ fn docker_driver_resolves_host_gateway_and_uses_engine_images() {
         );
     }
 }
+
+/// The cached Buildx 0.29.1 (`conformance/scripts/fetch-buildx.sh`), or `None` (skip) outside
+/// CI.
+fn buildx_0_29() -> Option<PathBuf> {
+    let root = match std::env::var_os("KBX_BUILDX_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+            })
+            .join("kbx"),
+    };
+    let bin = root.join("buildx-0.29.1/docker-buildx");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var("CI").ok().as_deref() != Some("true"),
+        "{} missing: run conformance/scripts/fetch-buildx.sh (CI=true, so this is a failure)",
+        bin.display()
+    );
+    eprintln!(
+        "SKIP: {} missing: run conformance/scripts/fetch-buildx.sh",
+        bin.display()
+    );
+    None
+}
+
+/// A metadata file with what differs from build to build replaced: digests, sizes, times and
+/// the solve reference.
+fn normalized_metadata(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let mut line = line.to_owned();
+        if let Some(i) = line.find("\"sha256:") {
+            let end = line[i + 1..].find('"').map_or(line.len(), |e| i + 1 + e);
+            line.replace_range(i + 1..end, "sha256:DIGEST");
+        }
+        if let Some(i) = line.find("\"size\": ") {
+            let start = i + "\"size\": ".len();
+            let end = line[start..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(line.len(), |e| start + e);
+            line.replace_range(start..end, "SIZE");
+        }
+        if line.contains("\"org.opencontainers.image.created\": ") {
+            line = "      \"org.opencontainers.image.created\": \"TIME\"\n".to_owned();
+        }
+        if let Some(i) = line.find("\"buildx.build.ref\": \"") {
+            let value = i + "\"buildx.build.ref\": \"".len();
+            if let Some(slash) = line[value..].rfind('/') {
+                let end = line[value..].find('"').map_or(line.len(), |e| value + e);
+                line.replace_range(value + slash + 1..end, "REF");
+            }
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+#[test]
+fn metadata_file_is_buildx_029s_byte_for_byte_but_provenance() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Buildx, with a builder of the same name in its own store.
+    let bx_home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| {
+        let o = Command::new(&buildx)
+            .args(args)
+            .env_clear()
+            .env("HOME", bx_home.path())
+            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
+            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("BUILDX_METADATA_PROVENANCE", "disabled")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "buildx {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    bx(&["create", "--name", "meta", "--driver", "remote", &d.addr()]);
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "meta", "--driver", "remote", &d.addr()]);
+    for (what, exporter) in [
+        ("oci", "type=oci,dest={}.tar"),
+        ("image", "type=image,name=kbx.test/meta:1"),
+    ] {
+        let theirs = out.path().join(format!("buildx-{what}.json"));
+        let ours = out.path().join(format!("kbx-{what}.json"));
+        let dest = |who: &str| {
+            exporter.replace(
+                "{}",
+                &out.path()
+                    .join(format!("{who}-{what}"))
+                    .display()
+                    .to_string(),
+            )
+        };
+        bx(&[
+            "build",
+            "--builder",
+            "meta",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "--metadata-file",
+            theirs.to_str().unwrap(),
+            "-o",
+            &dest("buildx"),
+            ctx,
+        ]);
+        kbx.ok(&[
+            "build",
+            "--builder",
+            "meta",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "--metadata-file",
+            ours.to_str().unwrap(),
+            "-o",
+            &dest("kbx"),
+            ctx,
+        ]);
+        let theirs = std::fs::read_to_string(theirs).unwrap();
+        let ours = std::fs::read_to_string(ours).unwrap();
+        assert_eq!(
+            normalized_metadata(&ours),
+            normalized_metadata(&theirs),
+            "{what}:\nbuildx:\n{theirs}\nkbx:\n{ours}"
+        );
+        assert!(
+            theirs.contains("\"buildx.build.ref\": \"meta/meta0/"),
+            "{theirs}"
+        );
+    }
+}
