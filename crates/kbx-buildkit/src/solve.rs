@@ -515,8 +515,9 @@ impl BuildResult {
     /// ```
     ///
     /// # Deviation
-    /// buildx (by default, and with `BUILDX_METADATA_PROVENANCE=min|max`) also writes
-    /// `buildx.build.provenance`, read from the daemon's build history; kbx does not.
+    /// (C10) buildx (by default, and with `BUILDX_METADATA_PROVENANCE=min|max`) also writes
+    /// `buildx.build.provenance`, read from the daemon's build history, and with
+    /// `BUILDX_METADATA_WARNINGS` `buildx.build.warnings`; kbx writes neither.
     pub fn metadata(&self, builder: &str, node: &str) -> String {
         let mut response = self.exporter_response.clone();
         response.insert(

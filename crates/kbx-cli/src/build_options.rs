@@ -47,6 +47,11 @@ pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error>
 }
 
 /// The build options of `kbx build`'s flags (and `BUILDX_NO_DEFAULT_ATTESTATIONS`).
+///
+/// # Deviation
+/// (K19) Every flag value is checked here, before the builder is looked up; buildx checks
+/// `--add-host`, `--allow`, `--annotation` and `--no-cache` with `--no-cache-filter` after it
+/// has reached the builder.
 pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
     let (attests, no_default_attestations) = attestations(
         &args.attest,

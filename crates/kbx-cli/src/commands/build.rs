@@ -17,7 +17,12 @@ use crate::multi;
 use crate::output::outln;
 use crate::progress::{self, Printer};
 
-/// Runs `kbx build` on `builder` (the current one when `None`).
+/// Runs `kbx build` on `builder` (the current one when `None`): the build, then, as buildx,
+/// the image ID on stdout in `quiet` mode (`-q`), the `--iidfile` and the `--metadata-file`.
+///
+/// # Deviation
+/// (K18) On a build split among several nodes, `--iidfile` and `--metadata-file` are refused
+/// and `-q` prints no image ID.
 pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), Error> {
     let requested = requested_progress(&args)?;
     let mode = progress::resolve_for_stderr(requested)?;
