@@ -1,5 +1,12 @@
 //! buildx's `--metadata-file`: the exporter response decoded as buildx decodes it, written as
-//! Go's `json.MarshalIndent(v, "", "  ")` writes it, byte for byte.
+//! Go's `json.MarshalIndent(v, "", "  ")` writes it, byte for byte, and the provenance buildx
+//! adds from the daemon's record of the build (`ListenBuildHistory`, then containerd's
+//! `Content.Read` for the attestation blob).
+//!
+//! # Deviation
+//! (C10) buildx decodes the provenance predicate into its Go types and encodes it again; kbx
+//! keeps the daemon's encoding (compacted, HTML characters escaped) and drops `buildConfig` and
+//! `metadata` for `min`. For BuildKit's own encoding the bytes are the same.
 
 use std::collections::BTreeMap;
 
@@ -236,6 +243,30 @@ mod tests {
     }
 
     #[test]
+    fn provenance_keeps_the_predicate_order_and_drops_build_config_and_metadata_for_min() {
+        let blob = br#"{"builder": {"id": ""}, "buildType": "https://mobyproject.org/buildkit@v1",
+            "invocation": {"configSource": {}, "parameters": {"frontend": "dockerfile.v0", "args": {"a,b": "<x>"}}},
+            "buildConfig": {"llbDefinition": [{"id": "step0"}]}, "metadata": {"reproducible": false},
+            "materials": [{"uri": "pkg:docker/busybox", "digest": {"sha256": "ab"}}]}"#;
+        let decode = |s: String| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+        };
+        assert_eq!(
+            decode(encode_provenance(blob, MetadataProvenance::Min).unwrap()),
+            r#"{"builder":{"id":""},"buildType":"https://mobyproject.org/buildkit@v1","invocation":{"configSource":{},"parameters":{"frontend":"dockerfile.v0","args":{"a,b":"\u003cx\u003e"}}},"materials":[{"uri":"pkg:docker/busybox","digest":{"sha256":"ab"}}]}"#
+        );
+        let max = decode(encode_provenance(blob, MetadataProvenance::Max).unwrap());
+        assert!(max.contains(r#""buildConfig":{"llbDefinition":[{"id":"step0"}]},"metadata":{"reproducible":false}"#), "{max}");
+        assert_eq!(encode_provenance(b"[1]", MetadataProvenance::Min), None);
+        assert_eq!(
+            encode_provenance(b"{}", MetadataProvenance::Min)
+                .map(decode)
+                .as_deref(),
+            Some("{}")
+        );
+    }
+
+    #[test]
     fn strict_base64_and_non_objects_stay_strings() {
         // Missing padding: Go's StdEncoding refuses it.
         let unpadded = b64(r#"{"a":1}"#).trim_end_matches('=').to_owned();
@@ -244,5 +275,205 @@ mod tests {
         assert_eq!(decoded_json("k", &b64("[1]")), None);
         assert_eq!(decoded_json("k", &b64("\"s\"")), None);
         assert_eq!(decoded_json("k", "true"), None);
+    }
+}
+
+/// Which provenance buildx adds to `--metadata-file` (`BUILDX_METADATA_PROVENANCE`), read from
+/// the daemon's record of the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataProvenance {
+    /// Without `buildConfig` and `metadata` (buildx's default).
+    Min,
+    /// The whole predicate.
+    Max,
+}
+
+impl MetadataProvenance {
+    /// `BUILDX_METADATA_PROVENANCE` as Buildx 0.29 reads it: `min`, `max`, `disabled` or a
+    /// false Go boolean (`None`); anything else, unset included, is `min`.
+    ///
+    /// ```
+    /// use kbx_buildkit::MetadataProvenance as P;
+    /// assert_eq!(P::from_env(None), Some(P::Min));
+    /// assert_eq!(P::from_env(Some("max")), Some(P::Max));
+    /// assert_eq!(P::from_env(Some("0")), None);
+    /// assert_eq!(P::from_env(Some("disabled")), None);
+    /// assert_eq!(P::from_env(Some("MAX")), Some(P::Min));
+    /// ```
+    pub fn from_env(value: Option<&str>) -> Option<Self> {
+        match value.unwrap_or_default() {
+            "min" => Some(MetadataProvenance::Min),
+            "max" => Some(MetadataProvenance::Max),
+            "disabled" | "0" | "f" | "F" | "FALSE" | "false" | "False" => None,
+            _ => Some(MetadataProvenance::Min),
+        }
+    }
+}
+
+/// The key of one `"key": value` member.
+fn member_key(text: &str) -> Option<String> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<String>()
+        .next()?
+        .ok()
+}
+
+/// The top-level members of the JSON object `raw` (valid JSON), as raw text, with their keys.
+fn top_level_members(raw: &str) -> Option<Vec<(String, &str)>> {
+    let inner = raw.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut pieces = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0usize);
+    for (i, c) in inner.char_indices() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                pieces.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&inner[start..]);
+    pieces
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| Some((member_key(p)?, p)))
+        .collect()
+}
+
+/// The value buildx stores under `buildx.build.provenance`: the provenance predicate `blob`,
+/// without `buildConfig` and `metadata` for [`MetadataProvenance::Min`], compacted as Go writes
+/// it, base64.
+pub(crate) fn encode_provenance(blob: &[u8], mode: MetadataProvenance) -> Option<String> {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(blob).ok()?;
+    let text = std::str::from_utf8(blob).ok()?;
+    let kept: Vec<&str> = top_level_members(text)?
+        .into_iter()
+        .filter(|(k, _)| {
+            mode == MetadataProvenance::Max || !matches!(k.as_str(), "buildConfig" | "metadata")
+        })
+        .map(|(_, m)| m)
+        .collect();
+    let mut compact = String::new();
+    go_compact(format!("{{{}}}", kept.join(",")).as_bytes(), &mut compact);
+    Some(base64::engine::general_purpose::STANDARD.encode(compact))
+}
+
+impl crate::Client {
+    /// What buildx adds to the metadata file from the daemon's build history for the solve
+    /// `build_ref`: `buildx.build.provenance` (or `buildx.build.provenance/PLATFORM` for each
+    /// platform of a multi-platform result), the SLSA provenance attestation of the record,
+    /// reduced as `mode` says. Empty when the daemon keeps no history (BuildKit before v0.11)
+    /// or the record has no provenance.
+    ///
+    /// # Errors
+    /// [`crate::Error::Rpc`] when the history or the content store fails.
+    pub async fn record_provenance(
+        &self,
+        build_ref: &str,
+        mode: MetadataProvenance,
+    ) -> crate::Result<BTreeMap<String, String>> {
+        use bollard_buildkit_proto::moby::buildkit::v1::{BuildHistoryRequest, BuildResultInfo};
+        let rpc = |call, status| crate::Error::Rpc {
+            call,
+            status: Box::new(status),
+        };
+        let request = BuildHistoryRequest {
+            r#ref: build_ref.to_owned(),
+            early_exit: true,
+            ..BuildHistoryRequest::default()
+        };
+        let mut stream = match self.control.clone().listen_build_history(request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(BTreeMap::new()),
+            Err(s) => return Err(rpc("ListenBuildHistory", s)),
+        };
+        let lookup = |res: &BuildResultInfo| {
+            res.attestations
+                .iter()
+                .find(|a| {
+                    a.media_type == "application/vnd.in-toto+json"
+                        && a.annotations
+                            .get("in-toto.io/predicate-type")
+                            .is_some_and(|t| t.starts_with("https://slsa.dev/provenance/"))
+                })
+                .map(|a| a.digest.clone())
+        };
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        while let Some(ev) = stream
+            .message()
+            .await
+            .map_err(|s| rpc("ListenBuildHistory", s))?
+        {
+            let Some(record) = ev.record else { continue };
+            if let Some(res) = &record.result {
+                if let Some(d) = lookup(res) {
+                    wanted.push(("buildx.build.provenance".to_owned(), d));
+                }
+            } else {
+                for (platform, res) in &record.results {
+                    if let Some(d) = lookup(res) {
+                        wanted.push((format!("buildx.build.provenance/{platform}"), d));
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (key, digest) in wanted {
+            let blob = self.read_content(&digest).await?;
+            let value = encode_provenance(&blob, mode).ok_or_else(|| {
+                crate::Error::Session(format!(
+                    "failed to unmarshal provenance {digest} from the build record"
+                ))
+            })?;
+            out.insert(key, value);
+        }
+        Ok(out)
+    }
+
+    /// A blob of the daemon's content store (containerd's `Content.Read`).
+    async fn read_content(&self, digest: &str) -> crate::Result<Vec<u8>> {
+        use crate::content::{ReadContentRequest, ReadContentResponse};
+        let rpc = |status| crate::Error::Rpc {
+            call: "Content.Read",
+            status: Box::new(status),
+        };
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready()
+            .await
+            .map_err(|e| rpc(tonic::Status::unavailable(e.to_string())))?;
+        let codec =
+            crate::service::ProstCodec::<ReadContentRequest, ReadContentResponse>::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/containerd.services.content.v1.Content/Read",
+        );
+        let request = ReadContentRequest {
+            digest: digest.to_owned(),
+            offset: 0,
+            size: 0,
+        };
+        let mut stream = grpc
+            .server_streaming(tonic::Request::new(request), path, codec)
+            .await
+            .map_err(rpc)?
+            .into_inner();
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(rpc)? {
+            data.extend_from_slice(&chunk.data);
+        }
+        Ok(data)
     }
 }

@@ -424,6 +424,10 @@ pub struct BuildOptions {
     /// request's `Entitlements`. The daemon must allow them too (buildkitd's
     /// `--allow-insecure-entitlement`).
     pub entitlements: Vec<String>,
+    /// After the solve, add the provenance of the daemon's build record to
+    /// [`BuildResult::exporter_response`] as `buildx.build.provenance`, as buildx does for
+    /// `--metadata-file` (see [`Client::record_provenance`]).
+    pub metadata_provenance: Option<crate::MetadataProvenance>,
     /// `--network` for `RUN` steps: `none`, `host` or `default`.
     pub network: Option<String>,
     /// Where the result goes; `None` builds without exporting (cache only).
@@ -514,10 +518,12 @@ impl BuildResult {
     /// );
     /// ```
     ///
+    /// `buildx.build.provenance` is there when the build ran with
+    /// [`BuildOptions::metadata_provenance`].
+    ///
     /// # Deviation
-    /// (C10) buildx (by default, and with `BUILDX_METADATA_PROVENANCE=min|max`) also writes
-    /// `buildx.build.provenance`, read from the daemon's build history, and with
-    /// `BUILDX_METADATA_WARNINGS` `buildx.build.warnings`; kbx writes neither.
+    /// (C10) buildx also writes `buildx.build.warnings` with `BUILDX_METADATA_WARNINGS`; kbx
+    /// does not.
     pub fn metadata(&self, builder: &str, node: &str) -> String {
         let mut response = self.exporter_response.clone();
         response.insert(
@@ -824,8 +830,11 @@ impl Client {
             // daemon's echo of it, if the daemon noticed at all.
             (_, Some(Err(e))) => Err(e),
             (Ok(resp), _) => {
-                let exporter_response: BTreeMap<String, String> =
+                let mut exporter_response: BTreeMap<String, String> =
                     resp.into_inner().exporter_response.into_iter().collect();
+                if let Some(mode) = opts.metadata_provenance {
+                    exporter_response.extend(self.record_provenance(&build_ref, mode).await?);
+                }
                 update_cache_indexes(&indexes, &exporter_response)?;
                 if let Some(Output::OciDir { dest }) = &opts.output {
                     update_layout_index(dest, &exporter_response)?;

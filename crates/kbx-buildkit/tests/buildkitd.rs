@@ -1097,17 +1097,48 @@ async fn annotations_metadata_and_image_id_of_a_real_oci_export() {
     }
 
     // An image export names the image: `image.name` joins the keys.
+    // With the build record's provenance, as buildx's default: `min` leaves out buildConfig
+    // and metadata.
     let o = BuildOptions {
         output: Some(Output::Image {
             names: vec!["kbx.test/meta:1".into()],
             push: false,
         }),
         no_default_attestations: true,
+        metadata_provenance: Some(kbx_buildkit::MetadataProvenance::Min),
         ..opts(ctx.path())
     };
     let res = build(&c, &o).await.0.expect("image export");
     let md = json(res.metadata("bk", "bk0").as_bytes());
     assert_eq!(md["image.name"], "kbx.test/meta:1");
+    let provenance = &md["buildx.build.provenance"];
+    assert_eq!(
+        provenance["buildType"], "https://mobyproject.org/buildkit@v1",
+        "{md}"
+    );
+    assert_eq!(
+        provenance["invocation"]["parameters"]["frontend"],
+        "dockerfile.v0"
+    );
+    assert!(provenance["buildConfig"].is_null() && provenance["metadata"].is_null());
+    let max = BuildOptions {
+        metadata_provenance: Some(kbx_buildkit::MetadataProvenance::Max),
+        ..o
+    };
+    let res = build(&c, &max)
+        .await
+        .0
+        .expect("image export, max provenance");
+    let md = json(res.metadata("bk", "bk0").as_bytes());
+    let provenance = &md["buildx.build.provenance"];
+    assert!(
+        provenance["buildConfig"]["llbDefinition"].is_array(),
+        "{md}"
+    );
+    assert!(
+        provenance["metadata"]["buildInvocationID"].is_string(),
+        "{md}"
+    );
     assert_eq!(md["containerimage.config.digest"], res.image_id().unwrap());
     assert!(md["containerimage.descriptor"].is_object());
 }
