@@ -1155,6 +1155,7 @@ fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
     assert_eq!(
         keys,
         [
+            "buildx.build.provenance",
             "buildx.build.ref",
             "containerimage.config.digest",
             "containerimage.descriptor",
@@ -1162,12 +1163,19 @@ fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
         ],
         "{text}"
     );
+    assert_eq!(
+        meta["buildx.build.provenance"]["buildType"],
+        "https://mobyproject.org/buildkit@v1"
+    );
     let build_ref = meta["buildx.build.ref"].as_str().unwrap();
     assert!(build_ref.starts_with("ci/ci0/"), "{build_ref}");
     assert_eq!(meta["containerimage.config.digest"], config);
     assert_eq!(meta["containerimage.digest"], manifest_digest);
     assert_eq!(meta["containerimage.descriptor"]["digest"], manifest_digest);
-    assert!(text.starts_with("{\n  \"buildx.build.ref\": "), "{text}");
+    assert!(
+        text.starts_with("{\n  \"buildx.build.provenance\": {\n"),
+        "{text}"
+    );
     assert!(!text.ends_with('\n'));
 
     // --progress quiet prints the image ID too; --progress none prints nothing at all.
@@ -1361,7 +1369,7 @@ fn normalized_metadata(text: &str) -> String {
 }
 
 #[test]
-fn metadata_file_is_buildx_029s_byte_for_byte_but_provenance() {
+fn metadata_file_is_buildx_029s_byte_for_byte() {
     use support::Buildkitd;
     let Some(buildx) = buildx_0_29() else { return };
     let Some(d) = Buildkitd::start() else {
@@ -1370,17 +1378,19 @@ fn metadata_file_is_buildx_029s_byte_for_byte_but_provenance() {
     let (ctx_dir, _) = context();
     let ctx = ctx_dir.path().to_str().unwrap();
     let out = tempfile::tempdir().unwrap();
-    // Buildx, with a builder of the same name in its own store.
+    // Buildx and kbx, each with a builder of the same name in its own store.
     let bx_home = tempfile::tempdir().unwrap();
-    let bx = |args: &[&str]| {
-        let o = Command::new(&buildx)
+    let bx = |args: &[&str], provenance: Option<&str>| {
+        let mut cmd = Command::new(&buildx);
+        if let Some(p) = provenance {
+            cmd.env("BUILDX_METADATA_PROVENANCE", p);
+        }
+        let o = cmd
             .args(args)
-            .env_clear()
             .env("HOME", bx_home.path())
             .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
             .env("DOCKER_CONFIG", bx_home.path().join("docker"))
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env("BUILDX_METADATA_PROVENANCE", "disabled")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .output()
             .unwrap();
@@ -1389,18 +1399,25 @@ fn metadata_file_is_buildx_029s_byte_for_byte_but_provenance() {
             "buildx {args:?}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        o
     };
-    bx(&["create", "--name", "meta", "--driver", "remote", &d.addr()]);
+    bx(
+        &["create", "--name", "meta", "--driver", "remote", &d.addr()],
+        None,
+    );
     let kbx = Kbx {
         home: tempfile::tempdir().unwrap(),
         docker_host: "unix:///nonexistent/docker.sock".to_owned(),
     };
     kbx.ok(&["create", "--name", "meta", "--driver", "remote", &d.addr()]);
-    for (what, exporter) in [
-        ("oci", "type=oci,dest={}.tar"),
-        ("image", "type=image,name=kbx.test/meta:1"),
-    ] {
+    // The default (the build record's provenance, `min`), `max` on a cache-only build, no
+    // provenance, and two exporters.
+    let cases = [
+        ("oci", "type=oci,dest={}.tar", None),
+        ("image", "type=image,name=kbx.test/meta:1", None),
+        ("oci-disabled", "type=oci,dest={}.tar", Some("disabled")),
+        ("cacheonly-false", "type=cacheonly", Some("false")),
+    ];
+    for (what, exporter, provenance) in cases {
         let theirs = out.path().join(format!("buildx-{what}.json"));
         let ours = out.path().join(format!("kbx-{what}.json"));
         let dest = |who: &str| {
@@ -1412,34 +1429,34 @@ fn metadata_file_is_buildx_029s_byte_for_byte_but_provenance() {
                     .to_string(),
             )
         };
-        bx(&[
-            "build",
-            "--builder",
-            "meta",
-            "--progress",
-            "quiet",
-            "--provenance",
-            "false",
-            "--metadata-file",
-            theirs.to_str().unwrap(),
-            "-o",
-            &dest("buildx"),
-            ctx,
-        ]);
-        kbx.ok(&[
-            "build",
-            "--builder",
-            "meta",
-            "--progress",
-            "quiet",
-            "--provenance",
-            "false",
-            "--metadata-file",
-            ours.to_str().unwrap(),
-            "-o",
-            &dest("kbx"),
-            ctx,
-        ]);
+        let args = |file: &Path, who: &str| {
+            [
+                "build".to_owned(),
+                "--builder".to_owned(),
+                "meta".to_owned(),
+                "--progress".to_owned(),
+                "quiet".to_owned(),
+                "--provenance".to_owned(),
+                "false".to_owned(),
+                "--metadata-file".to_owned(),
+                file.display().to_string(),
+                "-o".to_owned(),
+                dest(who),
+                ctx.to_owned(),
+            ]
+        };
+        let theirs_args = args(&theirs, "buildx");
+        bx(
+            &theirs_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            provenance,
+        );
+        let ours_args = args(&ours, "kbx");
+        let mut cmd = kbx.command(&ours_args.iter().map(String::as_str).collect::<Vec<_>>());
+        if let Some(p) = provenance {
+            cmd.env("BUILDX_METADATA_PROVENANCE", p);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let theirs = std::fs::read_to_string(theirs).unwrap();
         let ours = std::fs::read_to_string(ours).unwrap();
         assert_eq!(
@@ -1449,6 +1466,11 @@ fn metadata_file_is_buildx_029s_byte_for_byte_but_provenance() {
         );
         assert!(
             theirs.contains("\"buildx.build.ref\": \"meta/meta0/"),
+            "{theirs}"
+        );
+        assert_eq!(
+            theirs.contains("\"buildx.build.provenance\": {"),
+            provenance.is_none(),
             "{theirs}"
         );
     }
