@@ -413,11 +413,14 @@ impl crate::Client {
                 .map(|a| a.digest.clone())
         };
         let mut wanted: Vec<(String, String)> = Vec::new();
-        while let Some(ev) = stream
-            .message()
-            .await
-            .map_err(|s| rpc("ListenBuildHistory", s))?
-        {
+        loop {
+            let ev = match stream.message().await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                // A daemon without build history (BuildKit before v0.11) says so here.
+                Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(BTreeMap::new()),
+                Err(s) => return Err(rpc("ListenBuildHistory", s)),
+            };
             let Some(record) = ev.record else { continue };
             if let Some(res) = &record.result {
                 if let Some(d) = lookup(res) {

@@ -1281,6 +1281,28 @@ fn docker_driver_resolves_host_gateway_and_uses_engine_images() {
     ]);
     let hosts = std::fs::read_to_string(out.path().join("hosts")).unwrap();
     assert!(hosts.lines().any(|l| l == "10.0.0.5\tdb"), "{hosts}");
+    // The Engine's BuildKit (Docker 20.10) keeps no build history: the metadata file has no
+    // provenance, as with buildx, and names the `default` builder and node.
+    let md = out.path().join("md.json");
+    kbx.ok(&[
+        "build",
+        "--network",
+        "none",
+        "--metadata-file",
+        md.to_str().unwrap(),
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&md).unwrap()).unwrap();
+    assert!(
+        meta["buildx.build.ref"]
+            .as_str()
+            .unwrap()
+            .starts_with("default/default/"),
+        "{meta}"
+    );
     // host-gateway is the address the Engine's BuildKit names in its worker label; an Engine
     // without one (Docker 20.10) gets buildx's error.
     let o = kbx.run(&[
