@@ -21,7 +21,7 @@ pub(crate) struct Cli {
     pub(crate) builder: Option<String>,
     /// Enable debug logging: `debug:` lines on stderr saying what kbx does (the builder and
     /// node, the solve reference, the exporter's response) and every error with its full cause
-    /// chain in Rust's debug form.
+    /// chain in Rust's debug form. A non-empty `DEBUG` turns it on too, as in buildx.
     #[arg(short = 'D', long, global = true)]
     pub(crate) debug: bool,
     #[command(subcommand)]

@@ -1,4 +1,5 @@
-//! `-D/--debug`: debug-level diagnostics on stderr.
+//! `-D/--debug` (or a non-empty `DEBUG`, which the Docker CLI sets for `docker -D`, as buildx
+//! reads it): debug-level diagnostics on stderr.
 //!
 //! With the flag, kbx prints `debug: …` lines about what it does (which builder and node a
 //! build goes to, the solve reference, the exporter's response) and, when a command fails, the

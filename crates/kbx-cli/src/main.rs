@@ -48,7 +48,8 @@ fn main() -> ExitCode {
             .and_then(|m| m.value_source("progress"))
             == Some(clap::parser::ValueSource::CommandLine);
     }
-    debug::set(cli.debug);
+    // As buildx (through the Docker CLI), a non-empty DEBUG turns debug output on too.
+    debug::set(cli.debug || std::env::var_os("DEBUG").is_some_and(|v| !v.is_empty()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

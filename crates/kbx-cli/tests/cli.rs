@@ -1486,6 +1486,9 @@ fn build_alias_debug_flag_and_the_ci_flags_parse() {
     let o = env.kbx(&debug);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("\ndebug: "), "{}", stderr(&o));
+    // So does a non-empty DEBUG.
+    let o = env.kbx_env(&args, &[("DEBUG", "1")]);
+    assert!(stderr(&o).contains("\ndebug: "), "{}", stderr(&o));
     let o = env.kbx(&["--help"]);
     let help = stdout(&o);
     assert!(
