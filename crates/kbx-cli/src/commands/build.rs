@@ -115,7 +115,14 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         printer.finish();
     }
     let image_id = res.image_id().unwrap_or_default();
-    match requested {
+    // What goes to stdout follows the flags, not BUILDKIT_PROGRESS (buildx reads the variable
+    // only to pick the display).
+    let shown = if args.quiet || args.progress_from_flag {
+        requested
+    } else {
+        ProgressMode::Auto
+    };
+    match shown {
         // buildx prints the image ID, even an empty one, and nothing else.
         ProgressMode::Quiet => outln!("{image_id}"),
         ProgressMode::None => {}
