@@ -135,6 +135,23 @@ fn bench_choice(c: &mut Criterion, pods: &[Pod]) {
             })
         });
     }
+    // `sticky` keeps the last ring it built (per thread); alternating two pod sets makes every
+    // choice build its ring, as the first choice of a `kbx build` process does.
+    let other: Vec<Pod> = pods
+        .iter()
+        .map(|p| Pod::running(format!("{}-b", p.name)))
+        .collect();
+    let chooser = PodChooser::new(LoadBalance::Sticky);
+    let mut flip = false;
+    group.bench_function("sticky, ring built on every choice", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let set = if flip { pods } else { other.as_slice() };
+            chooser
+                .choose(black_box(key), black_box(set))
+                .map(|p| p.name.len())
+        })
+    });
     group.bench_function("candidates only", |b| {
         b.iter(|| candidates(black_box(pods)).len())
     });

@@ -94,7 +94,7 @@ mod tests {
         ]);
         assert_eq!(out, (0, "pod-b\n".to_owned(), String::new()));
         let out = choose(&["--key=/home/user/project", "p0-0", "p0-1", "p0-2"]);
-        assert_eq!(out.1, "p0-0\n");
+        assert_eq!(out.1, "p0-1\n");
     }
 
     #[test]

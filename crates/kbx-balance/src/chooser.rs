@@ -12,10 +12,11 @@ use crate::{rendezvous, sticky};
 /// The strategy is buildx's `loadbalance` driver option ([`LoadBalance`], re-exported from
 /// `kbx-opts`). Every call first narrows the pods down to [`candidates`], then:
 ///
-/// - [`LoadBalance::Sticky`] (default): buildx's consistent-hash ring, bit for bit: one MD5 point
-///   per pod at `<name>-0`, read as little-endian signed `(high, low)`, and the key goes to the
-///   first point strictly greater than its own MD5, wrapping around. The same key and the same
-///   candidates give the same pod as buildx.
+/// - [`LoadBalance::Sticky`] (default): buildx's consistent-hash ring, bit for bit: 40 points
+///   per pod, each MD5 digest of `<name>-<j>` (`j` in `0..40`) giving three little-endian 32-bit
+///   positions, and the key goes to the first position strictly greater than the first four
+///   bytes of its own MD5 (little-endian), wrapping around. The same key and the same candidates
+///   give the same pod as buildx (checked against the real Buildx 0.29.1 on a cluster).
 /// - [`LoadBalance::Random`]: a uniform choice among the candidates, new on every call, from a
 ///   generator seeded once per process by the operating system (the key is ignored).
 /// - [`LoadBalance::Rendezvous`]: highest-random-weight hashing (XXH3 weights, defined exactly

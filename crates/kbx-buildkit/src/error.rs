@@ -72,6 +72,15 @@ pub enum Error {
         /// The daemon, e.g. `Docker's embedded BuildKit v0.8`.
         daemon: String,
     },
+    /// Several outputs for one build on a daemon that takes only one exporter (before BuildKit
+    /// v0.13); buildx's text. Detected before the solve.
+    #[error(
+        "multiple outputs currently unsupported by the current BuildKit daemon, please upgrade to version v0.13+ or use a single output"
+    )]
+    MultipleOutputsUnsupported {
+        /// The daemon, e.g. `Docker 20.10.24's embedded BuildKit v0.8`.
+        daemon: String,
+    },
     /// Invalid build options (caught before anything is sent).
     #[error("invalid build options: {0}")]
     InvalidOptions(String),
@@ -153,8 +162,7 @@ pub enum Error {
         /// The Dockerfile location, when the daemon attached one (BuildKit v0.9+; Docker 20.10
         /// attaches none, its message names the line instead).
         location: Option<crate::SourceLocation>,
-        /// The gRPC status.
-        #[source]
+        /// The gRPC status. Not a cause: its text is `message` again.
         status: Box<tonic::Status>,
     },
 }
@@ -193,6 +201,8 @@ impl Error {
     ///     status: Box::new(tonic::Status::unknown("exit code: 1")),
     /// };
     /// assert_eq!(e.failed_step().unwrap(), "------\n > [2/2] RUN false:\n#5 0.1 no\n------\n");
+    /// // The status repeats the message, so it is not printed again as a cause.
+    /// assert!(std::error::Error::source(&e).is_none());
     /// ```
     pub fn failed_step(&self) -> Option<String> {
         let Error::Solve {

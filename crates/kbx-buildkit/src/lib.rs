@@ -3,8 +3,10 @@
 //! streaming FileSync sender, `dockerfile.v0` solves with `moby` / `local` / `tar` / `image` /
 //! `oci` / `docker` exports (a `docker` archive can stream straight into a Docker Engine, as
 //! buildx's `--load` does: [`Output::DockerLoad`]), a session content store for `type=local`
-//! caches, `oci-layout://` named contexts and OCI layout exports, attestations, and progress
-//! events with a plain renderer.
+//! caches, `oci-layout://` named contexts and OCI layout exports (`oci`/`docker` with
+//! `tar=false`), several outputs in one build on BuildKit v0.13+
+//! ([`BuildOptions::extra_outputs`]: each exporter's files come back on their own stream),
+//! attestations, and progress events with a plain renderer.
 //!
 //! ```no_run
 //! use kbx_buildkit::{BuildOptions, Client, Output, PlainRenderer};

@@ -4,7 +4,7 @@
 //! `Content.Read` for the attestation blob).
 //!
 //! # Deviation
-//! (C10) buildx decodes the provenance predicate into its Go types and encodes it again; kbx
+//! (C11) buildx decodes the provenance predicate into its Go types and encodes it again; kbx
 //! keeps the daemon's encoding (compacted, HTML characters escaped) and drops `buildConfig` and
 //! `metadata` for `min`. For BuildKit's own encoding the bytes are the same.
 

@@ -1,7 +1,7 @@
 //! The session: a reversed gRPC connection on which the daemon calls us back for health checks,
 //! the build context (FileSync) and exporter output (FileSend).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +38,7 @@ use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServ
 use crate::attachables::{AuthProvider, SecretStore, SshForwarder};
 use crate::fsutil::wire::{DiffCopy, DiffCopyServer, FileSendRoute, FileSyncRoute, Packet};
 use crate::fsutil::{Filter, receive, send};
-use crate::service::Served;
+use crate::service::{BoxFut, HttpResponse, Routes, Served};
 use crate::transport::{Address, docker_upgrade};
 use crate::{Error, Result};
 
@@ -75,7 +75,9 @@ pub(crate) struct SessionConfig {
     pub(crate) name: String,
     pub(crate) shared_key: String,
     pub(crate) dirs: HashMap<String, PathBuf>,
-    pub(crate) export: Option<ExportTarget>,
+    /// Where each exporter's output goes, by exporter ID (its index in
+    /// `SolveRequest.Exporters`), which the daemon names in `buildkit-attachable-exporter-id`.
+    pub(crate) exports: BTreeMap<usize, ExportTarget>,
     pub(crate) secrets: HashMap<String, crate::attachables::SecretSource>,
     pub(crate) ssh: HashMap<String, crate::attachables::AgentTarget>,
     pub(crate) credentials: Option<crate::attachables::DockerCredentials>,
@@ -95,7 +97,8 @@ pub(crate) struct RunningSession {
 
 impl RunningSession {
     /// Half-closes our side, waits briefly for the daemon to close its side, and stops serving.
-    /// Returns the outcome of the export transfer, if one happened.
+    /// Returns the outcome of the export transfers, if any happened: the first that failed, or
+    /// success.
     pub(crate) async fn close(mut self) -> Option<Result<()>> {
         if let Some(up) = &self.up {
             up.abort();
@@ -105,7 +108,14 @@ impl RunningSession {
             down.abort();
         }
         self.server.abort();
-        self.export_done.try_recv().ok()
+        let mut outcome = None;
+        while let Ok(r) = self.export_done.try_recv() {
+            match (&outcome, r) {
+                (Some(Err(_)), _) => {}
+                (_, r) => outcome = Some(r),
+            }
+        }
+        outcome
     }
 }
 
@@ -306,37 +316,9 @@ pub(crate) fn services(
             uploads: Arc::new(cfg.uploads.clone()),
         }));
     }
-    match &cfg.export {
-        Some(ExportTarget::Dir(dest)) => {
-            methods.push("/moby.filesync.v1.FileSend/DiffCopy");
-            let svc = DiffCopyServer::<FileSendRoute, _>::new(
-                TreeReceiver {
-                    dest: dest.clone(),
-                    done,
-                },
-                MAX_MESSAGE,
-            );
-            router = router.add_service(Served(svc));
-        }
-        Some(ExportTarget::Bytes(dest)) => {
-            methods.push("/moby.filesync.v1.FileSend/DiffCopy");
-            let svc = BytesFileSendServer::new(ByteReceiver {
-                sink: ByteSink::File(dest.clone()),
-                done,
-            })
-            .max_decoding_message_size(MAX_MESSAGE);
-            router = router.add_service(svc);
-        }
-        Some(ExportTarget::Engine(export)) => {
-            methods.push("/moby.filesync.v1.FileSend/DiffCopy");
-            let svc = BytesFileSendServer::new(ByteReceiver {
-                sink: ByteSink::Engine(export.clone()),
-                done,
-            })
-            .max_decoding_message_size(MAX_MESSAGE);
-            router = router.add_service(svc);
-        }
-        None => {}
+    if !cfg.exports.is_empty() {
+        methods.push("/moby.filesync.v1.FileSend/DiffCopy");
+        router = router.add_service(Served(FileSendRouter::new(&cfg.exports, &done)));
     }
     (methods, router)
 }
@@ -456,6 +438,7 @@ impl Upload for UploadService {
 }
 
 /// Receives a `local` export.
+#[derive(Clone)]
 struct TreeReceiver {
     dest: PathBuf,
     done: mpsc::UnboundedSender<Result<()>>,
@@ -475,6 +458,7 @@ impl DiffCopy for TreeReceiver {
 }
 
 /// Receives a `tar` / `oci` / `docker` export as bytes.
+#[derive(Clone)]
 struct ByteReceiver {
     sink: ByteSink,
     done: mpsc::UnboundedSender<Result<()>>,
@@ -487,6 +471,97 @@ enum ByteSink {
     File(Option<PathBuf>),
     /// A Docker Engine's `docker load`.
     Engine(EngineExport),
+}
+
+/// The gRPC metadata key in which the daemon names the exporter a `FileSend.DiffCopy` call
+/// belongs to (BuildKit v0.13+; older daemons send none, which means exporter 0).
+const EXPORTER_ID: &str = "buildkit-attachable-exporter-id";
+
+/// `FileSend`, served for every exporter that sends files back: each `DiffCopy` call goes to
+/// the receiver of the exporter its `buildkit-attachable-exporter-id` names (0 when the
+/// daemon sends none or a value that is not a number, as the Go client reads it), so that
+/// several outputs of one solve each get their own stream.
+#[derive(Clone)]
+struct FileSendRouter {
+    targets: Arc<BTreeMap<usize, Receiver>>,
+}
+
+/// One exporter's receiver: an fsutil tree (`local`) or a byte stream (`tar`, `oci`,
+/// `docker`, a load into the Engine). The two speak different messages on one method.
+#[derive(Clone)]
+enum Receiver {
+    Tree(DiffCopyServer<FileSendRoute, TreeReceiver>),
+    Bytes(BytesFileSendServer<ByteReceiver>),
+}
+
+impl FileSendRouter {
+    fn new(
+        exports: &BTreeMap<usize, ExportTarget>,
+        done: &mpsc::UnboundedSender<Result<()>>,
+    ) -> Self {
+        let targets = exports
+            .iter()
+            .map(|(id, target)| {
+                let bytes = |sink| {
+                    Receiver::Bytes(
+                        BytesFileSendServer::new(ByteReceiver {
+                            sink,
+                            done: done.clone(),
+                        })
+                        .max_decoding_message_size(MAX_MESSAGE),
+                    )
+                };
+                let r = match target {
+                    ExportTarget::Dir(dest) => Receiver::Tree(DiffCopyServer::new(
+                        TreeReceiver {
+                            dest: dest.clone(),
+                            done: done.clone(),
+                        },
+                        MAX_MESSAGE,
+                    )),
+                    ExportTarget::Bytes(dest) => bytes(ByteSink::File(dest.clone())),
+                    ExportTarget::Engine(export) => bytes(ByteSink::Engine(export.clone())),
+                };
+                (*id, r)
+            })
+            .collect();
+        FileSendRouter {
+            targets: Arc::new(targets),
+        }
+    }
+}
+
+/// The exporter ID a `FileSend` call names: the first `buildkit-attachable-exporter-id`
+/// value as a decimal number; 0 when there is none or it does not parse.
+fn exporter_id(headers: &http::HeaderMap) -> usize {
+    headers
+        .get(EXPORTER_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Routes for FileSendRouter {
+    const NAME: &'static str = "moby.filesync.v1.FileSend";
+
+    fn route<B>(&self, path: &str, req: http::Request<B>) -> BoxFut<HttpResponse>
+    where
+        B: tonic::codegen::Body + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
+        let id = exporter_id(req.headers());
+        match self.targets.get(&id) {
+            Some(Receiver::Tree(svc)) => svc.route(path, req),
+            Some(Receiver::Bytes(svc)) => {
+                let svc = svc.clone();
+                Box::pin(async move { tower::ServiceExt::oneshot(svc, req).await })
+            }
+            None => {
+                let status = Status::unknown(format!("exporter {id} not found"));
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -1164,6 +1239,60 @@ mod tests {
                 .expect_err("unknown ref");
             assert_eq!(e.code(), tonic::Code::NotFound, "{method}");
         }
+    }
+
+    /// Each `FileSend.DiffCopy` call reaches the receiver of the exporter its
+    /// `buildkit-attachable-exporter-id` names; no ID (or one that is not a number) is exporter
+    /// 0, as for daemons before v0.13; an unknown ID is refused with the Go client's text.
+    #[tokio::test]
+    async fn file_send_calls_are_routed_by_exporter_id() {
+        use bollard_buildkit_proto::moby::filesync::v1::file_send_client::FileSendClient;
+        let d = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (d.path().join("a.tar"), d.path().join("b.tar"));
+        let cfg = SessionConfig {
+            exports: BTreeMap::from([
+                (0, ExportTarget::Bytes(Some(a.clone()))),
+                (2, ExportTarget::Bytes(Some(b.clone()))),
+                (3, ExportTarget::Dir(d.path().join("tree"))),
+            ]),
+            ..SessionConfig::default()
+        };
+        let (methods, _) = services(&cfg, mpsc::unbounded_channel().0);
+        assert_eq!(
+            methods
+                .iter()
+                .filter(|m| **m == "/moby.filesync.v1.FileSend/DiffCopy")
+                .count(),
+            1,
+            "one advertised method for every exporter"
+        );
+        let ch = serve(cfg).await;
+        let send = |id: Option<&'static str>, data: &'static [u8]| {
+            let mut c = FileSendClient::new(ch.clone());
+            async move {
+                let mut req = Request::new(tokio_stream::iter(vec![FileBytes {
+                    data: data.to_vec(),
+                }]));
+                if let Some(id) = id {
+                    req.metadata_mut()
+                        .insert(EXPORTER_ID, MetadataValue::from_static(id));
+                }
+                let mut back = c.diff_copy(req).await?.into_inner();
+                while back.message().await?.is_some() {}
+                Ok::<_, Status>(())
+            }
+        };
+        send(Some("2"), b"second").await.expect("exporter 2");
+        send(None, b"first").await.expect("exporter 0");
+        assert_eq!(std::fs::read(&b).expect("b"), b"second");
+        assert_eq!(std::fs::read(&a).expect("a"), b"first");
+        send(Some("x"), b"again").await.expect("not a number: 0");
+        assert_eq!(std::fs::read(&a).expect("a"), b"again");
+        let e = send(Some("1"), b"lost").await.expect_err("no exporter 1");
+        assert_eq!(e.message(), "exporter 1 not found");
+        // A tree receiver answers fsutil packets, not bytes: the byte message is no packet
+        // of a transfer it can finish, so the call fails rather than writing bytes somewhere.
+        assert!(send(Some("3"), b"\x08\x09").await.is_err());
     }
 
     #[test]

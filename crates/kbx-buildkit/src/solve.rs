@@ -47,21 +47,37 @@ pub enum Output {
     Oci {
         /// Destination file, stdout when `None`.
         dest: Option<PathBuf>,
-        /// Image names recorded in the layout (`name=`, or `-t` when none is given).
+        /// Image names recorded in the layout (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// buildkitd only: an OCI image layout written as a directory (`type=oci,tar=false`):
     /// the daemon writes the blobs through the session content store and `dest/index.json`
-    /// names the image afterwards, as buildx does.
+    /// names the image afterwards (under each of `names`, or the tag `latest`), as buildx does.
     OciDir {
         /// The layout directory (created if missing; an existing layout is added to).
         dest: PathBuf,
+        /// Image names recorded in the layout (`name=`, or the `-t` tags, which replace it).
+        names: Vec<String>,
+    },
+    /// buildkitd only: the `docker` exporter's image written as an OCI layout directory
+    /// (`type=docker,tar=false`), the same way as [`Output::OciDir`] but with Docker media
+    /// types.
+    ///
+    /// # Deviation
+    /// Buildx 0.29.1 parses this output the same way but fails it before the solve (`both
+    /// file and store output is not supported by docker exporter`: it also attaches its Engine
+    /// loader); kbx writes the layout (`docs/deviations.md`, C8).
+    DockerDir {
+        /// The layout directory (created if missing; an existing layout is added to).
+        dest: PathBuf,
+        /// Image names recorded in the layout (`name=`, or the `-t` tags, which replace it).
+        names: Vec<String>,
     },
     /// buildkitd only: a `docker load`-able tarball.
     Docker {
         /// Destination file, stdout when `None`.
         dest: Option<PathBuf>,
-        /// Image names the archive tags (`name=`, or `-t` when none is given).
+        /// Image names the archive tags (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// The `docker` exporter's archive loaded into a Docker Engine's image store as it streams
@@ -82,7 +98,7 @@ pub enum Output {
         /// The Engine; `None` is the one named by `DOCKER_HOST` (default
         /// `unix:///var/run/docker.sock`), resolved when the build starts.
         engine: Option<crate::Address>,
-        /// Image names the archive tags (`name=`, or `-t` when none is given).
+        /// Image names the archive tags (`name=`, or the `-t` tags, which replace it).
         names: Vec<String>,
     },
     /// `type=cacheonly`: build and keep nothing but the build cache. No exporter is sent, as
@@ -118,8 +134,9 @@ impl Export {
     /// `DIR`), `type=tar,dest=FILE` (`-` or no `dest` = stdout, also a bare `-`),
     /// `type=moby,name=a:b`, `type=image,name=…,push=true`, `type=registry` (`image` with
     /// `push=true` and, unless given, `unpack=false`), `type=oci,dest=…[,tar=false]`,
-    /// `type=docker,dest=…` (without `dest`: loaded into the Docker Engine,
-    /// [`Output::DockerLoad`]), `type=cacheonly`. `name=` may list several names,
+    /// `type=docker,dest=…[,tar=false]` (without `dest`: loaded into the Docker Engine,
+    /// [`Output::DockerLoad`]; `tar=false`: a layout directory, [`Output::DockerDir`]),
+    /// `type=cacheonly`. `name=` may list several names,
     /// comma-separated in a quoted field. Every other attribute is kept in
     /// [`Export::attrs`] and reaches the exporter unchanged.
     ///
@@ -134,9 +151,6 @@ impl Export {
     /// assert_eq!(r.attrs["unpack"], "false");
     /// # Ok::<(), kbx_buildkit::Error>(())
     /// ```
-    ///
-    /// # Deviation
-    /// `tar=false` is accepted for `type=oci` only (buildx also takes it for `type=docker`).
     ///
     /// # Errors
     /// [`Error::Flag`] when the value does not parse; [`Error::InvalidOptions`] for unknown
@@ -196,12 +210,12 @@ impl Export {
             },
             "oci" if !tar => Output::OciDir {
                 dest: dir_dest(entry.dest)?,
+                names,
             },
-            "docker" if !tar => {
-                return Err(bad(
-                    "tar=false is supported for type=oci only, not \"docker\"".to_owned(),
-                ));
-            }
+            "docker" if !tar => Output::DockerDir {
+                dest: dir_dest(entry.dest)?,
+                names,
+            },
             "oci" => Output::Oci {
                 dest: file_dest(entry.dest),
                 names,
@@ -269,8 +283,59 @@ impl Output {
             Output::Local { .. } => "local",
             Output::Tar { .. } => "tar",
             Output::Oci { .. } | Output::OciDir { .. } => "oci",
-            Output::Docker { .. } | Output::DockerLoad { .. } => "docker",
+            Output::Docker { .. } | Output::DockerDir { .. } | Output::DockerLoad { .. } => {
+                "docker"
+            }
             Output::CacheOnly => "cacheonly",
+        }
+    }
+
+    /// The image names of an output that has them: `image`, `oci` and `docker` (to a file, a
+    /// directory or the Engine), the outputs buildx's `-t` names; `None` for the others
+    /// (`moby` included: buildx's `-t` reaches it as an `image` export first).
+    ///
+    /// ```
+    /// use kbx_buildkit::Output;
+    /// let mut o = Output::parse("type=oci,dest=o.tar,name=x")?;
+    /// if let Some(names) = o.names_mut() {
+    ///     *names = vec!["a".into(), "b".into()];
+    /// }
+    /// let names = vec!["a".to_owned(), "b".to_owned()];
+    /// assert_eq!(o, Output::Oci { dest: Some("o.tar".into()), names });
+    /// assert!(Output::parse("type=local,dest=d")?.names_mut().is_none());
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
+    pub fn names_mut(&mut self) -> Option<&mut Vec<String>> {
+        match self {
+            Output::Image { names, .. }
+            | Output::Oci { names, .. }
+            | Output::OciDir { names, .. }
+            | Output::Docker { names, .. }
+            | Output::DockerDir { names, .. }
+            | Output::DockerLoad { names, .. } => Some(names),
+            Output::Moby { .. } | Output::Local { .. } | Output::Tar { .. } | Output::CacheOnly => {
+                None
+            }
+        }
+    }
+
+    /// Where a tar stream goes to standard output (`type=tar`, `oci` or `docker` without a
+    /// file): two such outputs in one build are refused.
+    fn writes_stdout(&self) -> bool {
+        matches!(
+            self,
+            Output::Tar { dest: None }
+                | Output::Oci { dest: None, .. }
+                | Output::Docker { dest: None, .. }
+        )
+    }
+
+    /// The layout directory of an output written through the session content store
+    /// (`oci`/`docker` with `tar=false`).
+    fn layout_dir(&self) -> Option<&Path> {
+        match self {
+            Output::OciDir { dest, .. } | Output::DockerDir { dest, .. } => Some(dest),
+            _ => None,
         }
     }
 
@@ -280,7 +345,9 @@ impl Output {
             Output::Moby { names }
             | Output::Image { names, .. }
             | Output::Oci { names, .. }
+            | Output::OciDir { names, .. }
             | Output::Docker { names, .. }
+            | Output::DockerDir { names, .. }
             | Output::DockerLoad { names, .. }
                 if !names.is_empty() =>
             {
@@ -291,7 +358,7 @@ impl Output {
         if let Output::Image { push: true, .. } = self {
             a.insert("push".to_owned(), "true".to_owned());
         }
-        if let Output::OciDir { .. } = self {
+        if self.layout_dir().is_some() {
             a.insert("tar".to_owned(), "false".to_owned());
         }
         a
@@ -306,6 +373,7 @@ impl Output {
             Output::Moby { .. }
             | Output::Image { .. }
             | Output::OciDir { .. }
+            | Output::DockerDir { .. }
             | Output::DockerLoad { .. }
             | Output::CacheOnly => None,
         }
@@ -471,6 +539,59 @@ pub struct BuildOptions {
     /// ([`Export::attrs`]), or e.g. `push-by-digest=true` for a node's share of a multi-node
     /// push.
     pub export_attrs: BTreeMap<String, String>,
+    /// Further outputs of the same solve, after [`BuildOptions::output`] (several `--output`
+    /// flags): BuildKit v0.13+ takes a list of exporters, and sends each one's files back on
+    /// its own stream. Refused before the solve on older daemons
+    /// ([`Error::MultipleOutputsUnsupported`]), and when two outputs write to standard output
+    /// or two are OCI layout directories (`tar=false`), as buildx does.
+    pub extra_outputs: Vec<Export>,
+}
+
+impl BuildOptions {
+    /// Every output in exporter order: [`BuildOptions::output`] with
+    /// [`BuildOptions::export_attrs`], then [`BuildOptions::extra_outputs`]. `type=cacheonly`
+    /// entries are listed (they count as outputs, as in buildx) but send no exporter.
+    ///
+    /// ```
+    /// use kbx_buildkit::{BuildOptions, Export, Output};
+    /// let opts = BuildOptions {
+    ///     output: Some(Output::Local { dest: "out".into() }),
+    ///     extra_outputs: vec![Export::parse("type=tar,dest=o.tar")?],
+    ///     ..BuildOptions::default()
+    /// };
+    /// let kinds: Vec<&str> = opts.outputs().iter().map(|e| e.output.kind()).collect();
+    /// assert_eq!(kinds, ["local", "tar"]);
+    /// # Ok::<(), kbx_buildkit::Error>(())
+    /// ```
+    pub fn outputs(&self) -> Vec<Export> {
+        let first = self.output.as_ref().map(|o| Export {
+            output: o.clone(),
+            attrs: self.export_attrs.clone(),
+        });
+        first
+            .into_iter()
+            .chain(self.extra_outputs.iter().cloned())
+            .collect()
+    }
+
+    /// The exporters sent to the daemon, in order (their index is the exporter ID the daemon
+    /// names when it sends files back): [`BuildOptions::outputs`] without `cacheonly`, a layout
+    /// directory (`tar=false`) last.
+    ///
+    /// # Deviation
+    /// The daemon merges the exporters' responses in exporter order, later ones winning, and
+    /// the layout's `index.json` names the `containerimage.descriptor` of that merge. buildx
+    /// keeps the user's order, so a layout followed by another image output (`docker` layout
+    /// then `oci` archive) names an image whose blobs are not in the layout; kbx sends the
+    /// layout's exporter last so that its `index.json` names its own image (C10).
+    fn exporters(&self) -> Vec<Export> {
+        let (layouts, others): (Vec<Export>, Vec<Export>) = self
+            .outputs()
+            .into_iter()
+            .filter(|e| e.output != Output::CacheOnly)
+            .partition(|e| e.output.layout_dir().is_some());
+        others.into_iter().chain(layouts).collect()
+    }
 }
 
 /// What a successful build returns.
@@ -522,7 +643,7 @@ impl BuildResult {
     /// [`BuildOptions::metadata_provenance`].
     ///
     /// # Deviation
-    /// (C10) buildx also writes `buildx.build.warnings` with `BUILDX_METADATA_WARNINGS`; kbx
+    /// (C11) buildx also writes `buildx.build.warnings` with `BUILDX_METADATA_WARNINGS`; kbx
     /// does not.
     pub fn metadata(&self, builder: &str, node: &str) -> String {
         let mut response = self.exporter_response.clone();
@@ -648,27 +769,34 @@ impl Client {
         let explicit_attests = opts.attests.values().any(Option::is_some);
         let moby_load = self.moby_instead_of_load(opts);
         let opts = moby_load.as_ref().unwrap_or(opts);
-        let load_into = match &opts.output {
-            Some(Output::DockerLoad { engine, .. }) => {
-                if opts.platforms.len() > 1 || explicit_attests {
+        let outputs = opts.outputs();
+        check_outputs(&outputs)?;
+        let exporters = opts.exporters();
+        // Exporter ID → the Engine its `docker` archive is loaded into.
+        let mut load_into = BTreeMap::new();
+        for (id, e) in exporters.iter().enumerate() {
+            match &e.output {
+                Output::DockerLoad { engine, .. } => {
+                    if opts.platforms.len() > 1 || explicit_attests {
+                        return Err(Error::InvalidOptions(
+                            "docker exporter does not currently support exporting manifest lists"
+                                .to_owned(),
+                        ));
+                    }
+                    load_into.insert(id, engine_address(engine.as_ref())?);
+                }
+                Output::Docker { .. } if explicit_attests => {
                     return Err(Error::InvalidOptions(
-                        "docker exporter does not currently support exporting manifest lists"
+                        "docker exporter does not support exporting manifest lists, use the oci \
+                         exporter instead"
                             .to_owned(),
                     ));
                 }
-                Some(engine_address(engine.as_ref())?)
+                _ => {}
             }
-            _ => None,
-        };
-        if explicit_attests && let Some(Output::Docker { .. }) = &opts.output {
-            return Err(Error::InvalidOptions(
-                "docker exporter does not support exporting manifest lists, use the oci exporter \
-                 instead"
-                    .to_owned(),
-            ));
         }
         let mut attest_attrs = BTreeMap::new();
-        if opts.output.is_some()
+        if !outputs.is_empty()
             || explicit_attests
             || !opts.no_default_attestations
             || !opts.cache_from.is_empty()
@@ -702,10 +830,16 @@ impl Client {
                     "oci-layout:// build contexts (BuildKit v0.11+)".to_owned(),
                 ));
             }
-            if let Some(out) = opts.output.as_ref().filter(|o| **o != Output::CacheOnly)
-                && !caps.supports_exporter(out.kind())
-            {
-                return Err(unsupported(format!("exporter {:?}", out.kind())));
+            // buildx counts `cacheonly` too, and asks the daemon's capabilities (v0.13+).
+            if outputs.len() > 1 && !caps.multiple_exporters {
+                return Err(Error::MultipleOutputsUnsupported {
+                    daemon: caps.daemon_name(),
+                });
+            }
+            for e in &exporters {
+                if !caps.supports_exporter(e.output.kind()) {
+                    return Err(unsupported(format!("exporter {:?}", e.output.kind())));
+                }
             }
             for e in &opts.cache_to {
                 if !caps.cache_exporters.contains(&e.kind.as_str()) {
@@ -725,9 +859,12 @@ impl Client {
             indexes,
         } = resolve_local_cache(&opts.cache_from, &opts.cache_to)?;
         content.dirs.extend(named.stores);
-        if let Some(Output::OciDir { dest }) = &opts.output {
+        let layout = exporters.iter().find_map(|e| e.output.layout_dir());
+        if let Some(dest) = layout {
             std::fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, e))?;
-            content.dirs.insert(EXPORT_STORE.to_owned(), dest.clone());
+            content
+                .dirs
+                .insert(EXPORT_STORE.to_owned(), dest.to_path_buf());
             content.writable.insert(EXPORT_STORE.to_owned());
         }
         let resolved;
@@ -741,21 +878,29 @@ impl Client {
             &resolved
         };
 
-        if let Some(addr) = &load_into {
+        for addr in load_into.values() {
             crate::engine::ping(addr)
                 .await
                 .map_err(|e| crate::engine::load_error(addr, e))?;
         }
         let (load_progress, load_status) = tokio::sync::mpsc::unbounded_channel();
         let loaded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let export = match &load_into {
-            Some(addr) => Some(ExportTarget::Engine(session::EngineExport {
-                addr: addr.clone(),
-                progress: load_progress,
-                loaded: loaded.clone(),
-            })),
-            None => opts.output.as_ref().and_then(Output::target),
-        };
+        let exports: BTreeMap<usize, ExportTarget> = exporters
+            .iter()
+            .enumerate()
+            .filter_map(|(id, e)| match load_into.get(&id) {
+                Some(addr) => Some((
+                    id,
+                    ExportTarget::Engine(session::EngineExport {
+                        addr: addr.clone(),
+                        progress: load_progress.clone(),
+                        loaded: loaded.clone(),
+                    }),
+                )),
+                None => e.output.target().map(|t| (id, t)),
+            })
+            .collect();
+        drop(load_progress);
 
         let session_id = random_id();
         let build_ref = random_id();
@@ -775,7 +920,7 @@ impl Client {
             dirs,
             uploads: inputs.uploads.clone(),
             content,
-            export,
+            exports,
             secrets: opts
                 .secrets
                 .iter()
@@ -836,7 +981,7 @@ impl Client {
                     exporter_response.extend(self.record_provenance(&build_ref, mode).await?);
                 }
                 update_cache_indexes(&indexes, &exporter_response)?;
-                if let Some(Output::OciDir { dest }) = &opts.output {
+                if let Some(dest) = layout {
                     update_layout_index(dest, &exporter_response)?;
                 }
                 let loaded = loaded.lock().map(|l| l.clone()).unwrap_or_default();
@@ -1060,8 +1205,31 @@ fn attest_frontend_attrs(opts: &BuildOptions) -> BTreeMap<String, String> {
     out
 }
 
-/// The content store an `oci` export with `tar=false` writes into.
+/// The content store an `oci` or `docker` export with `tar=false` writes into (one per build,
+/// as in the Go client).
 const EXPORT_STORE: &str = "export";
+
+/// buildx's and the Go client's checks of a build's outputs that need no daemon: one output
+/// at most writes to standard output, and one at most is a layout directory (the session has
+/// one `export` content store).
+fn check_outputs(outputs: &[Export]) -> Result<()> {
+    if outputs.iter().filter(|e| e.output.writes_stdout()).count() > 1 {
+        return Err(Error::InvalidOptions(
+            "multiple outputs configured to write to stdout".to_owned(),
+        ));
+    }
+    if outputs
+        .iter()
+        .filter(|e| e.output.layout_dir().is_some())
+        .count()
+        > 1
+    {
+        return Err(Error::InvalidOptions(format!(
+            "oci store key {EXPORT_STORE:?} already exists"
+        )));
+    }
+    Ok(())
+}
 
 /// After an `oci` export with `tar=false`: names the image descriptor the daemon reports
 /// (`containerimage.descriptor`, base64 JSON) in `dest/index.json`, under each image name of
@@ -1188,16 +1356,19 @@ fn solve_request(
     {
         req.entitlements.push("network.host".to_owned());
     }
-    if let Some(out) = opts.output.as_ref().filter(|o| **o != Output::CacheOnly) {
-        // Old daemons only read fields 3/4 and silently ignore 13; new ones prefer 13.
-        let mut attrs = out.attrs();
-        attrs.extend(opts.export_attrs.clone());
-        req.exporter_deprecated = out.kind().to_owned();
-        req.exporter_attrs_deprecated = attrs.clone();
-        req.exporters = vec![Exporter {
-            r#type: out.kind().to_owned(),
+    // Old daemons only read fields 3/4 (the first exporter) and silently ignore 13; new ones
+    // prefer 13, whose indexes are the exporter IDs of the files sent back.
+    for (id, e) in opts.exporters().into_iter().enumerate() {
+        let mut attrs = e.output.attrs();
+        attrs.extend(e.attrs);
+        if id == 0 {
+            req.exporter_deprecated = e.output.kind().to_owned();
+            req.exporter_attrs_deprecated = attrs.clone();
+        }
+        req.exporters.push(Exporter {
+            r#type: e.output.kind().to_owned(),
             attrs,
-        }];
+        });
     }
     req
 }
@@ -1626,8 +1797,24 @@ mod tests {
         );
         assert_eq!(
             Output::parse("type=oci,dest=lay,tar=false").expect("ok"),
-            Output::OciDir { dest: "lay".into() }
+            Output::OciDir {
+                dest: "lay".into(),
+                names: vec![]
+            }
         );
+        // As buildx: tar=false makes docker a layout directory too, names kept.
+        let d = Output::parse("type=docker,dest=lay,tar=false,name=a:1").expect("ok");
+        assert_eq!(
+            d,
+            Output::DockerDir {
+                dest: "lay".into(),
+                names: vec!["a:1".into()]
+            }
+        );
+        assert_eq!(d.kind(), "docker");
+        assert_eq!(d.attrs()["tar"], "false");
+        assert_eq!(d.attrs()["name"], "a:1");
+        assert!(d.target().is_none());
         assert_eq!(
             Output::parse("type=oci,dest=o.tar,tar=true").expect("ok"),
             Output::Oci {
@@ -1688,7 +1875,12 @@ mod tests {
             crate::Address::DockerUnix("/d.sock".into())
         );
         assert!(Output::parse("type=oci,dest=-,tar=false").is_err());
-        assert!(Output::parse("type=docker,dest=d,tar=false").is_err());
+        assert_eq!(
+            Output::parse("type=docker,tar=false")
+                .unwrap_err()
+                .to_string(),
+            r#"invalid build options: --output "type=docker,tar=false": dest is required for docker exporter"#
+        );
         // As buildx: a `tar` value that is not a boolean means true; a single field is a
         // directory; a tar stream without dest goes to stdout.
         assert_eq!(
@@ -1783,7 +1975,13 @@ mod tests {
             attrs(&[("name", "x"), ("platform-split", "false")])
         );
         let o = Export::parse("type=oci,dest=o,tar=false,compression=gzip").expect("ok");
-        assert_eq!(o.output, Output::OciDir { dest: "o".into() });
+        assert_eq!(
+            o.output,
+            Output::OciDir {
+                dest: "o".into(),
+                names: vec![]
+            }
+        );
         assert_eq!(o.attrs, attrs(&[("compression", "gzip")]));
         // cacheonly: no exporter at all.
         let c = Export::parse("type=cacheonly,dest=x,compression=zstd").expect("ok");
@@ -1817,5 +2015,192 @@ mod tests {
         assert!(r.exporters.is_empty());
         assert!(r.exporter_deprecated.is_empty());
         assert!(r.exporter_attrs_deprecated.is_empty());
+    }
+
+    #[test]
+    fn several_outputs_are_exporters_in_order_and_the_first_fills_the_old_fields() {
+        let opts = BuildOptions {
+            output: Some(Output::Local { dest: "out".into() }),
+            export_attrs: attrs(&[("platform-split", "false")]),
+            extra_outputs: vec![
+                Export::parse("type=cacheonly").expect("ok"),
+                Export::parse("type=tar,dest=o.tar").expect("ok"),
+                Export::parse("type=oci,dest=o2.tar,name=a:1,compression=zstd").expect("ok"),
+            ],
+            ..BuildOptions::default()
+        };
+        assert_eq!(opts.outputs().len(), 4, "cacheonly counts as an output");
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        let kinds: Vec<&str> = r.exporters.iter().map(|e| e.r#type.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["local", "tar", "oci"],
+            "cacheonly sends no exporter"
+        );
+        assert_eq!(r.exporters[0].attrs["platform-split"], "false");
+        assert_eq!(r.exporters[2].attrs["name"], "a:1");
+        assert_eq!(r.exporters[2].attrs["compression"], "zstd");
+        assert_eq!(r.exporter_deprecated, "local");
+        assert_eq!(r.exporter_attrs_deprecated, r.exporters[0].attrs);
+
+        // A layout directory goes last, so that the merged response describes its image.
+        let opts = BuildOptions {
+            output: Some(Output::parse("type=docker,tar=false,dest=lay").expect("ok")),
+            extra_outputs: vec![Export::parse("type=oci,dest=o.tar").expect("ok")],
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        let attrs: Vec<Option<&String>> = r.exporters.iter().map(|e| e.attrs.get("tar")).collect();
+        assert_eq!(attrs, [None, Some(&"false".to_owned())]);
+        assert_eq!(r.exporter_deprecated, "oci");
+
+        // Without a first output, the first extra one is exporter 0.
+        let opts = BuildOptions {
+            extra_outputs: vec![Export::parse("type=tar,dest=o.tar").expect("ok")],
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        assert_eq!(r.exporter_deprecated, "tar");
+        assert_eq!(r.exporters.len(), 1);
+    }
+
+    #[test]
+    fn outputs_that_cannot_share_a_build_are_refused_with_buildx_texts() {
+        let list = |specs: &[&str]| -> Vec<Export> {
+            specs
+                .iter()
+                .map(|s| Export::parse(s).expect("parses"))
+                .collect()
+        };
+        assert!(check_outputs(&list(&["-", "type=local,dest=d"])).is_ok());
+        assert_eq!(
+            check_outputs(&list(&["-", "type=oci,dest=-"]))
+                .unwrap_err()
+                .to_string(),
+            "invalid build options: multiple outputs configured to write to stdout"
+        );
+        assert_eq!(
+            check_outputs(&list(&[
+                "type=oci,tar=false,dest=a",
+                "type=docker,tar=false,dest=b"
+            ]))
+            .unwrap_err()
+            .to_string(),
+            r#"invalid build options: oci store key "export" already exists"#
+        );
+        assert!(
+            check_outputs(&list(&["type=oci,tar=false,dest=a", "type=oci,dest=o.tar"])).is_ok()
+        );
+        let e = Error::MultipleOutputsUnsupported {
+            daemon: "buildkitd v0.12.5".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "multiple outputs currently unsupported by the current BuildKit daemon, please upgrade to version v0.13+ or use a single output"
+        );
+    }
+
+    /// A fake buildkitd whose `Info` says v0.12.5 and which records every other call: several
+    /// outputs are refused with buildx's text after `Info` alone (no session, no solve); one
+    /// output gets past the check (to the session, which the fake does not serve).
+    #[tokio::test]
+    async fn several_outputs_are_refused_before_the_session_on_buildkit_0_12() {
+        use crate::service::{BoxFut, HttpResponse, ProstCodec, Routes, Served, grpc};
+        use bollard_buildkit_proto::moby::buildkit::v1::types::BuildkitVersion;
+        use bollard_buildkit_proto::moby::buildkit::v1::{InfoRequest, InfoResponse};
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone)]
+        struct Fake(Arc<Mutex<Vec<String>>>);
+        struct Info;
+        impl tonic::server::UnaryService<InfoRequest> for Info {
+            type Response = InfoResponse;
+            type Future = std::future::Ready<Result<tonic::Response<InfoResponse>, tonic::Status>>;
+            fn call(&mut self, _: tonic::Request<InfoRequest>) -> Self::Future {
+                std::future::ready(Ok(tonic::Response::new(InfoResponse {
+                    buildkit_version: Some(BuildkitVersion {
+                        package: "github.com/moby/buildkit".into(),
+                        version: "v0.12.5".into(),
+                        revision: "x".into(),
+                    }),
+                })))
+            }
+        }
+        impl Routes for Fake {
+            const NAME: &'static str = "moby.buildkit.v1.Control";
+            fn route<B>(&self, path: &str, req: http::Request<B>) -> BoxFut<HttpResponse>
+            where
+                B: tonic::codegen::Body + Send + 'static,
+                B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+            {
+                if let Ok(mut calls) = self.0.lock() {
+                    calls.push(path.to_owned());
+                }
+                if path == "/moby.buildkit.v1.Control/Info" {
+                    let codec = ProstCodec::<InfoResponse, InfoRequest>::default();
+                    return Box::pin(
+                        async move { Ok(grpc(codec, 1 << 20).unary(Info, req).await) },
+                    );
+                }
+                crate::service::unimplemented("not served by the fake")
+            }
+        }
+
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let router = tonic::transport::Server::builder().add_service(Served(Fake(calls.clone())));
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let incoming = tokio_stream::once(Ok::<_, std::io::Error>(server_io));
+            let _ = router.serve_with_incoming(incoming).await;
+        });
+        let slot = Arc::new(Mutex::new(Some(client_io)));
+        let channel = crate::transport::connect_with("fake", move || {
+            let io = slot.lock().ok().and_then(|mut s| s.take());
+            async move { io.ok_or_else(|| std::io::Error::other("used")) }
+        })
+        .await
+        .expect("channel");
+        let client = Client::new(channel, crate::Backend::Buildkitd);
+
+        let ctx = tempfile::tempdir().expect("tempdir");
+        std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        let out = tempfile::tempdir().expect("tempdir");
+        let opts = BuildOptions {
+            context: ctx.path().into(),
+            output: Some(Output::Local {
+                dest: out.path().join("l"),
+            }),
+            extra_outputs: vec![Export::parse("type=cacheonly").expect("ok")],
+            credentials: Some(crate::DockerCredentials::default()),
+            ..BuildOptions::default()
+        };
+        let e = client.build(&opts, |_| {}).await.expect_err("refused");
+        assert!(
+            matches!(&e, Error::MultipleOutputsUnsupported { daemon } if daemon == "buildkitd v0.12.5"),
+            "{e:?}"
+        );
+        assert_eq!(
+            calls.lock().expect("calls").clone(),
+            ["/moby.buildkit.v1.Control/Info"],
+            "nothing but Info was asked"
+        );
+        assert!(!out.path().join("l").exists());
+
+        // One output passes the check and goes on to open the session.
+        let single = BuildOptions {
+            extra_outputs: vec![],
+            ..opts
+        };
+        let e = client.build(&single, |_| {}).await.expect_err("no session");
+        assert!(
+            !matches!(e, Error::MultipleOutputsUnsupported { .. }),
+            "{e:?}"
+        );
+        assert!(
+            calls
+                .lock()
+                .expect("calls")
+                .contains(&"/moby.buildkit.v1.Control/Session".to_owned())
+        );
     }
 }

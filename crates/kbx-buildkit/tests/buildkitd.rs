@@ -123,6 +123,22 @@ fn image_manifests(
     }
 }
 
+/// The regular files of [`scratch_context`]: path → content.
+fn scratch_files() -> BTreeMap<String, Vec<u8>> {
+    [
+        (
+            "Dockerfile",
+            &b"FROM scratch\nCOPY . /\nLABEL kbx.test=yes\n"[..],
+        ),
+        ("a.txt", b"alpha\n"),
+        ("bin/run.sh", b"#!/bin/sh\necho hi\n"),
+        ("deep/er/leaf.bin", &[0u8, 1, 2, 255]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_vec()))
+    .collect()
+}
+
 /// A context with a few files and a `FROM scratch` Dockerfile that copies them.
 fn scratch_context(root: &Path) {
     write(
@@ -151,6 +167,7 @@ async fn busybox_layout(c: &Client, dir: &Path) -> Option<PathBuf> {
     let o = BuildOptions {
         output: Some(Output::OciDir {
             dest: layout.clone(),
+            names: vec![],
         }),
         no_default_attestations: true,
         ..opts(ctx.path())
@@ -289,7 +306,10 @@ async fn local_tar_oci_and_docker_exports_read_back_independently() {
     // index.json naming the image `latest`; the same image as the tarball.
     let dir = out.path().join("oci-dir");
     let o = BuildOptions {
-        output: Some(Output::OciDir { dest: dir.clone() }),
+        output: Some(Output::OciDir {
+            dest: dir.clone(),
+            names: vec![],
+        }),
         no_default_attestations: true,
         ..opts(ctx.path())
     };
@@ -331,6 +351,167 @@ async fn local_tar_oci_and_docker_exports_read_back_independently() {
         tar_files(layer)
     };
     assert_eq!(files, want);
+}
+
+/// Several outputs of one solve (BuildKit v0.13's list of exporters): each exporter's files
+/// come back on their own `FileSend` stream, named by `buildkit-attachable-exporter-id`, and
+/// land at their own destination. `local` + `tar` (fsutil packets and a byte stream), `oci`
+/// archive + `local`, and `docker,tar=false` (a layout directory written through the session
+/// content store) + `tar`, each read back on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_outputs_in_one_build_each_reach_their_own_destination() {
+    let Some(d) = Buildkitd::start() else { return };
+    let c = client(&d).await;
+    assert!(c.capabilities().await.unwrap().multiple_exporters);
+    let ctx = tempfile::tempdir().unwrap();
+    scratch_context(ctx.path());
+    let out = tempfile::tempdir().unwrap();
+    let want = scratch_files();
+
+    // local + tar.
+    let local = out.path().join("local");
+    let tar_path = out.path().join("out.tar");
+    let o = BuildOptions {
+        output: Some(Output::Local {
+            dest: local.clone(),
+        }),
+        extra_outputs: vec![
+            Output::Tar {
+                dest: Some(tar_path.clone()),
+            }
+            .into(),
+        ],
+        ..opts(ctx.path())
+    };
+    build(&c, &o).await.0.expect("local + tar");
+    assert_eq!(snapshot(&local), snapshot(ctx.path()));
+    assert_eq!(tar_files(&std::fs::read(&tar_path).unwrap()), want);
+
+    // oci archive (named) + local: the image and the tree.
+    let oci_tar = out.path().join("oci.tar");
+    let local2 = out.path().join("local2");
+    let o = BuildOptions {
+        output: Some(Output::Oci {
+            dest: Some(oci_tar.clone()),
+            names: vec!["kbx/multi:1".to_owned()],
+        }),
+        extra_outputs: vec![
+            Output::Local {
+                dest: local2.clone(),
+            }
+            .into(),
+        ],
+        no_default_attestations: true,
+        ..opts(ctx.path())
+    };
+    let res = build(&c, &o).await.0.expect("oci + local");
+    assert_eq!(snapshot(&local2), snapshot(ctx.path()));
+    let layout = out.path().join("oci");
+    std::fs::create_dir(&layout).unwrap();
+    tar::Archive::new(std::fs::File::open(&oci_tar).unwrap())
+        .unpack(&layout)
+        .unwrap();
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    let top = &index["manifests"][0];
+    assert_eq!(res.image_digest(), top["digest"].as_str());
+    assert_eq!(
+        top["annotations"]["io.containerd.image.name"],
+        "docker.io/kbx/multi:1"
+    );
+    let images = image_manifests(&layout, top);
+    assert_eq!(images.len(), 1);
+    let layers = images[0].1["layers"].as_array().unwrap().clone();
+    assert_eq!(
+        layer_files(&blob(&layout, layers[0]["digest"].as_str().unwrap())),
+        want
+    );
+
+    // docker with tar=false (a layout directory with Docker media types) + tar.
+    let dir = out.path().join("docker-dir");
+    let tar2 = out.path().join("out2.tar");
+    let o = BuildOptions {
+        output: Some(Output::DockerDir {
+            dest: dir.clone(),
+            names: vec!["kbx/multi:2".to_owned()],
+        }),
+        extra_outputs: vec![
+            Output::Tar {
+                dest: Some(tar2.clone()),
+            }
+            .into(),
+        ],
+        no_default_attestations: true,
+        ..opts(ctx.path())
+    };
+    let res = build(&c, &o).await.0.expect("docker,tar=false + tar");
+    assert_eq!(tar_files(&std::fs::read(&tar2).unwrap()), want);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("oci-layout")).unwrap(),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+    let index = json(&std::fs::read(dir.join("index.json")).unwrap());
+    let named: Vec<&serde_json::Value> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["annotations"]["io.containerd.image.name"] == "docker.io/kbx/multi:2")
+        .collect();
+    assert_eq!(named.len(), 1, "{index}");
+    assert_eq!(
+        named[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "2"
+    );
+    assert_eq!(res.image_digest(), named[0]["digest"].as_str());
+    // Every blob the image refers to is there and matches its digest.
+    let images = image_manifests(&dir, named[0]);
+    assert_eq!(images.len(), 1);
+    let (desc, manifest) = &images[0];
+    assert_eq!(
+        manifest["mediaType"]
+            .as_str()
+            .or(desc["mediaType"].as_str()),
+        Some("application/vnd.docker.distribution.manifest.v2+json")
+    );
+    let config = json(&blob(&dir, manifest["config"]["digest"].as_str().unwrap()));
+    assert_eq!(config["config"]["Labels"]["kbx.test"], "yes");
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(
+        layer_files(&blob(&dir, layers[0]["digest"].as_str().unwrap())),
+        want
+    );
+    assert!(!dir.join("ingest").exists());
+
+    // A docker layout given before an oci archive: the layout still names its own image (the
+    // Docker manifest, whose blob is in the layout), the archive its OCI one.
+    let dir2 = out.path().join("docker-dir2");
+    let oci2 = out.path().join("oci2.tar");
+    let o = BuildOptions {
+        output: Some(Output::DockerDir {
+            dest: dir2.clone(),
+            names: vec![],
+        }),
+        extra_outputs: vec![
+            Output::Oci {
+                dest: Some(oci2.clone()),
+                names: vec![],
+            }
+            .into(),
+        ],
+        no_default_attestations: true,
+        ..opts(ctx.path())
+    };
+    build(&c, &o).await.0.expect("docker,tar=false + oci");
+    let latest = latest_in(&dir2);
+    let images = image_manifests(&dir2, &latest);
+    assert_eq!(
+        images[0].1["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert!(
+        tar_files(&std::fs::read(&oci2).unwrap()).contains_key("index.json"),
+        "the archive is there too"
+    );
 }
 
 fn http_config(reg: &Registry) -> String {

@@ -234,6 +234,52 @@ async fn tar_export_extracts_to_the_source_tree() {
     assert_eq!(snapshot(&x), snapshot(&ctx.path().join("src")));
 }
 
+/// Docker 20.10's BuildKit v0.8 takes one exporter: several outputs are refused before the
+/// solve with buildx's text (nothing is built, nothing written), and a single one still goes
+/// through the old exporter fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_outputs_are_refused_before_the_solve_by_buildkit_v0_8() {
+    let Some(d) = Dockerd::start() else { return };
+    let c = client(&d).await;
+    assert!(!c.capabilities().await.unwrap().multiple_exporters);
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "Dockerfile", b"FROM scratch\nCOPY a /\n", 0o644);
+    write(ctx.path(), "a", b"alpha\n", 0o644);
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("out.tar");
+    let local = out.path().join("local");
+    let opts = BuildOptions {
+        context: ctx.path().into(),
+        output: Some(Output::Tar {
+            dest: Some(tar.clone()),
+        }),
+        extra_outputs: vec![Output::CacheOnly.into()],
+        ..BuildOptions::default()
+    };
+    let (r, text) = build(&c, &opts).await;
+    let e = r.expect_err("refused");
+    assert!(
+        matches!(e, Error::MultipleOutputsUnsupported { .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "multiple outputs currently unsupported by the current BuildKit daemon, please upgrade to version v0.13+ or use a single output"
+    );
+    assert!(text.is_empty(), "nothing was built: {text}");
+    assert!(!tar.exists() && !local.exists());
+
+    let single = BuildOptions {
+        extra_outputs: vec![],
+        output: Some(Output::Local {
+            dest: local.clone(),
+        }),
+        ..opts
+    };
+    build(&c, &single).await.0.expect("one output");
+    assert_eq!(std::fs::read(local.join("a")).unwrap(), b"alpha\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerfile_outside_context_build_args_and_target() {
     let Some(d) = Dockerd::start() else { return };

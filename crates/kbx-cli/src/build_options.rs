@@ -12,18 +12,84 @@ use crate::driver::Driver;
 use crate::error::Error;
 
 /// As buildx, an archive never goes to a terminal: `-o -` or `type=tar` without `dest` needs
-/// standard output redirected.
-fn refuse_console(output: Option<&Output>, stdout_is_terminal: bool) -> Result<(), Error> {
-    let kind = match output {
-        Some(Output::Tar { dest: None }) => "tar",
-        Some(Output::Oci { dest: None, .. }) => "oci",
-        Some(Output::Docker { dest: None, .. }) => "docker",
-        _ => return Ok(()),
-    };
-    if stdout_is_terminal {
-        return Err(Error::msg(format!(
-            "dest file is required for {kind} exporter. refusing to write to console"
-        )));
+/// standard output redirected; and only one output may write to it.
+fn refuse_console(outputs: &[&Output], stdout_is_terminal: bool) -> Result<(), Error> {
+    let mut stdout_used = false;
+    for output in outputs {
+        let kind = match output {
+            Output::Tar { dest: None } => "tar",
+            Output::Oci { dest: None, .. } => "oci",
+            Output::Docker { dest: None, .. } => "docker",
+            _ => continue,
+        };
+        if stdout_used {
+            return Err(Error::msg("multiple outputs configured to write to stdout"));
+        }
+        if stdout_is_terminal {
+            return Err(Error::msg(format!(
+                "dest file is required for {kind} exporter. refusing to write to console"
+            )));
+        }
+        stdout_used = true;
+    }
+    Ok(())
+}
+
+/// `--push` and `--load` next to `--output`s, as buildx does: `--push` pushes every `image`
+/// output, or adds one (`type=image,push=true`) when there is none; `--load` adds a load into
+/// the Docker Engine unless a `docker` output is already there. Both may be given.
+fn push_and_load(exports: &mut Vec<kbx_buildkit::Export>, push: bool, load: bool) {
+    if push {
+        let mut pushed = false;
+        for e in exports.iter_mut() {
+            if let Output::Image { push, .. } = &mut e.output {
+                *push = true;
+                pushed = true;
+            }
+        }
+        if !pushed {
+            exports.push(
+                Output::Image {
+                    names: Vec::new(),
+                    push: true,
+                }
+                .into(),
+            );
+        }
+    }
+    if load {
+        let loaded = exports.iter().any(|e| {
+            matches!(
+                e.output,
+                Output::Docker { .. } | Output::DockerDir { .. } | Output::DockerLoad { .. }
+            )
+        });
+        if !loaded {
+            exports.push(
+                Output::DockerLoad {
+                    engine: None,
+                    names: Vec::new(),
+                }
+                .into(),
+            );
+        }
+    }
+}
+
+/// `-t` on the outputs, as buildx does: with tags, every `image`, `oci` and `docker` output is
+/// named by all of them, whatever its own `name=` says; without, an image push that names
+/// nothing is refused (`tag is needed when pushing to registry`).
+fn apply_tags(outputs: &mut [&mut Output], tags: &[String]) -> Result<(), Error> {
+    for output in outputs.iter_mut() {
+        if !tags.is_empty() {
+            if let Some(names) = output.names_mut() {
+                *names = tags.to_vec();
+            }
+        } else if let Output::Image { names, push: true } = &**output
+            && names.is_empty()
+        {
+            return Err(Error::msg("tag is needed when pushing to registry"));
+        }
     }
     Ok(())
 }
@@ -49,7 +115,7 @@ pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error>
 /// The build options of `kbx build`'s flags (and `BUILDX_NO_DEFAULT_ATTESTATIONS`).
 ///
 /// # Deviation
-/// (K19) Every flag value is checked here, before the builder is looked up; buildx checks
+/// (K21) Every flag value is checked here, before the builder is looked up; buildx checks
 /// `--add-host`, `--allow`, `--annotation` and `--no-cache` with `--no-cache-filter` after it
 /// has reached the builder.
 pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
@@ -64,65 +130,46 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             "--no-cache and --no-cache-filter cannot currently be used together",
         ));
     }
-    if args.push && args.load {
-        return Err(Error::msg("--push and --load cannot be used together"));
-    }
-    let mut export_attrs = std::collections::BTreeMap::new();
-    let output = match (&args.output, args.push, args.load) {
-        (Some(_), true, _) | (Some(_), _, true) => {
-            return Err(Error::msg(
-                "--output cannot be combined with --push or --load",
-            ));
-        }
-        (Some(spec), false, false) => {
-            let export = kbx_buildkit::Export::parse(spec)?;
-            export_attrs = export.attrs;
-            match export.output {
-                // As buildx, `-t` names an image, docker or oci export that names nothing itself.
-                Output::Image { names, push } if names.is_empty() => Some(Output::Image {
-                    names: args.tags.clone(),
-                    push,
-                }),
-                Output::Docker { dest, names } if names.is_empty() => Some(Output::Docker {
-                    dest,
-                    names: args.tags.clone(),
-                }),
-                Output::DockerLoad { engine, names } if names.is_empty() => {
-                    Some(Output::DockerLoad {
-                        engine,
-                        names: args.tags.clone(),
-                    })
-                }
-                Output::Oci { dest, names } if names.is_empty() => Some(Output::Oci {
-                    dest,
-                    names: args.tags.clone(),
-                }),
-                other => Some(other),
-            }
-        }
-        (None, true, false) => Some(Output::Image {
-            names: args.tags.clone(),
-            push: true,
-        }),
-        (None, false, true) => Some(Output::DockerLoad {
-            engine: None,
-            names: args.tags.clone(),
-        }),
-        _ => None,
-    };
-    refuse_console(output.as_ref(), std::io::stdout().is_terminal())?;
-    if args.iidfile.is_some() && matches!(output, Some(Output::Local { .. } | Output::Tar { .. })) {
+    // As buildx, empty values are skipped.
+    let mut exports = args
+        .output
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|spec| kbx_buildkit::Export::parse(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.iidfile.is_some()
+        && exports
+            .iter()
+            .any(|e| matches!(e.output, Output::Local { .. } | Output::Tar { .. }))
+    {
         return Err(Error::msg(
             "local and tar exporters are incompatible with image ID file",
         ));
     }
-    // As buildx, annotations go to the outputs the flags name (not to a driver's default).
-    if output.is_some() {
-        export_attrs.extend(kbx_opts::annotation_attrs(&args.annotations)?);
-    } else {
-        kbx_opts::annotation_attrs(&args.annotations)?;
+    push_and_load(&mut exports, args.push, args.load);
+    apply_tags(
+        &mut exports
+            .iter_mut()
+            .map(|e| &mut e.output)
+            .collect::<Vec<_>>(),
+        &args.tags,
+    )?;
+    refuse_console(
+        &exports.iter().map(|e| &e.output).collect::<Vec<_>>(),
+        std::io::stdout().is_terminal(),
+    )?;
+    // As buildx, annotations go to every output the flags name (not to a driver's default).
+    let annotations = kbx_opts::annotation_attrs(&args.annotations)?;
+    for e in &mut exports {
+        e.attrs.extend(annotations.clone());
     }
     let run = run_settings(args)?;
+    let mut exports = exports.into_iter();
+    let (output, export_attrs) = match exports.next() {
+        Some(first) => (Some(first.output), first.attrs),
+        None => (None, std::collections::BTreeMap::new()),
+    };
+    let extra_outputs: Vec<kbx_buildkit::Export> = exports.collect();
     Ok(BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -163,6 +210,7 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         attests,
         no_default_attestations,
         export_attrs,
+        extra_outputs,
         image_resolve_mode: args.pull.then(|| "pull".to_owned()),
         no_cache_filter: args.no_cache_filter.clone(),
         add_hosts: run.add_hosts,
@@ -450,15 +498,184 @@ mod tests {
     fn archives_never_go_to_a_terminal() {
         let tar = Output::parse("-").unwrap();
         assert_eq!(
-            refuse_console(Some(&tar), true).unwrap_err().to_string(),
+            refuse_console(&[&tar], true).unwrap_err().to_string(),
             "dest file is required for tar exporter. refusing to write to console"
         );
-        assert!(refuse_console(Some(&tar), false).is_ok());
+        assert!(refuse_console(&[&tar], false).is_ok());
         let oci = Output::parse("type=oci").unwrap();
-        assert!(refuse_console(Some(&oci), true).is_err());
+        assert!(refuse_console(&[&oci], true).is_err());
         let file = Output::parse("type=tar,dest=o.tar").unwrap();
-        assert!(refuse_console(Some(&file), true).is_ok());
-        assert!(refuse_console(None, true).is_ok());
+        assert!(refuse_console(&[&file], true).is_ok());
+        assert!(refuse_console(&[], true).is_ok());
+        // One output at most writes to stdout (checked first, as buildx).
+        assert_eq!(
+            refuse_console(&[&file, &tar, &oci], false)
+                .unwrap_err()
+                .to_string(),
+            "multiple outputs configured to write to stdout"
+        );
+    }
+
+    #[test]
+    fn tags_replace_the_names_of_image_oci_and_docker_outputs() {
+        let parse = |s: &str| Output::parse(s).unwrap();
+        let mut outs = [
+            parse("type=oci,name=x,dest=o.tar"),
+            parse("type=image,name=r/x"),
+            parse("type=docker,tar=false,dest=d"),
+            parse("type=local,dest=l"),
+            parse("type=moby,name=m"),
+        ];
+        let tags = vec!["a".to_owned(), "b".to_owned()];
+        apply_tags(&mut outs.iter_mut().collect::<Vec<_>>(), &tags).unwrap();
+        assert_eq!(
+            outs[0],
+            Output::Oci {
+                dest: Some("o.tar".into()),
+                names: tags.clone()
+            }
+        );
+        assert_eq!(
+            outs[1],
+            Output::Image {
+                names: tags.clone(),
+                push: false
+            }
+        );
+        assert_eq!(
+            outs[2],
+            Output::DockerDir {
+                dest: "d".into(),
+                names: tags.clone()
+            }
+        );
+        assert_eq!(outs[3], parse("type=local,dest=l"));
+        assert_eq!(outs[4], parse("type=moby,name=m"), "not a type -t names");
+
+        // Without tags: names stay; a push that names nothing is refused.
+        let mut named = parse("type=registry,name=r/x");
+        apply_tags(&mut [&mut named], &[]).unwrap();
+        assert_eq!(named, parse("type=image,name=r/x,push=true"));
+        let mut unnamed = parse("type=registry");
+        assert_eq!(
+            apply_tags(&mut [&mut unnamed], &[])
+                .unwrap_err()
+                .to_string(),
+            "tag is needed when pushing to registry"
+        );
+        let mut kept = parse("type=image");
+        assert!(
+            apply_tags(&mut [&mut kept], &[]).is_ok(),
+            "no push, no tag needed"
+        );
+    }
+
+    #[test]
+    fn push_and_load_join_the_outputs_as_buildx() {
+        let kinds = |specs: &[&str], push: bool, load: bool| {
+            let mut e: Vec<kbx_buildkit::Export> = specs
+                .iter()
+                .map(|s| kbx_buildkit::Export::parse(s).unwrap())
+                .collect();
+            push_and_load(&mut e, push, load);
+            e.into_iter().map(|e| e.output).collect::<Vec<_>>()
+        };
+        let push = Output::Image {
+            names: vec![],
+            push: true,
+        };
+        let load = Output::DockerLoad {
+            engine: None,
+            names: vec![],
+        };
+        let local = Output::Local { dest: "d".into() };
+        assert_eq!(kinds(&[], true, false), std::slice::from_ref(&push));
+        assert_eq!(kinds(&[], false, true), std::slice::from_ref(&load));
+        assert_eq!(kinds(&[], true, true), [push.clone(), load.clone()]);
+        assert_eq!(
+            kinds(&["type=local,dest=d"], true, true),
+            [local.clone(), push.clone(), load]
+        );
+        // An image output is pushed instead of adding one; a docker output is the load.
+        assert_eq!(kinds(&["type=image"], true, false), [push]);
+        assert_eq!(
+            kinds(&["type=docker,dest=d.tar"], false, true),
+            [Output::parse("type=docker,dest=d.tar").unwrap()]
+        );
+        assert_eq!(kinds(&["type=local,dest=d"], false, false), [local]);
+    }
+
+    /// The build options of `kbx build ARGS .`.
+    fn options_of(args: &[&str]) -> Result<BuildOptions, Error> {
+        use clap::Parser as _;
+        let mut all = vec!["kbx", "build"];
+        all.extend_from_slice(args);
+        all.push(".");
+        let cli = crate::cli::Cli::try_parse_from(all).expect("valid syntax");
+        let crate::cli::Command::Build(args) = cli.command else {
+            unreachable!("a build command line")
+        };
+        build_options(&args)
+    }
+
+    #[test]
+    fn annotations_go_to_every_output_and_run_flags_are_parsed() {
+        let o = options_of(&[
+            "-o",
+            "type=oci,dest=a.tar,annotation.k=own",
+            "-o",
+            "type=image,name=r/x",
+            "--annotation",
+            "k=v",
+            "--annotation",
+            "manifest:m=w",
+            "--pull",
+            "--add-host",
+            "a:10.0.0.1,b=::1",
+            "--allow",
+            "network.host",
+            "--shm-size",
+            "1g",
+            "--ulimit",
+            "nproc=5",
+            "--ulimit",
+            "nofile=1:2",
+            "--no-cache-filter",
+            "s1",
+            "--cgroup-parent",
+            "/ci",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.export_attrs["annotation.k"], "v",
+            "the flag wins over --output"
+        );
+        assert_eq!(o.export_attrs["annotation-manifest.m"], "w");
+        assert_eq!(o.extra_outputs.len(), 1);
+        assert_eq!(o.extra_outputs[0].attrs["annotation.k"], "v");
+        assert_eq!(o.image_resolve_mode.as_deref(), Some("pull"));
+        assert_eq!(o.add_hosts, ["a=10.0.0.1", "b=::1"]);
+        assert_eq!(o.entitlements, ["network.host"]);
+        assert_eq!(o.shm_size, 1 << 30);
+        assert_eq!(o.ulimits, ["nofile=1:2", "nproc=5:5"]);
+        assert_eq!(o.no_cache_filter, ["s1"]);
+        assert_eq!(o.cgroup_parent.as_deref(), Some("/ci"));
+        // No output named: the annotations are still checked.
+        assert!(options_of(&["--annotation", "bad"]).is_err());
+        // An image ID file needs no local or tar output among several.
+        let e = options_of(&[
+            "-o",
+            "type=oci,dest=a.tar",
+            "-o",
+            "type=local,dest=d",
+            "--iidfile",
+            "i",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "local and tar exporters are incompatible with image ID file"
+        );
     }
 
     #[test]

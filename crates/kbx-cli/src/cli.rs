@@ -238,9 +238,10 @@ pub(crate) struct BuildArgs {
     /// Target platforms.
     #[arg(long = "platform")]
     pub(crate) platforms: Vec<String>,
-    /// Output destination (`type=local,dest=DIR`, `type=tar,dest=FILE`, `type=image,…`).
+    /// Output destination (`type=local,dest=DIR`, `type=tar,dest=FILE`, `type=image,…`);
+    /// repeat for several outputs of one build (BuildKit v0.13+).
     #[arg(short = 'o', long = "output")]
-    pub(crate) output: Option<String>,
+    pub(crate) output: Vec<String>,
     /// Shorthand for `--output=type=image,push=true`.
     #[arg(long)]
     pub(crate) push: bool,

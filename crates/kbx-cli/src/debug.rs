@@ -7,7 +7,7 @@
 //! structured fields. Without it, nothing changes.
 //!
 //! # Deviation
-//! (K17) buildx's `--debug` turns on its logrus debug logs, expands warnings and prints a Go
+//! (K19) buildx's `--debug` turns on its logrus debug logs, expands warnings and prints a Go
 //! stack trace after an error; kbx has no logger, so only the lines above are printed.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -149,6 +149,11 @@ pub(crate) async fn run(
     }
     let shares = route(&requested, &nodes);
     let split = shares.len() > 1;
+    if split && !opts.extra_outputs.is_empty() {
+        return Err(Error::msg(
+            "several outputs for platforms built on several nodes are not supported: use one --output",
+        ));
+    }
     let push_names = match &opts.output {
         Some(Output::Image { names, push: true }) if split => Some(names.clone()),
         _ => None,

@@ -570,13 +570,11 @@ fn ssh_key_passphrases_are_asked_on_the_terminal() {
 #[test]
 fn build_input_errors() {
     let env = Env::new();
+    // --push joins the outputs (with --load, or next to -o) as in buildx; it needs a tag.
     let o = env.kbx(&["build", "--push", "--load", "."]);
-    fails_with(&o, "ERROR: --push and --load cannot be used together\n");
+    fails_with(&o, "ERROR: tag is needed when pushing to registry\n");
     let o = env.kbx(&["build", "-o", "type=local,dest=out", "--push", "."]);
-    fails_with(
-        &o,
-        "ERROR: --output cannot be combined with --push or --load\n",
-    );
+    fails_with(&o, "ERROR: tag is needed when pushing to registry\n");
     let o = env.kbx(&[
         "build",
         "--build-arg",

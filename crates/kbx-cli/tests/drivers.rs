@@ -1077,6 +1077,23 @@ fn remote_buildkitd_load_into_the_docker_engine() {
     let (_, images, _) = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(!images.contains("kbx/stdout"), "{images}");
 
+    // --load next to a local output (as buildx 0.29): the archive (exporter 1) streams into the
+    // Engine while the tree (exporter 0) is written, in one build.
+    let tree = tempfile::tempdir().unwrap();
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "bk",
+        "--load",
+        "-t",
+        "kbx/loaded:3",
+        "-o",
+        &format!("type=local,dest={}", tree.path().display()),
+        dir,
+    ]);
+    assert_eq!(run("kbx/loaded:3", &["three"]), "three\n");
+    assert!(tree.path().join("bin/busybox").is_file());
+
     // Two platforms: one docker archive cannot hold them (buildx's text).
     let o = kbx.run(&[
         "build",
@@ -1092,6 +1109,166 @@ fn remote_buildkitd_load_into_the_docker_engine() {
         String::from_utf8_lossy(&o.stderr),
         "ERROR: docker exporter does not currently support exporting manifest lists\n"
     );
+}
+
+/// Several `--output` flags on a `remote` builder that is a real buildkitd v0.13.2, and `-t`
+/// naming image outputs as buildx does: `-t a -t b -o type=oci,name=x,dest=…` records the
+/// image under `a` and `b` (not `x`), next to a `type=local` output and a `docker,tar=false`
+/// layout of the same build, each read back from the files. Two outputs to stdout and an
+/// untagged push are refused before anything is built, with buildx's texts.
+#[test]
+fn remote_buildkitd_several_outputs_and_tags_naming_them() {
+    use support::Buildkitd;
+    let Some(bk) = Buildkitd::start() else { return };
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "bk", "--driver", "remote", &bk.addr()]);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let out = tempfile::tempdir().unwrap();
+    let oci = out.path().join("o.tar");
+    let local = out.path().join("local");
+    let layout = out.path().join("layout");
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "bk",
+        "--progress",
+        "plain",
+        "-t",
+        "a",
+        "-t",
+        "b",
+        "-o",
+        &format!("type=oci,name=x,dest={}", oci.display()),
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        "-o",
+        &format!("type=docker,tar=false,dest={}", layout.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(local.join("a.txt")).unwrap(), b"alpha\n");
+
+    // The archive's index names the image a and b, never x.
+    let unpacked = out.path().join("oci");
+    std::fs::create_dir(&unpacked).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(&oci)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let names = |dir: &Path| -> Vec<String> {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let mut n: Vec<String> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["annotations"]["io.containerd.image.name"].as_str())
+            .map(str::to_owned)
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&unpacked),
+        ["docker.io/library/a:latest", "docker.io/library/b:latest"]
+    );
+    // The layout directory (written through the session content store) names them too, and
+    // holds what it names.
+    assert_eq!(
+        names(&layout),
+        ["docker.io/library/a:latest", "docker.io/library/b:latest"]
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let digest = m["digest"].as_str().unwrap();
+        let blob = layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        assert!(blob.is_file(), "{digest} is in the layout: {index}");
+    }
+
+    // Refused before the build, with buildx's texts.
+    for (args, text) in [
+        (
+            &["-o", "-", "-o", "type=oci,dest=-"][..],
+            "ERROR: multiple outputs configured to write to stdout\n",
+        ),
+        (
+            &["--push"][..],
+            "ERROR: tag is needed when pushing to registry\n",
+        ),
+    ] {
+        let mut all = vec!["build", "--builder", "bk", "--progress", "plain"];
+        all.extend_from_slice(args);
+        all.push(ctx.path().to_str().unwrap());
+        let o = kbx.run(&all);
+        assert!(!o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stderr), text);
+    }
+}
+
+/// `--push` next to `-o type=local` on a `remote` builder (a real buildkitd v0.13.2 that reaches
+/// a loopback registry over plain HTTP), as buildx 0.29: one build, two exporters, the tree on
+/// disk and the image in the registry.
+#[test]
+fn remote_buildkitd_push_next_to_a_local_output() {
+    use common::Registry;
+    use support::Buildkitd;
+    let reg = Registry::start();
+    let config = format!("[registry.\"{}\"]\n  http = true\n", reg.host());
+    let Some(bk) = Buildkitd::start_with_config(Some(&config)) else {
+        return;
+    };
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "bk", "--driver", "remote", &bk.addr()]);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let local = tempfile::tempdir().unwrap();
+    let dest = local.path().join("tree");
+    let name = format!("{}/kbx/pushed:1", reg.host());
+    kbx.ok(&[
+        "build",
+        "--builder",
+        "bk",
+        "--progress",
+        "plain",
+        "--push",
+        "-t",
+        &name,
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"alpha\n");
+    let m = reg.get(
+        "/v2/kbx/pushed/manifests/1",
+        Some("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"),
+    );
+    assert_eq!(m.status, 200, "{}", String::from_utf8_lossy(&m.body));
 }
 
 #[test]

@@ -46,7 +46,9 @@ pub struct PodInfo {
     pub name: String,
     /// `status.phase`, e.g. `Running`.
     pub phase: String,
-    /// Whether the `Ready` condition is true.
+    /// Whether the pod can take builds: its `Ready` condition is true, or its startup probe
+    /// passed so recently that the readiness probe has not had its first turn yet (see
+    /// [`pod_is_ready`]).
     pub ready: bool,
     /// Whether the pod has a deletion timestamp.
     pub terminating: bool,
@@ -186,10 +188,22 @@ impl NodeDriver {
 
     /// The node's status, as `ls` shows it; unlike buildx, the reason for `inactive` and
     /// `stopped` is kept.
+    ///
+    /// # Deviation
+    /// buildx says `running` only when the workload counts a ready replica. kbx also does when a
+    /// pod is ready by [`pod_is_ready`]'s startup-probe rule, so a builder that `create
+    /// --bootstrap` has just reported ready is not listed as `stopped` while its readiness
+    /// probe waits for its first turn (Kubernetes 1.20 kubelets).
     pub async fn status(&self) -> Result<Status, Error> {
         match self.ready_replicas().await {
             Err(e) => Ok(Status::Inactive(inactive_reason(&e))),
-            Ok(ready) if ready <= 0 => {
+            Ok(ready)
+                if ready <= 0
+                    && !self
+                        .running_pods()
+                        .await
+                        .is_ok_and(|pods| pods.iter().any(|p| p.ready)) =>
+            {
                 let why = self
                     .diagnose()
                     .await
@@ -246,13 +260,31 @@ impl NodeDriver {
             source,
         })?;
         on_event(BootstrapEvent::Applied { kind, name, change });
-        self.wait_ready(on_event).await
+        self.wait(on_event, change == Change::Created).await
     }
 
-    /// Waits until `replicas` pods of the current generation are ready.
+    /// Waits until `replicas` pods of the current generation are ready, as the workload's
+    /// status counts them (its `readyReplicas`).
     pub async fn wait_ready(
         &self,
         on_event: &(dyn Fn(BootstrapEvent) + Send + Sync),
+    ) -> Result<(), Error> {
+        self.wait(on_event, false).await
+    }
+
+    /// [`NodeDriver::wait_ready`]; with `new_workload` (bootstrap has just created the workload, so
+    /// every pod is of its only generation) pods also count once [`pod_is_ready`] says so.
+    ///
+    /// # Deviation
+    /// buildx waits for the workload's `readyReplicas`. On a Kubernetes 1.20 kubelet the
+    /// readiness probe runs on its own ticker whatever the startup probe does, so a pod becomes
+    /// Ready up to one readiness period (30 s) after BuildKit answers; counting pods whose startup
+    /// probe — the same `buildctl debug workers` — has passed ends the wait about a second after
+    /// BuildKit answers on every version.
+    async fn wait(
+        &self,
+        on_event: &(dyn Fn(BootstrapEvent) + Send + Sync),
+        new_workload: bool,
     ) -> Result<(), Error> {
         on_event(BootstrapEvent::Waiting {
             replicas: self.replicas,
@@ -276,6 +308,14 @@ impl NodeDriver {
                 .map(|e| e.map(|e| map_event(e, |s| progress_of_stateful_set(&s))))
                 .boxed(),
         };
+        let mut pod_events = if new_workload {
+            let config = watcher::Config::default().labels(&format!("{APP_LABEL}={name}"));
+            watcher(self.api::<Pod>(), config).boxed()
+        } else {
+            futures::stream::pending().boxed()
+        };
+        let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+        let mut current = false;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
@@ -290,11 +330,36 @@ impl NodeDriver {
                         watcher::Event::Apply(p) | watcher::Event::InitApply(p) => p,
                         _ => continue,
                     };
-                    if progress.ready != ready {
-                        ready = progress.ready;
+                    current = progress.current;
+                    let counted = progress.ready.max(ready_pods(&pods));
+                    if counted != ready {
+                        ready = counted;
                         on_event(BootstrapEvent::Ready { ready, replicas: self.replicas });
                     }
-                    if progress.current && progress.ready >= self.replicas {
+                    if current && ready >= self.replicas {
+                        return Ok(());
+                    }
+                }
+                event = pod_events.next() => {
+                    let Some(event) = event else { continue };
+                    // A broken pod watch only loses the shortcut; the workload's watch decides.
+                    let Ok(event) = event else { continue };
+                    match event {
+                        watcher::Event::Init => pods.clear(),
+                        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                            pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
+                        }
+                        watcher::Event::Delete(p) => {
+                            pods.remove(&p.metadata.name.clone().unwrap_or_default());
+                        }
+                        watcher::Event::InitDone => {}
+                    }
+                    let counted = ready_pods(&pods);
+                    if counted > ready {
+                        ready = counted;
+                        on_event(BootstrapEvent::Ready { ready, replicas: self.replicas });
+                    }
+                    if current && ready >= self.replicas {
                         return Ok(());
                     }
                 }
@@ -564,13 +629,70 @@ pub(crate) fn progress_of_stateful_set(s: &StatefulSet) -> Progress {
     }
 }
 
-pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
-    let status = pod.status.clone().unwrap_or_default();
-    let ready = status
+/// Pods of `pods` that [`pod_is_ready`] now.
+fn ready_pods(pods: &BTreeMap<String, Pod>) -> i32 {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let n = pods.values().filter(|p| pod_is_ready(p, now)).count();
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// How long after the builder container started a passed startup probe stands in for the
+/// readiness probe, beyond the readiness period: the probe's own run time.
+const FIRST_READINESS_GRACE_SECONDS: i64 = 5;
+
+/// Whether `pod` can take builds at `now`: it runs, is not being deleted, and either its
+/// `Ready` condition is true or the builder container's startup probe has passed and the
+/// container started less than one readiness period (plus a few seconds) ago.
+///
+/// The startup probe runs the readiness probe's command (`buildctl debug workers`), so a pod
+/// whose startup probe passed has passed the readiness check too; only the kubelet's readiness
+/// ticker, which on Kubernetes 1.20 fires up to one period after the container starts, has not
+/// caught up. After that period the `Ready` condition is the truth again, so a daemon that
+/// stops answering is not counted for long.
+pub fn pod_is_ready(pod: &Pod, now: k8s_openapi::jiff::Timestamp) -> bool {
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    if pod.metadata.deletion_timestamp.is_some() || status.phase.as_deref() != Some("Running") {
+        return false;
+    }
+    if status
         .conditions
         .iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+    {
+        return true;
+    }
+    let name = kbx_manifest::CONTAINER_NAME;
+    let Some(container) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == name))
+    else {
+        return false;
+    };
+    let (Some(_), Some(readiness)) = (&container.startup_probe, &container.readiness_probe) else {
+        return false;
+    };
+    let period = i64::from(readiness.period_seconds.unwrap_or(10).max(1));
+    let Some(started_at) = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == name && c.started == Some(true))
+        .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+    else {
+        return false;
+    };
+    let window =
+        k8s_openapi::jiff::SignedDuration::from_secs(period + FIRST_READINESS_GRACE_SECONDS);
+    now.duration_since(started_at.0) < window
+}
+
+pub(crate) fn pod_info(pod: &Pod) -> PodInfo {
+    let status = pod.status.clone().unwrap_or_default();
+    let ready = pod_is_ready(pod, k8s_openapi::jiff::Timestamp::now());
     let platforms = pod
         .metadata
         .annotations
@@ -711,6 +833,83 @@ mod tests {
             }),
             ..Pod::default()
         }
+    }
+
+    /// A running builder pod, not Ready, whose container started at `started` with the startup
+    /// probe passed or not, and probes as kbx renders them (readiness every 30 s).
+    fn started_pod(started: &str, startup_passed: bool, startup_probe: bool) -> Pod {
+        use k8s_openapi::api::core::v1::{Container, ContainerStateRunning, PodSpec, Probe};
+        let mut p = pod("a", "Running", false);
+        p.spec = Some(PodSpec {
+            containers: vec![Container {
+                name: kbx_manifest::CONTAINER_NAME.into(),
+                readiness_probe: Some(Probe {
+                    period_seconds: Some(30),
+                    ..Probe::default()
+                }),
+                startup_probe: startup_probe.then(|| Probe {
+                    period_seconds: Some(1),
+                    ..Probe::default()
+                }),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        });
+        p.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+            name: kbx_manifest::CONTAINER_NAME.into(),
+            started: Some(startup_passed),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(Time(started.parse().unwrap())),
+                }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        }]);
+        p
+    }
+
+    #[test]
+    fn a_passed_startup_probe_counts_as_ready_for_one_readiness_period() {
+        let at = |t: &str| -> k8s_openapi::jiff::Timestamp { t.parse().unwrap() };
+        let p = started_pod("2026-01-01T00:00:00Z", true, true);
+        assert!(pod_is_ready(&p, at("2026-01-01T00:00:01Z")));
+        assert!(pod_is_ready(&p, at("2026-01-01T00:00:34Z")));
+        // 30 s period + 5 s: the readiness probe has had its turn; Ready is the truth again.
+        assert!(!pod_is_ready(&p, at("2026-01-01T00:00:35Z")));
+        assert!(!pod_is_ready(&p, at("2026-01-01T01:00:00Z")));
+        // The startup probe has not passed yet.
+        let p = started_pod("2026-01-01T00:00:00Z", false, true);
+        assert!(!pod_is_ready(&p, at("2026-01-01T00:00:01Z")));
+        // Without a startup probe, `started` only means the container runs.
+        let p = started_pod("2026-01-01T00:00:00Z", true, false);
+        assert!(!pod_is_ready(&p, at("2026-01-01T00:00:01Z")));
+        // Being deleted, or not running, is never ready.
+        let mut p = started_pod("2026-01-01T00:00:00Z", true, true);
+        p.metadata.deletion_timestamp = Some(Time(at("2026-01-01T00:00:00Z")));
+        assert!(!pod_is_ready(&p, at("2026-01-01T00:00:01Z")));
+        let mut p = started_pod("2026-01-01T00:00:00Z", true, true);
+        p.status.as_mut().unwrap().phase = Some("Pending".into());
+        assert!(!pod_is_ready(&p, at("2026-01-01T00:00:01Z")));
+        // A Ready pod is ready whatever its probes.
+        let ready = pod("b", "Running", true);
+        assert!(pod_is_ready(&ready, at("2026-01-01T01:00:00Z")));
+    }
+
+    #[test]
+    fn the_rendered_builder_container_has_the_probes_the_startup_rule_needs() {
+        let opts = kbx_opts::KubernetesOptions::parse([""; 0]).expect("default options");
+        let m = kbx_manifest::render(&kbx_manifest::Node::new("kube0", opts)).expect("render");
+        let Workload::Deployment(d) = &m.workload else {
+            panic!("a Deployment")
+        };
+        let spec = deployment_spec(d).unwrap().template.spec.as_ref().unwrap();
+        let c = spec
+            .containers
+            .iter()
+            .find(|c| c.name == kbx_manifest::CONTAINER_NAME)
+            .unwrap();
+        assert!(c.startup_probe.is_some() && c.readiness_probe.is_some());
     }
 
     #[test]

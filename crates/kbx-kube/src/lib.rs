@@ -32,7 +32,8 @@ pub use config::{
     ConfigRequest, ConfigSource, ResolvedConfig, kubeconfig_paths, load_kubeconfig, resolve,
 };
 pub use driver::{
-    BootstrapEvent, Change, FIELD_MANAGER, NodeDriver, PodInfo, Status, selector_labels,
+    BootstrapEvent, Change, FIELD_MANAGER, NodeDriver, PodInfo, Status, pod_is_ready,
+    selector_labels,
 };
 pub use error::Error;
 pub use exec::{DIAL_STDIO, ExecStream, with_retry};

@@ -718,7 +718,7 @@ pub enum BuildFlagProblem {
     /// The number of a size is not a Go float (`strconv.ParseFloat`).
     ///
     /// # Deviation
-    /// (C11) Go also accepts hexadecimal floats (`0x1p10`) here; kbx refuses them with Go's
+    /// (C12) Go also accepts hexadecimal floats (`0x1p10`) here; kbx refuses them with Go's
     /// syntax error.
     #[error(
         "strconv.ParseFloat: parsing {}: {}",

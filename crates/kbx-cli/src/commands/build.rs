@@ -21,7 +21,7 @@ use crate::progress::{self, Printer};
 /// the image ID on stdout in `quiet` mode (`-q`), the `--iidfile` and the `--metadata-file`.
 ///
 /// # Deviation
-/// (K18) On a build split among several nodes, `--iidfile` and `--metadata-file` are refused
+/// (K20) On a build split among several nodes, `--iidfile` and `--metadata-file` are refused
 /// and `-q` prints no image ID.
 pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), Error> {
     let requested = requested_progress(&args)?;
@@ -40,18 +40,20 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         return Err(Error::msg(format!("builder {:?} has no nodes", ng.name)));
     };
     if opts.platforms.len() > 1 {
-        match &opts.output {
-            Some(Output::DockerLoad { .. }) => {
-                return Err(Error::msg(
-                    "docker exporter does not currently support exporting manifest lists",
-                ));
+        for e in opts.outputs() {
+            match e.output {
+                Output::DockerLoad { .. } => {
+                    return Err(Error::msg(
+                        "docker exporter does not currently support exporting manifest lists",
+                    ));
+                }
+                Output::Docker { .. } => {
+                    return Err(Error::msg(
+                        "docker exporter does not support exporting manifest lists, use the oci exporter instead",
+                    ));
+                }
+                _ => {}
             }
-            Some(Output::Docker { .. }) => {
-                return Err(Error::msg(
-                    "docker exporter does not support exporting manifest lists, use the oci exporter instead",
-                ));
-            }
-            _ => {}
         }
     }
     let push_with_engine = default_output(&mut opts, &ng.driver, &args.tags)?;

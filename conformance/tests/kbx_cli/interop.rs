@@ -1,0 +1,414 @@
+//! Differential scenarios on shared builders: the real Buildx (Debian's `docker-buildx` 0.29.1,
+//! see [`kbx_conformance::buildx`]) and kbx use one builder store and one cluster.
+//!
+//! - **Store both ways.** A builder made by either tool is listed, inspected, built on and
+//!   removed by the other; both `ls` outputs agree on every row of it; `rm` by either leaves no
+//!   object behind.
+//! - **Pod choice.** On a 3-replica `sticky` builder, each of 30 context paths is built by both
+//!   tools; which pod served each build is read from the pods' own BuildKit history
+//!   (`buildctl debug histories`), not from either tool's output, and must be the same pod.
+//! - **Same build, same result.** One context (a symlink, file modes, a `.dockerignore`, a
+//!   multi-stage Dockerfile with `ARG`s) built by each tool: the `type=local` trees are equal in
+//!   content, modes and link targets.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use kbx_conformance::Cluster;
+use kbx_conformance::buildx::{Buildx, VERSIONS};
+use kbx_conformance::scenario::{TestNamespace, exec_capture, running_pods, wait_deployment_ready};
+
+use super::{User, driver_opts, note, scenario, wait_nothing_left};
+
+/// How long one Buildx command may run.
+const BUILDX_LIMIT: Duration = Duration::from_secs(240);
+
+/// What one Buildx command printed.
+struct BxRun {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the newest Buildx with `user`'s store and kubeconfig.
+async fn buildx(
+    bx: &Buildx,
+    user: &User,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<BxRun> {
+    let mut cmd = tokio::process::Command::from(bx.command(user.home()));
+    cmd.env("KUBECONFIG", &user.kubeconfig)
+        .envs(env.iter().copied())
+        .args(args)
+        .kill_on_drop(true);
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(BUILDX_LIMIT, cmd.output())
+        .await
+        .with_context(|| format!("docker-buildx {args:?} still runs after {BUILDX_LIMIT:?}"))?
+        .with_context(|| format!("running docker-buildx {args:?}"))?;
+    let run = BxRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    note(&format!(
+        "$ docker-buildx {} ({:.1?}, {})\n{}{}",
+        args.join(" "),
+        started.elapsed(),
+        out.status,
+        run.stdout,
+        run.stderr
+    ));
+    Ok(run)
+}
+
+impl BxRun {
+    fn ok(self) -> anyhow::Result<BxRun> {
+        ensure!(self.ok, "docker-buildx failed: {}", self.stderr);
+        Ok(self)
+    }
+}
+
+/// The rows `ls` prints for builder `name` (its own row and its node rows), each split into
+/// words, with the `*` of the current builder dropped. Column widths depend on the other
+/// builders listed, so only the words are compared.
+fn ls_rows(ls: &str, name: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut inside = false;
+    for line in ls.lines() {
+        if line.starts_with(' ') {
+            if inside {
+                rows.push(line.split_whitespace().map(str::to_owned).collect());
+            }
+            continue;
+        }
+        let first = line.split_whitespace().next().unwrap_or_default();
+        inside = first.trim_end_matches('*') == name;
+        if inside {
+            let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            words[0] = name.to_owned();
+            rows.push(words);
+        }
+    }
+    rows
+}
+
+/// The builder's node rows from both tools' `ls`, which must agree word for word.
+async fn same_ls(bx: &Buildx, user: &User, name: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let theirs = buildx(bx, user, &["ls"], &[]).await?;
+    let ours = user.run(&["ls"]).await?;
+    let (theirs, ours) = (ls_rows(&theirs.stdout, name), ls_rows(&ours.stdout, name));
+    ensure!(!theirs.is_empty(), "docker-buildx ls does not list {name}");
+    ensure!(
+        theirs == ours,
+        "ls rows of {name} differ:\nbuildx {theirs:?}\nkbx    {ours:?}"
+    );
+    Ok(ours)
+}
+
+/// Which pod's BuildKit recorded a build with `--build-arg PARITY=<value>`, by value.
+async fn served_by(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    const KEY: &str = "\"build-arg:PARITY\":\"";
+    let mut out = BTreeMap::new();
+    for pod in running_pods(client, ns, app).await? {
+        let pod = pod.metadata.name.unwrap_or_default();
+        let run = exec_capture(
+            client,
+            ns,
+            &pod,
+            kbx_manifest::CONTAINER_NAME,
+            &["buildctl", "debug", "histories", "--format", "{{json .}}"],
+            Duration::from_secs(60),
+        )
+        .await?;
+        ensure!(
+            run.success,
+            "buildctl debug histories in {pod}: {}",
+            run.stderr
+        );
+        for line in run.stdout.lines() {
+            if let Some((_, rest)) = line.split_once(KEY)
+                && let Some((value, _)) = rest.split_once('"')
+                && let Some(other) = out.insert(value.to_owned(), pod.clone())
+            {
+                ensure!(other == pod, "{value} was built on {other} and {pod}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every entry under `root`: regular files with mode and content, links with their target,
+/// directories with their mode.
+fn full_tree(root: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&path)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            let what = if meta.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&path)?.display())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                format!("dir {mode:o}")
+            } else {
+                let data = std::fs::read(&path)?;
+                format!("file {mode:o} {}", String::from_utf8_lossy(&data))
+            };
+            out.insert(rel, what);
+        }
+    }
+    Ok(out)
+}
+
+/// A context with a symlink, modes, a `.dockerignore` and a two-stage Dockerfile with `ARG`s.
+fn rich_context(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir.join("src/sub"))?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "ARG FIRST=one\nFROM scratch AS stage\nARG FIRST\nARG SECOND=two\nCOPY src/ /src/\n\
+         COPY --chmod=0750 tool /bin/tool\nFROM scratch\nCOPY --from=stage /src /out/src\n\
+         COPY --from=stage /bin/tool /out/tool\nCOPY keep.txt /out/\n",
+    )?;
+    std::fs::write(dir.join(".dockerignore"), "src/ignored.txt\n**/*.log\n")?;
+    std::fs::write(dir.join("src/a.txt"), "a\n")?;
+    std::fs::write(dir.join("src/ignored.txt"), "must not be copied\n")?;
+    std::fs::write(dir.join("src/debug.log"), "must not be copied\n")?;
+    std::fs::write(dir.join("src/sub/exec.sh"), "#!/bin/sh\necho hi\n")?;
+    std::fs::set_permissions(
+        dir.join("src/sub/exec.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    std::fs::write(dir.join("src/sub/private"), "secret-ish\n")?;
+    std::fs::set_permissions(
+        dir.join("src/sub/private"),
+        std::fs::Permissions::from_mode(0o600),
+    )?;
+    std::os::unix::fs::symlink("a.txt", dir.join("src/link-to-a"))?;
+    std::os::unix::fs::symlink("../missing", dir.join("src/sub/dangling"))?;
+    std::fs::write(dir.join("tool"), "tool\n")?;
+    std::fs::write(dir.join("keep.txt"), "keep\n")?;
+    Ok(())
+}
+
+/// A small context whose path is the sticky key; the content is the same for all.
+fn small_context(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY f /f\n")?;
+    std::fs::write(dir.join("f"), "f\n")?;
+    Ok(())
+}
+
+/// How many context paths the pod-choice check builds with each tool.
+const PATHS: usize = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()> {
+    scenario(async |cluster: &Cluster| {
+        let bx = Buildx::find(VERSIONS[0])?;
+        let user = User::new(cluster)?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "interop").await?;
+
+        // A kbx builder, used by Buildx.
+        let opts = driver_opts(cluster, &ns, "replicas=3");
+        user.create("ours", &opts, &["--bootstrap"]).await?.ok()?;
+        // Right after bootstrap every pod is a candidate for both tools: Buildx takes every
+        // running pod, kbx every pod whose startup probe passed (K17).
+
+        // Pod choice: each path built by both tools lands on the same pod.
+        let root = user.home().join("paths");
+        for i in 0..PATHS {
+            let dir = root.join(format!("ctx-{i:02}"));
+            small_context(&dir)?;
+            let dir = dir.to_str().context("UTF-8 path")?;
+            let (theirs, ours) = (format!("PARITY=bx-{i:02}"), format!("PARITY=kbx-{i:02}"));
+            let dest_bx = user.home().join(format!("out/bx-{i:02}"));
+            let dest_kbx = user.home().join(format!("out/kbx-{i:02}"));
+            let (out_bx, out_kbx) = (
+                format!("type=local,dest={}", dest_bx.display()),
+                format!("type=local,dest={}", dest_kbx.display()),
+            );
+            buildx(
+                &bx,
+                &user,
+                &[
+                    "build",
+                    "--builder",
+                    "ours",
+                    "--progress",
+                    "plain",
+                    "--build-arg",
+                    &theirs,
+                    "-o",
+                    &out_bx,
+                    dir,
+                ],
+                &[],
+            )
+            .await?
+            .ok()?;
+            user.build(
+                Path::new(dir),
+                &["--builder", "ours", "--build-arg", &ours, "-o", &out_kbx],
+            )
+            .await?
+            .ok()?;
+        }
+        let served = served_by(client, ns.name(), "ours0").await?;
+        let mut pods_used = std::collections::BTreeSet::new();
+        let mut differ = Vec::new();
+        for i in 0..PATHS {
+            let theirs = served.get(&format!("bx-{i:02}"));
+            let ours = served.get(&format!("kbx-{i:02}"));
+            if theirs.is_none() || theirs != ours {
+                differ.push(format!("ctx-{i:02}: buildx {theirs:?}, kbx {ours:?}"));
+            }
+            pods_used.extend(ours.cloned());
+        }
+        ensure!(
+            differ.is_empty(),
+            "pods differ for {} of {PATHS} context paths under {}:\n{}",
+            differ.len(),
+            root.display(),
+            differ.join("\n")
+        );
+        note(&format!(
+            "{PATHS} context paths spread over pods {pods_used:?}"
+        ));
+        ensure!(
+            pods_used.len() > 1,
+            "every path went to one pod; the check would not tell tools apart"
+        );
+
+        // Same build, same result: one context, both tools, on the kbx builder.
+        let rich = user.home().join("rich");
+        rich_context(&rich)?;
+        let rich_str = rich.to_str().context("UTF-8 path")?;
+        let (tree_bx, tree_kbx) = (user.home().join("rich-bx"), user.home().join("rich-kbx"));
+        let out_bx = format!("type=local,dest={}", tree_bx.display());
+        let out_kbx = format!("type=local,dest={}", tree_kbx.display());
+        buildx(
+            &bx,
+            &user,
+            &[
+                "build",
+                "--builder",
+                "ours",
+                "--build-arg",
+                "SECOND=2",
+                "-o",
+                &out_bx,
+                rich_str,
+            ],
+            &[],
+        )
+        .await?
+        .ok()?;
+        user.build(
+            &rich,
+            &[
+                "--builder",
+                "ours",
+                "--build-arg",
+                "SECOND=2",
+                "-o",
+                &out_kbx,
+            ],
+        )
+        .await?
+        .ok()?;
+        let (a, b) = (full_tree(&tree_bx)?, full_tree(&tree_kbx)?);
+        ensure!(!a.is_empty(), "Buildx exported nothing");
+        ensure!(
+            !a.keys()
+                .any(|k| k.contains("ignored") || k.ends_with(".log")),
+            ".dockerignore not honoured: {a:?}"
+        );
+        ensure!(a == b, "local trees differ:\nbuildx {a:#?}\nkbx    {b:#?}");
+
+        // ls and inspect once every pod is Ready by its condition: Buildx says `running` only
+        // with a ready replica, which a 1.20 kubelet marks on its 30 s readiness ticker.
+        wait_deployment_ready(client, ns.name(), "ours0", 3, Duration::from_secs(120)).await?;
+        let rows = same_ls(&bx, &user, "ours").await?;
+        ensure!(
+            rows.iter()
+                .filter(|r| r.contains(&"running".to_owned()))
+                .count()
+                == 3,
+            "three running rows expected: {rows:?}"
+        );
+        let inspect = buildx(&bx, &user, &["inspect", "ours"], &[]).await?.ok()?;
+        ensure!(
+            inspect.stdout.contains("running") && inspect.stdout.contains("kubernetes"),
+            "{}",
+            inspect.stdout
+        );
+
+        // Buildx removes the kbx builder: nothing is left, kbx no longer lists it.
+        buildx(&bx, &user, &["rm", "ours"], &[]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "ours0").await?;
+        let ls = user.run(&["ls"]).await?.ok()?;
+        ensure!(ls_rows(&ls.stdout, "ours").is_empty(), "{}", ls.stdout);
+
+        // A Buildx builder, used by kbx.
+        buildx(
+            &bx,
+            &user,
+            &[
+                "create",
+                "--name",
+                "theirs",
+                "--driver",
+                "kubernetes",
+                "--driver-opt",
+                &opts,
+                "--bootstrap",
+            ],
+            &[],
+        )
+        .await?
+        .ok()?;
+        let dest = user.home().join("theirs-out");
+        user.build(
+            &rich,
+            &[
+                "--builder",
+                "theirs",
+                "--build-arg",
+                "SECOND=2",
+                "-o",
+                &format!("type=local,dest={}", dest.display()),
+            ],
+        )
+        .await?
+        .ok()?;
+        ensure!(
+            full_tree(&dest)? == a,
+            "kbx's build on the Buildx builder differs"
+        );
+        wait_deployment_ready(client, ns.name(), "theirs0", 3, Duration::from_secs(120)).await?;
+        same_ls(&bx, &user, "theirs").await?;
+        let inspect = user.run(&["inspect", "theirs"]).await?.ok()?;
+        ensure!(inspect.stdout.contains("running"), "{}", inspect.stdout);
+        user.run(&["rm", "theirs"]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "theirs0").await?;
+        let ls = buildx(&bx, &user, &["ls"], &[]).await?;
+        ensure!(ls_rows(&ls.stdout, "theirs").is_empty(), "{}", ls.stdout);
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
