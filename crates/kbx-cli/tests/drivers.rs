@@ -1674,3 +1674,89 @@ fn metadata_file_is_buildx_029s_byte_for_byte() {
         );
     }
 }
+
+/// Flag values Buildx 0.29.1 refuses only once it has reached a builder (`failed to build: …`):
+/// kbx refuses them before, with the same text after its `--FLAG "VALUE": ` prefix (K21).
+#[test]
+fn late_flag_errors_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| {
+        Command::new(&buildx)
+            .args(args)
+            .env("HOME", bx_home.path())
+            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
+            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap()
+    };
+    assert!(
+        bx(&["create", "--name", "late", "--driver", "remote", &d.addr()])
+            .status
+            .success()
+    );
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "late", "--driver", "remote", &d.addr()]);
+    let last_error = |o: &Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("ERROR: "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no ERROR line: {o:?}"))
+    };
+    let cases: &[(&str, &str, &str)] = &[
+        ("--add-host", "db:10.0.0.300", "db:10.0.0.300"),
+        ("--add-host", "a=1.1.1.1,nocolon", "nocolon"),
+        ("--add-host", "gw:host-gateway", ""),
+        ("--allow", "network", "network"),
+        (
+            "--allow",
+            "network.host,security.insecure",
+            "network.host,security.insecure",
+        ),
+        ("--allow", "device=gpu,x", "device=gpu,x"),
+        ("--annotation", "blob:a=b", "blob:a=b"),
+        ("--annotation", "novalue", "novalue"),
+        ("--annotation", "Index:a=b", "Index:a=b"),
+        ("--annotation", "manifest[]:a=b", "manifest[]:a=b"),
+    ];
+    for &(flag, value, entry) in cases {
+        let theirs = last_error(&bx(&["build", "--builder", "late", flag, value, ctx]));
+        let theirs = theirs.strip_prefix("failed to build: ").unwrap_or(&theirs);
+        let theirs = theirs.strip_prefix("parse annotations: ").unwrap_or(theirs);
+        let ours = last_error(&kbx.run(&["build", "--builder", "late", flag, value, ctx]));
+        // host-gateway fails once the builder is known, in both.
+        let ours = if entry.is_empty() {
+            ours
+        } else {
+            ours.strip_prefix(&format!("{flag} {entry:?}: "))
+                .unwrap_or_else(|| panic!("{flag} {value}: {ours:?} names no flag and value"))
+                .to_owned()
+        };
+        assert_eq!(ours, theirs, "{flag} {value}");
+    }
+    // --no-cache with --no-cache-filter, and -q with a --progress it cannot go with.
+    for args in [
+        &["--no-cache", "--no-cache-filter", "s"][..],
+        &["-q", "--progress", "plain"][..],
+    ] {
+        let mut all = vec!["build", "--builder", "late"];
+        all.extend_from_slice(args);
+        all.push(ctx);
+        let theirs = last_error(&bx(&all));
+        let theirs = theirs.strip_prefix("failed to build: ").unwrap_or(&theirs);
+        assert_eq!(last_error(&kbx.run(&all)), theirs, "{args:?}");
+    }
+}
