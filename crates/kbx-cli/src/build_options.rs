@@ -218,13 +218,6 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         ulimits: run.ulimits,
         cgroup_parent: args.cgroup_parent.clone().filter(|c| !c.is_empty()),
         entitlements: run.entitlements,
-        // As buildx, the build record's provenance goes into the metadata file unless
-        // BUILDX_METADATA_PROVENANCE turns it off.
-        metadata_provenance: args.metadata_file.as_ref().and_then(|_| {
-            kbx_buildkit::MetadataProvenance::from_env(
-                std::env::var("BUILDX_METADATA_PROVENANCE").ok().as_deref(),
-            )
-        }),
         ..BuildOptions::default()
     })
 }

@@ -1386,6 +1386,30 @@ fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
     assert!(o.status.success());
     assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{o:?}");
 
+    // In the progress, fetching the provenance is a step of its own, as in buildx.
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--progress",
+        "plain",
+        "--metadata-file",
+        md.to_str().unwrap(),
+        "-o",
+        &dest,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let step = err
+        .lines()
+        .find_map(|l| l.strip_suffix(" resolving provenance for metadata file"))
+        .unwrap_or_else(|| panic!("no provenance step: {err}"));
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!("{step} DONE "))),
+        "{err}"
+    );
+
     // host-gateway is the docker driver's only.
     let o = kbx.run(&[
         "build",

@@ -27,6 +27,13 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
     let requested = requested_progress(&args)?;
     let mode = progress::resolve_for_stderr(requested)?;
     let mut opts = build_options(&args)?;
+    // As buildx, the metadata file gets the build record's provenance unless
+    // BUILDX_METADATA_PROVENANCE turns it off; fetched below as a step of its own.
+    let provenance = args.metadata_file.as_ref().and_then(|_| {
+        kbx_buildkit::MetadataProvenance::from_env(
+            std::env::var("BUILDX_METADATA_PROVENANCE").ok().as_deref(),
+        )
+    });
     // As buildx, a stale image ID file goes before the build, so a failure leaves none.
     if let Some(iidfile) = &args.iidfile {
         match std::fs::remove_file(iidfile) {
@@ -105,16 +112,33 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         res.build_ref,
         res.exporter_response
     );
+    let mut res = res;
+    let steps = progress::Steps::with_printer(printer);
+    // As buildx: the build record's provenance for the metadata file, as a step of its own.
+    if let Some(mode) = provenance {
+        let step = steps.start("resolving provenance for metadata file");
+        let found = connected
+            .client
+            .record_provenance(&res.build_ref, mode)
+            .await;
+        step.done(found.as_ref().err().map(ToString::to_string).as_deref());
+        match found {
+            Ok(found) => res.exporter_response.extend(found),
+            Err(e) => {
+                steps.finish();
+                return Err(Error::Buildkit(e));
+            }
+        }
+    }
     let mut digest = res.image_digest().map(str::to_owned);
     if !push_with_engine.is_empty() {
-        let steps = progress::Steps::with_printer(printer);
         let pushed = driver::docker::push(&connected.client, &push_with_engine, &steps).await;
         steps.finish();
         if let Some(d) = pushed? {
             digest = Some(d);
         }
     } else {
-        printer.finish();
+        steps.finish();
     }
     let image_id = res.image_id().unwrap_or_default();
     // What goes to stdout follows the flags, not BUILDKIT_PROGRESS (buildx reads the variable
