@@ -47,6 +47,8 @@ enum Flag {
     CacheTo,
     Secret,
     BuildContext,
+    ShmSize,
+    Ulimit,
 }
 
 impl Flag {
@@ -57,6 +59,8 @@ impl Flag {
             Flag::CacheTo => "--cache-to",
             Flag::Secret => "--secret",
             Flag::BuildContext => "--build-context",
+            Flag::ShmSize => "--shm-size",
+            Flag::Ulimit => "--ulimit",
         }
     }
 
@@ -74,6 +78,8 @@ impl Flag {
             Flag::CacheTo => "cache-to",
             Flag::Secret => "secret",
             Flag::BuildContext => "contexts",
+            Flag::ShmSize => "shm-size",
+            Flag::Ulimit => "ulimits",
         }
     }
 
@@ -123,6 +129,12 @@ impl Flag {
             Flag::BuildContext => BuildContext::parse(value)
                 .map(|c| json!({ c.name: value.split_once('=').map(|(_, v)| v) }))
                 .map_err(strip),
+            Flag::ShmSize => kbx_opts::parse_mem_bytes("--shm-size", value)
+                .map(|n| json!(n))
+                .map_err(strip),
+            Flag::Ulimit => kbx_opts::Ulimit::parse(value)
+                .map(|u| json!([u.to_string()]))
+                .map_err(strip),
         }
     }
 }
@@ -140,8 +152,12 @@ fn buildx_error(bx: &Buildx, home: &Path, flag: Flag, value: &str) -> Option<Str
         .rev()
         .find_map(|l| l.strip_prefix("ERROR: "))?;
     // Past the flags, Buildx goes looking for the Engine: that is not a parse error.
-    (!line.starts_with("Cannot connect to the Docker daemon") && !line.contains("no-engine.sock"))
-        .then(|| line.to_owned())
+    let parse_error = !line.starts_with("Cannot connect to the Docker daemon")
+        && !line.contains("no-engine.sock");
+    // pflag wraps the errors of typed flags (`--shm-size`, `--ulimit`); kbx's prefix stands
+    // in for that (C9).
+    let pflag = format!("invalid argument {value:?} for \"{}\" flag: ", flag.cli());
+    parse_error.then(|| line.strip_prefix(&pflag).unwrap_or(line).to_owned())
 }
 
 /// Buildx's parsed entries for `flag value`, from `bake --print` (the same parsers as `build`).
@@ -236,6 +252,21 @@ const REFUSED: &[(Flag, &str, Expect)] = &[
     (Flag::BuildContext, "Alpine=x", Expect::Same),
     (Flag::BuildContext, "docker.io/Me/App:1=x", Expect::Same),
     (Flag::BuildContext, "ghcr.io/O/r=x", Expect::Same),
+    // go-units' sizes and ulimits, behind pflag's `invalid argument "V" for "--F" flag: `
+    // (Buildx 0.13 links an older go-units whose sizes fail with `invalid size` only).
+    (Flag::ShmSize, "64q", Expect::AsNewest),
+    (Flag::ShmSize, "m", Expect::Same),
+    (Flag::ShmSize, "-5", Expect::Same),
+    (Flag::ShmSize, "1.2.3", Expect::AsNewest),
+    (Flag::ShmSize, "5kibb", Expect::AsNewest),
+    (Flag::ShmSize, "1e999", Expect::AsNewest),
+    (Flag::Ulimit, "nofile", Expect::Same),
+    (Flag::Ulimit, "files=1", Expect::Same),
+    (Flag::Ulimit, "nofile=x", Expect::Same),
+    (Flag::Ulimit, "nofile=infinity", Expect::Same),
+    (Flag::Ulimit, "nofile=1:2:3", Expect::Same),
+    (Flag::Ulimit, "nofile=2048:1024", Expect::Same),
+    (Flag::Ulimit, "nofile=-1:5", Expect::Same),
 ];
 
 /// The placeholders in [`ACCEPTED`] are secret files Buildx must be able to stat.

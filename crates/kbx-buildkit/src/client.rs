@@ -30,6 +30,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) control: ControlClient<Channel>,
+    /// The channel itself, for the daemon's other services (containerd's content store).
+    pub(crate) channel: Channel,
     backend: Backend,
     docker: Option<Address>,
     docker_session_route: bool,
@@ -257,9 +259,10 @@ impl Client {
     /// Wraps an existing channel (from [`transport::connect_with`] for instance).
     pub fn new(channel: Channel, backend: Backend) -> Self {
         Client {
-            control: ControlClient::new(channel)
+            control: ControlClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
+            channel,
             backend,
             docker: None,
             docker_session_route: false,

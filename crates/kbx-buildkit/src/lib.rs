@@ -59,6 +59,7 @@ mod errdetails;
 mod error;
 mod fsutil;
 mod inputs;
+mod metadata;
 mod patterns;
 pub mod progress;
 mod service;
@@ -74,6 +75,7 @@ pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, PruneOp
 pub use contexts::{NamedContext, NamedContextSource};
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
+pub use metadata::MetadataProvenance;
 pub use patterns::{Pattern, PatternMatcher};
 pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker, SolveStatus};
 pub use solve::{BuildOptions, BuildResult, CacheEntry, Export, Output, parse_attests};

@@ -470,12 +470,32 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--platform` values (`os/arch[/variant]`).
     pub platforms: Vec<String>,
-    /// `--no-cache`.
+    /// `--no-cache`: sent as the frontend attribute `no-cache` with an empty value (no stage
+    /// uses the cache); wins over [`BuildOptions::no_cache_filter`], as in buildx.
     pub no_cache: bool,
-    /// `--add-host` values (`host=ip` or `host:ip`).
+    /// `--no-cache-filter` stages: the frontend attribute `no-cache`, comma-joined.
+    pub no_cache_filter: Vec<String>,
+    /// `--add-host` values (`host=ip` or `host:ip`; `=` is looked for first), sent as the
+    /// frontend attribute `add-hosts` (`host=ip`, comma-joined).
     pub add_hosts: Vec<String>,
-    /// `default`, `pull` or `local`.
+    /// `default`, `pull` (`--pull`) or `local`: the frontend attribute `image-resolve-mode`.
     pub image_resolve_mode: Option<String>,
+    /// `--shm-size` in bytes: the frontend attribute `shm-size`, sent only when above zero (as
+    /// buildx does).
+    pub shm_size: i64,
+    /// `--ulimit` values in BuildKit's form (`nofile=1024:2048`): the frontend attribute
+    /// `ulimit`, comma-joined.
+    pub ulimits: Vec<String>,
+    /// `--cgroup-parent`: the frontend attribute `cgroup-parent` (when not empty).
+    pub cgroup_parent: Option<String>,
+    /// `--allow` entitlements (`network.host`, `security.insecure`, `device…`): the solve
+    /// request's `Entitlements`. The daemon must allow them too (buildkitd's
+    /// `--allow-insecure-entitlement`).
+    pub entitlements: Vec<String>,
+    /// After the solve, add the provenance of the daemon's build record to
+    /// [`BuildResult::exporter_response`] as `buildx.build.provenance`, as buildx does for
+    /// `--metadata-file` (see [`Client::record_provenance`]).
+    pub metadata_provenance: Option<crate::MetadataProvenance>,
     /// `--network` for `RUN` steps: `none`, `host` or `default`.
     pub network: Option<String>,
     /// Where the result goes; `None` builds without exporting (cache only).
@@ -579,6 +599,8 @@ impl BuildOptions {
 pub struct BuildResult {
     /// The exporter's response, e.g. `containerimage.digest`.
     pub exporter_response: BTreeMap<String, String>,
+    /// The solve's reference (its entry in the daemon's build history).
+    pub build_ref: String,
     /// With [`Output::DockerLoad`]: the images the Engine says it loaded (`app:1`, or the image
     /// ID when the archive names none).
     pub loaded: Vec<String>,
@@ -590,6 +612,46 @@ impl BuildResult {
         self.exporter_response
             .get("containerimage.digest")
             .map(String::as_str)
+    }
+
+    /// The image ID as buildx reports it (`-q`, `--iidfile`): the image config's digest
+    /// (`containerimage.config.digest`) when the exporter gives one, else
+    /// `containerimage.digest`.
+    pub fn image_id(&self) -> Option<&str> {
+        self.exporter_response
+            .get("containerimage.config.digest")
+            .or_else(|| self.exporter_response.get("containerimage.digest"))
+            .map(String::as_str)
+    }
+
+    /// What buildx writes to `--metadata-file`, byte for byte: the exporter response with each
+    /// base64 JSON value decoded (`containerimage.descriptor`, …), plus `buildx.build.ref` =
+    /// `BUILDER/NODE/REF`, as Go's `json.MarshalIndent` with two spaces writes it (sorted keys,
+    /// no final newline).
+    ///
+    /// ```
+    /// let mut r = kbx_buildkit::BuildResult::default();
+    /// r.build_ref = "q7b9".into();
+    /// r.exporter_response.insert("containerimage.digest".into(), "sha256:ab".into());
+    /// assert_eq!(
+    ///     r.metadata("kube", "kube0"),
+    ///     "{\n  \"buildx.build.ref\": \"kube/kube0/q7b9\",\n  \"containerimage.digest\": \"sha256:ab\"\n}"
+    /// );
+    /// ```
+    ///
+    /// `buildx.build.provenance` is there when the build ran with
+    /// [`BuildOptions::metadata_provenance`].
+    ///
+    /// # Deviation
+    /// (C11) buildx also writes `buildx.build.warnings` with `BUILDX_METADATA_WARNINGS`; kbx
+    /// does not.
+    pub fn metadata(&self, builder: &str, node: &str) -> String {
+        let mut response = self.exporter_response.clone();
+        response.insert(
+            "buildx.build.ref".to_owned(),
+            format!("{builder}/{node}/{}", self.build_ref),
+        );
+        crate::metadata::metadata_json(&response)
     }
 }
 
@@ -913,8 +975,11 @@ impl Client {
             // daemon's echo of it, if the daemon noticed at all.
             (_, Some(Err(e))) => Err(e),
             (Ok(resp), _) => {
-                let exporter_response: BTreeMap<String, String> =
+                let mut exporter_response: BTreeMap<String, String> =
                     resp.into_inner().exporter_response.into_iter().collect();
+                if let Some(mode) = opts.metadata_provenance {
+                    exporter_response.extend(self.record_provenance(&build_ref, mode).await?);
+                }
                 update_cache_indexes(&indexes, &exporter_response)?;
                 if let Some(dest) = layout {
                     update_layout_index(dest, &exporter_response)?;
@@ -922,6 +987,7 @@ impl Client {
                 let loaded = loaded.lock().map(|l| l.clone()).unwrap_or_default();
                 Ok(BuildResult {
                     exporter_response,
+                    build_ref,
                     loaded,
                 })
             }
@@ -1233,14 +1299,28 @@ fn solve_request(
     }
     if opts.no_cache {
         attrs.insert("no-cache".to_owned(), String::new());
+    } else if !opts.no_cache_filter.is_empty() {
+        attrs.insert("no-cache".to_owned(), opts.no_cache_filter.join(","));
     }
     if !opts.add_hosts.is_empty() {
         let hosts: Vec<String> = opts
             .add_hosts
             .iter()
-            .map(|h| h.replacen(':', "=", 1))
+            .map(|h| match h.split_once('=').or_else(|| h.split_once(':')) {
+                Some((host, ip)) => format!("{host}={ip}"),
+                None => h.clone(),
+            })
             .collect();
         attrs.insert("add-hosts".to_owned(), hosts.join(","));
+    }
+    if opts.shm_size > 0 {
+        attrs.insert("shm-size".to_owned(), opts.shm_size.to_string());
+    }
+    if !opts.ulimits.is_empty() {
+        attrs.insert("ulimit".to_owned(), opts.ulimits.join(","));
+    }
+    if let Some(parent) = opts.cgroup_parent.as_deref().filter(|p| !p.is_empty()) {
+        attrs.insert("cgroup-parent".to_owned(), parent.to_owned());
     }
     if let Some(n) = opts.network.as_deref().filter(|n| *n != "default") {
         attrs.insert("force-network-mode".to_owned(), n.to_owned());
@@ -1270,7 +1350,10 @@ fn solve_request(
             ..CacheOptions::default()
         });
     }
-    if opts.network.as_deref() == Some("host") {
+    req.entitlements.clone_from(&opts.entitlements);
+    if opts.network.as_deref() == Some("host")
+        && !req.entitlements.iter().any(|e| e == "network.host")
+    {
         req.entitlements.push("network.host".to_owned());
     }
     // Old daemons only read fields 3/4 (the first exporter) and silently ignore 13; new ones
@@ -1404,6 +1487,69 @@ mod tests {
                 .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn run_settings_become_frontend_attributes_and_entitlements() {
+        let opts = BuildOptions {
+            context: ".".into(),
+            no_cache_filter: vec!["a".into(), "b".into()],
+            add_hosts: vec!["v6=::1".into(), "v4:1.2.3.4".into(), "h:::2".into()],
+            image_resolve_mode: Some("pull".into()),
+            shm_size: 64 << 20,
+            ulimits: vec!["nofile=1024:2048".into(), "nproc=5:5".into()],
+            cgroup_parent: Some("/kbx".into()),
+            entitlements: vec!["security.insecure".into(), "network.host".into()],
+            network: Some("host".into()),
+            ..BuildOptions::default()
+        };
+        let r = solve_request(&opts, "Dockerfile", "s", "r");
+        let a = &r.frontend_attrs;
+        assert_eq!(a["no-cache"], "a,b");
+        assert_eq!(a["add-hosts"], "v6=::1,v4=1.2.3.4,h=::2");
+        assert_eq!(a["image-resolve-mode"], "pull");
+        assert_eq!(a["shm-size"], "67108864");
+        assert_eq!(a["ulimit"], "nofile=1024:2048,nproc=5:5");
+        assert_eq!(a["cgroup-parent"], "/kbx");
+        assert_eq!(r.entitlements, ["security.insecure", "network.host"]);
+        // --no-cache wins over the filter; no shm-size at zero or below, no empty values.
+        let r = solve_request(
+            &BuildOptions {
+                no_cache: true,
+                shm_size: -1,
+                cgroup_parent: Some(String::new()),
+                ..opts
+            },
+            "Dockerfile",
+            "s",
+            "r",
+        );
+        assert_eq!(r.frontend_attrs["no-cache"], "");
+        assert!(!r.frontend_attrs.contains_key("shm-size"));
+        assert!(!r.frontend_attrs.contains_key("cgroup-parent"));
+        let r = solve_request(&BuildOptions::default(), "Dockerfile", "s", "r");
+        for k in [
+            "no-cache",
+            "add-hosts",
+            "shm-size",
+            "ulimit",
+            "cgroup-parent",
+        ] {
+            assert!(!r.frontend_attrs.contains_key(k), "{k}");
+        }
+        assert!(r.entitlements.is_empty());
+    }
+
+    #[test]
+    fn image_id_prefers_the_config_digest() {
+        let mut r = BuildResult::default();
+        assert_eq!(r.image_id(), None);
+        r.exporter_response
+            .insert("containerimage.digest".into(), "sha256:m".into());
+        assert_eq!(r.image_id(), Some("sha256:m"));
+        r.exporter_response
+            .insert("containerimage.config.digest".into(), "sha256:c".into());
+        assert_eq!(r.image_id(), Some("sha256:c"));
     }
 
     #[test]

@@ -1065,3 +1065,316 @@ async fn exporter_attributes_pass_through_and_cacheonly_exports_nothing() {
     assert_eq!(res.image_digest(), None);
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), before);
 }
+
+/// A `RUN` step on the busybox base that records what the container sees: `/etc/hosts`, the
+/// open-files limit and the size of `/dev/shm`.
+const SEES_DOCKERFILE: &[u8] = b"FROM base AS work\n\
+RUN cat /etc/hosts > /hosts.txt && ulimit -n > /nofile.txt && ulimit -Hn > /nofile-hard.txt && \
+    df -k /dev/shm | tail -n 1 > /shm.txt\n\
+FROM scratch\nCOPY --from=work /hosts.txt /nofile.txt /nofile-hard.txt /shm.txt /\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_host_ulimit_and_shm_size_reach_the_run_container() {
+    let Some(d) = Buildkitd::start() else { return };
+    let c = client(&d).await;
+    let keep = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(&c, keep.path()).await else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "Dockerfile", SEES_DOCKERFILE, 0o644);
+    let out = tempfile::tempdir().unwrap();
+    // The flag values go through kbx-opts' grammars, as `kbx build` sends them.
+    let mut hosts: Vec<String> =
+        kbx_opts::ExtraHost::parse_flag("db.internal:10.1.2.3,v6=[fd00::7]")
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    hosts.extend(
+        kbx_opts::ExtraHost::parse_flag("cache:10.9.9.9")
+            .unwrap()
+            .iter()
+            .map(ToString::to_string),
+    );
+    let ulimits = kbx_opts::Ulimit::parse_all(&["nofile=1024:2048"]).unwrap();
+    let o = BuildOptions {
+        named_contexts: vec![base_context(&layout)],
+        add_hosts: hosts,
+        ulimits: ulimits.iter().map(ToString::to_string).collect(),
+        shm_size: kbx_opts::parse_mem_bytes("--shm-size", "96m").unwrap(),
+        output: Some(Output::Local {
+            dest: out.path().join("set"),
+        }),
+        ..opts(ctx.path())
+    };
+    build(&c, &o)
+        .await
+        .0
+        .expect("RUN with hosts, ulimit, shm-size");
+    let read = |run: &str, f: &str| std::fs::read_to_string(out.path().join(run).join(f)).unwrap();
+    let hosts = read("set", "hosts.txt");
+    for line in ["10.1.2.3\tdb.internal", "fd00::7\tv6", "10.9.9.9\tcache"] {
+        assert!(hosts.lines().any(|l| l == line), "{line:?} in:\n{hosts}");
+    }
+    assert_eq!(read("set", "nofile.txt").trim(), "1024");
+    assert_eq!(read("set", "nofile-hard.txt").trim(), "2048");
+    // df -k: the second column is the size in KiB.
+    let shm = read("set", "shm.txt");
+    assert_eq!(shm.split_whitespace().nth(1), Some("98304"), "{shm}");
+
+    // Without the flags: none of the hosts, the daemon's limits and its 64 MiB /dev/shm.
+    let o = BuildOptions {
+        named_contexts: vec![base_context(&layout)],
+        output: Some(Output::Local {
+            dest: out.path().join("unset"),
+        }),
+        ..opts(ctx.path())
+    };
+    build(&c, &o).await.0.expect("RUN without the flags");
+    assert!(!read("unset", "hosts.txt").contains("db.internal"));
+    assert_ne!(read("unset", "nofile.txt").trim(), "1024");
+    let shm = read("unset", "shm.txt");
+    assert_eq!(shm.split_whitespace().nth(1), Some("65536"), "{shm}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cache_filter_reruns_only_the_named_stage() {
+    let Some(d) = Buildkitd::start() else { return };
+    let c = client(&d).await;
+    let keep = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(&c, keep.path()).await else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM base AS one\nRUN cat /proc/sys/kernel/random/uuid > /one\n\
+          FROM base AS two\nRUN cat /proc/sys/kernel/random/uuid > /two\n\
+          FROM scratch\nCOPY --from=one /one /\nCOPY --from=two /two /\n",
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let run = |dir: &str, filter: &[&str]| BuildOptions {
+        named_contexts: vec![base_context(&layout)],
+        no_cache_filter: filter.iter().map(|s| (*s).to_owned()).collect(),
+        output: Some(Output::Local {
+            dest: out.path().join(dir),
+        }),
+        ..opts(ctx.path())
+    };
+    build(&c, &run("1", &[])).await.0.expect("first build");
+    let (r, text) = build(&c, &run("2", &["two"])).await;
+    r.expect("build with --no-cache-filter two");
+    let read = |dir: &str, f: &str| std::fs::read_to_string(out.path().join(dir).join(f)).unwrap();
+    assert_eq!(
+        read("1", "one"),
+        read("2", "one"),
+        "stage one came from the cache"
+    );
+    assert_ne!(read("1", "two"), read("2", "two"), "stage two ran again");
+    assert!(step_cached(&text, "> /one"), "{text}");
+    assert!(!step_cached(&text, "> /two"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_metadata_and_image_id_of_a_real_oci_export() {
+    let Some(d) = Buildkitd::start() else { return };
+    let c = client(&d).await;
+    let ctx = tempfile::tempdir().unwrap();
+    scratch_context(ctx.path());
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("img.tar");
+    let e = kbx_buildkit::Export::parse(&format!("type=oci,dest={}", tar.display())).unwrap();
+    let mut export_attrs = e.attrs;
+    export_attrs.extend(
+        kbx_opts::annotation_attrs(&["org.example.plain=p", "manifest:org.example.typed=t"])
+            .unwrap(),
+    );
+    let o = BuildOptions {
+        output: Some(e.output),
+        export_attrs,
+        platforms: vec!["linux/amd64".into()],
+        no_default_attestations: true,
+        ..opts(ctx.path())
+    };
+    let res = build(&c, &o).await.0.expect("oci export with annotations");
+    let (desc, manifest) = unpacked_manifest(&tar, &out.path().join("img"));
+    assert_eq!(manifest["annotations"]["org.example.plain"], "p");
+    assert_eq!(manifest["annotations"]["org.example.typed"], "t");
+
+    // The image ID is the config digest of the exported image.
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    assert_eq!(res.image_id(), Some(config));
+    assert_eq!(res.image_digest(), desc["digest"].as_str());
+
+    // The metadata file: buildx's keys, the descriptor decoded, two-space indentation.
+    let text = res.metadata("bk", "bk0");
+    let md = json(text.as_bytes());
+    let keys: Vec<&str> = md.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "buildx.build.ref",
+            "containerimage.config.digest",
+            "containerimage.descriptor",
+            "containerimage.digest"
+        ],
+        "{text}"
+    );
+    assert_eq!(md["buildx.build.ref"], format!("bk/bk0/{}", res.build_ref));
+    assert_eq!(md["containerimage.config.digest"], config);
+    assert_eq!(md["containerimage.descriptor"]["digest"], desc["digest"]);
+    assert_eq!(md["containerimage.descriptor"]["size"], desc["size"]);
+    assert!(
+        text.starts_with("{\n  \"buildx.build.ref\": \"bk/bk0/"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  \"containerimage.descriptor\": {\n    \"mediaType\": "),
+        "{text}"
+    );
+    assert!(!text.ends_with('\n'));
+
+    // Per-platform annotations land on that platform's manifest of a multi-platform image.
+    let tar2 = out.path().join("multi.tar");
+    let e = kbx_buildkit::Export::parse(&format!("type=oci,dest={}", tar2.display())).unwrap();
+    let mut export_attrs = e.attrs;
+    export_attrs.extend(
+        kbx_opts::annotation_attrs(&[
+            "manifest[linux/amd64]:org.example.amd=a",
+            "manifest[linux/arm64]:org.example.arm=b",
+            "index:org.example.index=i",
+        ])
+        .unwrap(),
+    );
+    let o = BuildOptions {
+        output: Some(e.output),
+        export_attrs,
+        platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+        no_default_attestations: true,
+        ..opts(ctx.path())
+    };
+    build(&c, &o)
+        .await
+        .0
+        .expect("multi-platform oci export with annotations");
+    let dir = out.path().join("multi");
+    std::fs::create_dir_all(&dir).unwrap();
+    tar::Archive::new(std::fs::File::open(&tar2).unwrap())
+        .unpack(&dir)
+        .unwrap();
+    let index_desc = json(&std::fs::read(dir.join("index.json")).unwrap())["manifests"][0].clone();
+    let index = json(&blob(&dir, index_desc["digest"].as_str().unwrap()));
+    assert_eq!(index["annotations"]["org.example.index"], "i");
+    for (desc, m) in image_manifests(&dir, &index_desc) {
+        let (want, other) = match desc["platform"]["architecture"].as_str() {
+            Some("amd64") => (("org.example.amd", "a"), "org.example.arm"),
+            _ => (("org.example.arm", "b"), "org.example.amd"),
+        };
+        assert_eq!(m["annotations"][want.0], want.1, "{m}");
+        assert!(m["annotations"][other].is_null(), "{m}");
+    }
+
+    // An image export names the image: `image.name` joins the keys.
+    // With the build record's provenance, as buildx's default: `min` leaves out buildConfig
+    // and metadata.
+    let o = BuildOptions {
+        output: Some(Output::Image {
+            names: vec!["kbx.test/meta:1".into()],
+            push: false,
+        }),
+        no_default_attestations: true,
+        metadata_provenance: Some(kbx_buildkit::MetadataProvenance::Min),
+        ..opts(ctx.path())
+    };
+    let res = build(&c, &o).await.0.expect("image export");
+    let md = json(res.metadata("bk", "bk0").as_bytes());
+    assert_eq!(md["image.name"], "kbx.test/meta:1");
+    let provenance = &md["buildx.build.provenance"];
+    assert_eq!(
+        provenance["buildType"], "https://mobyproject.org/buildkit@v1",
+        "{md}"
+    );
+    assert_eq!(
+        provenance["invocation"]["parameters"]["frontend"],
+        "dockerfile.v0"
+    );
+    assert!(provenance["buildConfig"].is_null() && provenance["metadata"].is_null());
+    let max = BuildOptions {
+        metadata_provenance: Some(kbx_buildkit::MetadataProvenance::Max),
+        ..o
+    };
+    let res = build(&c, &max)
+        .await
+        .0
+        .expect("image export, max provenance");
+    let md = json(res.metadata("bk", "bk0").as_bytes());
+    let provenance = &md["buildx.build.provenance"];
+    assert!(
+        provenance["buildConfig"]["llbDefinition"].is_array(),
+        "{md}"
+    );
+    assert!(
+        provenance["metadata"]["buildInvocationID"].is_string(),
+        "{md}"
+    );
+    assert_eq!(md["containerimage.config.digest"], res.image_id().unwrap());
+    assert!(md["containerimage.descriptor"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_network_host_is_an_entitlement_the_daemon_must_grant() {
+    let dockerfile: &[u8] = b"FROM base\nRUN --network=host true\n";
+    // A daemon that grants network.host: only a build that asks for it may use it.
+    let Some(d) =
+        Buildkitd::start_with_config(Some("insecure-entitlements = [\"network.host\"]\n"))
+    else {
+        return;
+    };
+    let c = client(&d).await;
+    let keep = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(&c, keep.path()).await else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "Dockerfile", dockerfile, 0o644);
+    let without = BuildOptions {
+        named_contexts: vec![base_context(&layout)],
+        ..opts(ctx.path())
+    };
+    let err = build(&c, &without)
+        .await
+        .0
+        .expect_err("RUN --network=host without --allow");
+    assert!(err.to_string().contains("network.host"), "{err}");
+    let allowed = kbx_opts::Entitlement::parse_flag("network.host").unwrap();
+    let with = BuildOptions {
+        entitlements: allowed.iter().map(ToString::to_string).collect(),
+        ..without.clone()
+    };
+    build(&c, &with)
+        .await
+        .0
+        .expect("RUN --network=host with --allow network.host");
+    drop(c);
+    drop(d);
+
+    // A daemon that does not grant it refuses the request itself.
+    let Some(d) = Buildkitd::start() else { return };
+    let c = client(&d).await;
+    let keep = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(&c, keep.path()).await else {
+        return;
+    };
+    let with = BuildOptions {
+        named_contexts: vec![base_context(&layout)],
+        ..with
+    };
+    let err = build(&c, &with)
+        .await
+        .0
+        .expect_err("a daemon without the entitlement");
+    assert!(err.to_string().contains("network.host"), "{err}");
+}

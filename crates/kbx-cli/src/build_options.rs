@@ -113,6 +113,11 @@ pub(crate) fn context_key(args: &BuildArgs) -> Result<std::path::PathBuf, Error>
 }
 
 /// The build options of `kbx build`'s flags (and `BUILDX_NO_DEFAULT_ATTESTATIONS`).
+///
+/// # Deviation
+/// (K21) Every flag value is checked here, before the builder is looked up; buildx checks
+/// `--add-host`, `--allow`, `--annotation` and `--no-cache` with `--no-cache-filter` after it
+/// has reached the builder.
 pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
     let (attests, no_default_attestations) = attestations(
         &args.attest,
@@ -120,6 +125,11 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
             .ok()
             .as_deref(),
     )?;
+    if args.no_cache && !args.no_cache_filter.is_empty() {
+        return Err(Error::msg(
+            "--no-cache and --no-cache-filter cannot currently be used together",
+        ));
+    }
     // As buildx, empty values are skipped.
     let mut exports = args
         .output
@@ -127,6 +137,15 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         .filter(|s| !s.is_empty())
         .map(|spec| kbx_buildkit::Export::parse(spec))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.iidfile.is_some()
+        && exports
+            .iter()
+            .any(|e| matches!(e.output, Output::Local { .. } | Output::Tar { .. }))
+    {
+        return Err(Error::msg(
+            "local and tar exporters are incompatible with image ID file",
+        ));
+    }
     push_and_load(&mut exports, args.push, args.load);
     apply_tags(
         &mut exports
@@ -139,6 +158,12 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         &exports.iter().map(|e| &e.output).collect::<Vec<_>>(),
         std::io::stdout().is_terminal(),
     )?;
+    // As buildx, annotations go to every output the flags name (not to a driver's default).
+    let annotations = kbx_opts::annotation_attrs(&args.annotations)?;
+    for e in &mut exports {
+        e.attrs.extend(annotations.clone());
+    }
+    let run = run_settings(args)?;
     let mut exports = exports.into_iter();
     let (output, export_attrs) = match exports.next() {
         Some(first) => (Some(first.output), first.attrs),
@@ -189,7 +214,55 @@ pub(crate) fn build_options(args: &BuildArgs) -> Result<BuildOptions, Error> {
         no_default_attestations,
         export_attrs,
         extra_outputs,
+        image_resolve_mode: args.pull.then(|| "pull".to_owned()),
+        no_cache_filter: args.no_cache_filter.clone(),
+        add_hosts: run.add_hosts,
+        shm_size: run.shm_size,
+        ulimits: run.ulimits,
+        cgroup_parent: args.cgroup_parent.clone().filter(|c| !c.is_empty()),
+        entitlements: run.entitlements,
         ..BuildOptions::default()
+    })
+}
+
+/// `--add-host`, `--shm-size`, `--ulimit` and `--allow`, checked with buildx's grammars.
+struct RunSettings {
+    add_hosts: Vec<String>,
+    shm_size: i64,
+    ulimits: Vec<String>,
+    entitlements: Vec<String>,
+}
+
+/// Parses the flags that shape `RUN` containers and the entitlements. A `host-gateway`
+/// address stays `HOST=host-gateway` until [`resolve_host_gateway`] knows the builder.
+fn run_settings(args: &BuildArgs) -> Result<RunSettings, Error> {
+    let mut add_hosts = Vec::new();
+    for v in &args.add_hosts {
+        for h in kbx_opts::ExtraHost::parse_flag(v)? {
+            add_hosts.push(h.to_string());
+        }
+    }
+    let shm_size = match &args.shm_size {
+        Some(v) => kbx_opts::parse_mem_bytes("--shm-size", v)?,
+        None => 0,
+    };
+    let ulimits = kbx_opts::Ulimit::parse_all(&args.ulimits)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut entitlements = Vec::new();
+    for v in &args.allow {
+        entitlements.extend(
+            kbx_opts::Entitlement::parse_flag(v)?
+                .into_iter()
+                .map(|e| e.0),
+        );
+    }
+    Ok(RunSettings {
+        add_hosts,
+        shm_size,
+        ulimits,
+        entitlements,
     })
 }
 
@@ -279,6 +352,48 @@ fn ask_passphrase(path: &std::path::Path) -> std::io::Result<String> {
     term.read_secure_line()
 }
 
+/// Replaces `HOST=host-gateway` entries of `--add-host` with the address of the builder's
+/// host, as buildx does: the Engine's BuildKit names it in its worker label
+/// `org.mobyproject.buildkit.worker.moby.host-gateway-ip`; other drivers have none.
+pub(crate) async fn resolve_host_gateway(
+    opts: &mut BuildOptions,
+    driver: &str,
+    client: &kbx_buildkit::Client,
+) -> Result<(), Error> {
+    const SUFFIX: &str = "=host-gateway";
+    if !opts.add_hosts.iter().any(|h| h.ends_with(SUFFIX)) {
+        return Ok(());
+    }
+    let derive = |why: String| {
+        Error::msg(format!(
+            "unable to derive the IP value for host-gateway: {why}"
+        ))
+    };
+    if Driver::from_name(driver) != Some(Driver::Docker) {
+        return Err(derive(format!(
+            "host-gateway is not supported by the {driver} driver"
+        )));
+    }
+    let workers = client
+        .list_workers()
+        .await
+        .map_err(|e| derive(format!("listing workers: {e}")))?;
+    let label = "org.mobyproject.buildkit.worker.moby.host-gateway-ip";
+    let ip = workers
+        .iter()
+        .find_map(|w| w.labels.get(label).filter(|v| !v.is_empty()))
+        .ok_or_else(|| derive("host-gateway IP not found".to_owned()))?;
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| derive(format!("failed to parse host-gateway IP: {ip}")))?;
+    for h in &mut opts.add_hosts {
+        if let Some(host) = h.strip_suffix(SUFFIX) {
+            *h = format!("{host}={ip}");
+        }
+    }
+    Ok(())
+}
+
 /// What a build exports to when the flags leave a choice, per driver, as buildx does: the
 /// docker driver loads into the Engine (`moby`), others keep the result in the cache only.
 /// An image push on the docker driver becomes a `moby` export whose names the Engine pushes
@@ -290,6 +405,10 @@ pub(crate) fn default_output(
     tags: &[String],
 ) -> Result<Vec<String>, Error> {
     if Driver::from_name(driver) == Some(Driver::Docker) {
+        // The Engine's own images are used unless --pull, as buildx's docker driver does.
+        if opts.image_resolve_mode.is_none() {
+            opts.image_resolve_mode = Some("local".to_owned());
+        }
         if let Some(Output::Image { names, push: true }) = &opts.output {
             let names = if names.is_empty() {
                 tags.to_vec()
@@ -515,6 +634,79 @@ mod tests {
             [Output::parse("type=docker,dest=d.tar").unwrap()]
         );
         assert_eq!(kinds(&["type=local,dest=d"], false, false), [local]);
+    }
+
+    /// The build options of `kbx build ARGS .`.
+    fn options_of(args: &[&str]) -> Result<BuildOptions, Error> {
+        use clap::Parser as _;
+        let mut all = vec!["kbx", "build"];
+        all.extend_from_slice(args);
+        all.push(".");
+        let cli = crate::cli::Cli::try_parse_from(all).expect("valid syntax");
+        let crate::cli::Command::Build(args) = cli.command else {
+            unreachable!("a build command line")
+        };
+        build_options(&args)
+    }
+
+    #[test]
+    fn annotations_go_to_every_output_and_run_flags_are_parsed() {
+        let o = options_of(&[
+            "-o",
+            "type=oci,dest=a.tar,annotation.k=own",
+            "-o",
+            "type=image,name=r/x",
+            "--annotation",
+            "k=v",
+            "--annotation",
+            "manifest:m=w",
+            "--pull",
+            "--add-host",
+            "a:10.0.0.1,b=::1",
+            "--allow",
+            "network.host",
+            "--shm-size",
+            "1g",
+            "--ulimit",
+            "nproc=5",
+            "--ulimit",
+            "nofile=1:2",
+            "--no-cache-filter",
+            "s1",
+            "--cgroup-parent",
+            "/ci",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.export_attrs["annotation.k"], "v",
+            "the flag wins over --output"
+        );
+        assert_eq!(o.export_attrs["annotation-manifest.m"], "w");
+        assert_eq!(o.extra_outputs.len(), 1);
+        assert_eq!(o.extra_outputs[0].attrs["annotation.k"], "v");
+        assert_eq!(o.image_resolve_mode.as_deref(), Some("pull"));
+        assert_eq!(o.add_hosts, ["a=10.0.0.1", "b=::1"]);
+        assert_eq!(o.entitlements, ["network.host"]);
+        assert_eq!(o.shm_size, 1 << 30);
+        assert_eq!(o.ulimits, ["nofile=1:2", "nproc=5:5"]);
+        assert_eq!(o.no_cache_filter, ["s1"]);
+        assert_eq!(o.cgroup_parent.as_deref(), Some("/ci"));
+        // No output named: the annotations are still checked.
+        assert!(options_of(&["--annotation", "bad"]).is_err());
+        // An image ID file needs no local or tar output among several.
+        let e = options_of(&[
+            "-o",
+            "type=oci,dest=a.tar",
+            "-o",
+            "type=local,dest=d",
+            "--iidfile",
+            "i",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "local and tar exporters are incompatible with image ID file"
+        );
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub(crate) struct Cli {
     /// given to `inspect`, `use` or `rm` wins over both.
     #[arg(long, global = true, env = "BUILDX_BUILDER", value_name = "NAME")]
     pub(crate) builder: Option<String>,
+    /// Enable debug logging: `debug:` lines on stderr saying what kbx does (the builder and
+    /// node, the solve reference, the exporter's response) and every error with its full cause
+    /// chain in Rust's debug form. A non-empty `DEBUG` turns it on too, as in buildx.
+    #[arg(short = 'D', long, global = true)]
+    pub(crate) debug: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -36,6 +41,7 @@ pub(crate) enum Command {
     /// Remove one or more builder instances.
     Rm(RmArgs),
     /// Start a build on a builder.
+    #[command(visible_alias = "b")]
     Build(Box<BuildArgs>),
     /// Disk usage of the build cache.
     Du(DuArgs),
@@ -195,8 +201,10 @@ pub(crate) enum ProgressMode {
     /// One JSON object per line on stderr (BuildKit's `client.SolveStatus`).
     #[value(name = "rawjson")]
     RawJson,
-    /// Nothing but errors.
+    /// Nothing but errors; `build` prints the image ID on stdout at the end.
     Quiet,
+    /// Nothing but errors, and no image ID either.
+    None,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +264,45 @@ pub(crate) struct BuildArgs {
     /// Progress output (`BUILDKIT_PROGRESS` sets the default).
     #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value = "auto")]
     pub(crate) progress: ProgressMode,
+    /// Whether `--progress` was given on the command line (not the default or
+    /// `BUILDKIT_PROGRESS`): `-q` conflicts only with the flag, as in buildx.
+    #[arg(skip)]
+    pub(crate) progress_from_flag: bool,
+    /// Suppress the build output and print the image ID on success.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
+    /// Always attempt to pull all referenced images.
+    #[arg(long)]
+    pub(crate) pull: bool,
+    /// Add a custom host-to-IP mapping (`host:ip` or `host=ip`; comma lists allowed).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub(crate) add_hosts: Vec<String>,
+    /// Allow an extra privileged entitlement (`network.host`, `security.insecure`; one per
+    /// flag, repeatable).
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub(crate) allow: Vec<String>,
+    /// Add an annotation to the image (`KEY=VALUE`, `manifest:KEY=VALUE`,
+    /// `manifest[linux/amd64]:KEY=VALUE`, …).
+    #[arg(long = "annotation", value_name = "ANNOTATION")]
+    pub(crate) annotations: Vec<String>,
+    /// Do not cache the specified stages.
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub(crate) no_cache_filter: Vec<String>,
+    /// Shared memory size for build containers (`64m`, `1g`, bytes without a unit).
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub(crate) shm_size: Option<String>,
+    /// Ulimit options (`nofile=1024:2048`).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub(crate) ulimits: Vec<String>,
+    /// Set the parent cgroup for the `RUN` instructions during build.
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    pub(crate) cgroup_parent: Option<String>,
+    /// Write the image ID to a file.
+    #[arg(long = "iidfile", value_name = "FILE")]
+    pub(crate) iidfile: Option<std::path::PathBuf>,
+    /// Write build result metadata to a file (JSON, as buildx writes it).
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub(crate) metadata_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) attest: AttestArgs,
 }

@@ -330,12 +330,15 @@ fn option_hints(err: &(dyn StdError + 'static)) -> Vec<String> {
         if let Some(opts) = options_error(e) {
             return opts
                 .iter()
-                .filter_map(|o| {
-                    Some(format!(
+                .filter_map(|o| match o {
+                    kbx_opts::Error::BuildFlag { flag, .. } => {
+                        Some(format!("{flag}: expected {}", o.expected()?))
+                    }
+                    _ => Some(format!(
                         "--driver-opt {}: expected {}",
                         o.key()?,
                         o.expected()?
-                    ))
+                    )),
                 })
                 .collect();
         }

@@ -18,6 +18,7 @@ mod cache;
 mod cli;
 mod commands;
 mod context;
+mod debug;
 mod driver;
 mod error;
 mod multi;
@@ -31,12 +32,24 @@ mod tabwriter;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Command::Build(args) = &mut cli.command {
+        args.progress_from_flag = matches
+            .subcommand_matches("build")
+            .and_then(|m| m.value_source("progress"))
+            == Some(clap::parser::ValueSource::CommandLine);
+    }
+    // As buildx (through the Docker CLI), a non-empty DEBUG turns debug output on too.
+    debug::set(cli.debug || std::env::var_os("DEBUG").is_some_and(|v| !v.is_empty()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,6 +81,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error::report(&e);
+            if debug::enabled() {
+                eprintln!("debug: {e:#?}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -615,7 +615,7 @@ fn build_progress_modes_and_buildkit_progress() {
         env.docker_host()
     );
     // Every buildx mode parses; the build then stops at the unreachable default builder.
-    for mode in ["auto", "plain", "rawjson", "quiet"] {
+    for mode in ["auto", "plain", "rawjson", "quiet", "none"] {
         let o = env.kbx(&[
             "build",
             "--progress",
@@ -660,7 +660,7 @@ fn build_progress_modes_and_buildkit_progress() {
         let err = stderr(&o);
         assert!(err.contains("invalid value 'fancy'"), "{err}");
         assert!(
-            err.contains("[possible values: auto, tty, plain, rawjson, quiet]"),
+            err.contains("[possible values: auto, tty, plain, rawjson, quiet, none]"),
             "{err}"
         );
     }
@@ -1332,4 +1332,166 @@ fn bad_build_flag_values_are_reported_once() {
         stderr(&o),
         "ERROR: invalid build options: --output \"type=image,\\\"name=a,b\": parse error on line 1, column 13: extraneous or missing \" in quoted-field\n"
     );
+}
+
+#[test]
+fn ci_build_flag_values_use_buildx_texts() {
+    let env = Env::new();
+    // Each bad value is refused before the builder is looked up, naming flag and value.
+    for (args, text) in [
+        (
+            &["--add-host", "db:10.0.0.300"][..],
+            r#"--add-host "db:10.0.0.300": invalid host db:10.0.0.300"#,
+        ),
+        (
+            &["--add-host", "a=1.1.1.1,nocolon"][..],
+            r#"--add-host "nocolon": invalid host nocolon"#,
+        ),
+        (
+            &["--allow", "network.host,security.insecure"][..],
+            r#"--allow "network.host,security.insecure": unknown entitlement network.host,security.insecure"#,
+        ),
+        (
+            &["--ulimit", "nofile=infinity"][..],
+            r#"--ulimit "nofile=infinity": strconv.ParseInt: parsing "infinity": invalid syntax"#,
+        ),
+        (
+            &["--annotation", "blob:a=b"][..],
+            r#"--annotation "blob:a=b": unknown annotation type "blob""#,
+        ),
+        (
+            &["--annotation", "novalue"][..],
+            r#"--annotation "novalue": invalid annotation "novalue", expected key=value"#,
+        ),
+        (
+            &["--shm-size", "64q"][..],
+            r#"--shm-size "64q": invalid suffix: 'q'"#,
+        ),
+        (
+            &["--ulimit", "nofile=2048:1024"][..],
+            r#"--ulimit "nofile=2048:1024": ulimit soft limit must be less than or equal to hard limit: 2048 > 1024"#,
+        ),
+        (
+            &["--ulimit", "files=1"][..],
+            r#"--ulimit "files=1": invalid ulimit type: files"#,
+        ),
+    ] {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push(".");
+        let o = env.kbx(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.starts_with(&format!("ERROR: {text}\n")),
+            "{args:?}: {err}"
+        );
+        let flag = args[0];
+        assert!(
+            err.contains(&format!("\nhint: {flag}: expected ")),
+            "{args:?}: {err}"
+        );
+    }
+    // -q conflicts with an explicit --progress other than auto or quiet (not with the variable).
+    let o = env.kbx(&["build", "-q", "--progress", "plain", "."]);
+    fails_with(
+        &o,
+        "ERROR: progress=plain and quiet cannot be used together\n",
+    );
+    let o = env.kbx_env(
+        &["build", "-q", "-o", "type=local,dest=out", "."],
+        &[("BUILDKIT_PROGRESS", "tty")],
+    );
+    assert!(
+        !stderr(&o).contains("cannot be used together") && !stderr(&o).contains("console"),
+        "{}",
+        stderr(&o)
+    );
+    // An image ID file needs an image: local and tar exports have none.
+    for out in ["type=local,dest=out", "type=tar,dest=o.tar"] {
+        let o = env.kbx(&["build", "--iidfile", "iid", "-o", out, "."]);
+        fails_with(
+            &o,
+            "ERROR: local and tar exporters are incompatible with image ID file\n",
+        );
+    }
+    // -q goes with --progress none.
+    let o = env.kbx(&[
+        "build",
+        "-q",
+        "--progress",
+        "none",
+        "-o",
+        "type=local,dest=out",
+        ".",
+    ]);
+    assert!(
+        !stderr(&o).contains("cannot be used together"),
+        "{}",
+        stderr(&o)
+    );
+    // --no-cache and --no-cache-filter are exclusive.
+    let o = env.kbx(&["build", "--no-cache", "--no-cache-filter", "a", "."]);
+    fails_with(
+        &o,
+        "ERROR: --no-cache and --no-cache-filter cannot currently be used together\n",
+    );
+}
+
+#[test]
+fn build_alias_debug_flag_and_the_ci_flags_parse() {
+    let env = Env::new();
+    // `b` is `build`, and every CI flag parses; the build then stops at the builder.
+    let args = [
+        "b",
+        "--pull",
+        "--add-host",
+        "db:10.0.0.5,v6=[::1]",
+        "--allow",
+        "network.host",
+        "--allow",
+        "security.insecure",
+        "--annotation",
+        "index,manifest[linux/amd64]:org.example=v",
+        "--no-cache-filter",
+        "build",
+        "--shm-size",
+        "128m",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--cgroup-parent",
+        "/ci",
+        "--iidfile",
+        "iid.txt",
+        "--metadata-file",
+        "md.json",
+        "-q",
+        "-o",
+        "type=oci,dest=o.tar",
+        ".",
+    ];
+    let o = env.kbx(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("ERROR: Cannot connect to the Docker daemon"),
+        "{err}"
+    );
+    assert!(!err.contains("debug:"), "{err}");
+    // -D prints debug detail after the error.
+    let mut debug = vec!["-D"];
+    debug.extend_from_slice(&args);
+    let o = env.kbx(&debug);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("\ndebug: "), "{}", stderr(&o));
+    // So does a non-empty DEBUG.
+    let o = env.kbx_env(&args, &[("DEBUG", "1")]);
+    assert!(stderr(&o).contains("\ndebug: "), "{}", stderr(&o));
+    let o = env.kbx(&["--help"]);
+    let help = stdout(&o);
+    assert!(
+        help.contains("build") && help.contains("[alias: b]"),
+        "{help}"
+    );
+    assert!(help.contains("-D, --debug"), "{help}");
 }

@@ -1270,3 +1270,517 @@ fn remote_buildkitd_push_next_to_a_local_output() {
     );
     assert_eq!(m.status, 200, "{}", String::from_utf8_lossy(&m.body));
 }
+
+#[test]
+fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
+    use support::Buildkitd;
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "ci", "--driver", "remote", &d.addr()]);
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path();
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    let iid = out.path().join("iid.txt");
+    let md = out.path().join("md.json");
+    // A stale image ID file goes before the build.
+    std::fs::write(&iid, "stale").unwrap();
+    let stdout = kbx.ok(&[
+        "b",
+        "--builder",
+        "ci",
+        "-q",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "--metadata-file",
+        md.to_str().unwrap(),
+        "--annotation",
+        "org.example.ci=yes",
+        "--provenance",
+        "false",
+        "-o",
+        &format!("type=oci,dest={},tar=false", layout.display()),
+        ctx.to_str().unwrap(),
+    ]);
+    // The image ID is the config digest of the exported image.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let read_blob = |digest: &str| {
+        let (alg, hex) = digest.split_once(':').unwrap();
+        std::fs::read(layout.join("blobs").join(alg).join(hex)).unwrap()
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&read_blob(manifest_digest)).unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    assert_eq!(manifest["annotations"]["org.example.ci"], "yes");
+    assert_eq!(stdout, format!("{config}\n"), "-q prints the image ID only");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), config);
+    // The metadata file: buildx's keys and layout.
+    let text = std::fs::read_to_string(&md).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&str> = meta
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "buildx.build.provenance",
+            "buildx.build.ref",
+            "containerimage.config.digest",
+            "containerimage.descriptor",
+            "containerimage.digest"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        meta["buildx.build.provenance"]["buildType"],
+        "https://mobyproject.org/buildkit@v1"
+    );
+    let build_ref = meta["buildx.build.ref"].as_str().unwrap();
+    assert!(build_ref.starts_with("ci/ci0/"), "{build_ref}");
+    assert_eq!(meta["containerimage.config.digest"], config);
+    assert_eq!(meta["containerimage.digest"], manifest_digest);
+    assert_eq!(meta["containerimage.descriptor"]["digest"], manifest_digest);
+    assert!(
+        text.starts_with("{\n  \"buildx.build.provenance\": {\n"),
+        "{text}"
+    );
+    assert!(!text.ends_with('\n'));
+
+    // --progress quiet prints the image ID too; --progress none prints nothing at all.
+    let dest = format!(
+        "type=oci,dest={},tar=false",
+        out.path().join("again").display()
+    );
+    let quiet = kbx.ok(&[
+        "build",
+        "--builder",
+        "ci",
+        "--progress",
+        "quiet",
+        "--provenance",
+        "false",
+        "-o",
+        &dest,
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(quiet, format!("{config}\n"));
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--progress",
+        "none",
+        "-o",
+        &dest,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{o:?}");
+
+    // In the progress, fetching the provenance is a step of its own, as in buildx.
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--progress",
+        "plain",
+        "--metadata-file",
+        md.to_str().unwrap(),
+        "-o",
+        &dest,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let step = err
+        .lines()
+        .find_map(|l| l.strip_suffix(" resolving provenance for metadata file"))
+        .unwrap_or_else(|| panic!("no provenance step: {err}"));
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!("{step} DONE "))),
+        "{err}"
+    );
+
+    // host-gateway is the docker driver's only.
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--add-host",
+        "gw:host-gateway",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.ends_with("\nERROR: unable to derive the IP value for host-gateway: host-gateway is not supported by the remote driver\n"),
+        "{err}"
+    );
+
+    // A failed build leaves no image ID file behind.
+    let bad = tempfile::tempdir().unwrap();
+    write(
+        bad.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY missing /\n",
+        0o644,
+    );
+    let o = kbx.run(&[
+        "build",
+        "--builder",
+        "ci",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "-o",
+        &format!(
+            "type=oci,dest={},tar=false",
+            out.path().join("bad").display()
+        ),
+        bad.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(!iid.exists());
+}
+
+#[test]
+fn docker_driver_resolves_host_gateway_and_uses_engine_images() {
+    let Some(d) = Dockerd::start() else { return };
+    let kbx = Kbx::new(&d);
+    let base = d.base_image();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        format!("FROM {base}\nRUN cat /etc/hosts > /hosts\nFROM scratch\nCOPY --from=0 /hosts /\n")
+            .as_bytes(),
+        0o644,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("type=local,dest={}", out.path().display());
+    let ctx = ctx.path().to_str().unwrap();
+    // The base image exists only in the Engine: the docker driver resolves images there first
+    // (image-resolve-mode=local), as buildx's docker driver does.
+    // (The private Engine has no bridge network: RUN steps get none.)
+    kbx.ok(&[
+        "build",
+        "--network",
+        "none",
+        "--add-host",
+        "db=10.0.0.5",
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    let hosts = std::fs::read_to_string(out.path().join("hosts")).unwrap();
+    assert!(hosts.lines().any(|l| l == "10.0.0.5\tdb"), "{hosts}");
+    // The Engine's BuildKit (Docker 20.10) keeps no build history: the metadata file has no
+    // provenance, as with buildx, and names the `default` builder and node.
+    let md = out.path().join("md.json");
+    kbx.ok(&[
+        "build",
+        "--network",
+        "none",
+        "--metadata-file",
+        md.to_str().unwrap(),
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&md).unwrap()).unwrap();
+    assert!(
+        meta["buildx.build.ref"]
+            .as_str()
+            .unwrap()
+            .starts_with("default/default/"),
+        "{meta}"
+    );
+    // host-gateway is the address the Engine's BuildKit names in its worker label; an Engine
+    // without one (Docker 20.10) gets buildx's error.
+    let o = kbx.run(&[
+        "build",
+        "--network",
+        "none",
+        "--add-host",
+        "gw:host-gateway",
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    if o.status.success() {
+        let hosts = std::fs::read_to_string(out.path().join("hosts")).unwrap();
+        let gw = hosts
+            .lines()
+            .find_map(|l| l.strip_suffix("\tgw"))
+            .unwrap_or_else(|| panic!("no gw entry: {hosts}"));
+        assert!(gw.parse::<std::net::IpAddr>().is_ok(), "{hosts}");
+    } else {
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            "ERROR: unable to derive the IP value for host-gateway: host-gateway IP not found\n"
+        );
+    }
+}
+
+/// The cached Buildx 0.29.1 (`conformance/scripts/fetch-buildx.sh`), or `None` (skip) outside
+/// CI.
+fn buildx_0_29() -> Option<PathBuf> {
+    let root = match std::env::var_os("KBX_BUILDX_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+            })
+            .join("kbx"),
+    };
+    let bin = root.join("buildx-0.29.1/docker-buildx");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var("CI").ok().as_deref() != Some("true"),
+        "{} missing: run conformance/scripts/fetch-buildx.sh (CI=true, so this is a failure)",
+        bin.display()
+    );
+    eprintln!(
+        "SKIP: {} missing: run conformance/scripts/fetch-buildx.sh",
+        bin.display()
+    );
+    None
+}
+
+/// A metadata file with what differs from build to build replaced: digests, sizes, times and
+/// the solve reference.
+fn normalized_metadata(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let mut line = line.to_owned();
+        if let Some(i) = line.find("\"sha256:") {
+            let end = line[i + 1..].find('"').map_or(line.len(), |e| i + 1 + e);
+            line.replace_range(i + 1..end, "sha256:DIGEST");
+        }
+        if let Some(i) = line.find("\"size\": ") {
+            let start = i + "\"size\": ".len();
+            let end = line[start..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(line.len(), |e| start + e);
+            line.replace_range(start..end, "SIZE");
+        }
+        if line.contains("\"org.opencontainers.image.created\": ") {
+            line = "      \"org.opencontainers.image.created\": \"TIME\"\n".to_owned();
+        }
+        if let Some(i) = line.find("\"buildx.build.ref\": \"") {
+            let value = i + "\"buildx.build.ref\": \"".len();
+            if let Some(slash) = line[value..].rfind('/') {
+                let end = line[value..].find('"').map_or(line.len(), |e| value + e);
+                line.replace_range(value + slash + 1..end, "REF");
+            }
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+#[test]
+fn metadata_file_is_buildx_029s_byte_for_byte() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Buildx and kbx, each with a builder of the same name in its own store.
+    let bx_home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str], provenance: Option<&str>| {
+        let mut cmd = Command::new(&buildx);
+        if let Some(p) = provenance {
+            cmd.env("BUILDX_METADATA_PROVENANCE", p);
+        }
+        let o = cmd
+            .args(args)
+            .env("HOME", bx_home.path())
+            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
+            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "buildx {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    bx(
+        &["create", "--name", "meta", "--driver", "remote", &d.addr()],
+        None,
+    );
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "meta", "--driver", "remote", &d.addr()]);
+    // The default (the build record's provenance, `min`), `max` on a cache-only build, no
+    // provenance, and two exporters.
+    let cases = [
+        ("oci", "type=oci,dest={}.tar", None),
+        ("image", "type=image,name=kbx.test/meta:1", None),
+        ("oci-disabled", "type=oci,dest={}.tar", Some("disabled")),
+        ("cacheonly-false", "type=cacheonly", Some("false")),
+    ];
+    for (what, exporter, provenance) in cases {
+        let theirs = out.path().join(format!("buildx-{what}.json"));
+        let ours = out.path().join(format!("kbx-{what}.json"));
+        let dest = |who: &str| {
+            exporter.replace(
+                "{}",
+                &out.path()
+                    .join(format!("{who}-{what}"))
+                    .display()
+                    .to_string(),
+            )
+        };
+        let args = |file: &Path, who: &str| {
+            [
+                "build".to_owned(),
+                "--builder".to_owned(),
+                "meta".to_owned(),
+                "--progress".to_owned(),
+                "quiet".to_owned(),
+                "--provenance".to_owned(),
+                "false".to_owned(),
+                "--metadata-file".to_owned(),
+                file.display().to_string(),
+                "-o".to_owned(),
+                dest(who),
+                ctx.to_owned(),
+            ]
+        };
+        let theirs_args = args(&theirs, "buildx");
+        bx(
+            &theirs_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            provenance,
+        );
+        let ours_args = args(&ours, "kbx");
+        let mut cmd = kbx.command(&ours_args.iter().map(String::as_str).collect::<Vec<_>>());
+        if let Some(p) = provenance {
+            cmd.env("BUILDX_METADATA_PROVENANCE", p);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let theirs = std::fs::read_to_string(theirs).unwrap();
+        let ours = std::fs::read_to_string(ours).unwrap();
+        assert_eq!(
+            normalized_metadata(&ours),
+            normalized_metadata(&theirs),
+            "{what}:\nbuildx:\n{theirs}\nkbx:\n{ours}"
+        );
+        assert!(
+            theirs.contains("\"buildx.build.ref\": \"meta/meta0/"),
+            "{theirs}"
+        );
+        assert_eq!(
+            theirs.contains("\"buildx.build.provenance\": {"),
+            provenance.is_none(),
+            "{theirs}"
+        );
+    }
+}
+
+/// Flag values Buildx 0.29.1 refuses only once it has reached a builder (`failed to build: …`):
+/// kbx refuses them before, with the same text after its `--FLAG "VALUE": ` prefix (K21).
+#[test]
+fn late_flag_errors_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| {
+        Command::new(&buildx)
+            .args(args)
+            .env("HOME", bx_home.path())
+            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
+            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap()
+    };
+    assert!(
+        bx(&["create", "--name", "late", "--driver", "remote", &d.addr()])
+            .status
+            .success()
+    );
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "late", "--driver", "remote", &d.addr()]);
+    let last_error = |o: &Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("ERROR: "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no ERROR line: {o:?}"))
+    };
+    let cases: &[(&str, &str, &str)] = &[
+        ("--add-host", "db:10.0.0.300", "db:10.0.0.300"),
+        ("--add-host", "a=1.1.1.1,nocolon", "nocolon"),
+        ("--add-host", "gw:host-gateway", ""),
+        ("--allow", "network", "network"),
+        (
+            "--allow",
+            "network.host,security.insecure",
+            "network.host,security.insecure",
+        ),
+        ("--allow", "device=gpu,x", "device=gpu,x"),
+        ("--annotation", "blob:a=b", "blob:a=b"),
+        ("--annotation", "novalue", "novalue"),
+        ("--annotation", "Index:a=b", "Index:a=b"),
+        ("--annotation", "manifest[]:a=b", "manifest[]:a=b"),
+    ];
+    for &(flag, value, entry) in cases {
+        let theirs = last_error(&bx(&["build", "--builder", "late", flag, value, ctx]));
+        let theirs = theirs.strip_prefix("failed to build: ").unwrap_or(&theirs);
+        let theirs = theirs.strip_prefix("parse annotations: ").unwrap_or(theirs);
+        let ours = last_error(&kbx.run(&["build", "--builder", "late", flag, value, ctx]));
+        // host-gateway fails once the builder is known, in both.
+        let ours = if entry.is_empty() {
+            ours
+        } else {
+            ours.strip_prefix(&format!("{flag} {entry:?}: "))
+                .unwrap_or_else(|| panic!("{flag} {value}: {ours:?} names no flag and value"))
+                .to_owned()
+        };
+        assert_eq!(ours, theirs, "{flag} {value}");
+    }
+    // --no-cache with --no-cache-filter, and -q with a --progress it cannot go with.
+    for args in [
+        &["--no-cache", "--no-cache-filter", "s"][..],
+        &["-q", "--progress", "plain"][..],
+    ] {
+        let mut all = vec!["build", "--builder", "late"];
+        all.extend_from_slice(args);
+        all.push(ctx);
+        let theirs = last_error(&bx(&all));
+        let theirs = theirs.strip_prefix("failed to build: ").unwrap_or(&theirs);
+        assert_eq!(last_error(&kbx.run(&all)), theirs, "{args:?}");
+    }
+}

@@ -613,6 +613,124 @@ pub enum BuildFlagProblem {
         /// Why.
         reason: String,
     },
+    /// A part of the value is wrong, as the inner error says (e.g. a Go `strconv` error).
+    #[error("{0}")]
+    Value(Box<Error>),
+    /// An `--add-host` entry is not `HOST=IP` or `HOST:IP` with a valid IP address.
+    #[error("invalid host {entry}")]
+    InvalidHost {
+        /// The entry as typed.
+        entry: String,
+    },
+    /// An `--allow` value is not an entitlement BuildKit knows.
+    #[error("unknown entitlement {value}")]
+    UnknownEntitlement {
+        /// The value as typed.
+        value: String,
+    },
+    /// A field of an `--allow device=…` configuration has no `=`.
+    #[error("invalid device config {}", go_quote(.field))]
+    DeviceConfig {
+        /// The field as typed.
+        field: String,
+    },
+    /// A key of an `--allow device=…` configuration is not `alias`.
+    #[error("unknown device config key {}", go_quote(.key))]
+    DeviceConfigKey {
+        /// The key as typed.
+        key: String,
+    },
+    /// An `--annotation` without `=`.
+    #[error("invalid annotation {}, expected key=value", go_quote(.value))]
+    AnnotationValue {
+        /// The value as typed.
+        value: String,
+    },
+    /// An `--annotation` type that is not `type` or `type[platform]`.
+    #[error(
+        "invalid annotation type {}, expected type and optional platform in square brackets",
+        go_quote(.value)
+    )]
+    AnnotationType {
+        /// The type (with its platform) as typed.
+        value: String,
+    },
+    /// An `--annotation` type that BuildKit does not have.
+    #[error("unknown annotation type {}", go_quote(.value))]
+    AnnotationUnknownType {
+        /// The type as typed.
+        value: String,
+    },
+    /// An `--annotation` platform that does not parse.
+    #[error("invalid platform {}: {source}", go_quote(.platform))]
+    AnnotationPlatform {
+        /// The platform as typed.
+        platform: String,
+        /// containerd's error.
+        source: Box<Error>,
+    },
+    /// A `--ulimit` value without `=`.
+    #[error("invalid ulimit argument: {value}")]
+    UlimitArgument {
+        /// The value as typed.
+        value: String,
+    },
+    /// A `--ulimit` resource go-units does not know.
+    #[error("invalid ulimit type: {name}")]
+    UlimitType {
+        /// The name as typed.
+        name: String,
+    },
+    /// A `--ulimit` with more than `soft:hard`.
+    #[error("too many limit value arguments - {values}, can only have up to two, `soft[:hard]`")]
+    UlimitTooMany {
+        /// The limits as typed.
+        values: String,
+    },
+    /// A `--ulimit` with an unlimited soft and a limited hard limit.
+    #[error(
+        "ulimit soft limit must be less than or equal to hard limit: soft: -1 (unlimited), hard: {hard}"
+    )]
+    UlimitSoftUnlimited {
+        /// The hard limit.
+        hard: i64,
+    },
+    /// A `--ulimit` whose soft limit is above its hard limit.
+    #[error("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")]
+    UlimitSoftAboveHard {
+        /// The soft limit.
+        soft: i64,
+        /// The hard limit.
+        hard: i64,
+    },
+    /// A size (`--shm-size`) that does not have the shape of one, or is negative.
+    #[error("invalid size: '{value}'")]
+    InvalidSize {
+        /// The whole value.
+        value: String,
+    },
+    /// A size whose unit is not `b`, `k`, `m`, `g`, `t`, `p` (+ `b` / `ib`).
+    #[error("invalid suffix: '{suffix}'")]
+    InvalidSuffix {
+        /// The unit, lowercased when it is at most three characters long (as go-units).
+        suffix: String,
+    },
+    /// The number of a size is not a Go float (`strconv.ParseFloat`).
+    ///
+    /// # Deviation
+    /// (C12) Go also accepts hexadecimal floats (`0x1p10`) here; kbx refuses them with Go's
+    /// syntax error.
+    #[error(
+        "strconv.ParseFloat: parsing {}: {}",
+        go_quote(.value),
+        if *.range { "value out of range" } else { "invalid syntax" }
+    )]
+    Float {
+        /// The number as typed.
+        value: String,
+        /// Out of range rather than bad syntax.
+        range: bool,
+    },
 }
 
 impl BuildFlagProblem {
@@ -635,6 +753,19 @@ impl BuildFlagProblem {
             ) => {
                 "id=ID[,src=PATH|,env=VAR][,type=file|env]; quote a whole field to keep commas in it"
             }
+            (_, "--add-host") => {
+                "HOST:IP or HOST=IP, the IP an IPv4 or IPv6 address (or host-gateway)"
+            }
+            (_, "--allow") => {
+                "one entitlement per flag: network.host, security.insecure or device[=NAME[,alias=ALIAS]]"
+            }
+            (_, "--annotation") => {
+                "KEY=VALUE or TYPE[,TYPE…]:KEY=VALUE, TYPE one of index, index-descriptor, manifest, manifest-descriptor, optionally with [PLATFORM]"
+            }
+            (_, "--ulimit") => {
+                "NAME=SOFT[:HARD] (limits are integers, -1 for unlimited), NAME one of core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"
+            }
+            (_, "--shm-size") => "a size in bytes, optionally with a unit: 64m, 1.5GiB, 512k",
             (_, "--output") => {
                 "type=TYPE[,dest=PATH][,key=value…], a directory, or -; quote a whole field to keep commas in it: 'type=image,\"name=a,b\"'"
             }

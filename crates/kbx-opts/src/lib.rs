@@ -29,7 +29,9 @@
 //! parser: [`Quantity`] (Kubernetes quantities), [`GoDuration`] (Go durations), [`parse_bool`]
 //! (Go booleans), [`KeyValues`] (`k=v` lists), [`Toleration`], [`Platform`],
 //! [`split_shell_words`] / [`buildkitd_args`] (`--buildkitd-flags`), [`BuildkitdConfig`] and
-//! [`KubernetesEndpoint`].
+//! [`KubernetesEndpoint`]. The `build` flags have theirs: [`ExportEntry`], [`CacheEntry`],
+//! [`SecretSpec`], [`SshSpec`], [`BuildContext`] (CSV records) and [`ExtraHost`],
+//! [`Entitlement`], [`parse_annotation`], [`parse_mem_bytes`], [`Ulimit`] (single values).
 //!
 //! This crate does no IO and needs no async runtime.
 //!
@@ -42,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 mod build_flags;
+mod build_values;
 mod buildkitd;
 mod csv;
 mod driver_opts;
@@ -59,6 +62,10 @@ mod toleration;
 pub use build_flags::{
     BuildContext, CacheEntry, ContextSource, ExportEntry, SecretFrom, SecretSpec, SshSpec,
     is_digest,
+};
+pub use build_values::{
+    AnnotationKey, AnnotationType, Entitlement, ExtraHost, HostIp, Ulimit, annotation_attrs,
+    parse_annotation, parse_mem_bytes,
 };
 pub use buildkitd::{
     BuildkitdConfig, DEFAULT_ENTITLEMENT_FLAG, RegistryFiles, buildkitd_args, split_shell_words,

@@ -6,6 +6,7 @@
 //! - `plain`: `kbx_buildkit::PlainRenderer` (`#N name`, `#N DONE 0.1s`);
 //! - `rawjson`: one `client.SolveStatus` JSON object per daemon message and line;
 //! - `quiet`: nothing (errors and the result are printed by the caller);
+//! - `none`: nothing either (Buildx 0.29's mode; unlike `quiet`, `build` prints no image ID);
 //! - `auto`: `tty` when stderr is a terminal and `TERM` is not `dumb`, else `plain`.
 //!
 //! # Deviation
@@ -83,7 +84,7 @@ pub(crate) fn resolve(
             ));
         }
         ProgressMode::RawJson => Mode::RawJson,
-        ProgressMode::Quiet => Mode::Quiet,
+        ProgressMode::Quiet | ProgressMode::None => Mode::Quiet,
     })
 }
 

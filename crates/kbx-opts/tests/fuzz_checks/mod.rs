@@ -42,7 +42,8 @@ pub(crate) fn bool(text: &str) {
 }
 
 /// Fuzz target `build_flags`: every line goes through the `--output`, `--cache-*`,
-/// `--secret`, `--ssh` and `--build-context` parsers; a parsed entry displays as a record that
+/// `--secret`, `--ssh`, `--build-context`, `--add-host`, `--ulimit`, `--allow`, `--annotation`
+/// and `--shm-size` parsers; a parsed entry displays as a record that
 /// parses back to itself, and a refusal names the flag and the value.
 pub(crate) fn build_flags(text: &str) {
     let names = |e: &kbx_opts::Error, flag: &str, line: &str| {
@@ -70,6 +71,17 @@ pub(crate) fn build_flags(text: &str) {
             Err(e) => assert!(names(&e, "--build-context", line), "{e}"),
         }
         let _ = kbx_opts::SshSpec::parse(line).to_string();
+        if let Ok(hosts) = kbx_opts::ExtraHost::parse_flag(line) {
+            for h in hosts {
+                assert_eq!(kbx_opts::ExtraHost::parse(&h.to_string()), Ok(h));
+            }
+        }
+        if let Ok(u) = kbx_opts::Ulimit::parse(line) {
+            assert_eq!(kbx_opts::Ulimit::parse(&u.to_string()), Ok(u));
+        }
+        let _ = kbx_opts::Entitlement::parse_flag(line);
+        let _ = kbx_opts::parse_annotation(line);
+        let _ = kbx_opts::parse_mem_bytes("--shm-size", line);
     }
 }
 
