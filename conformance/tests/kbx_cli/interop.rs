@@ -172,15 +172,19 @@ fn full_tree(root: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// A context with a symlink, modes, a `.dockerignore` and a two-stage Dockerfile with `ARG`s.
+/// A context with symlinks, modes, a `.dockerignore` and a three-stage Dockerfile with `ARG`s
+/// and a `RUN` on the named context `base`.
 fn rich_context(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir.join("src/sub"))?;
     std::fs::write(
         dir.join("Dockerfile"),
         "ARG FIRST=one\nFROM scratch AS stage\nARG FIRST\nARG SECOND=two\nCOPY src/ /src/\n\
-         COPY --chmod=0750 tool /bin/tool\nFROM scratch\nCOPY --from=stage /src /out/src\n\
-         COPY --from=stage /bin/tool /out/tool\nCOPY keep.txt /out/\n",
+         COPY --chmod=0750 tool /bin/tool\nFROM base AS run\nARG SECOND=two\n\
+         COPY --from=stage /src /src\n\
+         RUN mkdir /r && echo \"second=$SECOND\" > /r/arg && sha256sum /src/a.txt > /r/sum\n\
+         FROM scratch\nCOPY --from=stage /src /out/src\n\
+         COPY --from=stage /bin/tool /out/tool\nCOPY --from=run /r /out/run\nCOPY keep.txt /out/\n",
     )?;
     std::fs::write(dir.join(".dockerignore"), "src/ignored.txt\n**/*.log\n")?;
     std::fs::write(dir.join("src/a.txt"), "a\n")?;
@@ -201,6 +205,82 @@ fn rich_context(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("tool"), "tool\n")?;
     std::fs::write(dir.join("keep.txt"), "keep\n")?;
     Ok(())
+}
+
+/// The images of an OCI archive: for every image manifest (attestation manifests skipped), its
+/// config as JSON and its layer digests.
+fn oci_images(archive: &Path) -> anyhow::Result<Vec<(serde_json::Value, Vec<String>)>> {
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(archive)?);
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type().is_file() {
+            let path = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+            files.insert(path, bytes);
+        }
+    }
+    let blob = |digest: &str| -> anyhow::Result<serde_json::Value> {
+        let path = format!("blobs/{}", digest.replacen(':', "/", 1));
+        let bytes = files
+            .get(&path)
+            .with_context(|| format!("{path} not in the archive"))?;
+        Ok(serde_json::from_slice(bytes)?)
+    };
+    let mut images = Vec::new();
+    let mut stack: Vec<serde_json::Value> = vec![serde_json::from_slice(
+        files.get("index.json").context("no index.json")?,
+    )?];
+    while let Some(doc) = stack.pop() {
+        if let Some(list) = doc["manifests"].as_array() {
+            for d in list {
+                let attestation =
+                    d["annotations"]["vnd.docker.reference.type"] == "attestation-manifest";
+                if !attestation {
+                    stack.push(blob(d["digest"].as_str().unwrap_or_default())?);
+                }
+            }
+        } else if doc["config"].is_object() {
+            let config = blob(doc["config"]["digest"].as_str().unwrap_or_default())?;
+            let layers = doc["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| l["digest"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            images.push((config, layers));
+        }
+    }
+    Ok(images)
+}
+
+/// A busybox base image as an OCI layout, built by kbx from the host's static busybox; returns
+/// the `--build-context base=oci-layout://…@DIGEST` value.
+async fn base_layout(user: &User) -> anyhow::Result<String> {
+    let ctx = user.home().join("base-ctx");
+    std::fs::create_dir_all(ctx.join("rootfs/bin"))?;
+    std::fs::copy("/bin/busybox", ctx.join("rootfs/bin/busybox"))
+        .context("copying /bin/busybox (install busybox-static)")?;
+    for applet in ["sh", "mkdir", "echo", "sha256sum"] {
+        std::os::unix::fs::symlink("busybox", ctx.join("rootfs/bin").join(applet))?;
+    }
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n")?;
+    let layout = user.home().join("base-layout");
+    let out = format!("type=oci,tar=false,dest={}", layout.display());
+    user.build(&ctx, &["--builder", "ours", "-o", &out])
+        .await?
+        .ok()?;
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .context("the base layout names no image")?;
+    Ok(format!("base=oci-layout://{}@{digest}", layout.display()))
 }
 
 /// A small context whose path is the sticky key; the content is the same for all.
@@ -296,6 +376,7 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
         // Same build, same result: one context, both tools, on the kbx builder.
         let rich = user.home().join("rich");
         rich_context(&rich)?;
+        let base = base_layout(&user).await?;
         let rich_str = rich.to_str().context("UTF-8 path")?;
         let (tree_bx, tree_kbx) = (user.home().join("rich-bx"), user.home().join("rich-kbx"));
         let out_bx = format!("type=local,dest={}", tree_bx.display());
@@ -309,6 +390,8 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
                 "ours",
                 "--build-arg",
                 "SECOND=2",
+                "--build-context",
+                &base,
                 "-o",
                 &out_bx,
                 rich_str,
@@ -324,6 +407,8 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
                 "ours",
                 "--build-arg",
                 "SECOND=2",
+                "--build-context",
+                &base,
                 "-o",
                 &out_kbx,
             ],
@@ -337,11 +422,84 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
                 .any(|k| k.contains("ignored") || k.ends_with(".log")),
             ".dockerignore not honoured: {a:?}"
         );
+        ensure!(
+            a.get("out/run/arg").map(String::as_str) == Some("file 644 second=2\n"),
+            "the RUN step on the named base gave {:?}",
+            a.get("out/run/arg")
+        );
         ensure!(a == b, "local trees differ:\nbuildx {a:#?}\nkbx    {b:#?}");
+
+        // The same context as OCI archives with SOURCE_DATE_EPOCH in the environment and
+        // rewritten timestamps: the same layers and the same image config.
+        let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+        let (oci_bx, oci_kbx) = (
+            user.home().join("rich-bx.tar"),
+            user.home().join("rich-kbx.tar"),
+        );
+        let out_bx = format!("type=oci,dest={},rewrite-timestamp=true", oci_bx.display());
+        let out_kbx = format!("type=oci,dest={},rewrite-timestamp=true", oci_kbx.display());
+        buildx(
+            &bx,
+            &user,
+            &[
+                "build",
+                "--builder",
+                "ours",
+                "--build-context",
+                &base,
+                "-o",
+                &out_bx,
+                rich_str,
+            ],
+            &epoch,
+        )
+        .await?
+        .ok()?;
+        user.run_with(
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--builder",
+                "ours",
+                "--build-context",
+                &base,
+                "-o",
+                &out_kbx,
+                rich_str,
+            ],
+            &epoch,
+        )
+        .await?
+        .ok()?;
+        let (images_bx, images_kbx) = (oci_images(&oci_bx)?, oci_images(&oci_kbx)?);
+        ensure!(
+            images_bx.len() == 1,
+            "one image expected from Buildx: {images_bx:?}"
+        );
+        ensure!(
+            images_bx[0].1 == images_kbx.first().map(|i| i.1.clone()).unwrap_or_default(),
+            "layer digests differ:\nbuildx {:?}\nkbx    {:?}",
+            images_bx[0].1,
+            images_kbx.iter().map(|i| &i.1).collect::<Vec<_>>()
+        );
+        ensure!(
+            images_bx[0].0 == images_kbx[0].0,
+            "image configs differ:\nbuildx {:#}\nkbx    {:#}",
+            images_bx[0].0,
+            images_kbx[0].0
+        );
+        ensure!(
+            images_bx[0].0["created"] == "2023-11-14T22:13:20Z",
+            "SOURCE_DATE_EPOCH not applied: {:#}",
+            images_bx[0].0
+        );
 
         // ls and inspect once every pod is Ready by its condition: Buildx says `running` only
         // with a ready replica, which a 1.20 kubelet marks on its 30 s readiness ticker.
+        let waited = std::time::Instant::now();
         wait_deployment_ready(client, ns.name(), "ours0", 3, Duration::from_secs(120)).await?;
+        note(&format!("ours0 ready after {:?} more", waited.elapsed()));
         let rows = same_ls(&bx, &user, "ours").await?;
         ensure!(
             rows.iter()
@@ -359,7 +517,6 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
 
         // Buildx removes the kbx builder: nothing is left, kbx no longer lists it.
         buildx(&bx, &user, &["rm", "ours"], &[]).await?.ok()?;
-        wait_nothing_left(client, ns.name(), "ours0").await?;
         let ls = user.run(&["ls"]).await?.ok()?;
         ensure!(ls_rows(&ls.stdout, "ours").is_empty(), "{}", ls.stdout);
 
@@ -389,6 +546,8 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
                 "theirs",
                 "--build-arg",
                 "SECOND=2",
+                "--build-context",
+                &base,
                 "-o",
                 &format!("type=local,dest={}", dest.display()),
             ],
@@ -404,7 +563,13 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
         let inspect = user.run(&["inspect", "theirs"]).await?.ok()?;
         ensure!(inspect.stdout.contains("running"), "{}", inspect.stdout);
         user.run(&["rm", "theirs"]).await?.ok()?;
-        wait_nothing_left(client, ns.name(), "theirs0").await?;
+        // Both removals at once: each waits for its pods to finish terminating.
+        let waited = std::time::Instant::now();
+        tokio::try_join!(
+            wait_nothing_left(client, ns.name(), "ours0"),
+            wait_nothing_left(client, ns.name(), "theirs0")
+        )?;
+        note(&format!("nothing left after {:?}", waited.elapsed()));
         let ls = buildx(&bx, &user, &["ls"], &[]).await?;
         ensure!(ls_rows(&ls.stdout, "theirs").is_empty(), "{}", ls.stdout);
         ns.delete().await?;

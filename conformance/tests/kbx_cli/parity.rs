@@ -93,6 +93,103 @@ const MORE: &[Case] = &[
         flags: &["--platform", "linux/amd64,linux/arm64"],
         append: &[],
     },
+    Case {
+        needs_newest: true,
+        name: "scheduling",
+        opts: "serviceaccount=builder,schedulername=my-scheduler",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: true,
+        name: "ephemeral",
+        opts: "requests.ephemeral-storage=1Gi,limits.ephemeral-storage=2Gi,requests.cpu=250m",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "tolerations",
+        opts: "\"tolerations=key=a,operator=Equal,value=b,effect=NoExecute,tolerationSeconds=30;key=c,operator=Exists\"",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: true,
+        name: "rootless-memory",
+        opts: "rootless=true,buildkit-root-volume-memory=1Gi,limits.memory=2Gi",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "custom-image",
+        opts: "image=registry.example:5000/tools/buildkit:v0.13.2",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "replicas",
+        opts: "replicas=3,loadbalance=sticky",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: true,
+        name: "env",
+        opts: "env.BUILDKIT_STEP_LOG_MAX_SIZE=1048576,env.HTTP_PROXY=http://proxy.example:3128,env.NO_PROXY=.svc",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "flags",
+        opts: "",
+        flags: &[
+            "--buildkitd-flags",
+            "--allow-insecure-entitlement security.insecure --debug",
+        ],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "platforms",
+        opts: "",
+        flags: &["--platform", "linux/amd64,linux/arm64,linux/arm/v7"],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "metadata",
+        opts: "\"labels=team=a,tier=b,app.kubernetes.io/part-of=ci\",\"annotations=x=1,example.com/owner=ops\"",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "limits",
+        opts: "limits.cpu=500m,limits.memory=256Mi",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "qemu-image",
+        opts: "qemu.image=registry.example:5000/binfmt:v9",
+        flags: &[],
+        append: &[],
+    },
+    Case {
+        needs_newest: false,
+        name: "three-nodes",
+        opts: "\"nodeselector=kubernetes.io/arch=amd64\"",
+        flags: &["--platform", "linux/amd64"],
+        append: &[
+            "\"nodeselector=kubernetes.io/arch=arm64\",replicas=2",
+            "\"nodeselector=kubernetes.io/os=linux\",loadbalance=random",
+        ],
+    },
 ];
 
 /// Differences that a deviation explains: a JSON path prefix (with `*` for any array index)
@@ -212,13 +309,15 @@ fn normalise(mut v: Value, ns: &str) -> Value {
     v
 }
 
-/// Sorts every `volumes` and `volumeMounts` list by name: Buildx orders the config volumes by
-/// Go map iteration (random), kbx by directory name (M6), so only the sets are compared.
+/// Sorts every `volumes`, `volumeMounts` and `env` list by name: Buildx orders the config
+/// volumes and the environment by Go map iteration (random), kbx by directory name and input
+/// order (M6), so only the sets are compared.
 fn sort_by_name(v: &mut Value) {
     match v {
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
-                if let (true, Value::Array(a)) = (k == "volumes" || k == "volumeMounts", &mut *x) {
+                let by_name = matches!(k.as_str(), "volumes" | "volumeMounts" | "env");
+                if let (true, Value::Array(a)) = (by_name, &mut *x) {
                     a.sort_by_key(|e| e["name"].as_str().unwrap_or_default().to_owned());
                 }
                 sort_by_name(x);
