@@ -72,6 +72,29 @@ impl BxRun {
     }
 }
 
+/// `build --progress plain ARGS… -o OUT CONTEXT` with Buildx (to `outs[0]`), then with kbx (to
+/// `outs[1]`), both with `env`; either failing fails the scenario.
+async fn build_both(
+    bx: &Buildx,
+    user: &User,
+    args: &[&str],
+    outs: [&str; 2],
+    context: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    for (i, out) in outs.into_iter().enumerate() {
+        let mut all = vec!["build", "--progress", "plain"];
+        all.extend_from_slice(args);
+        all.extend(["-o", out, context]);
+        if i == 0 {
+            buildx(bx, user, &all, env).await?.ok()?;
+        } else {
+            user.run_with(&all, env).await?.ok()?;
+        }
+    }
+    Ok(())
+}
+
 /// The rows `ls` prints for builder `name` (its own row and its node rows), each split into
 /// words, with the `*` of the current builder dropped. Column widths depend on the other
 /// builders listed, so only the words are compared.
@@ -381,40 +404,15 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
         let (tree_bx, tree_kbx) = (user.home().join("rich-bx"), user.home().join("rich-kbx"));
         let out_bx = format!("type=local,dest={}", tree_bx.display());
         let out_kbx = format!("type=local,dest={}", tree_kbx.display());
-        buildx(
-            &bx,
-            &user,
-            &[
-                "build",
-                "--builder",
-                "ours",
-                "--build-arg",
-                "SECOND=2",
-                "--build-context",
-                &base,
-                "-o",
-                &out_bx,
-                rich_str,
-            ],
-            &[],
-        )
-        .await?
-        .ok()?;
-        user.build(
-            &rich,
-            &[
-                "--builder",
-                "ours",
-                "--build-arg",
-                "SECOND=2",
-                "--build-context",
-                &base,
-                "-o",
-                &out_kbx,
-            ],
-        )
-        .await?
-        .ok()?;
+        let rich_args = [
+            "--builder",
+            "ours",
+            "--build-arg",
+            "SECOND=2",
+            "--build-context",
+            &base,
+        ];
+        build_both(&bx, &user, &rich_args, [&out_bx, &out_kbx], rich_str, &[]).await?;
         let (a, b) = (full_tree(&tree_bx)?, full_tree(&tree_kbx)?);
         ensure!(!a.is_empty(), "Buildx exported nothing");
         ensure!(
@@ -438,40 +436,8 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
         );
         let out_bx = format!("type=oci,dest={},rewrite-timestamp=true", oci_bx.display());
         let out_kbx = format!("type=oci,dest={},rewrite-timestamp=true", oci_kbx.display());
-        buildx(
-            &bx,
-            &user,
-            &[
-                "build",
-                "--builder",
-                "ours",
-                "--build-context",
-                &base,
-                "-o",
-                &out_bx,
-                rich_str,
-            ],
-            &epoch,
-        )
-        .await?
-        .ok()?;
-        user.run_with(
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--builder",
-                "ours",
-                "--build-context",
-                &base,
-                "-o",
-                &out_kbx,
-                rich_str,
-            ],
-            &epoch,
-        )
-        .await?
-        .ok()?;
+        let oci_args = ["--builder", "ours", "--build-context", &base];
+        build_both(&bx, &user, &oci_args, [&out_bx, &out_kbx], rich_str, &epoch).await?;
         let (images_bx, images_kbx) = (oci_images(&oci_bx)?, oci_images(&oci_kbx)?);
         ensure!(
             images_bx.len() == 1,
