@@ -95,7 +95,7 @@ parity:
     conformance/scripts/build-buildkit.sh
     cargo nextest run -p kbx-conformance --test parity
     status=0
-    KBX_PARITY_ALL=1 cargo nextest run -p kbx-conformance --profile conformance -E 'test(parity)' || status=$?
+    KBX_PARITY_ALL=1 KBX_SCENARIO_LIMIT=2400 cargo nextest run -p kbx-conformance --profile conformance -E 'test(parity)' || status=$?
     cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
     exit $status
 

@@ -22,6 +22,15 @@ use kube::Api;
 
 /// The most one scenario may take, boot and teardown excluded.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(360);
+
+/// [`SCENARIO_LIMIT`], or `KBX_SCENARIO_LIMIT` seconds for long runs (`just parity` runs every
+/// option set with both Buildx versions in one scenario).
+fn scenario_limit() -> Duration {
+    std::env::var("KBX_SCENARIO_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(SCENARIO_LIMIT, Duration::from_secs)
+}
 /// How long a builder Deployment may take to become Ready (its probe period is 30 s).
 const READY_LIMIT: Duration = Duration::from_secs(240);
 
@@ -71,12 +80,12 @@ where
         return Ok(());
     };
     let started = Instant::now();
-    let outcome = tokio::time::timeout(SCENARIO_LIMIT, body(&cluster)).await;
+    let outcome = tokio::time::timeout(scenario_limit(), body(&cluster)).await;
     note(&format!("scenario body took {:.1?}", started.elapsed()));
     let torn = Instant::now();
     let left = cluster.teardown().await;
     note(&format!("teardown took {:.1?}", torn.elapsed()));
-    outcome.map_err(|_| anyhow::anyhow!("scenario exceeded {SCENARIO_LIMIT:?}"))??;
+    outcome.map_err(|_| anyhow::anyhow!("scenario exceeded {:?}", scenario_limit()))??;
     ensure!(left.is_empty(), "teardown left {left}");
     Ok(())
 }
@@ -441,11 +450,11 @@ async fn teardown_leaves_nothing_behind() -> anyhow::Result<()> {
         wait_deployment_ready(client, ns.name(), "builder0", 1, READY_LIMIT).await?;
         anyhow::Ok(())
     };
-    let outcome = tokio::time::timeout(SCENARIO_LIMIT, body).await;
+    let outcome = tokio::time::timeout(scenario_limit(), body).await;
     // With a pod running, every kind of trace must be visible, or the check below proves nothing.
     let before = host::leftovers(&layout);
     let left = cluster.teardown().await;
-    outcome.map_err(|_| anyhow::anyhow!("scenario exceeded {SCENARIO_LIMIT:?}"))??;
+    outcome.map_err(|_| anyhow::anyhow!("scenario exceeded {:?}", scenario_limit()))??;
     if before.processes.is_empty()
         || before.mounts.is_empty()
         || before.links.len() < 2

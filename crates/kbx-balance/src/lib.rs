@@ -19,10 +19,10 @@
 //! assert_eq!(chooser.choose("/home/user/project", &pods)?, first);
 //! assert!(first.name == "buildkit-0" || first.name == "buildkit-1");
 //!
-//! // buildx's `sticky` ring, bit for bit (a test vector of buildx's hash ring).
+//! // buildx's `sticky` ring, bit for bit (a test vector checked against the real Buildx).
 //! let pods = [Pod::running("p0-0"), Pod::running("p0-1"), Pod::running("p0-2")];
 //! let sticky = PodChooser::new(LoadBalance::Sticky);
-//! assert_eq!(sticky.choose("/home/user/project", &pods)?.name, "p0-0");
+//! assert_eq!(sticky.choose("/home/user/project", &pods)?.name, "p0-1");
 //!
 //! // Nothing to choose from: buildx's error text.
 //! let err = PodChooser::new(LoadBalance::Random).choose("", &[]).unwrap_err();

@@ -40,6 +40,8 @@ pub(crate) enum Command {
     Use(UseArgs),
     /// Remove one or more builder instances.
     Rm(RmArgs),
+    /// Stop a builder instance (nothing to stop on the kubernetes, remote and docker drivers).
+    Stop(StopArgs),
     /// Start a build on a builder.
     #[command(visible_alias = "b")]
     Build(Box<BuildArgs>),
@@ -150,6 +152,12 @@ pub(crate) struct InspectArgs {
     /// Timeout for loading builder status.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// The builder (default: `--builder`, else the current one).
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Args)]

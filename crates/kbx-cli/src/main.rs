@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             Command::Ls(args) => commands::ls::run(args).await,
             Command::Inspect(args) => commands::inspect::run(args, builder).await,
             Command::Use(args) => commands::use_builder::run(args, builder),
+            Command::Stop(args) => commands::stop::run(args, builder),
             Command::Rm(args) => commands::rm::run(args, builder).await,
             Command::Build(args) => commands::build::run(*args, builder).await,
             Command::Du(args) => commands::du::run(args, builder).await,

@@ -1180,6 +1180,16 @@ fn buildx_builder_and_the_global_builder_flag_pick_the_builder() {
     );
     assert!(kbx(&["use", "alpha"], Some("beta")).status.success());
 
+    // `stop` has nothing to stop on a kubernetes builder, as buildx; an unknown one fails.
+    let o = kbx(&["stop"], Some("beta"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!((stdout(&o), stderr(&o)), (String::new(), String::new()));
+    assert!(kbx(&["stop", "alpha"], None).status.success());
+    fails_with(
+        &kbx(&["stop", "nosuch"], None),
+        "ERROR: no builder \"nosuch\" found\n",
+    );
+
     // `rm` without a name removes BUILDX_BUILDER's builder, not the current one.
     let o = kbx(&["rm", "--keep-daemon"], Some("beta"));
     assert!(o.status.success(), "{}", stderr(&o));

@@ -11,5 +11,6 @@ pub(crate) mod inspect;
 pub(crate) mod ls;
 pub(crate) mod prune;
 pub(crate) mod rm;
+pub(crate) mod stop;
 pub(crate) mod use_builder;
 pub(crate) mod version;
