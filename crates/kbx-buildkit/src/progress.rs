@@ -70,6 +70,9 @@ pub enum ProgressEvent {
         total: i64,
         /// Whether the item is complete.
         done: bool,
+        /// From the item's start to its completion (or to this update), when the daemon gave
+        /// both times.
+        elapsed: Option<Duration>,
     },
     /// Output of a step (not line-aligned).
     Log {
@@ -414,12 +417,14 @@ impl ProgressTracker {
             if was_done == Some(true) {
                 continue;
             }
+            let end = s.completed.as_ref().or(s.timestamp.as_ref());
             events.push(ProgressEvent::Status {
                 digest: s.vertex.clone(),
                 id: s.id.clone(),
                 current: s.current,
                 total: s.total,
                 done,
+                elapsed: duration(s.started.as_ref(), end),
             });
         }
         for l in &resp.logs {
@@ -476,6 +481,9 @@ pub struct PlainRenderer<W: Write> {
     names: HashMap<String, String>,
     last: Option<String>,
     partial: HashMap<String, Vec<u8>>,
+    /// A finished step's `DONE` line, held back so that the step's last status lines (which
+    /// the daemon often sends just after the step's completion) come before it, as in buildx.
+    pending_done: Option<(String, String)>,
 }
 
 impl<W: Write> PlainRenderer<W> {
@@ -487,11 +495,24 @@ impl<W: Write> PlainRenderer<W> {
             names: HashMap::new(),
             last: None,
             partial: HashMap::new(),
+            pending_done: None,
         }
     }
 
-    /// The writer back.
-    pub fn into_inner(self) -> W {
+    /// Writes what is held back (a finished step's `DONE` line). Call it when the build ends.
+    ///
+    /// # Errors
+    /// Errors of the writer.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if let Some((_, line)) = self.pending_done.take() {
+            writeln!(self.out, "{line}")?;
+        }
+        self.out.flush()
+    }
+
+    /// The writer back, after [`PlainRenderer::finish`].
+    pub fn into_inner(mut self) -> W {
+        let _ = self.finish();
         self.out
     }
 
@@ -520,6 +541,16 @@ impl<W: Write> PlainRenderer<W> {
     /// # Errors
     /// Errors of the writer.
     pub fn render(&mut self, ev: &ProgressEvent) -> std::io::Result<()> {
+        // The held-back DONE line goes out before anything but its own step's statuses.
+        let same_step = match ev {
+            ProgressEvent::Status { digest, .. } => Some(digest),
+            _ => None,
+        };
+        if let Some((digest, _)) = &self.pending_done
+            && same_step != Some(digest)
+        {
+            self.finish()?;
+        }
         match ev {
             ProgressEvent::Started { digest, name } | ProgressEvent::Cached { digest, name }
                 if !self.numbers.contains_key(digest) =>
@@ -542,7 +573,8 @@ impl<W: Write> PlainRenderer<W> {
                 self.flush_partial(digest)?;
                 let n = self.switch_to(digest)?;
                 let secs = duration.map(|d| d.as_secs_f64()).unwrap_or(0.0);
-                writeln!(self.out, "#{n} DONE {secs:.1}s")?;
+                self.pending_done = Some((digest.clone(), format!("#{n} DONE {secs:.1}s")));
+                return Ok(());
             }
             ProgressEvent::Failed { digest, error, .. } => {
                 self.flush_partial(digest)?;
@@ -561,18 +593,28 @@ impl<W: Write> PlainRenderer<W> {
                 current,
                 total,
                 done,
+                elapsed,
             } => {
                 let n = self.switch_to(digest)?;
-                let amount = if *total > 0 {
-                    format!("{current} / {total}")
-                } else if *current > 0 {
-                    current.to_string()
+                // buildx's `%.2f` of `units.Bytes`: `60B`, `2.05kB`, `213.82MB / 1.00GB`.
+                let amount = if *total != 0 {
+                    format!("{} / {}", bytes(*current), bytes(*total))
+                } else if *current != 0 {
+                    bytes(*current)
                 } else {
                     String::new()
                 };
-                // `#5 exporting layers done`: no double space when there is no amount.
+                let time = match elapsed {
+                    Some(d) if d.as_secs_f64() > 0.01 => format!("{:.1}s", d.as_secs_f64()),
+                    _ => String::new(),
+                };
+                // `#5 exporting layers 0.3s done`: no double space where a part is missing.
                 let mut line = format!("#{n} {id}");
-                for part in [amount.as_str(), if *done { "done" } else { "" }] {
+                for part in [
+                    amount.as_str(),
+                    time.as_str(),
+                    if *done { "done" } else { "" },
+                ] {
                     if !part.is_empty() {
                         line.push(' ');
                         line.push_str(part);
@@ -602,6 +644,9 @@ impl<W: Write> PlainRenderer<W> {
     }
 
     fn flush_partial(&mut self, digest: &str) -> std::io::Result<()> {
+        if self.pending_done.as_ref().is_some_and(|(d, _)| d != digest) {
+            self.finish()?;
+        }
         if let Some(rest) = self.partial.remove(digest)
             && !rest.is_empty()
         {
@@ -612,10 +657,99 @@ impl<W: Write> PlainRenderer<W> {
     }
 }
 
+/// A byte count as buildx prints it (`fmt.Sprintf("%.2f", units.Bytes(n))` of
+/// `github.com/tonistiigi/units`): below 1000 a whole number of `B`, else two decimals of the
+/// largest decimal unit it reaches (`kB`, `MB`, `GB`, …).
+pub(crate) fn bytes(n: i64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut unit = 0;
+    let mut base: i128 = 1;
+    let n128 = i128::from(n);
+    while unit + 1 < UNITS.len() && n128.abs() >= base * 1000 {
+        base *= 1000;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        // Exact enough: i64 fits f64's 53 bits up to 9 PB, and the printed value has 2 decimals.
+        #[allow(clippy::cast_precision_loss)]
+        let v = n as f64 / base as f64;
+        format!("{v:.2}{}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bollard_buildkit_proto::moby::buildkit::v1::{Vertex, VertexLog, VertexStatus};
+
+    /// The daemon completes a step, then sends the step's last status: buildx prints the
+    /// status (with its size and time) before `DONE`, and kbx holds `DONE` back to do the same.
+    #[test]
+    fn done_follows_the_steps_last_statuses() {
+        let mut t = ProgressTracker::new();
+        let mut r = PlainRenderer::new(Vec::new());
+        let msgs = vec![
+            StatusResponse {
+                vertexes: vec![Vertex {
+                    started: ts(10, 0),
+                    ..vertex("sha256:c", "[internal] load build context")
+                }],
+                ..StatusResponse::default()
+            },
+            StatusResponse {
+                vertexes: vec![Vertex {
+                    started: ts(10, 0),
+                    completed: ts(14, 0),
+                    ..vertex("sha256:c", "[internal] load build context")
+                }],
+                ..StatusResponse::default()
+            },
+            StatusResponse {
+                statuses: vec![VertexStatus {
+                    id: "transferring context:".into(),
+                    vertex: "sha256:c".into(),
+                    current: 213_870_000,
+                    started: ts(10, 0),
+                    completed: ts(14, 0),
+                    ..VertexStatus::default()
+                }],
+                ..StatusResponse::default()
+            },
+            StatusResponse {
+                vertexes: vec![Vertex {
+                    started: ts(14, 0),
+                    completed: ts(14, 0),
+                    ..vertex("sha256:d", "[1/1] COPY . /")
+                }],
+                ..StatusResponse::default()
+            },
+        ];
+        for m in &msgs {
+            for e in t.update(m) {
+                r.render(&e).expect("render");
+            }
+        }
+        let text = String::from_utf8(r.into_inner()).expect("utf8");
+        assert_eq!(
+            text,
+            "#1 [internal] load build context\n#1 transferring context: 213.87MB 4.0s done\n\
+             #1 DONE 4.0s\n\n#2 [1/1] COPY . /\n#2 DONE 0.0s\n"
+        );
+    }
+
+    #[test]
+    fn bytes_print_as_buildx_prints_them() {
+        assert_eq!(bytes(0), "0B");
+        assert_eq!(bytes(60), "60B");
+        assert_eq!(bytes(999), "999B");
+        assert_eq!(bytes(1000), "1.00kB");
+        assert_eq!(bytes(2048), "2.05kB");
+        assert_eq!(bytes(213_821_304), "213.82MB");
+        assert_eq!(bytes(1_000_000_000), "1.00GB");
+        assert_eq!(bytes(-1500), "-1.50kB");
+    }
 
     fn ts(s: i64, n: i32) -> Option<Timestamp> {
         Some(Timestamp {
@@ -704,7 +838,7 @@ mod tests {
         assert_eq!(
             text,
             "#1 [1/2] FROM scratch\n\n#2 [internal] load .dockerignore\n#2 CACHED\n\n\
-             #1 [1/2] FROM scratch\n#1 transferring context: 42 done\n#1 hello\n#1 world\n\
+             #1 [1/2] FROM scratch\n#1 transferring context: 42B done\n#1 hello\n#1 world\n\
              #1 ERROR: exit code: 1\n"
         );
         let (name, lines) = t.failed_step().expect("failed");

@@ -160,6 +160,7 @@ pub(crate) async fn run(
     };
 
     let mut jobs = Vec::new();
+    crate::progress::building_with(mode, &ng.name, &ng.driver);
     for share in &shares {
         let n = &ng.nodes()[share.node];
         let connected = match connections[share.node].take() {
@@ -191,6 +192,7 @@ pub(crate) async fn run(
         jobs.push((connected.client, share_opts));
     }
 
+    crate::progress::end_of_header(mode);
     let printer = Arc::new(Mutex::new(Printer::new(mode)));
     let results = futures::future::join_all(jobs.iter().map(|(client, share_opts)| {
         let printer = printer.clone();

@@ -220,7 +220,10 @@ fn docker_driver_default_builder_ls_build_du_prune() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        String::from_utf8_lossy(&o.stderr).starts_with("#0 building on default (docker)\n"),
+        String::from_utf8_lossy(&o.stderr).starts_with(
+            "#0 building with \"default\" instance using docker driver\n\
+             #0 building on default (docker)\n\n"
+        ),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -434,8 +437,10 @@ fn remote_driver_create_ls_build_du_rm() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .starts_with(&format!("#0 building on rb0 (remote {endpoint})\n")),
+        String::from_utf8_lossy(&o.stderr).starts_with(&format!(
+            "#0 building with \"rb\" instance using remote driver\n\
+                 #0 building on rb0 (remote {endpoint})\n\n"
+        )),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -1783,4 +1788,94 @@ fn late_flag_errors_are_buildx_029s() {
         let theirs = theirs.strip_prefix("failed to build: ").unwrap_or(&theirs);
         assert_eq!(last_error(&kbx.run(&all)), theirs, "{args:?}");
     }
+}
+
+/// Plain progress with what differs from run to run masked: durations dropped, digests
+/// replaced, and kbx's own `#0 building on …` line (node and pod) left out.
+fn masked_progress(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with("#0 building on "))
+        .map(|l| {
+            l.split(' ')
+                .filter(|w| {
+                    let t = w.strip_suffix('s').unwrap_or("x");
+                    !(t.contains('.') && t.parse::<f64>().is_ok())
+                })
+                .map(|w| match w.find("sha256:") {
+                    Some(i) => format!("{}sha256:D", &w[..i]),
+                    None => w.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// `--progress plain` of one build by Buildx 0.29.1 and by kbx on one buildkitd, every step
+/// run (`--no-cache`): the same lines in the same order, once durations and digests are
+/// masked (`#0 building with …` first, sizes with buildx's units, statuses before `DONE`).
+#[test]
+fn plain_progress_is_buildx_029s_line_for_line() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| {
+        let o = Command::new(&buildx)
+            .args(args)
+            .env("HOME", bx_home.path())
+            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
+            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "buildx {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    bx(&["create", "--name", "plain", "--driver", "remote", &d.addr()]);
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "plain", "--driver", "remote", &d.addr()]);
+    let args = |who: &str| {
+        vec![
+            "build".to_owned(),
+            "--builder".to_owned(),
+            "plain".to_owned(),
+            "--progress".to_owned(),
+            "plain".to_owned(),
+            "--no-cache".to_owned(),
+            "-o".to_owned(),
+            format!("type=local,dest={}", out.path().join(who).display()),
+            ctx.to_owned(),
+        ]
+    };
+    let theirs = bx(&args("buildx")
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let o = kbx
+        .command(&args("kbx").iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ours = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!("buildx:\n{theirs}\nkbx:\n{ours}");
+    assert_eq!(
+        masked_progress(&ours),
+        masked_progress(&theirs),
+        "\nbuildx:\n{theirs}\nkbx:\n{ours}"
+    );
+    assert!(theirs.starts_with("#0 building with \"plain\" instance using remote driver\n\n"));
 }

@@ -82,9 +82,11 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
     let connected =
         driver::connect(&ng, &n, key.as_os_str().as_encoded_bytes(), Some(mode)).await?;
     resolve_host_gateway(&mut opts, &ng.driver, &connected.client).await?;
+    progress::building_with(mode, &ng.name, &ng.driver);
     if mode.takes_notes() {
         eprintln!("#0 building on {}", connected.description);
     }
+    progress::end_of_header(mode);
     debugln!(
         "building on builder {:?} node {:?} ({})",
         ng.name,

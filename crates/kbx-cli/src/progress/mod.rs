@@ -154,9 +154,28 @@ impl Printer {
 
     /// Ends the output: the tty view is drawn one last time and left on screen.
     pub(crate) fn finish(self) {
-        if let Kind::Tty(t) = self.kind {
-            t.finish();
+        match self.kind {
+            Kind::Tty(t) => t.finish(),
+            Kind::Plain(mut p) => {
+                let _ = p.finish();
+            }
+            Kind::Quiet | Kind::Json(_) => {}
         }
+    }
+}
+
+/// In `plain` mode, buildx's first line: `#0 building with "NAME" instance using DRIVER driver`.
+/// kbx's own `#0 building on …` lines (node and pod) follow it, then [`end_of_header`].
+pub(crate) fn building_with(mode: Mode, builder: &str, driver: &str) {
+    if mode == Mode::Plain {
+        eprintln!("#0 building with {builder:?} instance using {driver} driver");
+    }
+}
+
+/// In `plain` mode, the empty line buildx leaves between the `#0` lines and the first step.
+pub(crate) fn end_of_header(mode: Mode) {
+    if mode == Mode::Plain {
+        eprintln!();
     }
 }
 
