@@ -98,16 +98,23 @@ impl User {
         self.run_with(args, &[]).await
     }
 
-    /// [`User::run`] with extra environment variables (e.g. `DOCKER_HOST`).
-    async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Run> {
-        let started = Instant::now();
-        let out = tokio::process::Command::new(&self.bin)
-            .args(args)
+    /// `kbx ARGS…` in this user's environment, not started.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home())
             .env("BUILDX_CONFIG", self.home().join("buildx"))
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// [`User::run`] with extra environment variables (e.g. `DOCKER_HOST`).
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Run> {
+        let started = Instant::now();
+        let out = self
+            .command(args)
             .envs(env.iter().copied())
             .output()
             .await
@@ -404,6 +411,34 @@ async fn kbx_create_bootstrap_ls_build_and_rm() -> anyhow::Result<()> {
             "a broken Dockerfile must fail the build"
         );
         ensure!(run.stderr.contains("missing-file"));
+
+        // dial-stdio: its standard input and output reach BuildKit's gRPC server in a pod (an
+        // HTTP/2 preface and an empty SETTINGS frame are answered with the server's SETTINGS).
+        {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut child = user
+                .command(&["dial-stdio"])
+                .current_dir(ctx.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let mut stdin = child.stdin.take().context("stdin")?;
+            let mut stdout = child.stdout.take().context("stdout")?;
+            stdin
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+                .await?;
+            let mut frame = [0u8; 9];
+            tokio::time::timeout(Duration::from_secs(60), stdout.read_exact(&mut frame))
+                .await
+                .context("no answer through dial-stdio")??;
+            ensure!(frame[3] == 0x04, "not a SETTINGS frame: {frame:?}");
+            drop(stdin);
+            let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+                .await
+                .context("dial-stdio did not exit when its input ended")??;
+            ensure!(status.success(), "dial-stdio exited with {status}");
+        }
 
         // rm: nothing of the builder is left in the namespace.
         user.run(&["rm", "kbxtest"]).await?.ok()?;

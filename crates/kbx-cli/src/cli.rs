@@ -42,6 +42,9 @@ pub(crate) enum Command {
     Rm(RmArgs),
     /// Stop a builder instance (nothing to stop on the kubernetes, remote and docker drivers).
     Stop(StopArgs),
+    /// Proxy standard input and output to the builder's BuildKit (e.g. for `buildctl`).
+    #[command(name = "dial-stdio")]
+    DialStdio(DialStdioArgs),
     /// Start a build on a builder.
     #[command(visible_alias = "b")]
     Build(Box<BuildArgs>),
@@ -152,6 +155,17 @@ pub(crate) struct InspectArgs {
     /// Timeout for loading builder status.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DialStdioArgs {
+    /// Target platform: the first node that lists it is used (default: the first node).
+    #[arg(long)]
+    pub(crate) platform: Option<String>,
+    /// Progress of booting a builder that does not run (`none`, `auto`, `plain`, `rawjson`,
+    /// `tty`).
+    #[arg(long, value_enum, default_value = "none")]
+    pub(crate) progress: ProgressMode,
 }
 
 #[derive(Debug, Args)]

@@ -139,6 +139,15 @@ pub(crate) enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A byte stream to BuildKit (`dial-stdio`) could not be opened or broke off.
+    #[error("{what}")]
+    Io {
+        /// What was being done, e.g. `cannot connect to BuildKit at unix:///…`.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Several independent failures (e.g. removing several builders).
     #[error("{0}")]
     Summary(String),
@@ -175,6 +184,7 @@ impl Error {
             | Error::RemoveNode { .. }
             | Error::Task(_)
             | Error::Read { .. }
+            | Error::Io { .. }
             | Error::Summary(_)
             | Error::UnknownBuilder(_) => EXIT_FAILURE,
         }
@@ -203,6 +213,7 @@ impl Error {
             | Error::Json(_)
             | Error::Node { .. }
             | Error::Read { .. }
+            | Error::Io { .. }
             | Error::Summary(_)
             | Error::UnknownBuilder(_) => false,
         }

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => commands::inspect::run(args, builder).await,
             Command::Use(args) => commands::use_builder::run(args, builder),
             Command::Stop(args) => commands::stop::run(args, builder),
+            Command::DialStdio(args) => commands::dial_stdio::run(args, builder).await,
             Command::Rm(args) => commands::rm::run(args, builder).await,
             Command::Build(args) => commands::build::run(*args, builder).await,
             Command::Du(args) => commands::du::run(args, builder).await,

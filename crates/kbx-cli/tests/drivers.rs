@@ -1879,3 +1879,62 @@ fn plain_progress_is_buildx_029s_line_for_line() {
     );
     assert!(theirs.starts_with("#0 building with \"plain\" instance using remote driver\n\n"));
 }
+
+/// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
+/// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
+/// the child exits when its input ends.
+#[test]
+fn dial_stdio_carries_grpc_to_a_remote_buildkitd() {
+    use support::Buildkitd;
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", "dial", "--driver", "remote", &d.addr()]);
+    let mut cmd = tokio::process::Command::from(kbx.command(&["dial-stdio", "--builder", "dial"]));
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut child = cmd.spawn().unwrap();
+        let stdio = std::sync::Arc::new(std::sync::Mutex::new(Some(tokio::io::join(
+            child.stdout.take().unwrap(),
+            child.stdin.take().unwrap(),
+        ))));
+        let channel = kbx_buildkit::transport::connect_with("kbx dial-stdio", move || {
+            let stdio = stdio.clone();
+            async move {
+                stdio
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .ok_or_else(|| std::io::Error::other("dial-stdio serves one connection"))
+            }
+        })
+        .await
+        .unwrap();
+        let client = kbx_buildkit::Client::new(channel, kbx_buildkit::Backend::Buildkitd);
+        let workers = client.list_workers().await.unwrap();
+        assert!(!workers.is_empty(), "no workers through dial-stdio");
+        drop(client);
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+            .await
+            .expect("dial-stdio exits when its input ends")
+            .unwrap();
+        assert!(status.success(), "{status}");
+    });
+    // A builder kbx cannot dial this way says so.
+    let o = kbx
+        .command(&["dial-stdio", "--builder", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "ERROR: no builder \"nosuch\" found\n"
+    );
+}

@@ -5,6 +5,7 @@
 pub(crate) mod build;
 pub(crate) mod completion;
 pub(crate) mod create;
+pub(crate) mod dial_stdio;
 pub(crate) mod du;
 pub(crate) mod imagetools;
 pub(crate) mod inspect;

@@ -116,6 +116,13 @@ pub(super) async fn status(n: &Node) -> Result<Loaded, Error> {
 /// The pod of node `n` that `key` chooses with the node's `loadbalance` strategy, and a
 /// client connected to its BuildKit.
 async fn pod_for(n: &Node, driver: &NodeDriver, key: &[u8]) -> Result<(String, Client), Error> {
+    let pod = choose_pod(n, driver, key).await?;
+    let client = pod_client(driver, &pod).await?;
+    Ok((pod, client))
+}
+
+/// The pod of node `n` that `key` chooses with the node's `loadbalance` strategy.
+async fn choose_pod(n: &Node, driver: &NodeDriver, key: &[u8]) -> Result<String, Error> {
     let options = options(n)?;
     let pods: Vec<Pod> = driver
         .running_pods()
@@ -128,12 +135,30 @@ async fn pod_for(n: &Node, driver: &NodeDriver, key: &[u8]) -> Result<(String, C
             terminating: p.terminating,
         })
         .collect();
-    let pod = PodChooser::new(options.load_balance)
+    Ok(PodChooser::new(options.load_balance)
         .choose(key, &pods)?
         .name
-        .clone();
-    let client = pod_client(driver, &pod).await?;
-    Ok((pod, client))
+        .clone())
+}
+
+/// A byte stream to the BuildKit of the pod `key` chooses (`buildctl dial-stdio` in it),
+/// booting the builder first (in `boot` mode) when the node does not run.
+pub(super) async fn raw_stream(
+    ng: &NodeGroup,
+    n: &Node,
+    key: &[u8],
+    boot: Mode,
+) -> Result<kbx_kube::ExecStream, Error> {
+    let driver = node_driver(n).await?;
+    if !matches!(driver.status().await?, Status::Running(_)) {
+        bootstrap(ng, boot).await?;
+    }
+    let pod = choose_pod(n, &driver, key).await?;
+    let stderr: Arc<dyn Fn(&str) + Send + Sync> = {
+        let pod = pod.clone();
+        Arc::new(move |line: &str| eprintln!("[{pod}] {line}"))
+    };
+    Ok(driver.dial(&pod, stderr).await?)
 }
 
 /// Exec + HTTP/2 handshake + a first call, retried: a pod whose BuildKit is not answering yet

@@ -104,6 +104,36 @@ pub(crate) async fn connect(
     }
 }
 
+/// A bidirectional byte stream (what `dial-stdio` proxies).
+pub(crate) trait Duplex:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// A raw byte stream to node `n`'s BuildKit, over which a client speaks gRPC (buildx's
+/// `dial-stdio`). `key` picks the pod on Kubernetes; a node that does not run is booted in
+/// `boot` mode first.
+///
+/// # Deviation
+/// Buildx also dials the docker driver's Engine and remote nodes over TLS; kbx refuses both
+/// (the Engine's BuildKit is reached through its own API, and TLS would have to end in kbx).
+pub(crate) async fn raw_stream(
+    ng: &NodeGroup,
+    n: &Node,
+    key: &[u8],
+    boot: Mode,
+) -> Result<Box<dyn Duplex>, Error> {
+    match Driver::of(ng)? {
+        Driver::Kubernetes => Ok(Box::new(kubernetes::raw_stream(ng, n, key, boot).await?)),
+        Driver::Remote => remote::raw_stream(n).await,
+        Driver::Docker => Err(Error::msg(
+            "dial-stdio is not supported by the docker driver",
+        )),
+    }
+}
+
 /// A node's status, or why it could not be read, with what the daemon says about itself.
 pub(crate) struct NodeStatus {
     /// The status, or the error (with its causes) that kept it from being read.

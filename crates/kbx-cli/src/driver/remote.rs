@@ -180,6 +180,36 @@ async fn connect(endpoint: &str, tls: Option<&TlsOptions>) -> Result<Client, kbx
     }
 }
 
+/// A byte stream to a remote node's buildkitd (`unix://` or `tcp://`, without TLS).
+pub(super) async fn raw_stream(n: &Node) -> Result<Box<dyn super::Duplex>, Error> {
+    if connection(n)?.is_some() {
+        return Err(Error::msg(format!(
+            "dial-stdio to {} is not supported: the node uses TLS",
+            n.endpoint
+        )));
+    }
+    let unreachable = |source: std::io::Error| Error::Io {
+        what: format!("cannot connect to BuildKit at {}", n.endpoint),
+        source,
+    };
+    if let Some(path) = n.endpoint.strip_prefix("unix://") {
+        let s = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(unreachable)?;
+        Ok(Box::new(s))
+    } else if let Some(addr) = n.endpoint.strip_prefix("tcp://") {
+        let s = tokio::net::TcpStream::connect(addr.trim_end_matches('/'))
+            .await
+            .map_err(unreachable)?;
+        Ok(Box::new(s))
+    } else {
+        Err(Error::msg(format!(
+            "dial-stdio to {} is not supported",
+            n.endpoint
+        )))
+    }
+}
+
 /// The status of a remote node: `inactive` (with the reason) when the daemon does not answer.
 pub(super) async fn status(n: &Node) -> Result<Loaded, Error> {
     let tls = connection(n)?;
