@@ -543,3 +543,75 @@ async fn parity_store_both_ways_pod_choice_and_same_build() -> anyhow::Result<()
     })
     .await
 }
+
+/// The store both ways with Buildx 0.13.1: a kbx builder (only options 0.13.1 knows) is listed,
+/// inspected, built on and removed by it, and a builder it made by kbx; each leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parity_store_both_ways_with_buildx_0_13() -> anyhow::Result<()> {
+    scenario(async |cluster: &Cluster| {
+        let bx = Buildx::find(VERSIONS[1])?;
+        let user = User::new(cluster)?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "interop13").await?;
+        // No `timeout`: 0.13.1 refuses options it does not know.
+        let opts = format!("namespace={},image={}", ns.name(), cluster.builder_image());
+        let ctx = user.home().join("ctx");
+        small_context(&ctx)?;
+        let ctx_str = ctx.to_str().context("UTF-8 path")?;
+        let out = |who: &str| format!("type=local,dest={}", user.home().join(who).display());
+
+        user.create("ours", &opts, &["--bootstrap"]).await?.ok()?;
+        wait_deployment_ready(client, ns.name(), "ours0", 1, Duration::from_secs(120)).await?;
+        same_ls(&bx, &user, "ours").await?;
+        let inspect = buildx(&bx, &user, &["inspect", "ours"], &[]).await?.ok()?;
+        ensure!(inspect.stdout.contains("running"), "{}", inspect.stdout);
+        let args = ["--builder", "ours"];
+        build_both(&bx, &user, &args, [&out("bx"), &out("kbx")], ctx_str, &[]).await?;
+        ensure!(
+            full_tree(&user.home().join("bx"))? == full_tree(&user.home().join("kbx"))?,
+            "the trees differ"
+        );
+        buildx(&bx, &user, &["rm", "ours"], &[]).await?.ok()?;
+        let ls = user.run(&["ls"]).await?.ok()?;
+        ensure!(ls_rows(&ls.stdout, "ours").is_empty(), "{}", ls.stdout);
+
+        buildx(
+            &bx,
+            &user,
+            &[
+                "create",
+                "--name",
+                "theirs",
+                "--driver",
+                "kubernetes",
+                "--driver-opt",
+                &opts,
+                "--bootstrap",
+            ],
+            &[],
+        )
+        .await?
+        .ok()?;
+        wait_deployment_ready(client, ns.name(), "theirs0", 1, Duration::from_secs(120)).await?;
+        same_ls(&bx, &user, "theirs").await?;
+        let inspect = user.run(&["inspect", "theirs"]).await?.ok()?;
+        ensure!(inspect.stdout.contains("running"), "{}", inspect.stdout);
+        user.build(&ctx, &["--builder", "theirs", "-o", &out("kbx-theirs")])
+            .await?
+            .ok()?;
+        ensure!(
+            full_tree(&user.home().join("kbx-theirs"))? == full_tree(&user.home().join("bx"))?,
+            "kbx's build on the Buildx builder differs"
+        );
+        user.run(&["rm", "theirs"]).await?.ok()?;
+        let ls = buildx(&bx, &user, &["ls"], &[]).await?;
+        ensure!(ls_rows(&ls.stdout, "theirs").is_empty(), "{}", ls.stdout);
+        tokio::try_join!(
+            wait_nothing_left(client, ns.name(), "ours0"),
+            wait_nothing_left(client, ns.name(), "theirs0")
+        )?;
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
