@@ -389,8 +389,14 @@ fn collect(err: &(dyn StdError + 'static), lines: &mut Vec<String>) {
     let inline = ours(err).is_some_and(|e| matches!(e, Error::Buildkit(_)) || e.inline_causes())
         || buildkit(err).is_some();
     let text = if inline { chain(err) } else { err.to_string() };
-    if !text.is_empty() && lines.last() != Some(&text) {
-        lines.push(format!("{prefix}{text}"));
+    // hyper's and kube's errors repeat their cause's text (`ServiceError: client error
+    // (Connect)`, then `client error (Connect)` twice): once is enough.
+    let line = format!("{prefix}{text}");
+    let repeated = lines
+        .last()
+        .is_some_and(|l| l.strip_prefix("caused by: ").unwrap_or(l).ends_with(&text));
+    if !text.is_empty() && !repeated {
+        lines.push(line);
     }
     if inline {
         return;
@@ -500,10 +506,16 @@ fn daemon_text(chain: &[&(dyn StdError + 'static)]) -> String {
 /// An error and its causes on one line, `: `-separated.
 pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
     let mut text = e.to_string();
+    let mut last = text.clone();
     let mut source = shown_source(e);
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        // A cause whose text ends its wrapper's (hyper's `client error (Connect)`) once.
+        let next = s.to_string();
+        if !last.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        last = next;
         source = shown_source(s);
     }
     text
@@ -517,6 +529,36 @@ mod tests {
         let mut lines = Vec::new();
         collect(err, &mut lines);
         lines
+    }
+
+    /// An error whose cause reads the same (hyper's client errors).
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Twice(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Inner(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("ServiceError: {0}")]
+    struct Service(#[source] Twice);
+
+    #[test]
+    fn a_cause_that_repeats_its_wrapper_is_printed_once() {
+        let e = Twice(Inner(std::io::Error::other("connection refused")));
+        let wrapped = Service(Twice(Inner(std::io::Error::other("refused"))));
+        assert_eq!(
+            chain(&wrapped),
+            "ServiceError: client error (Connect): refused"
+        );
+        assert_eq!(chain(&e), "client error (Connect): connection refused");
+        let mut out = Vec::new();
+        collect(&e, &mut out);
+        assert_eq!(
+            out,
+            ["client error (Connect)", "caused by: connection refused"]
+        );
     }
 
     #[test]

@@ -558,10 +558,16 @@ fn inactive_reason(e: &kube::Error) -> String {
         kube::Error::Api(s) if s.code == 404 => "not created yet".to_owned(),
         other => {
             let mut text = other.to_string();
+            let mut last = text.clone();
             let mut source = std::error::Error::source(other);
             while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
+                // kube's and hyper's errors end with their cause's text: once is enough.
+                let next = s.to_string();
+                if !last.ends_with(&next) {
+                    text.push_str(": ");
+                    text.push_str(&next);
+                }
+                last = next;
                 source = s.source();
             }
             text
