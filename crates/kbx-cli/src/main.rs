@@ -25,6 +25,7 @@ mod multi;
 mod names;
 mod output;
 mod platforms;
+mod plugin;
 mod progress;
 mod registry;
 mod routing;
@@ -37,7 +38,14 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let args = match plugin::args(std::env::args_os().collect()) {
+        plugin::Args::Metadata(json) => {
+            println!("{json}");
+            return ExitCode::SUCCESS;
+        }
+        plugin::Args::Run(args) => args,
+    };
+    let matches = Cli::command().get_matches_from(args);
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

@@ -1505,3 +1505,48 @@ fn build_alias_debug_flag_and_the_ci_flags_parse() {
     );
     assert!(help.contains("-D, --debug"), "{help}");
 }
+
+/// Linked as `docker-kbx` into a Docker CLI plugin directory, kbx answers the real Docker CLI's
+/// plugin handshake: `docker --help` lists it and `docker kbx …` runs it. Linked as
+/// `kubectl-kbx`, it takes its arguments as they are.
+#[test]
+fn kbx_is_a_docker_cli_plugin_and_a_kubectl_plugin() {
+    let has_docker = Command::new("docker").arg("--version").output().is_ok();
+    if !has_docker {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "the docker CLI is missing (apt-get install docker.io); CI=true, so this is a failure"
+        );
+        eprintln!("SKIP: no docker CLI");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("cli-plugins")).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_kbx"),
+        dir.path().join("cli-plugins/docker-kbx"),
+    )
+    .unwrap();
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap()
+    };
+    let help = docker(&["--help"]);
+    assert!(
+        stdout(&help).contains("kbx*") && stdout(&help).contains("compatible with Buildx"),
+        "{}",
+        stdout(&help)
+    );
+    let version = docker(&["kbx", "version"]);
+    assert!(version.status.success(), "{}", stderr(&version));
+    assert!(stdout(&version).starts_with("kbx "), "{}", stdout(&version));
+
+    let kubectl = dir.path().join("kubectl-kbx");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kbx"), &kubectl).unwrap();
+    let o = Command::new(&kubectl).arg("version").output().unwrap();
+    assert!(stdout(&o).starts_with("kbx "), "{}", stdout(&o));
+}
