@@ -1125,11 +1125,7 @@ fn remote_buildkitd_load_into_the_docker_engine() {
 fn remote_buildkitd_several_outputs_and_tags_naming_them() {
     use support::Buildkitd;
     let Some(bk) = Buildkitd::start() else { return };
-    let kbx = Kbx {
-        home: tempfile::tempdir().unwrap(),
-        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
-    };
-    kbx.ok(&["create", "--name", "bk", "--driver", "remote", &bk.addr()]);
+    let kbx = remote_kbx("bk", &bk.addr());
     let ctx = tempfile::tempdir().unwrap();
     write(
         ctx.path(),
@@ -1239,11 +1235,7 @@ fn remote_buildkitd_push_next_to_a_local_output() {
     let Some(bk) = Buildkitd::start_with_config(Some(&config)) else {
         return;
     };
-    let kbx = Kbx {
-        home: tempfile::tempdir().unwrap(),
-        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
-    };
-    kbx.ok(&["create", "--name", "bk", "--driver", "remote", &bk.addr()]);
+    let kbx = remote_kbx("bk", &bk.addr());
     let ctx = tempfile::tempdir().unwrap();
     write(
         ctx.path(),
@@ -1282,11 +1274,7 @@ fn remote_buildkitd_quiet_iidfile_metadata_file_and_annotations() {
     let Some(d) = Buildkitd::start() else {
         return;
     };
-    let kbx = Kbx {
-        home: tempfile::tempdir().unwrap(),
-        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
-    };
-    kbx.ok(&["create", "--name", "ci", "--driver", "remote", &d.addr()]);
+    let kbx = remote_kbx("ci", &d.addr());
     let (ctx_dir, _) = context();
     let ctx = ctx_dir.path();
     let out = tempfile::tempdir().unwrap();
@@ -1564,6 +1552,29 @@ fn buildx_0_29() -> Option<PathBuf> {
     None
 }
 
+/// Buildx with its own store under `home`, no Docker Engine and only `PATH` from the
+/// environment.
+fn buildx_in(buildx: &Path, home: &Path) -> Command {
+    let mut cmd = Command::new(buildx);
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("BUILDX_CONFIG", home.join("buildx"))
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+/// A kbx user without a Docker Engine, with a `remote` builder `name` on `addr`.
+fn remote_kbx(name: &str, addr: &str) -> Kbx {
+    let kbx = Kbx {
+        home: tempfile::tempdir().unwrap(),
+        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
+    };
+    kbx.ok(&["create", "--name", name, "--driver", "remote", addr]);
+    kbx
+}
+
 /// A metadata file with what differs from build to build replaced: digests, sizes, times and
 /// the solve reference.
 fn normalized_metadata(text: &str) -> String {
@@ -1609,19 +1620,11 @@ fn metadata_file_is_buildx_029s_byte_for_byte() {
     // Buildx and kbx, each with a builder of the same name in its own store.
     let bx_home = tempfile::tempdir().unwrap();
     let bx = |args: &[&str], provenance: Option<&str>| {
-        let mut cmd = Command::new(&buildx);
+        let mut cmd = buildx_in(&buildx, bx_home.path());
         if let Some(p) = provenance {
             cmd.env("BUILDX_METADATA_PROVENANCE", p);
         }
-        let o = cmd
-            .args(args)
-            .env("HOME", bx_home.path())
-            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
-            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .unwrap();
+        let o = cmd.args(args).output().unwrap();
         assert!(
             o.status.success(),
             "buildx {args:?}: {}",
@@ -1632,11 +1635,7 @@ fn metadata_file_is_buildx_029s_byte_for_byte() {
         &["create", "--name", "meta", "--driver", "remote", &d.addr()],
         None,
     );
-    let kbx = Kbx {
-        home: tempfile::tempdir().unwrap(),
-        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
-    };
-    kbx.ok(&["create", "--name", "meta", "--driver", "remote", &d.addr()]);
+    let kbx = remote_kbx("meta", &d.addr());
     // The default (the build record's provenance, `min`), `max` on a cache-only build, no
     // provenance, and two exporters.
     let cases = [
@@ -1717,13 +1716,8 @@ fn late_flag_errors_are_buildx_029s() {
     let ctx = ctx_dir.path().to_str().unwrap();
     let bx_home = tempfile::tempdir().unwrap();
     let bx = |args: &[&str]| {
-        Command::new(&buildx)
+        buildx_in(&buildx, bx_home.path())
             .args(args)
-            .env("HOME", bx_home.path())
-            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
-            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .output()
             .unwrap()
     };
@@ -1732,11 +1726,7 @@ fn late_flag_errors_are_buildx_029s() {
             .status
             .success()
     );
-    let kbx = Kbx {
-        home: tempfile::tempdir().unwrap(),
-        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
-    };
-    kbx.ok(&["create", "--name", "late", "--driver", "remote", &d.addr()]);
+    let kbx = remote_kbx("late", &d.addr());
     let last_error = |o: &Output| {
         String::from_utf8_lossy(&o.stderr)
             .lines()
@@ -1826,13 +1816,8 @@ fn plain_progress_is_buildx_029s_line_for_line() {
     let out = tempfile::tempdir().unwrap();
     let bx_home = tempfile::tempdir().unwrap();
     let bx = |args: &[&str]| {
-        let o = Command::new(&buildx)
+        let o = buildx_in(&buildx, bx_home.path())
             .args(args)
-            .env("HOME", bx_home.path())
-            .env("BUILDX_CONFIG", bx_home.path().join("buildx"))
-            .env("DOCKER_CONFIG", bx_home.path().join("docker"))
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .output()
             .unwrap();
         assert!(
@@ -1843,11 +1828,7 @@ fn plain_progress_is_buildx_029s_line_for_line() {
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
     bx(&["create", "--name", "plain", "--driver", "remote", &d.addr()]);
-    let kbx = Kbx {
-        home: tempfile::tempdir().unwrap(),
-        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
-    };
-    kbx.ok(&["create", "--name", "plain", "--driver", "remote", &d.addr()]);
+    let kbx = remote_kbx("plain", &d.addr());
     let args = |who: &str| {
         vec![
             "build".to_owned(),
@@ -1889,11 +1870,7 @@ fn dial_stdio_carries_grpc_to_a_remote_buildkitd() {
     let Some(d) = Buildkitd::start() else {
         return;
     };
-    let kbx = Kbx {
-        home: tempfile::tempdir().unwrap(),
-        docker_host: "unix:///nonexistent/docker.sock".to_owned(),
-    };
-    kbx.ok(&["create", "--name", "dial", "--driver", "remote", &d.addr()]);
+    let kbx = remote_kbx("dial", &d.addr());
     let mut cmd = tokio::process::Command::from(kbx.command(&["dial-stdio", "--builder", "dial"]));
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
