@@ -260,7 +260,7 @@ impl NodeDriver {
             source,
         })?;
         on_event(BootstrapEvent::Applied { kind, name, change });
-        self.wait(on_event, change == Change::Created).await
+        self.wait(on_event, change != Change::Updated).await
     }
 
     /// Waits until `replicas` pods of the current generation are ready, as the workload's
@@ -272,8 +272,9 @@ impl NodeDriver {
         self.wait(on_event, false).await
     }
 
-    /// [`NodeDriver::wait_ready`]; with `new_workload` (bootstrap has just created the workload, so
-    /// every pod is of its only generation) pods also count once [`pod_is_ready`] says so.
+    /// [`NodeDriver::wait_ready`]; with `new_workload` (bootstrap has just created the workload,
+    /// or found it unchanged, so it rolled out no new pods) pods also count once
+    /// [`pod_is_ready`] says so.
     ///
     /// # Deviation
     /// buildx waits for the workload's `readyReplicas`. On a Kubernetes 1.20 kubelet the
