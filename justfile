@@ -71,18 +71,19 @@ bench-upload:
 buildx:
     conformance/scripts/fetch-buildx.sh
 
-# Raw `pods/exec`, `kbx build` and the real Buildx 0.29.1 on one builder pod, cold, RUNS alternating
-# runs each, then kbx's peak RSS with a 1 GiB context; markdown tables (docs/benchmarks.md), ~4 min.
-# Context upload on the local conformance cluster against raw exec and Buildx (needs root).
-bench-upload-cluster RUNS="3":
+# Raw `pods/exec`, kbx and the real Buildx 0.29.1 on one builder pod of the local cluster:
+# context upload, export, `create --bootstrap`, RUNS alternating rounds, then kbx's peak RSS with
+# a 1 GiB context; markdown tables for docs/benchmarks.md (needs root, ~8 min for 3 rounds).
+[doc('kbx against raw exec and the real Buildx on the local cluster: upload, export, bootstrap.')]
+bench-cluster RUNS="3" *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     conformance/scripts/build-kubernetes.sh
     conformance/scripts/build-buildkit.sh
     buildx=$(conformance/scripts/fetch-buildx.sh | sed -n 1p)
-    cargo build --release -p kbx-cli --bin kbx -p kbx-conformance --bin kbx-bench-upload --bin kbx-local-cluster
+    cargo build --release -p kbx-cli --bin kbx -p kbx-conformance --bin kbx-bench-cluster --bin kbx-local-cluster
     status=0
-    target/release/kbx-bench-upload --runs {{RUNS}} --kbx target/release/kbx --buildx "$buildx" || status=$?
+    target/release/kbx-bench-cluster --runs {{RUNS}} --kbx target/release/kbx --buildx "$buildx" --write docs/benchmarks.md {{ARGS}} || status=$?
     target/release/kbx-local-cluster sweep
     exit $status
 

@@ -1,33 +1,73 @@
 //! The BuildKit connection: `buildctl dial-stdio` in a pod, over the exec API.
+//!
+//! kbx speaks the exec API's WebSocket sub-protocol (`v5.channel.k8s.io`, else
+//! `v4.channel.k8s.io`) itself rather than through kube-client's `AttachedProcess`: every
+//! binary message starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 the exec status as
+//! a JSON `Status`, 255 a close signal on v5), and the message sizes are kbx's choice. A
+//! writer task sends whatever the application has written since its last message, up to
+//! [`STDIN_MESSAGE_MAX`] bytes, as one message: gRPC's frames that pile up while a message is
+//! on the wire travel together in the next one, and a lone small request goes out at once.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
-use tokio::io::{
-    AsyncBufReadExt as _, AsyncRead, AsyncWrite, BufReader, ReadBuf, ReadHalf, SimplexStream,
-    WriteHalf,
-};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::Error;
 
 /// The command run in the pod.
 pub const DIAL_STDIO: [&str; 2] = ["buildctl", "dial-stdio"];
 
-/// A byte stream to BuildKit in a pod: writes go to `buildctl dial-stdio`'s stdin, reads come
-/// from its stdout. Its stderr goes to the `stderr` callback, one line at a time.
+/// The largest stdin message kbx sends (payload, without the channel byte).
+///
+/// kube-client's own exec loop sends at most 4 KiB per message (behind a 1 KiB pipe by
+/// default); a 200 MB build context then takes 50,000 to 200,000 messages, each flushed,
+/// encrypted and proxied on its own by the API server and the kubelet. 256 KiB messages cut
+/// that to the few hundred that the wire can take while the next one fills.
+pub const STDIN_MESSAGE_MAX: usize = 256 << 10;
+
+/// How many written bytes may wait for the writer task before writes wait (back-pressure).
+pub const STDIN_BUFFER_MAX: usize = 1 << 20;
+
+const _: () = assert!(
+    STDIN_MESSAGE_MAX >= 64 << 10,
+    "stdin messages must carry at least 64 KiB"
+);
+const _: () = assert!(
+    STDIN_BUFFER_MAX >= 2 * STDIN_MESSAGE_MAX,
+    "the stdin buffer must fill the next message while one is on the wire"
+);
+
+const CHANNEL_STDIN: u8 = 0;
+const CHANNEL_STDOUT: u8 = 1;
+const CHANNEL_STDERR: u8 = 2;
+const CHANNEL_STATUS: u8 = 3;
+const CHANNEL_CLOSE: u8 = 255;
+
+/// A byte stream to a command in a pod: writes go to its stdin, reads come from its stdout. Its
+/// stderr goes to the `stderr` callback, one line at a time.
 ///
 /// When the exec session ends, reads return end-of-file (or the failure the API server
-/// reported) and writes fail with `BrokenPipe`; dropping the stream ends the session.
+/// reported) and writes fail with `BrokenPipe`; dropping the stream ends the session. Shutting
+/// the write side down sends what is buffered and, on `v5.channel.k8s.io`, closes the command's
+/// stdin (`v4.channel.k8s.io` cannot).
 pub struct ExecStream {
-    stdout: ReadHalf<SimplexStream>,
-    stdin: WriteHalf<SimplexStream>,
-    failure: Arc<Mutex<Option<String>>>,
-    process: kube::api::AttachedProcess,
+    incoming: Pin<Box<dyn Stream<Item = Result<Message, tungstenite::Error>> + Send>>,
+    stdout: Bytes,
+    stderr_line: Vec<u8>,
+    stderr: Arc<dyn Fn(&str) + Send + Sync>,
+    shared: Arc<Mutex<Shared>>,
+    writer: JoinHandle<()>,
+    ended: bool,
 }
 
 impl std::fmt::Debug for ExecStream {
@@ -36,30 +76,53 @@ impl std::fmt::Debug for ExecStream {
     }
 }
 
-/// The size of the pipes between kbx and kube-client's exec connection (stdin and stdout).
-///
-/// kube-client's default is 1 KiB: its message loop reads stdin in chunks of up to
-/// [`KUBE_STDIN_CHUNK`] bytes, one WebSocket message each, so a 1 KiB pipe cuts every message to
-/// 1 KiB and slows the build context down. 1 MiB lets every message be a full
-/// chunk and keeps data in flight in both directions.
-pub(crate) const EXEC_PIPE_SIZE: usize = 1 << 20;
+/// What the application side and the writer task share.
+#[derive(Default)]
+struct Shared {
+    /// Written, not yet sent.
+    pending: BytesMut,
+    /// The application shut its write side down.
+    closing: bool,
+    /// The writer task has ended (drained after `closing`, or failed).
+    done: bool,
+    /// The exec status said `Failure`: its message.
+    failure: Option<String>,
+    /// Sending failed.
+    write_error: Option<String>,
+    /// The writer task waits for data.
+    writer_waker: Option<Waker>,
+    /// The application waits for room in `pending`, or for the shutdown to finish.
+    app_waker: Option<Waker>,
+}
 
-/// The most stdin bytes kube-client puts in one WebSocket message: `tokio_util`'s
-/// `ReaderStream` default capacity, which its exec message loop uses.
-pub(crate) const KUBE_STDIN_CHUNK: usize = 4096;
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
-const _: () = assert!(
-    EXEC_PIPE_SIZE >= 1 << 20,
-    "the exec pipes must hold at least 1 MiB"
-);
-const _: () = assert!(
-    EXEC_PIPE_SIZE.is_multiple_of(KUBE_STDIN_CHUNK),
-    "the exec pipes must hold whole WebSocket messages"
-);
+impl Shared {
+    fn broken(&self) -> Option<io::Error> {
+        self.failure
+            .as_ref()
+            .or(self.write_error.as_ref())
+            .map(|m| io::Error::new(io::ErrorKind::BrokenPipe, m.clone()))
+    }
 
-/// The exec request for `buildctl dial-stdio` in `container`: stdin, stdout and stderr, no TTY,
-/// and [`EXEC_PIPE_SIZE`] pipes for stdin and stdout (stderr keeps kube-client's 1 KiB; it is
-/// read line by line and carries only BuildKit's messages).
+    fn wake_app(&mut self) {
+        if let Some(w) = self.app_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The exec request for a command in `container`: stdin, stdout and stderr, no TTY.
 pub(crate) fn attach_params(container: &str) -> AttachParams {
     AttachParams::default()
         .container(container)
@@ -67,69 +130,167 @@ pub(crate) fn attach_params(container: &str) -> AttachParams {
         .stdout(true)
         .stderr(true)
         .tty(false)
-        .max_stdin_buf_size(EXEC_PIPE_SIZE)
-        .max_stdout_buf_size(EXEC_PIPE_SIZE)
 }
 
 impl ExecStream {
-    /// Starts `buildctl dial-stdio` in the first container (`buildkitd`) of `pod`.
+    /// Starts `buildctl dial-stdio` in `container` of `pod`.
     pub async fn dial(
         pods: &Api<Pod>,
         pod: &str,
         container: &str,
         stderr: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Self, Error> {
-        let params = attach_params(container);
-        let mut process = pods
-            .exec(pod, DIAL_STDIO, &params)
-            .await
-            .map_err(|source| Error::Exec {
-                pod: pod.to_owned(),
-                source,
-            })?;
-        let failure = Arc::new(Mutex::new(None));
-        if let Some(err) = process.stderr() {
-            let sink = stderr.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(err).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    sink(&line);
-                }
-            });
-        }
-        if let Some(status) = process.take_status() {
-            let failure = failure.clone();
-            tokio::spawn(async move {
-                if let Some(s) = status.await
-                    && s.status.as_deref() == Some("Failure")
-                    && let Ok(mut f) = failure.lock()
-                {
-                    *f = Some(s.message.unwrap_or_else(|| "exec failed".to_owned()));
-                }
-            });
-        }
-        let (Some(stdout), Some(stdin)) = (process.stdout(), process.stdin()) else {
-            return Err(Error::Exec {
-                pod: pod.to_owned(),
-                source: kube::Error::Service("exec session without stdin/stdout".into()),
-            });
-        };
-        Ok(Self {
-            stdout,
-            stdin,
-            failure,
-            process,
-        })
+        Self::spawn(pods, pod, container, &DIAL_STDIO, stderr).await
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
+    /// Starts `command` in `container` of `pod`, with its stdin and stdout as this stream.
+    pub async fn spawn(
+        pods: &Api<Pod>,
+        pod: &str,
+        container: &str,
+        command: &[&str],
+        stderr: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<Self, Error> {
+        let exec_error = |source| Error::Exec {
+            pod: pod.to_owned(),
+            source,
+        };
+        let mut request = kube::core::Request::new(pods.resource_url())
+            .exec(pod, command.iter().copied(), &attach_params(container))
+            .map_err(|e| exec_error(kube::Error::BuildRequest(e)))?;
+        request.extensions_mut().insert("exec");
+        let client = kube::Client::from(pods.clone());
+        let connection = client.connect(request).await.map_err(exec_error)?;
+        let close_stdin = connection.supports_stream_close();
+        Ok(Self::over(connection.into_stream(), close_stdin, stderr))
     }
+
+    /// The stream over an established exec WebSocket (`close_stdin`: the sub-protocol can close
+    /// stdin, `v5.channel.k8s.io`).
+    fn over<S>(socket: S, close_stdin: bool, stderr: Arc<dyn Fn(&str) + Send + Sync>) -> Self
+    where
+        S: Stream<Item = Result<Message, tungstenite::Error>>
+            + Sink<Message, Error = tungstenite::Error>
+            + Send
+            + 'static,
+    {
+        let (sink, incoming) = socket.split();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let writer = tokio::spawn(write_loop(sink, shared.clone(), close_stdin));
+        ExecStream {
+            incoming: Box::pin(incoming),
+            stdout: Bytes::new(),
+            stderr_line: Vec::new(),
+            stderr,
+            shared,
+            writer,
+            ended: false,
+        }
+    }
+
+    fn stderr_bytes(&mut self, mut data: &[u8]) {
+        while let Some(at) = data.iter().position(|&b| b == b'\n') {
+            self.stderr_line.extend_from_slice(&data[..at]);
+            self.stderr_line();
+            data = &data[at + 1..];
+        }
+        self.stderr_line.extend_from_slice(data);
+    }
+
+    fn stderr_line(&mut self) {
+        let line = String::from_utf8_lossy(&self.stderr_line);
+        (self.stderr)(line.trim_end_matches('\r'));
+        self.stderr_line.clear();
+    }
+
+    fn status(&mut self, json: &[u8]) {
+        let Ok(status) = serde_json::from_slice::<serde_json::Value>(json) else {
+            return;
+        };
+        if status.get("status").and_then(|s| s.as_str()) == Some("Failure") {
+            let message = status
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("exec failed")
+                .to_owned();
+            let mut shared = lock(&self.shared);
+            shared.failure = Some(message);
+            shared.wake_app();
+        }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        if !self.stderr_line.is_empty() {
+            self.stderr_line();
+        }
+    }
+}
+
+/// Sends what the application wrote, a message of up to [`STDIN_MESSAGE_MAX`] bytes at a time,
+/// until the application shuts down or the socket fails.
+async fn write_loop<S>(mut sink: S, shared: Arc<Mutex<Shared>>, close_stdin: bool)
+where
+    S: Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            let mut s = lock(&shared);
+            if !s.pending.is_empty() {
+                let n = s.pending.len().min(STDIN_MESSAGE_MAX);
+                let chunk = s.pending.split_to(n);
+                s.wake_app();
+                Poll::Ready(Some(stdin_message(&chunk)))
+            } else if s.closing {
+                Poll::Ready(None)
+            } else {
+                s.writer_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        let sent = match next {
+            Some(message) => sink.send(message).await,
+            None => {
+                let closed = if close_stdin {
+                    sink.send(Message::Binary(Bytes::from_static(&[
+                        CHANNEL_CLOSE,
+                        CHANNEL_STDIN,
+                    ])))
+                    .await
+                } else {
+                    sink.flush().await
+                };
+                let mut s = lock(&shared);
+                if let Err(e) = closed {
+                    s.write_error = Some(format!("exec stream: {e}"));
+                }
+                s.done = true;
+                s.wake_app();
+                return;
+            }
+        };
+        if let Err(e) = sent {
+            let mut s = lock(&shared);
+            s.write_error = Some(format!("exec stream: {e}"));
+            s.done = true;
+            s.wake_app();
+            return;
+        }
+    }
+}
+
+/// One stdin message: the channel byte, then the data.
+fn stdin_message(data: &[u8]) -> Message {
+    let mut message = Vec::with_capacity(data.len() + 1);
+    message.push(CHANNEL_STDIN);
+    message.extend_from_slice(data);
+    Message::Binary(message.into())
 }
 
 impl Drop for ExecStream {
     fn drop(&mut self) {
-        self.process.abort();
+        self.writer.abort();
     }
 }
 
@@ -139,35 +300,112 @@ impl AsyncRead for ExecStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.stdout).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) if buf.filled().len() == before => match self.failure() {
-                Some(message) => Poll::Ready(Err(io::Error::other(message))),
-                None => Poll::Ready(Ok(())),
-            },
-            other => other,
+        loop {
+            if !self.stdout.is_empty() {
+                let n = self.stdout.len().min(buf.remaining());
+                let chunk = self.stdout.split_to(n);
+                buf.put_slice(&chunk);
+                return Poll::Ready(Ok(()));
+            }
+            if self.ended {
+                return match lock(&self.shared).failure.clone() {
+                    Some(message) => Poll::Ready(Err(io::Error::other(message))),
+                    None => Poll::Ready(Ok(())),
+                };
+            }
+            match self.incoming.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) | Poll::Ready(Some(Ok(Message::Close(_)))) => self.end(),
+                Poll::Ready(Some(Err(e))) => {
+                    self.end();
+                    if lock(&self.shared).failure.is_none() {
+                        return Poll::Ready(Err(io::Error::other(format!("exec stream: {e}"))));
+                    }
+                }
+                Poll::Ready(Some(Ok(Message::Binary(mut data)))) if !data.is_empty() => {
+                    let channel = data.split_to(1)[0];
+                    match channel {
+                        CHANNEL_STDOUT => self.stdout = data,
+                        CHANNEL_STDERR => self.stderr_bytes(&data),
+                        CHANNEL_STATUS => self.status(&data),
+                        _ => {}
+                    }
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+            }
         }
     }
 }
 
 impl AsyncWrite for ExecStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(message) = self.failure() {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, message)));
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut s = lock(&self.shared);
+        if let Some(e) = s.broken() {
+            return Poll::Ready(Err(e));
         }
-        Pin::new(&mut self.stdin).poll_write(cx, buf)
+        if s.closing || s.done {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "exec stream: stdin is shut down",
+            )));
+        }
+        let room = STDIN_BUFFER_MAX.saturating_sub(s.pending.len());
+        if room == 0 {
+            s.app_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let mut written = 0;
+        for buf in bufs {
+            let n = buf.len().min(room - written);
+            s.pending.extend_from_slice(&buf[..n]);
+            written += n;
+            if written == room {
+                break;
+            }
+        }
+        if written > 0 {
+            s.wake_writer();
+        }
+        Poll::Ready(Ok(written))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdin).poll_flush(cx)
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdin).poll_shutdown(cx)
+    /// Written bytes are the writer task's to send, as a socket's send buffer is the kernel's:
+    /// nothing more to wait for unless the stream has failed.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match lock(&self.shared).broken() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut s = lock(&self.shared);
+        s.closing = true;
+        if s.done {
+            return match s.broken() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Ready(Ok(())),
+            };
+        }
+        s.wake_writer();
+        s.app_waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -199,29 +437,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The pipes must not fall back to kube-client's 1 KiB: pinned here so that a refactor of
-    /// the exec request cannot drop them silently.
-    #[test]
-    fn exec_pipes_hold_a_mebibyte_of_whole_messages() {
-        let params = attach_params("buildkitd");
-        assert_eq!(params.max_stdin_buf_size, Some(EXEC_PIPE_SIZE));
-        assert_eq!(params.max_stdout_buf_size, Some(EXEC_PIPE_SIZE));
-        assert_eq!(params.max_stderr_buf_size, None);
-        for size in [params.max_stdin_buf_size, params.max_stdout_buf_size] {
-            let size = size.unwrap_or_default();
-            assert!(size >= 1 << 20, "{size} bytes");
-            assert!(size.is_multiple_of(KUBE_STDIN_CHUNK), "{size} bytes");
-        }
-    }
-
-    #[test]
-    fn exec_request_is_a_plain_stdio_stream_to_the_container() {
-        let params = attach_params("buildkitd");
-        assert_eq!(params.container.as_deref(), Some("buildkitd"));
-        assert!(params.stdin && params.stdout && params.stderr);
-        assert!(!params.tty, "a TTY would mangle the gRPC bytes");
-    }
-}
+mod tests;

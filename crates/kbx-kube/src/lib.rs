@@ -36,4 +36,4 @@ pub use driver::{
     selector_labels,
 };
 pub use error::Error;
-pub use exec::{DIAL_STDIO, ExecStream, with_retry};
+pub use exec::{DIAL_STDIO, ExecStream, STDIN_BUFFER_MAX, STDIN_MESSAGE_MAX, with_retry};
