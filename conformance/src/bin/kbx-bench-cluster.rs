@@ -24,7 +24,10 @@
 //!   the pod was seen Ready (a watch on the namespace); each builder is removed by the tool that
 //!   made it before the next round.
 //!
-//! Then one `kbx build` of a context with a 1 GiB file, for kbx's peak RSS. Prints the results
+//! While each upload and download path runs, every process's CPU time is polled from `/proc`
+//! and summed by part of the machine (client, API server, kubelet, containerd, buildkitd,
+//! `buildctl`, etcd, other): where the time goes. Then one `kbx build` of a context with a
+//! 1 GiB file, for kbx's peak RSS. Prints the results
 //! as markdown tables on standard output; progress goes to standard error.
 //!
 //! ```text
@@ -370,17 +373,18 @@ async fn bench(
             }
             for mode in order {
                 let buildx_bin = || buildx.expect("buildx modes only with a binary");
-                let sample = match mode {
+                match mode {
+                    Mode::Kbx | Mode::Buildx => prune(&user, kbx).await?,
+                    Mode::KbxExport => warm(&user, kbx, "kbx", ctx).await?,
+                    Mode::BuildxExport => warm(&user, buildx_bin(), "docker-buildx", ctx).await?,
+                    _ => {}
+                }
+                let probe = (mode.phase() != Phase::Bootstrap).then(CpuProbe::start);
+                let mut sample = match mode {
                     Mode::Raw => raw_exec(&client, ns.name(), &pod, stats).await?,
                     Mode::RawWs => raw_ws_upload(&client, ns.name(), &pod, stats).await?,
-                    Mode::Kbx => {
-                        prune(&user, kbx).await?;
-                        build(&user, kbx, "kbx", ctx).await?
-                    }
-                    Mode::Buildx => {
-                        prune(&user, kbx).await?;
-                        build(&user, buildx_bin(), "docker-buildx", ctx).await?
-                    }
+                    Mode::Kbx => build(&user, kbx, "kbx", ctx).await?,
+                    Mode::Buildx => build(&user, buildx_bin(), "docker-buildx", ctx).await?,
                     Mode::RawDown => raw_download(&client, ns.name(), &pod, stats.bytes).await?,
                     Mode::RawWsDown => {
                         raw_ws_download(&client, ns.name(), &pod, stats.bytes).await?
@@ -413,6 +417,7 @@ async fn bench(
                         .await?
                     }
                 };
+                sample.profile = probe.map(CpuProbe::stop);
                 let rate = match mode.phase() {
                     Phase::Bootstrap => String::new(),
                     _ => format!("{:>6.1} MB/s", stats.bytes as f64 / sample.seconds / 1e6),
@@ -565,6 +570,8 @@ struct Sample {
     cpu_seconds: Option<f64>,
     /// For a bootstrap: when the command ended, relative to its pod.
     boot: Option<BootSample>,
+    /// CPU seconds each part of the machine spent while the path ran ([`CPU_GROUPS`]).
+    profile: Option<[f64; CPU_GROUPS.len()]>,
 }
 
 /// When `create --bootstrap` ended, in seconds after its pod's container was first seen
@@ -908,9 +915,8 @@ async fn count_to_end(reader: &mut (impl tokio::io::AsyncRead + Unpin)) -> Resul
     }
 }
 
-/// A cached build of `ctx` exported with `-o type=local`: one build without output first (the
-/// tool's own context cache), then the export, timed by its vertex; the exported tree must hold
-/// every byte of the context.
+/// A cached build of `ctx` (after [`warm`]) exported with `-o type=local`, timed by the export
+/// vertex; the exported tree must hold every byte of the context.
 async fn export(
     user: &User,
     bin: &Path,
@@ -920,20 +926,6 @@ async fn export(
     stats: &ContextStats,
 ) -> Result<Sample> {
     let ctx_str = ctx.to_str().ok_or("context path is not UTF-8")?;
-    user.run(
-        bin,
-        &[
-            "build",
-            "--builder",
-            BUILDER,
-            "--progress",
-            "rawjson",
-            ctx_str,
-        ],
-        None,
-    )
-    .await?
-    .ok(&format!("{what} build"))?;
     if dest.exists() {
         std::fs::remove_dir_all(dest)?;
     }
@@ -966,8 +958,29 @@ async fn export(
         seconds,
         peak_rss_kib: out.peak_rss_kib,
         cpu_seconds: out.cpu_seconds,
-        boot: None,
+        ..Sample::default()
     })
+}
+
+/// A build without output, so that the export that follows finds the result and `bin`'s
+/// context cache warm.
+async fn warm(user: &User, bin: &Path, what: &str, ctx: &Path) -> Result<()> {
+    let ctx_str = ctx.to_str().ok_or("context path is not UTF-8")?;
+    user.run(
+        bin,
+        &[
+            "build",
+            "--builder",
+            BUILDER,
+            "--progress",
+            "rawjson",
+            ctx_str,
+        ],
+        None,
+    )
+    .await?
+    .ok(&format!("{what} build"))?;
+    Ok(())
 }
 
 /// The bytes of the regular files under `dir`.
@@ -1073,6 +1086,7 @@ async fn bootstrap(
         peak_rss_kib: out.peak_rss_kib,
         cpu_seconds: out.cpu_seconds,
         boot: Some(boot),
+        ..Sample::default()
     })
 }
 
@@ -1183,7 +1197,7 @@ async fn build(user: &User, bin: &Path, what: &str, ctx: &Path) -> Result<Sample
         seconds,
         peak_rss_kib: out.peak_rss_kib,
         cpu_seconds: out.cpu_seconds,
-        boot: None,
+        ..Sample::default()
     })
 }
 
@@ -1532,6 +1546,7 @@ fn report(
          b's time over a's (above 1: faster than b). Client CPU: user + system time of the whole \
          command (median).\n",
     );
+    out.push_str(&profile_table(samples));
     if args.phases.contains(&Phase::Bootstrap) {
         out.push_str(&boot_table(samples));
     }
@@ -1608,6 +1623,162 @@ fn boot_table(samples: &BTreeMap<Mode, Vec<Sample>>) -> String {
          moment a watch on the namespace first saw the pod's container running and the pod \
          Ready (negative: before).\n",
     );
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where the CPU goes
+
+/// The parts of the machine a path's CPU time is split into, by process name (`comm`).
+const CPU_GROUPS: [&str; 8] = [
+    "client",
+    "kube-apiserver",
+    "kubelet",
+    "containerd",
+    "buildkitd",
+    "buildctl",
+    "etcd",
+    "other",
+];
+
+/// The [`CPU_GROUPS`] index of a process name (`comm`, at most 15 bytes).
+fn cpu_group(comm: &str) -> usize {
+    match comm {
+        "kbx" | "docker-buildx" | "kbx-bench-clust" => 0,
+        "kube-apiserver" => 1,
+        "kubelet" => 2,
+        c if c.starts_with("containerd") || c == "runc" => 3,
+        "buildkitd" => 4,
+        "buildctl" => 5,
+        "etcd" => 6,
+        _ => 7,
+    }
+}
+
+/// Polls every process's CPU time (`/proc/PID/stat`, user + system) every 50 ms while a path
+/// runs, so that processes that start and end within it (the client, `buildctl dial-stdio`)
+/// count too, to within one interval.
+struct CpuProbe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<[f64; CPU_GROUPS.len()]>,
+}
+
+impl CpuProbe {
+    fn start() -> CpuProbe {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // pid → (group, ticks at first sight or 0 if it started later, last ticks)
+            let mut seen: BTreeMap<u32, (usize, u64, u64)> = BTreeMap::new();
+            let mut first = true;
+            loop {
+                for (pid, comm, ticks) in proc_cpu_ticks() {
+                    let entry = seen.entry(pid).or_insert((
+                        cpu_group(&comm),
+                        if first { ticks } else { 0 },
+                        ticks,
+                    ));
+                    entry.2 = ticks;
+                }
+                first = false;
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let hz = clock_ticks_per_second();
+            let mut groups = [0.0; CPU_GROUPS.len()];
+            for (group, start, last) in seen.into_values() {
+                groups[group] += last.saturating_sub(start) as f64 / hz;
+            }
+            groups
+        });
+        CpuProbe { stop, thread }
+    }
+
+    fn stop(self) -> [f64; CPU_GROUPS.len()] {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or([0.0; CPU_GROUPS.len()])
+    }
+}
+
+/// Every process's pid, name and user + system CPU ticks.
+fn proc_cpu_ticks() -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (comm, ticks) = parse_stat(&stat)?;
+        Some((pid, comm, ticks))
+    })
+    .collect()
+}
+
+/// The name and user + system ticks of one `/proc/PID/stat` line (the name may hold spaces
+/// and parentheses: it runs to the last `)`).
+fn parse_stat(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    // After the name: state (field 3) … utime (14), stime (15).
+    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let utime: u64 = rest.get(11)?.parse().ok()?;
+    let stime: u64 = rest.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+/// `getconf CLK_TCK`, 100 on every Linux this runs on.
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Median CPU seconds per part of the machine, per path.
+fn profile_table(samples: &BTreeMap<Mode, Vec<Sample>>) -> String {
+    let rows: Vec<(Mode, [f64; CPU_GROUPS.len()])> = samples
+        .iter()
+        .filter_map(|(mode, list)| {
+            let profiles: Vec<_> = list.iter().filter_map(|s| s.profile).collect();
+            if profiles.is_empty() {
+                return None;
+            }
+            let mut medians = [0.0; CPU_GROUPS.len()];
+            for (g, m) in medians.iter_mut().enumerate() {
+                let mut v: Vec<f64> = profiles.iter().map(|p| p[g]).collect();
+                *m = median(&mut v);
+            }
+            Some((*mode, medians))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nWhere the CPU goes (CPU seconds on the whole machine while the path ran, median; \
+         client: kbx, `docker-buildx` or, for raw, the benchmark process):\n\n| Path |",
+    );
+    for g in CPU_GROUPS {
+        out.push_str(&format!(" {g} |"));
+    }
+    out.push_str(" total |\n|---|");
+    for _ in 0..=CPU_GROUPS.len() {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for (mode, m) in rows {
+        out.push_str(&format!("| {} |", mode.name()));
+        for v in m {
+            out.push_str(&format!(" {v:.2} |"));
+        }
+        out.push_str(&format!(" {:.2} |\n", m.iter().sum::<f64>()));
+    }
     out
 }
 
@@ -1737,6 +1908,18 @@ mod tests {
         );
         assert_eq!(splice(&out, "again").unwrap().matches(BEGIN).count(), 1);
         assert_eq!(splice("no markers", "x"), None);
+    }
+
+    #[test]
+    fn parse_stat_reads_names_with_spaces_and_parentheses() {
+        let stat =
+            "4242 (containerd-shim (x)) S 1 4242 4242 0 -1 4194560 1 0 0 0 150 25 0 0 20 0 12 0";
+        assert_eq!(
+            parse_stat(stat),
+            Some(("containerd-shim (x)".to_owned(), 175))
+        );
+        assert_eq!(cpu_group("containerd-shim (x)"), 3);
+        assert_eq!(parse_stat("7 (sh) S"), None);
     }
 
     #[test]
