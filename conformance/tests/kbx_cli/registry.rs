@@ -1,8 +1,9 @@
 //! A real registry inside the cluster (Debian's `docker-registry` as a pod, with and without
 //! htpasswd basic auth): builder pods pull multi-platform bases from it by platform, `kbx
 //! imagetools create` writes the index they pull, credentials travel through kbx's session
-//! for pulls and pushes,
-//! and refusals and a registry that is gone give clear errors.
+//! for pulls and pushes, neither a `--secret` nor the registry password is written anywhere
+//! kbx writes, and refusals and a registry that is gone give clear
+//! errors.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -370,6 +371,83 @@ async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()>
             "the push with credentials left no tag"
         );
 
+        // Secrets stay secret: a `--secret` value and the registry password reach the build,
+        // and neither appears in the store, in the builder's objects, in plain or rawjson
+        // progress or in the `--debug` log.
+        let secret_value = format!(
+            "kbx-secret-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos()
+        );
+        let secret_ctx = tempfile::tempdir()?;
+        std::fs::write(
+            secret_ctx.path().join("Dockerfile"),
+            format!(
+                "FROM {}/kbx/base:multi\nRUN --mount=type=secret,id=tok cat /run/secrets/tok > /tok\n",
+                locked_pod.pod
+            ),
+        )?;
+        let secret_dest = user.home().join("secret");
+        let secret_out = format!("type=local,dest={}", secret_dest.display());
+        let mut printed = String::new();
+        for progress in ["plain", "rawjson"] {
+            let run = user
+                .run_with(
+                    &[
+                        "--debug",
+                        "build",
+                        "--progress",
+                        progress,
+                        "--no-cache",
+                        "--platform",
+                        "linux/amd64",
+                        "--network",
+                        "none",
+                        "--secret",
+                        "id=tok,env=KBX_TEST_TOKEN",
+                        "-o",
+                        &secret_out,
+                        secret_ctx.path().to_str().context("path")?,
+                    ],
+                    &[("KBX_TEST_TOKEN", &secret_value)],
+                )
+                .await?
+                .ok()?;
+            ensure!(
+                std::fs::read_to_string(secret_dest.join("tok"))? == secret_value,
+                "the secret did not reach the RUN step"
+            );
+            ensure!(
+                run.stderr.contains("debug:"),
+                "--debug printed no debug lines: {}",
+                run.stderr
+            );
+            printed.push_str(&run.stdout);
+            printed.push_str(&run.stderr);
+        }
+        let mut places = vec![("the progress output and debug log".to_owned(), printed)];
+        for (path, text) in files_under(&user.home().join("buildx"))? {
+            places.push((format!("store file {}", path.display()), text));
+        }
+        for text in builder_objects_json(client, ns.name()).await? {
+            places.push(("an object in the builder's namespace".to_owned(), text));
+        }
+        let needles = [
+            secret_value.clone(),
+            "s3cret".to_owned(),
+            kbx_conformance::registry::base64(b"kbx:s3cret"),
+        ];
+        for (place, text) in &places {
+            for needle in &needles {
+                ensure!(!text.contains(needle.as_str()), "{place} holds {needle:?}");
+            }
+        }
+        note(&format!(
+            "secrets: none of {} places holds the secret or the password",
+            places.len()
+        ));
+
         // The registry goes away: a clear error, no hang.
         Api::<Pod>::namespaced(client.clone(), ns.name())
             .delete("registry-open", &DeleteParams::default().grace_period(0))
@@ -411,4 +489,53 @@ async fn kbx_registry_in_cluster_bases_auth_and_refusals() -> anyhow::Result<()>
         Ok(())
     })
     .await
+}
+
+/// Every regular file under `dir` (recursively) with its text, lossily decoded.
+fn files_under(dir: &Path) -> anyhow::Result<Vec<(std::path::PathBuf, String)>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                let bytes = std::fs::read(entry.path())?;
+                out.push((entry.path(), String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The Deployments, StatefulSets, Pods and ConfigMaps of `ns` as JSON, ConfigMaps' data
+/// included.
+async fn builder_objects_json(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<String>> {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    let lp = kube::api::ListParams::default();
+    let mut out = Vec::new();
+    for d in Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+    {
+        out.push(serde_json::to_string(&d)?);
+    }
+    for s in Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+    {
+        out.push(serde_json::to_string(&s)?);
+    }
+    for p in Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await? {
+        out.push(serde_json::to_string(&p)?);
+    }
+    for c in Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+    {
+        out.push(serde_json::to_string(&c)?);
+    }
+    Ok(out)
 }
