@@ -409,11 +409,37 @@ impl NodeDriver {
         };
         let problems: Vec<Vec<String>> = pods.iter().map(|p| pod_problems(p, true)).collect();
         // Only fail early when every pod is stuck.
-        if !problems.is_empty() && problems.iter().all(|p| !p.is_empty()) {
-            problems.into_iter().flatten().collect()
-        } else {
-            Vec::new()
+        if problems.is_empty() || problems.iter().any(Vec::is_empty) {
+            return Vec::new();
         }
+        // A cluster autoscaler that is adding a node for a pod the scheduler refused.
+        let unschedulable = problems
+            .iter()
+            .flatten()
+            .any(|p| p.contains(": Unschedulable: "));
+        if unschedulable && self.scale_up_triggered(&pods).await {
+            return Vec::new();
+        }
+        problems.into_iter().flatten().collect()
+    }
+
+    /// Whether a cluster autoscaler said it is adding a node for one of `pods` (a
+    /// `TriggeredScaleUp` event). Events that cannot be read count as none.
+    async fn scale_up_triggered(&self, pods: &[Pod]) -> bool {
+        let params = ListParams::default().fields("reason=TriggeredScaleUp");
+        let Ok(events) = self
+            .api::<k8s_openapi::api::core::v1::Event>()
+            .list(&params)
+            .await
+        else {
+            return false;
+        };
+        events.items.iter().any(|e| {
+            e.involved_object.kind.as_deref() == Some("Pod")
+                && pods
+                    .iter()
+                    .any(|p| p.metadata.name.is_some() && p.metadata.name == e.involved_object.name)
+        })
     }
 
     /// One line per thing that keeps a pod from being ready, with the last log lines of
@@ -726,13 +752,83 @@ const FATAL_WAITING: &[&str] = &[
     "CrashLoopBackOff",
 ];
 
+/// How long the scheduler must have found no node for a pod, for static reasons only, before
+/// bootstrap gives up on it ([`unschedulable_for_good`]).
+pub(crate) const UNSCHEDULABLE_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether a scheduler message (`0/2 nodes are available: …`) names only reasons that no
+/// scheduling retry can change: node selectors or affinity that match no node, and taints the
+/// pod does not tolerate other than the node lifecycle ones (`node.kubernetes.io/…`, which come
+/// and go with a node's state). Resources, ports, volumes and cordoned nodes may free up.
+pub(crate) fn unschedulable_for_good(message: &str) -> bool {
+    let Some((_, clauses)) = message.split_once("nodes are available: ") else {
+        return false;
+    };
+    // Kubernetes 1.24+ appends the preemption verdict after the reasons.
+    let clauses = clauses
+        .split_once(" preemption:")
+        .map_or(clauses, |(c, _)| c)
+        .trim()
+        .trim_end_matches('.');
+    // Clauses are `N node(s) …` (or `N Insufficient cpu`) joined by ", "; a taint's text holds
+    // ", " itself, so a piece that does not start with a count belongs to the clause before.
+    let mut merged: Vec<String> = Vec::new();
+    for piece in clauses.split(", ") {
+        match merged.last_mut() {
+            Some(last) if !piece.starts_with(|c: char| c.is_ascii_digit()) => {
+                last.push_str(", ");
+                last.push_str(piece);
+            }
+            _ => merged.push(piece.to_owned()),
+        }
+    }
+    !merged.is_empty()
+        && merged.iter().all(|clause| {
+            let static_mismatch = clause.contains("didn't match node selector")
+                || clause.contains("didn't match Pod's node affinity");
+            let foreign_taint = (clause.contains("had taint {")
+                || clause.contains("had untolerated taint {"))
+                && !clause.contains("{node.kubernetes.io/")
+                && !clause.contains("{node.cloudprovider.kubernetes.io/");
+            static_mismatch || foreign_taint
+        })
+}
+
 /// What keeps one pod from being ready; with `fatal_only`, only what will not fix itself.
 pub(crate) fn pod_problems(pod: &Pod, fatal_only: bool) -> Vec<String> {
+    pod_problems_at(pod, fatal_only, k8s_openapi::jiff::Timestamp::now())
+}
+
+/// [`pod_problems`] at time `now`.
+///
+/// # Deviation
+/// buildx waits for the whole `timeout` when no node can take a pod. A pod that the
+/// scheduler has refused for [`UNSCHEDULABLE_GRACE`] for reasons no retry changes
+/// ([`unschedulable_for_good`]: a node selector, affinity or taint that matches no node) is a
+/// fatal problem, so bootstrap fails at once with the scheduler's message. A cluster
+/// autoscaler that is adding a node for the pod stops this ([`NodeDriver`]'s wait looks for
+/// its `TriggeredScaleUp` event). Deviation K4.
+pub(crate) fn pod_problems_at(
+    pod: &Pod,
+    fatal_only: bool,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Vec<String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
     let mut out = Vec::new();
     for c in status.conditions.iter().flatten() {
-        if c.type_ == "PodScheduled" && c.status == "False" && !fatal_only {
+        if c.type_ != "PodScheduled" || c.status != "False" {
+            continue;
+        }
+        let for_good = c.reason.as_deref() == Some("Unschedulable")
+            && unschedulable_for_good(c.message.as_deref().unwrap_or_default())
+            && c.last_transition_time.as_ref().is_some_and(|t| {
+                now.duration_since(t.0)
+                    >= k8s_openapi::jiff::SignedDuration::from_secs(
+                        UNSCHEDULABLE_GRACE.as_secs().cast_signed(),
+                    )
+            });
+        if !fatal_only || for_good {
             out.push(format!(
                 "pod {name}: {}: {}",
                 c.reason.as_deref().unwrap_or("not scheduled"),
@@ -977,8 +1073,49 @@ mod tests {
         }]);
         assert!(
             pod_problems(&unschedulable, true).is_empty(),
-            "may resolve by itself"
+            "no transition time: may have just happened"
         );
+        let at =
+            |secs: i64| k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap();
+        unschedulable
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()[0]
+            .last_transition_time = Some(Time(at(0)));
+        assert!(
+            pod_problems_at(&unschedulable, true, at(9)).is_empty(),
+            "within the grace period"
+        );
+        assert_eq!(
+            pod_problems_at(&unschedulable, true, at(10)),
+            [
+                "pod kube0-def: Unschedulable: 0/1 nodes are available: 1 node(s) didn't match node selector."
+            ]
+        );
+        unschedulable
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()[0]
+            .message = Some("0/1 nodes are available: 1 Insufficient cpu.".into());
+        assert!(
+            pod_problems_at(&unschedulable, true, at(60)).is_empty(),
+            "resources may free up"
+        );
+        unschedulable
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()[0]
+            .message =
+            Some("0/1 nodes are available: 1 node(s) didn't match node selector.".into());
         assert_eq!(
             pod_problems(&unschedulable, false),
             [
@@ -990,6 +1127,30 @@ mod tests {
             ["pod x: running but not ready (readiness probe failing)"]
         );
         assert!(pod_problems(&pod("y", "Running", true), false).is_empty());
+    }
+
+    #[test]
+    fn unschedulable_for_good_only_for_static_reasons() {
+        for message in [
+            "0/1 nodes are available: 1 node(s) didn't match node selector.",
+            "0/2 nodes are available: 1 node(s) didn't match node selector, 1 node(s) had taint {dedicated: build}, that the pod didn't tolerate.",
+            "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+            "0/1 nodes are available: 1 node(s) had untolerated taint {gpu: true}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
+        ] {
+            assert!(unschedulable_for_good(message), "{message}");
+        }
+        for message in [
+            "",
+            "no nodes available to schedule pods",
+            "0/1 nodes are available: 1 Insufficient cpu.",
+            "0/2 nodes are available: 1 Insufficient memory, 1 node(s) didn't match node selector.",
+            "0/1 nodes are available: 1 node(s) had taint {node.kubernetes.io/not-ready: }, that the pod didn't tolerate.",
+            "0/1 nodes are available: 1 node(s) were unschedulable.",
+            "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims.",
+            "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.",
+        ] {
+            assert!(!unschedulable_for_good(message), "{message}");
+        }
     }
 
     #[test]
