@@ -54,6 +54,8 @@ pub(crate) enum Command {
     Prune(PruneArgs),
     /// Commands to work on images in a registry.
     Imagetools(crate::commands::imagetools::ImagetoolsArgs),
+    /// Commands to work on build records.
+    History(HistoryArgs),
     /// Show the kbx version.
     Version,
     /// Print a shell completion script.
@@ -373,4 +375,69 @@ pub(crate) struct AttestArgs {
     /// Shorthand for `--attest=type=sbom` (`true`, `false`, or its attributes).
     #[arg(long)]
     pub(crate) sbom: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    #[command(subcommand)]
+    pub(crate) command: HistoryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HistoryCommand {
+    /// List build records.
+    Ls(HistoryLsArgs),
+    /// Inspect a build record.
+    Inspect(HistoryInspectArgs),
+    /// Print the logs of a build record.
+    Logs(HistoryLogsArgs),
+    /// Remove build records.
+    Rm(HistoryRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryLsArgs {
+    /// Format the output: `table`, `json`, or a template (`table {{.Ref}}\t{{.Name}}`, fields
+    /// `Ref`, `FullRef`, `Name`, `Status`, `CreatedAt`, `Duration`, `Link`).
+    #[arg(long, default_value = "table")]
+    pub(crate) format: String,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub(crate) no_trunc: bool,
+    /// Provide filter values (e.g., "status=error").
+    #[arg(long = "filter")]
+    pub(crate) filters: Vec<String>,
+    /// List records for current repository only (not supported by kbx).
+    #[arg(long, hide = true)]
+    pub(crate) local: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryInspectArgs {
+    /// The record: its ID, or `^N` for the N-th newest (default: the newest).
+    #[arg(value_name = "REF")]
+    pub(crate) reference: Option<String>,
+    /// Format the output: `pretty`, `json`, or a template (`{{.Name}}`).
+    #[arg(long, default_value = "pretty")]
+    pub(crate) format: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryLogsArgs {
+    /// The record: its ID, or `^N` for the N-th newest (default: the newest).
+    #[arg(value_name = "REF")]
+    pub(crate) reference: Option<String>,
+    /// Set type of progress output (plain, rawjson, tty).
+    #[arg(long, value_enum, default_value = "plain")]
+    pub(crate) progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryRmArgs {
+    /// The records' IDs.
+    #[arg(value_name = "REF")]
+    pub(crate) refs: Vec<String>,
+    /// Remove all build records.
+    #[arg(long)]
+    pub(crate) all: bool,
 }

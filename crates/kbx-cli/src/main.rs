@@ -30,6 +30,7 @@ mod progress;
 mod registry;
 mod routing;
 mod tabwriter;
+mod template;
 
 use std::process::ExitCode;
 
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
             Command::Du(args) => commands::du::run(args, builder).await,
             Command::Prune(args) => commands::prune::run(args, builder).await,
             Command::Imagetools(args) => commands::imagetools::run(args, builder).await,
+            Command::History(args) => commands::history::run(args, builder).await,
             Command::Version => commands::version::run(),
             Command::Completion { shell } => commands::completion::run(shell),
         }

@@ -114,6 +114,14 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         res.build_ref,
         res.exporter_response
     );
+    crate::commands::history::save_build_state(
+        &ng.name,
+        &n.name,
+        &res.build_ref,
+        &args.context,
+        args.file.as_deref(),
+        args.target.as_deref(),
+    );
     let mut res = res;
     let steps = progress::Steps::with_printer(printer);
     // As buildx: the build record's provenance for the metadata file, as a step of its own.
