@@ -1915,3 +1915,276 @@ fn dial_stdio_carries_grpc_to_a_remote_buildkitd() {
         "ERROR: no builder \"nosuch\" found\n"
     );
 }
+
+/// `kbx ARGS` in Buildx's store under `home` (both tools share one store), no Docker Engine.
+fn kbx_in(home: &Path, args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_kbx"))
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("BUILDX_CONFIG", home.join("buildx"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ kbx {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// `history ls` and `--format json` with what moves with the clock masked: the `CREATED AT`
+/// cells, and the JSON times.
+fn masked_history_ls(text: &str) -> Vec<Vec<String>> {
+    cells(text)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut row)| {
+            if i > 0 && row.len() >= 4 {
+                row[3] = "WHEN".to_owned();
+            }
+            row
+        })
+        .collect()
+}
+
+/// `history ls|inspect|logs|rm` of Buildx 0.29.1 and kbx on one buildkitd, the two sharing one
+/// store: every output equal (the `CREATED AT` column masked, durations in logs masked), both
+/// reading records either tool built; a kbx build's record inspects as a Buildx build's does
+/// (same frontend attributes, same local state) but for its ID and provenance digest.
+#[test]
+fn history_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    std::fs::write(
+        ctx_dir.path().join("Dockerfile"),
+        "FROM scratch AS base\nCOPY src/ /\n\nFROM base AS final\nARG FOO=bar\nCOPY src/a.txt /b.txt\n",
+    )
+    .unwrap();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| {
+        let o = buildx_in(&buildx, home.path()).args(args).output().unwrap();
+        eprintln!(
+            "$ buildx {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    ok(bx(&[
+        "create",
+        "--name",
+        "hist",
+        "--driver",
+        "remote",
+        &d.addr(),
+    ]));
+    // No records yet: the same error.
+    let (theirs, ours) = (
+        bx(&["history", "inspect", "--builder", "hist"]),
+        kbx_in(home.path(), &["history", "inspect", "--builder", "hist"]),
+    );
+    assert!(!theirs.status.success() && !ours.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stderr),
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    let build = |who: &str| {
+        vec![
+            "build".to_owned(),
+            "--builder".to_owned(),
+            "hist".to_owned(),
+            "--progress".to_owned(),
+            "quiet".to_owned(),
+            "--target".to_owned(),
+            "final".to_owned(),
+            "--build-arg".to_owned(),
+            "FOO=1".to_owned(),
+            "--label".to_owned(),
+            "a=b".to_owned(),
+            "-o".to_owned(),
+            format!("type=local,dest={}", out.path().join(who).display()),
+            ctx.to_owned(),
+        ]
+    };
+    let b = build("buildx");
+    ok(bx(&b.iter().map(String::as_str).collect::<Vec<_>>()));
+    let k = build("kbx");
+    ok(kbx_in(
+        home.path(),
+        &k.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    // Both tools, same arguments, same output (stdout, then stderr and status).
+    let both = |args: &[&str]| {
+        let theirs = bx(args);
+        let ours = kbx_in(home.path(), args);
+        assert_eq!(
+            ours.status.success(),
+            theirs.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        (
+            String::from_utf8(theirs.stdout).unwrap(),
+            String::from_utf8(ours.stdout).unwrap(),
+            String::from_utf8(theirs.stderr).unwrap(),
+            String::from_utf8(ours.stderr).unwrap(),
+        )
+    };
+    let (theirs, ours, _, _) = both(&["history", "ls", "--builder", "hist"]);
+    assert_eq!(masked_history_ls(&ours), masked_history_ls(&theirs));
+    assert!(theirs.starts_with("BUILD ID "), "{theirs}");
+    assert_eq!(cells(&theirs).len(), 3, "{theirs}");
+    let json_masked = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["created_at"] = "WHEN".into();
+                v["completed_at"] = "WHEN".into();
+                v
+            })
+            .collect()
+    };
+    let (theirs, ours, _, _) = both(&["history", "ls", "--builder", "hist", "--format", "json"]);
+    assert_eq!(json_masked(&ours), json_masked(&theirs));
+    // The completion time is Go's RFC 3339 with nanoseconds, trailing zeros dropped, as is.
+    let first: serde_json::Value = serde_json::from_str(theirs.lines().next().unwrap()).unwrap();
+    assert!(
+        ours.contains(first["completed_at"].as_str().unwrap()),
+        "{ours}"
+    );
+    let (theirs, ours, _, _) = both(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--no-trunc",
+        "--format",
+        "table {{.Ref}}\\t{{.Status}}\\t{{.Name}}",
+    ]);
+    assert_eq!(ours, theirs);
+    let (theirs, ours, _, _) = both(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--filter",
+        "status=completed",
+        "--format",
+        "{{.Name}}: {{.Status}}",
+    ]);
+    assert_eq!(ours, theirs);
+    let base = ctx_dir.path().file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        theirs,
+        format!("{base} (final): Completed\n{base} (final): Completed\n")
+    );
+    let ids: Vec<String> = ok(bx(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--format",
+        "{{.Ref}}",
+    ]))
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(ids.len(), 2);
+    // Every way of naming a record, in every format: the same text.
+    for reference in [None, Some("^0"), Some("^1"), Some(ids[1].as_str())] {
+        for format in ["pretty", "json", "{{.Name}} {{.Target}} {{.NumTotalSteps}}"] {
+            let mut args = vec![
+                "history",
+                "inspect",
+                "--builder",
+                "hist",
+                "--format",
+                format,
+            ];
+            args.extend(reference);
+            let (theirs, ours, _, _) = both(&args);
+            assert_eq!(ours, theirs, "{args:?}");
+        }
+    }
+    // kbx's build (the newest) and Buildx's: the same record but for its ID and digest.
+    let (newest, older) = (
+        ok(bx(&["history", "inspect", "--builder", "hist", "^0"])),
+        ok(bx(&["history", "inspect", "--builder", "hist", "^1"])),
+    );
+    let mask = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with("sha256:") && !l.starts_with("Started:"))
+            .filter(|l| !l.starts_with("Duration:"))
+            .map(|l| {
+                l.replace(&ids[0], "ID")
+                    .replace(&ids[1], "ID")
+                    .replace("(33% cached)", "(N% cached)")
+                    .replace("(0% cached)", "(N% cached)")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(mask(&newest), mask(&older));
+    assert!(newest.contains("BUILD ARG\tVALUE\nFOO\t\t1\n"), "{newest}");
+    // Errors.
+    for args in [
+        &["history", "inspect", "--builder", "hist", "^9"][..],
+        &["history", "inspect", "--builder", "hist", "^x"],
+        &["history", "inspect", "--builder", "hist", "nope"],
+        &["history", "logs", "--builder", "hist", "nope"],
+        &["history", "rm", "--builder", "hist", "nope"],
+        &["history", "rm", "--builder", "hist"],
+        &["history", "rm", "--builder", "hist", "--all", "x"],
+        &["history", "ls", "--builder", "hist", "--filter", "size=1"],
+        &["history", "ls", "--builder", "hist", "--filter", "status>1"],
+    ] {
+        let (_, _, theirs, ours) = both(args);
+        // (`rm` of an unknown ID succeeds on a daemon that never had a lease of that name.)
+        assert_eq!(ours, theirs, "{args:?}");
+    }
+    // The logs of a record: Buildx's plain replay, durations masked.
+    for reference in ["^0", &ids[1]] {
+        let (_, _, theirs, ours) = both(&["history", "logs", "--builder", "hist", reference]);
+        assert_eq!(masked_progress(&ours), masked_progress(&theirs));
+        assert!(
+            theirs.contains("[final 1/1] COPY src/a.txt /b.txt"),
+            "{theirs}"
+        );
+    }
+    // rm by kbx of one record: Buildx no longer lists it; rm --all by kbx: none left.
+    ok(kbx_in(
+        home.path(),
+        &["history", "rm", "--builder", "hist", &ids[1]],
+    ));
+    let left = ok(bx(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--format",
+        "{{.Ref}}",
+    ]));
+    assert_eq!(left, format!("{}\n", ids[0]));
+    ok(kbx_in(
+        home.path(),
+        &["history", "rm", "--builder", "hist", "--all"],
+    ));
+    let (theirs, ours, _, _) = both(&["history", "ls", "--builder", "hist"]);
+    assert_eq!(ours, theirs);
+    assert_eq!(cells(&theirs).len(), 1, "{theirs}");
+}
