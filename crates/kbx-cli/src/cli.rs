@@ -336,9 +336,14 @@ pub(crate) struct DuArgs {
     /// Provide filter values (`KEY=VALUE`, e.g. `type=regular`, `until=24h`).
     #[arg(long = "filter")]
     pub(crate) filters: Vec<String>,
-    /// Provide a more verbose output.
+    /// Shorthand for "--format=pretty".
     #[arg(long)]
     pub(crate) verbose: bool,
+    /// Format the output: `table` (the default), `pretty`, `json`, or a template
+    /// (`table {{.ID}}\t{{.Size}}`; fields `ID`, `Parents`, `CreatedAt`, `Mutable`,
+    /// `Reclaimable`, `Shared`, `Size`, `Description`, `UsageCount`, `LastUsedAt`, `Type`).
+    #[arg(long)]
+    pub(crate) format: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -416,15 +416,17 @@ impl Format {
         header: &[(&str, &str)],
         rows: &[&dyn Row],
     ) -> Result<String, Error> {
+        // The Docker CLI reports a failed execution as a parsing error too.
+        let wrap = |e: Error| Error::msg(format!("template parsing error: {e}"));
         let mut body = String::new();
         for row in rows {
-            body.push_str(&self.template.execute(*row)?);
+            body.push_str(&self.template.execute(*row).map_err(wrap)?);
             body.push('\n');
         }
         if !self.table {
             return Ok(body);
         }
-        let mut text = self.template.execute(&Header(header))?;
+        let mut text = self.template.execute(&Header(header)).map_err(wrap)?;
         text.push('\n');
         text.push_str(&body);
         let mut tw = TabWriter::docker_table();
@@ -511,7 +513,7 @@ mod tests {
     fn tables_have_a_header_and_docker_alignment() {
         assert_eq!(
             render("table {{.ID}}\\t{{.Mutable}}").unwrap(),
-            "ID         MUTABLE\nabc        true\nd<e        false\n"
+            "ID        MUTABLE\nabc       true\nd<e       false\n"
         );
         // A missing header key prints as Go prints a missing map key.
         assert_eq!(render("table {{.Count}}").unwrap(), "<no value>\n3\n3\n");
@@ -522,7 +524,7 @@ mod tests {
         let e = render("{{.Nope}}").unwrap_err().to_string();
         assert_eq!(
             e,
-            "template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope"
+            "template parsing error: template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope"
         );
         assert!(
             render("{{.ID")

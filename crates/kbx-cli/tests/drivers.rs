@@ -142,13 +142,15 @@ fn cells(table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The rows of `du`'s table: (id, reclaimable, size).
+/// The rows of `du`'s (space-aligned) or `prune`'s (tab-aligned) table: (id, reclaimable,
+/// size).
 fn du_rows(text: &str) -> Vec<(String, String, String)> {
     text.lines()
         .skip(1)
         .take_while(|l| !l.starts_with("Reclaimable:") && !l.starts_with("Shared:"))
         .map(|l| {
-            let cells: Vec<&str> = l.split('\t').filter(|c| !c.is_empty()).collect();
+            let sep = if l.contains('\t') { "\t" } else { "   " };
+            let cells: Vec<&str> = l.split(sep).filter(|c| !c.trim().is_empty()).collect();
             (
                 cells[0].trim().trim_end_matches('*').to_owned(),
                 cells[1].trim().to_owned(),
@@ -276,7 +278,7 @@ fn docker_driver_default_builder_ls_build_du_prune() {
     let engine_ids = engine_cache_ids(&d);
     assert!(!engine_ids.is_empty(), "the builds left cache records");
     let du = kbx.ok(&["du"]);
-    assert!(du.starts_with("ID\t"), "{du}");
+    assert!(du.starts_with("ID   "), "{du}");
     let rows = du_rows(&du);
     let mut ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     ids.sort();
@@ -287,13 +289,13 @@ fn docker_driver_default_builder_ls_build_du_prune() {
     assert!(summary[1].starts_with("Reclaimable:\t"), "{du}");
     let verbose = kbx.ok(&["du", "--verbose"]);
     assert_eq!(
-        verbose.matches("ID:\t\t").count(),
+        verbose.matches("ID:           ").count(),
         engine_ids.len(),
         "one block per record: {verbose}"
     );
     for id in &engine_ids {
         assert!(
-            verbose.contains(&format!("ID:\t\t{id}\n")),
+            verbose.contains(&format!("ID:           {id}\n")),
             "{id} in {verbose}"
         );
     }
@@ -338,7 +340,7 @@ fn docker_driver_default_builder_ls_build_du_prune() {
     let du = kbx.ok(&["du"]);
     assert_eq!(
         du,
-        "ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED\nReclaimable:\t0B\nTotal:\t\t0B\n"
+        "ID        RECLAIMABLE   SIZE      LAST ACCESSED\nReclaimable:\t0B\nTotal:\t\t0B\n"
     );
 }
 
@@ -2187,4 +2189,104 @@ fn history_is_buildx_029s() {
     let (theirs, ours, _, _) = both(&["history", "ls", "--builder", "hist"]);
     assert_eq!(ours, theirs);
     assert_eq!(cells(&theirs).len(), 1, "{theirs}");
+}
+
+/// `du` in Buildx 0.29.1's formats, by Buildx and kbx on one buildkitd: the default table,
+/// `--verbose`/`pretty`, `json`, templates and `table` templates, filtered, and the errors;
+/// the same text once the `… ago` times are masked.
+#[test]
+fn du_formats_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| buildx_in(&buildx, home.path()).args(args).output().unwrap();
+    assert!(
+        bx(&["create", "--name", "du", "--driver", "remote", &d.addr()])
+            .status
+            .success()
+    );
+    let dest = format!("type=local,dest={}", out.path().display());
+    let o = bx(&[
+        "build",
+        "--builder",
+        "du",
+        "--progress",
+        "quiet",
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // `2 seconds ago` may turn into `3 seconds ago` between the two runs.
+    let mask = |text: &str| -> String {
+        let mut out = String::new();
+        for line in text.lines() {
+            let line = match line.find(" ago") {
+                Some(end) => {
+                    let start = line[..end]
+                        .rfind(['"', ':'])
+                        .map(|i| i + 1)
+                        .or_else(|| line[..end].rfind("   ").map(|i| i + 3))
+                        .unwrap_or(0);
+                    format!("{}WHEN{}", &line[..start], &line[end + 4..])
+                }
+                None => line.to_owned(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    };
+    let cases: &[&[&str]] = &[
+        &[],
+        &["--verbose"],
+        &["--format", "pretty"],
+        &["--format", "table"],
+        &["--format", "json"],
+        &[
+            "--format",
+            "{{.ID}} {{.Size}} {{.Type}} {{.Mutable}} {{.Parents}} {{.UsageCount}}",
+        ],
+        &["--format", "table {{.ID}}\t{{.Shared}}\t{{.Description}}"],
+        &[
+            "--format",
+            "{{if .Parents}}{{range .Parents}}{{.}};{{end}}{{end}}",
+        ],
+        &["--filter", "type=regular"],
+        &["--filter", "type=regular", "--verbose"],
+        &["--verbose", "--format", "json"],
+        &["--format", "{{.Nope}}"],
+    ];
+    let mut seen_rows = 0;
+    for extra in cases {
+        let mut args = vec!["du", "--builder", "du"];
+        args.extend_from_slice(extra);
+        let theirs = bx(&args);
+        let ours = kbx_in(home.path(), &args);
+        let (t_out, o_out) = (
+            String::from_utf8_lossy(&theirs.stdout),
+            String::from_utf8_lossy(&ours.stdout),
+        );
+        assert_eq!(mask(&o_out), mask(&t_out), "{extra:?}");
+        assert_eq!(ours.status.success(), theirs.status.success(), "{extra:?}");
+        if !theirs.status.success() {
+            let (t_err, o_err) = (
+                String::from_utf8_lossy(&theirs.stderr),
+                String::from_utf8_lossy(&ours.stderr),
+            );
+            // Go names its own type at the end (`in type *commands.diskusageContext`).
+            assert!(
+                t_err.starts_with(o_err.trim_end()),
+                "{extra:?}:\nbuildx: {t_err}\nkbx: {o_err}"
+            );
+        }
+        seen_rows += t_out.lines().count();
+    }
+    assert!(seen_rows > 20, "the build left cache records");
 }

@@ -97,7 +97,7 @@ async fn query(ng: &NodeGroup, reference: Option<&str>) -> Result<Vec<Found>, Er
             });
         }
     }
-    out.sort_by(|a, b| b.record.created_at.cmp(&a.record.created_at));
+    out.sort_by_key(|r| std::cmp::Reverse(r.record.created_at));
     if let Some(mut offset) = offset {
         // As buildx: the offset counts down while skipping, and what is left is reported.
         let mut kept = None;
