@@ -327,6 +327,13 @@ pub(crate) struct BuildArgs {
     /// Write build result metadata to a file (JSON, as buildx writes it).
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub(crate) metadata_file: Option<std::path::PathBuf>,
+    /// Set method for evaluating build: `build` (the default), `check`, `outline`, `targets`,
+    /// with options after a comma (`check,format=json`, `check,ignorestatus=true`).
+    #[arg(long = "call", value_name = "METHOD", default_value = "build")]
+    pub(crate) call: String,
+    /// Shorthand for `--call=check`.
+    #[arg(long)]
+    pub(crate) check: bool,
     #[command(flatten)]
     pub(crate) attest: AttestArgs,
 }

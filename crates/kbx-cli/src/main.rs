@@ -15,6 +15,7 @@
 mod build_options;
 mod builders;
 mod cache;
+mod call;
 mod cli;
 mod commands;
 mod context;

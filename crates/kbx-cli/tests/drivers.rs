@@ -2290,3 +2290,96 @@ fn du_formats_are_buildx_029s() {
     }
     assert!(seen_rows > 20, "the build left cache records");
 }
+
+/// `build --call` and `--check` by Buildx 0.29.1 and kbx on one BuildKit v0.13 daemon: the
+/// Dockerfile frontend's `outline` and `targets` answers (text and `format=json`) are the same
+/// on stdout, neither tool builds (no build record is left), and `check` (`frontend.lint`),
+/// which this frontend does not know, fails in both with the frontend's reply.
+#[test]
+fn build_call_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx_dir = tempfile::tempdir().unwrap();
+    write(
+        ctx_dir.path(),
+        "Dockerfile",
+        b"# syntax-less, for the built-in frontend\n\
+          ARG BASE=scratch\n\
+          # The base stage.\n\
+          FROM ${BASE} AS base\n\
+          ARG GREETING=hi\n\
+          COPY a.txt /\n\
+          \n\
+          # The release stage.\n\
+          FROM base AS release\n\
+          ARG LEVEL\n\
+          COPY --from=base /a.txt /b.txt\n",
+        0o644,
+    );
+    write(ctx_dir.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| buildx_in(&buildx, home.path()).args(args).output().unwrap();
+    assert!(
+        bx(&["create", "--name", "call", "--driver", "remote", &d.addr()])
+            .status
+            .success()
+    );
+    let cases: &[&[&str]] = &[
+        &["--call", "outline"],
+        &["--call", "targets"],
+        &["--call", "outline,format=json"],
+        &["--call", "targets,format=json"],
+        &["--call", "outline", "--target", "base"],
+        &["--call", "outline", "--build-arg", "LEVEL=3"],
+    ];
+    for extra in cases {
+        let mut args = vec!["build", "--builder", "call", "--progress", "plain"];
+        args.extend_from_slice(extra);
+        args.push(ctx);
+        let theirs = bx(&args);
+        let ours = kbx_in(home.path(), &args);
+        let t_out = String::from_utf8_lossy(&theirs.stdout);
+        assert!(
+            theirs.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        assert!(ours.status.success(), "{extra:?}");
+        assert!(!t_out.is_empty(), "{extra:?}");
+        assert_eq!(String::from_utf8_lossy(&ours.stdout), t_out, "{extra:?}");
+    }
+    for check in [&["--check"][..], &["--call", "check,format=json"][..]] {
+        let mut args = vec!["build", "--builder", "call", "--progress", "plain"];
+        args.extend_from_slice(check);
+        args.push(ctx);
+        let theirs = bx(&args);
+        let ours = kbx_in(home.path(), &args);
+        let (t_err, o_err) = (
+            String::from_utf8_lossy(&theirs.stderr),
+            String::from_utf8_lossy(&ours.stderr),
+        );
+        assert_eq!(theirs.status.code(), Some(1), "{check:?}: {t_err}");
+        assert_eq!(ours.status.code(), Some(1), "{check:?}: {o_err}");
+        assert!(
+            t_err.contains("unsupported request frontend.lint"),
+            "{check:?}: {t_err}"
+        );
+        assert!(
+            o_err.contains("unsupported request frontend.lint"),
+            "{check:?}: {o_err}"
+        );
+    }
+    // Call requests are internal: BuildKit keeps no build record of them.
+    let ls = kbx_in(home.path(), &["history", "ls", "--builder", "call"]);
+    assert!(ls.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ls.stdout).lines().count(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
+}
