@@ -1550,3 +1550,51 @@ fn kbx_is_a_docker_cli_plugin_and_a_kubectl_plugin() {
     let o = Command::new(&kubectl).arg("version").output().unwrap();
     assert!(stdout(&o).starts_with("kbx "), "{}", stdout(&o));
 }
+
+/// Errors of requests to an API server nobody listens on name the request as Buildx does
+/// (`Get "https://127.0.0.1:9/apis/apps/v1/namespaces/ns/deployments/k0"`) and say why once,
+/// without the HTTP client's `ServiceError: client error (Connect)` wrappers: in `inspect
+/// --bootstrap`, in `inspect`'s status and in `rm`.
+#[test]
+fn kube_errors_name_the_request_and_the_server_once() {
+    let env = Env::new();
+    let o = env.kbx_kube(&["create", "--name", "k", "--driver", "kubernetes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let url = "\"https://127.0.0.1:9/apis/apps/v1/namespaces/ns/deployments/k0\"";
+    let clean = |text: &str| {
+        assert!(!text.contains("client error"), "{text}");
+        assert!(!text.contains("ServiceError"), "{text}");
+    };
+
+    let o = env.kbx_kube(&["inspect", "k", "--bootstrap"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "ERROR: failed to initialize builder k (k0)\n  caused by: error while applying Deployment \"k0\"\n  caused by: Get {url}\n  caused by: tcp connect error\n  caused by: Connection refused"
+        )),
+        "{err}"
+    );
+    clean(&err);
+
+    let o = env.kbx_kube(&["inspect", "k"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "Status:                inactive (Get {url}: tcp connect error: Connection refused"
+        )),
+        "{out}"
+    );
+    clean(&out);
+
+    let o = env.kbx_kube(&["rm", "k"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "failed to remove k: failed to remove node k0: error while deleting Deployment \"k0\": Delete {url}: tcp connect error: Connection refused"
+        )),
+        "{err}"
+    );
+    clean(&err);
+}
