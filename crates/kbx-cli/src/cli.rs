@@ -17,7 +17,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) struct Cli {
     /// Override the configured builder instance (`BUILDX_BUILDER` sets the default); a name
     /// given to `inspect`, `use` or `rm` wins over both.
-    #[arg(long, global = true, env = "BUILDX_BUILDER", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "BUILDX_BUILDER",
+        value_name = "NAME",
+        add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names)
+    )]
     pub(crate) builder: Option<String>,
     /// Enable debug logging: `debug:` lines on stderr saying what kbx does (the builder and
     /// node, the solve reference, the exporter's response) and every error with its full cause
@@ -79,7 +85,7 @@ pub(crate) struct CreateArgs {
     pub(crate) name: Option<String>,
     /// Driver to use: `kubernetes` (default) or `remote` (`docker` is the implicit `default`
     /// builder and cannot be created).
-    #[arg(long)]
+    #[arg(long, add = clap_complete::ArgValueCandidates::new(crate::complete::driver_names))]
     pub(crate) driver: Option<String>,
     /// Create or modify this node.
     #[arg(long)]
@@ -150,6 +156,7 @@ pub(crate) struct LsArgs {
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// The builder (default: `--builder`, else the current one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names))]
     pub(crate) name: Option<String>,
     /// Boot the builder before inspecting it.
     #[arg(long)]
@@ -179,6 +186,7 @@ pub(crate) struct StopArgs {
 #[derive(Debug, Args)]
 pub(crate) struct UseArgs {
     /// The builder (default: `--builder`).
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names))]
     pub(crate) name: Option<String>,
     /// Also make it the default for the current context.
     #[arg(long)]
@@ -191,6 +199,7 @@ pub(crate) struct UseArgs {
 #[derive(Debug, Args)]
 pub(crate) struct RmArgs {
     /// Builders to remove (default: `--builder`, else the current one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names))]
     pub(crate) names: Vec<String>,
     /// Keep the cluster objects; only forget the builder.
     #[arg(long)]

@@ -18,6 +18,7 @@ mod cache;
 mod call;
 mod cli;
 mod commands;
+mod complete;
 mod context;
 mod debug;
 mod driver;
@@ -40,6 +41,8 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // `COMPLETE=SHELL kbx -- ARGS…`: the shell asks for completions (see `kbx completion`).
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let args = match plugin::args(std::env::args_os().collect()) {
         plugin::Args::Metadata(json) => {
             println!("{json}");

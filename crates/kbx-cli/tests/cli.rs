@@ -410,9 +410,56 @@ fn version_and_completion() {
     let env = Env::new();
     let o = env.kbx(&["version"]);
     assert!(stdout(&o).starts_with("kbx 0."), "{}", stdout(&o));
-    let o = env.kbx(&["completion", "bash"]);
-    assert!(o.status.success());
-    assert!(stdout(&o).contains("kbx") && stdout(&o).contains("--driver-opt"));
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = env.kbx(&["completion", shell]);
+        assert!(o.status.success(), "{shell}");
+        // The script asks kbx itself for completions.
+        assert!(stdout(&o).contains("COMPLETE"), "{shell}: {}", stdout(&o));
+    }
+}
+
+/// Completions name the stored builders (and `default`) for `--builder`, `use`, `rm` and
+/// `inspect`, and the drivers for `create --driver`, as the shell gets them from
+/// `COMPLETE=SHELL kbx -- ARGS…`.
+#[test]
+fn completions_offer_builder_and_driver_names() {
+    let env = Env::new();
+    for name in ["alpha", "beta"] {
+        let o = env.kbx(&["create", "--name", name, "tcp://127.0.0.1:1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let complete = |line: &[&str]| -> Vec<String> {
+        let mut args = vec!["--", "kbx"];
+        args.extend_from_slice(line);
+        let o = env.kbx_env(&args, &[("COMPLETE", "fish")]);
+        assert!(o.status.success(), "{line:?}: {}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+            .filter(|v| !v.starts_with('-'))
+            .collect()
+    };
+    let builders = ["alpha", "beta", "default"];
+    assert_eq!(complete(&["use", ""]), builders);
+    assert_eq!(complete(&["inspect", ""]), builders);
+    assert_eq!(complete(&["rm", "alpha", ""]), builders);
+    assert_eq!(complete(&["--builder", ""]), builders);
+    assert_eq!(complete(&["ls", "--builder", "b"]), ["beta"]);
+    let o = env.kbx_env(
+        &["--", "kbx", "build", "--builder="],
+        &[("COMPLETE", "fish")],
+    );
+    assert_eq!(
+        stdout(&o),
+        "--builder=alpha\n--builder=beta\n--builder=default\n"
+    );
+    assert_eq!(
+        complete(&["create", "--driver", ""]),
+        ["kubernetes", "remote"]
+    );
+    // Without COMPLETE, `--` and the words after it are an ordinary command line.
+    let o = env.kbx(&["--", "kbx", "use", ""]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 /// `--ssh ID=KEYFILE` keys are read before the build starts: a passphrase-protected key with no
