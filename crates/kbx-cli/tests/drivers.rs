@@ -274,6 +274,17 @@ fn docker_driver_default_builder_ls_build_du_prune() {
         serde_json::from_str(kbx.ok(&["ls", "--format", "json"]).trim()).unwrap();
     assert!(json["LastActivity"].is_string(), "{json}");
 
+    // The Engine's BuildKit (Docker 20.10) runs the frontend through its gateway, and its
+    // Dockerfile frontend predates subrequests: its own reply is the error.
+    let o = kbx.run(&["build", "--call", "targets", ctx.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unsupported request frontend.targets"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+
     // du lists exactly the engine's build-cache records.
     let engine_ids = engine_cache_ids(&d);
     assert!(!engine_ids.is_empty(), "the builds left cache records");
