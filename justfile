@@ -68,12 +68,14 @@ bench-upload:
 
 # Debian's docker-buildx packages, through a private apt configuration (the host is never upgraded).
 # Fetch (or reuse from the cache) the real Docker Buildx 0.29.1 and 0.13.1; print their paths.
+[doc('Fetch (or reuse) the real Docker Buildx 0.29.1 and 0.13.1; print their paths.')]
 buildx:
     conformance/scripts/fetch-buildx.sh
 
 # Raw `pods/exec`, `kbx build` and the real Buildx 0.29.1 on one builder pod, cold, RUNS alternating
 # runs each, then kbx's peak RSS with a 1 GiB context; markdown tables (docs/benchmarks.md), ~4 min.
 # Context upload on the local conformance cluster against raw exec and Buildx (needs root).
+[doc('Context upload on the local cluster: kbx against raw exec and Buildx (root, ~4 min).')]
 bench-upload-cluster RUNS="3":
     #!/usr/bin/env bash
     set -euo pipefail
