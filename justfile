@@ -68,12 +68,13 @@ bench-upload:
 
 # Debian's docker-buildx packages, through a private apt configuration (the host is never upgraded).
 # Fetch (or reuse from the cache) the real Docker Buildx 0.29.1 and 0.13.1; print their paths.
+[doc('Fetch (or reuse) the real Docker Buildx 0.29.1 and 0.13.1; print their paths.')]
 buildx:
     conformance/scripts/fetch-buildx.sh
 
 # Raw `pods/exec`, kbx and the real Buildx 0.29.1 on one builder pod of the local cluster:
 # context upload, export, `create --bootstrap`, RUNS alternating rounds, then kbx's peak RSS with
-# a 1 GiB context; markdown tables for docs/benchmarks.md (needs root, ~8 min for 3 rounds).
+# a 1 GiB context; markdown tables for docs/benchmarks.md (needs root, ~10 min for 3 rounds).
 [doc('kbx against raw exec and the real Buildx on the local cluster: upload, export, bootstrap.')]
 bench-cluster RUNS="3" *ARGS:
     #!/usr/bin/env bash
@@ -99,6 +100,39 @@ parity:
     KBX_PARITY_ALL=1 KBX_SCENARIO_LIMIT=2400 cargo nextest run -p kbx-conformance --profile conformance -E 'test(parity)' || status=$?
     cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
     exit $status
+
+# See kbx work for real on a machine with root and no cluster: boots the local conformance
+# cluster (cached Kubernetes and BuildKit binaries, built on first use), then runs
+# `create --bootstrap`, a `build` of fixtures/demo, `ls` and `rm`, printing each command, and tears
+# the cluster down. Builders go to a temporary BUILDX_CONFIG, never to yours.
+[doc('See kbx work: local cluster, create --bootstrap, build, ls, rm, teardown (root).')]
+demo:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    conformance/scripts/build-kubernetes.sh
+    conformance/scripts/build-buildkit.sh
+    cargo build -q -p kbx-cli --bin kbx -p kbx-conformance --bin kbx-local-cluster
+    bin=${CARGO_TARGET_DIR:-target}/debug
+    work=$(mktemp -d)
+    export BUILDX_CONFIG=$work/buildx
+    step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+    echo "booting the local cluster (about a minute)..."
+    coproc CLUSTER { "$bin/kbx-local-cluster" up; }
+    teardown() {
+        echo; echo "tearing the cluster down..."
+        echo >&"${CLUSTER[1]}" || true
+        wait "$CLUSTER_PID" || true
+        rm -rf "$work"
+    }
+    trap teardown EXIT
+    read -r line <&"${CLUSTER[0]}" || { echo "the local cluster did not start" >&2; exit 1; }
+    export KUBECONFIG=${line#KUBECONFIG=}
+    echo "cluster up: KUBECONFIG=$KUBECONFIG"
+    step "$bin/kbx" create --name demo --driver kubernetes --bootstrap
+    step "$bin/kbx" build --builder demo --progress plain -o "type=local,dest=$work/out" fixtures/demo
+    step cat "$work/out/hello.txt"
+    step "$bin/kbx" ls
+    step "$bin/kbx" rm demo
 
 # Build (or reuse from the cache) the Kubernetes 1.20.2 binaries the local cluster runs.
 k8s-binaries:

@@ -37,6 +37,9 @@
 //! # Ok::<(), kbx_buildkit::Error>(())
 //! ```
 //!
+//! The daemon's build history: [`Client::history`], [`Client::delete_history`],
+//! [`Client::history_logs`] (a recorded build's progress replayed) and [`Client::read_blob`].
+//!
 //! Modules: [`transport`] (byte streams → tonic channels), [`Client`] (Control API,
 //! capabilities, [`Client::build`]), [`progress`] (events, the daemon's messages as
 //! [`SolveStatus`], and the plain renderer), [`engine`] (the Docker Engine API calls a build
@@ -58,6 +61,7 @@ pub mod engine;
 mod errdetails;
 mod error;
 mod fsutil;
+mod history;
 mod inputs;
 mod metadata;
 mod patterns;
@@ -75,6 +79,7 @@ pub use client::{Backend, CacheRecord, Capabilities, Client, DaemonInfo, PruneOp
 pub use contexts::{NamedContext, NamedContextSource};
 pub use errdetails::SourceLocation;
 pub use error::{Error, Result};
+pub use history::{BlobDescriptor, HistoryRecord, RecordResult};
 pub use metadata::MetadataProvenance;
 pub use patterns::{Pattern, PatternMatcher};
 pub use progress::{PlainRenderer, ProgressEvent, ProgressTracker, SolveStatus};

@@ -448,7 +448,7 @@ impl crate::Client {
     }
 
     /// A blob of the daemon's content store (containerd's `Content.Read`).
-    async fn read_content(&self, digest: &str) -> crate::Result<Vec<u8>> {
+    pub(crate) async fn read_content(&self, digest: &str) -> crate::Result<Vec<u8>> {
         use crate::content::{ReadContentRequest, ReadContentResponse};
         let rpc = |status| crate::Error::Rpc {
             call: "Content.Read",

@@ -92,6 +92,22 @@ pub enum ProgressEvent {
     },
 }
 
+impl ProgressEvent {
+    /// The digest of the step (vertex) the event is about.
+    pub fn digest(&self) -> &str {
+        match self {
+            ProgressEvent::Started { digest, .. }
+            | ProgressEvent::Cached { digest, .. }
+            | ProgressEvent::Completed { digest, .. }
+            | ProgressEvent::Failed { digest, .. }
+            | ProgressEvent::Canceled { digest, .. }
+            | ProgressEvent::Status { digest, .. }
+            | ProgressEvent::Log { digest, .. }
+            | ProgressEvent::Warning { digest, .. } => digest,
+        }
+    }
+}
+
 /// One `Status` message of the daemon, unmerged: the vertices, sub-progress items, log chunks
 /// and warnings it carries, like the Go client's `client.SolveStatus`.
 ///

@@ -545,6 +545,15 @@ pub struct BuildOptions {
     /// ([`Error::MultipleOutputsUnsupported`]), and when two outputs write to standard output
     /// or two are OCI layout directories (`tar=false`), as buildx does.
     pub extra_outputs: Vec<Export>,
+    /// A frontend subrequest to answer instead of building (buildx's `--call`), sent as the
+    /// frontend attribute `requestid`: `frontend.outline`, `frontend.targets`,
+    /// `frontend.lint`, `frontend.subrequests.describe`. The Dockerfile frontend is then run
+    /// through BuildKit's gateway (as buildx does) so that its result metadata
+    /// (`result.json`, `result.txt`, `version`) comes back: it is added to
+    /// [`BuildResult::exporter_response`]. Nothing is exported and the solve is marked
+    /// internal (left out of the build history). A frontend that does not know the request
+    /// fails the build with its own reply (BuildKit v0.13's: `unsupported request …`).
+    pub request_id: Option<String>,
 }
 
 impl BuildOptions {
@@ -953,8 +962,14 @@ impl Client {
         req.frontend_attrs.extend(attest_attrs);
         req.frontend_attrs.extend(inputs.attrs.clone());
         let (done_tx, done_rx) = watch::channel(false);
+        let call_meta = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
         let solve = async {
-            let r = control.clone().solve(req).await;
+            let r = match &opts.request_id {
+                None => control.clone().solve(req).await,
+                Some(id) => {
+                    call_frontend(control.clone(), self.channel.clone(), req, id, &call_meta).await
+                }
+            };
             let _ = done_tx.send(true);
             r
         };
@@ -977,6 +992,9 @@ impl Client {
             (Ok(resp), _) => {
                 let mut exporter_response: BTreeMap<String, String> =
                     resp.into_inner().exporter_response.into_iter().collect();
+                if let Ok(meta) = call_meta.lock() {
+                    exporter_response.extend(meta.clone());
+                }
                 if let Some(mode) = opts.metadata_provenance {
                     exporter_response.extend(self.record_provenance(&build_ref, mode).await?);
                 }
@@ -1275,6 +1293,101 @@ fn update_cache_indexes(
         crate::content::put_index(dir, &desc, &[crate::content::IndexName::Tag(tag.clone())])?;
     }
     Ok(())
+}
+
+/// BuildKit's name for the gRPC metadata that ties a gateway (`LLBBridge`) call to the
+/// control `Solve` whose `ref` it carries.
+const GATEWAY_BUILD_ID: &str = "buildkit-controlapi-buildid";
+
+/// Runs `req` as a gateway build that asks its frontend the subrequest `request_id`: the
+/// control `Solve` goes without a frontend, and the frontend is called through `LLBBridge`;
+/// its result (metadata only) is returned to the daemon and its metadata kept in `meta`.
+///
+/// # Errors
+/// The control `Solve`'s status; a frontend failure is returned to the daemon, which fails
+/// the `Solve` with it.
+async fn call_frontend(
+    mut control: bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient<
+        tonic::transport::Channel,
+    >,
+    channel: tonic::transport::Channel,
+    mut req: SolveRequest,
+    request_id: &str,
+    meta: &std::sync::Mutex<BTreeMap<String, String>>,
+) -> std::result::Result<
+    tonic::Response<bollard_buildkit_proto::moby::buildkit::v1::SolveResponse>,
+    tonic::Status,
+> {
+    use bollard_buildkit_proto::google::rpc::Status as RpcStatus;
+    use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
+        Result as GwResult, ReturnRequest, SolveRequest as GwSolveRequest,
+        llb_bridge_client::LlbBridgeClient,
+    };
+
+    let mut frontend_opt = std::mem::take(&mut req.frontend_attrs);
+    frontend_opt.insert("requestid".to_owned(), request_id.to_owned());
+    let gw = GwSolveRequest {
+        frontend: std::mem::take(&mut req.frontend),
+        frontend_opt,
+        frontend_inputs: std::mem::take(&mut req.frontend_inputs),
+        allow_result_return: true,
+        ..GwSolveRequest::default()
+    };
+    req.internal = true;
+    req.exporters.clear();
+    req.exporter_deprecated.clear();
+    req.exporter_attrs_deprecated.clear();
+    let id: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = req
+        .r#ref
+        .parse()
+        .map_err(|_| tonic::Status::invalid_argument("build ref is not ASCII"))?;
+    let mut bridge = LlbBridgeClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert(GATEWAY_BUILD_ID, id.clone());
+        Ok(r)
+    });
+    let bridge_call = async {
+        // The daemon waits (a few seconds) for the control Solve below to register the build.
+        let ret = match bridge.solve(gw).await {
+            Ok(resp) => {
+                let metadata = resp
+                    .into_inner()
+                    .result
+                    .map(|r| r.metadata)
+                    .unwrap_or_default();
+                if let Ok(mut m) = meta.lock() {
+                    for (k, v) in &metadata {
+                        m.insert(k.clone(), String::from_utf8_lossy(v).into_owned());
+                    }
+                }
+                ReturnRequest {
+                    result: Some(GwResult {
+                        metadata,
+                        ..GwResult::default()
+                    }),
+                    error: None,
+                }
+            }
+            Err(status) => ReturnRequest {
+                result: None,
+                error: Some(RpcStatus {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                    details: Vec::new(),
+                }),
+            },
+        };
+        bridge.r#return(ret).await
+    };
+    let solve = control.solve(req);
+    tokio::pin!(solve);
+    tokio::select! {
+        r = &mut solve => r,
+        returned = bridge_call => match returned {
+            Ok(_) => solve.await,
+            // The daemon never got the frontend's answer: the Solve would wait for ever.
+            Err(e) => Err(e),
+        },
+    }
 }
 
 fn solve_request(

@@ -110,7 +110,7 @@ pub(crate) fn human_size(size: i64) -> String {
     format!("{text}{}", UNITS[i])
 }
 
-fn ago(t: SystemTime) -> String {
+pub(crate) fn ago(t: SystemTime) -> String {
     let d = SystemTime::now().duration_since(t).unwrap_or_default();
     let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     format!(
@@ -120,7 +120,7 @@ fn ago(t: SystemTime) -> String {
 }
 
 /// Go's `time.Time` `String()` in UTC: `2006-01-02 15:04:05.999999999 +0000 UTC`.
-fn go_time(t: SystemTime) -> String {
+pub(crate) fn go_time(t: SystemTime) -> String {
     jiff::Timestamp::try_from(t)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .strftime("%Y-%m-%d %H:%M:%S%.f +0000 UTC")

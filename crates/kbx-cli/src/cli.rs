@@ -17,7 +17,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) struct Cli {
     /// Override the configured builder instance (`BUILDX_BUILDER` sets the default); a name
     /// given to `inspect`, `use` or `rm` wins over both.
-    #[arg(long, global = true, env = "BUILDX_BUILDER", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "BUILDX_BUILDER",
+        value_name = "NAME",
+        add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names)
+    )]
     pub(crate) builder: Option<String>,
     /// Enable debug logging: `debug:` lines on stderr saying what kbx does (the builder and
     /// node, the solve reference, the exporter's response) and every error with its full cause
@@ -54,6 +60,8 @@ pub(crate) enum Command {
     Prune(PruneArgs),
     /// Commands to work on images in a registry.
     Imagetools(crate::commands::imagetools::ImagetoolsArgs),
+    /// Commands to work on build records.
+    History(HistoryArgs),
     /// Show the kbx version.
     Version,
     /// Print a shell completion script.
@@ -77,7 +85,7 @@ pub(crate) struct CreateArgs {
     pub(crate) name: Option<String>,
     /// Driver to use: `kubernetes` (default) or `remote` (`docker` is the implicit `default`
     /// builder and cannot be created).
-    #[arg(long)]
+    #[arg(long, add = clap_complete::ArgValueCandidates::new(crate::complete::driver_names))]
     pub(crate) driver: Option<String>,
     /// Create or modify this node.
     #[arg(long)]
@@ -148,6 +156,7 @@ pub(crate) struct LsArgs {
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// The builder (default: `--builder`, else the current one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names))]
     pub(crate) name: Option<String>,
     /// Boot the builder before inspecting it.
     #[arg(long)]
@@ -177,6 +186,7 @@ pub(crate) struct StopArgs {
 #[derive(Debug, Args)]
 pub(crate) struct UseArgs {
     /// The builder (default: `--builder`).
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names))]
     pub(crate) name: Option<String>,
     /// Also make it the default for the current context.
     #[arg(long)]
@@ -189,6 +199,7 @@ pub(crate) struct UseArgs {
 #[derive(Debug, Args)]
 pub(crate) struct RmArgs {
     /// Builders to remove (default: `--builder`, else the current one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::builder_names))]
     pub(crate) names: Vec<String>,
     /// Keep the cluster objects; only forget the builder.
     #[arg(long)]
@@ -325,6 +336,13 @@ pub(crate) struct BuildArgs {
     /// Write build result metadata to a file (JSON, as buildx writes it).
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub(crate) metadata_file: Option<std::path::PathBuf>,
+    /// Set method for evaluating build: `build` (the default), `check`, `outline`, `targets`,
+    /// with options after a comma (`check,format=json`, `check,ignorestatus=true`).
+    #[arg(long = "call", value_name = "METHOD", default_value = "build")]
+    pub(crate) call: String,
+    /// Shorthand for `--call=check`.
+    #[arg(long)]
+    pub(crate) check: bool,
     #[command(flatten)]
     pub(crate) attest: AttestArgs,
 }
@@ -334,9 +352,14 @@ pub(crate) struct DuArgs {
     /// Provide filter values (`KEY=VALUE`, e.g. `type=regular`, `until=24h`).
     #[arg(long = "filter")]
     pub(crate) filters: Vec<String>,
-    /// Provide a more verbose output.
+    /// Shorthand for "--format=pretty".
     #[arg(long)]
     pub(crate) verbose: bool,
+    /// Format the output: `table` (the default), `pretty`, `json`, or a template
+    /// (`table {{.ID}}\t{{.Size}}`; fields `ID`, `Parents`, `CreatedAt`, `Mutable`,
+    /// `Reclaimable`, `Shared`, `Size`, `Description`, `UsageCount`, `LastUsedAt`, `Type`).
+    #[arg(long)]
+    pub(crate) format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -373,4 +396,69 @@ pub(crate) struct AttestArgs {
     /// Shorthand for `--attest=type=sbom` (`true`, `false`, or its attributes).
     #[arg(long)]
     pub(crate) sbom: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    #[command(subcommand)]
+    pub(crate) command: HistoryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HistoryCommand {
+    /// List build records.
+    Ls(HistoryLsArgs),
+    /// Inspect a build record.
+    Inspect(HistoryInspectArgs),
+    /// Print the logs of a build record.
+    Logs(HistoryLogsArgs),
+    /// Remove build records.
+    Rm(HistoryRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryLsArgs {
+    /// Format the output: `table`, `json`, or a template (`table {{.Ref}}\t{{.Name}}`, fields
+    /// `Ref`, `FullRef`, `Name`, `Status`, `CreatedAt`, `Duration`, `Link`).
+    #[arg(long, default_value = "table")]
+    pub(crate) format: String,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub(crate) no_trunc: bool,
+    /// Provide filter values (e.g., "status=error").
+    #[arg(long = "filter")]
+    pub(crate) filters: Vec<String>,
+    /// List records for current repository only (not supported by kbx).
+    #[arg(long, hide = true)]
+    pub(crate) local: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryInspectArgs {
+    /// The record: its ID, or `^N` for the N-th newest (default: the newest).
+    #[arg(value_name = "REF")]
+    pub(crate) reference: Option<String>,
+    /// Format the output: `pretty`, `json`, or a template (`{{.Name}}`).
+    #[arg(long, default_value = "pretty")]
+    pub(crate) format: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryLogsArgs {
+    /// The record: its ID, or `^N` for the N-th newest (default: the newest).
+    #[arg(value_name = "REF")]
+    pub(crate) reference: Option<String>,
+    /// Set type of progress output (plain, rawjson, tty).
+    #[arg(long, value_enum, default_value = "plain")]
+    pub(crate) progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryRmArgs {
+    /// The records' IDs.
+    #[arg(value_name = "REF")]
+    pub(crate) refs: Vec<String>,
+    /// Remove all build records.
+    #[arg(long)]
+    pub(crate) all: bool,
 }

@@ -154,6 +154,10 @@ pub(crate) enum Error {
     /// `use NAME`: no builder has that name (a hint points at `kbx ls`).
     #[error("no builder {0:?} found")]
     UnknownBuilder(String),
+    /// The command printed its own outcome and exits with this status, with no error message
+    /// (`build --check` that found violations: the frontend's `result.statuscode`).
+    #[error("exit status {0}")]
+    Status(u8),
 }
 
 impl Error {
@@ -187,6 +191,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Summary(_)
             | Error::UnknownBuilder(_) => EXIT_FAILURE,
+            Error::Status(code) => *code,
         }
     }
 
@@ -215,7 +220,8 @@ impl Error {
             | Error::Read { .. }
             | Error::Io { .. }
             | Error::Summary(_)
-            | Error::UnknownBuilder(_) => false,
+            | Error::UnknownBuilder(_)
+            | Error::Status(_) => false,
         }
     }
 }
@@ -273,6 +279,9 @@ fn buildkit<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e kbx_buildkit::E
 
 /// Prints an error with its whole cause chain, and every problem of a multi-problem error.
 pub(crate) fn report(err: &Error) {
+    if matches!(err, Error::Status(_)) {
+        return;
+    }
     let mut lines = Vec::new();
     collect(err, &mut lines);
     for (i, line) in lines.iter().enumerate() {

@@ -15,8 +15,10 @@
 mod build_options;
 mod builders;
 mod cache;
+mod call;
 mod cli;
 mod commands;
+mod complete;
 mod context;
 mod debug;
 mod driver;
@@ -30,6 +32,7 @@ mod progress;
 mod registry;
 mod routing;
 mod tabwriter;
+mod template;
 
 use std::process::ExitCode;
 
@@ -38,6 +41,8 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // `COMPLETE=SHELL kbx -- ARGS…`: the shell asks for completions (see `kbx completion`).
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let args = match plugin::args(std::env::args_os().collect()) {
         plugin::Args::Metadata(json) => {
             println!("{json}");
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
             Command::Du(args) => commands::du::run(args, builder).await,
             Command::Prune(args) => commands::prune::run(args, builder).await,
             Command::Imagetools(args) => commands::imagetools::run(args, builder).await,
+            Command::History(args) => commands::history::run(args, builder).await,
             Command::Version => commands::version::run(),
             Command::Completion { shell } => commands::completion::run(shell),
         }

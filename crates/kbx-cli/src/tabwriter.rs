@@ -4,16 +4,50 @@
 //! caller flushes changes the output exactly as in Go.
 
 /// Buffers tab-separated lines and aligns them on flush.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TabWriter {
     lines: Vec<Vec<String>>,
+    params: Params,
 }
 
-const MIN_WIDTH: usize = 1;
+/// `NewWriter`'s minimum width, padding and padding character (the tab width is 8).
+#[derive(Debug, Clone, Copy)]
+struct Params {
+    min_width: usize,
+    padding: usize,
+    tabs: bool,
+}
+
 const TAB_WIDTH: usize = 8;
-const PADDING: usize = 1;
+
+impl Default for TabWriter {
+    /// `NewWriter(out, 1, 8, 1, '\t', 0)`, as buildx's own tables.
+    fn default() -> Self {
+        TabWriter {
+            lines: Vec::new(),
+            params: Params {
+                min_width: 1,
+                padding: 1,
+                tabs: true,
+            },
+        }
+    }
+}
 
 impl TabWriter {
+    /// `NewWriter(out, 10, 1, 3, ' ', 0)`, as the Docker CLI's `formatter.Context` writes
+    /// `table` formats.
+    pub(crate) fn docker_table() -> Self {
+        TabWriter {
+            lines: Vec::new(),
+            params: Params {
+                min_width: 10,
+                padding: 3,
+                tabs: false,
+            },
+        }
+    }
+
     /// Adds one line (without its newline); `\t` ends a cell.
     pub(crate) fn line(&mut self, text: &str) {
         self.lines
@@ -25,7 +59,7 @@ impl TabWriter {
         let lines = std::mem::take(&mut self.lines);
         let mut out = String::new();
         let mut widths = Vec::new();
-        format(&lines, 0, lines.len(), &mut widths, &mut out);
+        format(&lines, 0, lines.len(), &mut widths, self.params, &mut out);
         out
     }
 }
@@ -41,6 +75,7 @@ fn format(
     mut line0: usize,
     line1: usize,
     widths: &mut Vec<usize>,
+    params: Params,
     out: &mut String,
 ) {
     let column = widths.len();
@@ -50,19 +85,19 @@ fn format(
             this += 1;
             continue;
         }
-        write_lines(lines, line0, this, widths, out);
+        write_lines(lines, line0, this, widths, params, out);
         line0 = this;
-        let mut w = MIN_WIDTH;
+        let mut w = params.min_width;
         while this < line1 && column + 1 < lines[this].len() {
-            w = w.max(width(&lines[this][column]) + PADDING);
+            w = w.max(width(&lines[this][column]) + params.padding);
             this += 1;
         }
         widths.push(w);
-        format(lines, line0, this, widths, out);
+        format(lines, line0, this, widths, params, out);
         widths.pop();
         line0 = this;
     }
-    write_lines(lines, line0, line1, widths, out);
+    write_lines(lines, line0, line1, widths, params, out);
 }
 
 fn write_lines(
@@ -70,12 +105,15 @@ fn write_lines(
     line0: usize,
     line1: usize,
     widths: &[usize],
+    params: Params,
     out: &mut String,
 ) {
     for line in &lines[line0..line1] {
         for (j, cell) in line.iter().enumerate() {
             out.push_str(cell);
-            if j + 1 < line.len() && j < widths.len() {
+            if j + 1 < line.len() && j < widths.len() && !params.tabs {
+                out.push_str(&" ".repeat(widths[j].saturating_sub(width(cell))));
+            } else if j + 1 < line.len() && j < widths.len() {
                 // Padding with tabs: the cell is widened to a multiple of the tab width.
                 let cellw = widths[j].div_ceil(TAB_WIDTH) * TAB_WIDTH;
                 let n = cellw.saturating_sub(width(cell));
@@ -137,6 +175,18 @@ mod tests {
         tw.line("");
         tw.line("Description:\ty");
         assert_eq!(tw.flush(), "ID:\tx\n\nDescription:\ty\n");
+    }
+
+    #[test]
+    fn docker_tables_pad_with_spaces_to_ten_columns_at_least() {
+        let mut tw = TabWriter::docker_table();
+        tw.line("BUILD ID\tNAME\tSTATUS\t");
+        tw.line("mma7tscpfkcd5bz4axnc2hq3g\tctx\tCompleted\t");
+        assert_eq!(
+            tw.flush(),
+            "BUILD ID                    NAME      STATUS      \n\
+             mma7tscpfkcd5bz4axnc2hq3g   ctx       Completed   \n"
+        );
     }
 
     #[test]

@@ -410,9 +410,56 @@ fn version_and_completion() {
     let env = Env::new();
     let o = env.kbx(&["version"]);
     assert!(stdout(&o).starts_with("kbx 0."), "{}", stdout(&o));
-    let o = env.kbx(&["completion", "bash"]);
-    assert!(o.status.success());
-    assert!(stdout(&o).contains("kbx") && stdout(&o).contains("--driver-opt"));
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = env.kbx(&["completion", shell]);
+        assert!(o.status.success(), "{shell}");
+        // The script asks kbx itself for completions.
+        assert!(stdout(&o).contains("COMPLETE"), "{shell}: {}", stdout(&o));
+    }
+}
+
+/// Completions name the stored builders (and `default`) for `--builder`, `use`, `rm` and
+/// `inspect`, and the drivers for `create --driver`, as the shell gets them from
+/// `COMPLETE=SHELL kbx -- ARGS…`.
+#[test]
+fn completions_offer_builder_and_driver_names() {
+    let env = Env::new();
+    for name in ["alpha", "beta"] {
+        let o = env.kbx(&["create", "--name", name, "tcp://127.0.0.1:1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let complete = |line: &[&str]| -> Vec<String> {
+        let mut args = vec!["--", "kbx"];
+        args.extend_from_slice(line);
+        let o = env.kbx_env(&args, &[("COMPLETE", "fish")]);
+        assert!(o.status.success(), "{line:?}: {}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+            .filter(|v| !v.starts_with('-'))
+            .collect()
+    };
+    let builders = ["alpha", "beta", "default"];
+    assert_eq!(complete(&["use", ""]), builders);
+    assert_eq!(complete(&["inspect", ""]), builders);
+    assert_eq!(complete(&["rm", "alpha", ""]), builders);
+    assert_eq!(complete(&["--builder", ""]), builders);
+    assert_eq!(complete(&["ls", "--builder", "b"]), ["beta"]);
+    let o = env.kbx_env(
+        &["--", "kbx", "build", "--builder="],
+        &[("COMPLETE", "fish")],
+    );
+    assert_eq!(
+        stdout(&o),
+        "--builder=alpha\n--builder=beta\n--builder=default\n"
+    );
+    assert_eq!(
+        complete(&["create", "--driver", ""]),
+        ["kubernetes", "remote"]
+    );
+    // Without COMPLETE, `--` and the words after it are an ordinary command line.
+    let o = env.kbx(&["--", "kbx", "use", ""]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 /// `--ssh ID=KEYFILE` keys are read before the build starts: a passphrase-protected key with no
@@ -1549,4 +1596,52 @@ fn kbx_is_a_docker_cli_plugin_and_a_kubectl_plugin() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kbx"), &kubectl).unwrap();
     let o = Command::new(&kubectl).arg("version").output().unwrap();
     assert!(stdout(&o).starts_with("kbx "), "{}", stdout(&o));
+}
+
+/// Errors of requests to an API server nobody listens on name the request as Buildx does
+/// (`Get "https://127.0.0.1:9/apis/apps/v1/namespaces/ns/deployments/k0"`) and say why once,
+/// without the HTTP client's `ServiceError: client error (Connect)` wrappers: in `inspect
+/// --bootstrap`, in `inspect`'s status and in `rm`.
+#[test]
+fn kube_errors_name_the_request_and_the_server_once() {
+    let env = Env::new();
+    let o = env.kbx_kube(&["create", "--name", "k", "--driver", "kubernetes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let url = "\"https://127.0.0.1:9/apis/apps/v1/namespaces/ns/deployments/k0\"";
+    let clean = |text: &str| {
+        assert!(!text.contains("client error"), "{text}");
+        assert!(!text.contains("ServiceError"), "{text}");
+    };
+
+    let o = env.kbx_kube(&["inspect", "k", "--bootstrap"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "ERROR: failed to initialize builder k (k0)\n  caused by: error while applying Deployment \"k0\"\n  caused by: Get {url}\n  caused by: tcp connect error\n  caused by: Connection refused"
+        )),
+        "{err}"
+    );
+    clean(&err);
+
+    let o = env.kbx_kube(&["inspect", "k"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "Status:                inactive (Get {url}: tcp connect error: Connection refused"
+        )),
+        "{out}"
+    );
+    clean(&out);
+
+    let o = env.kbx_kube(&["rm", "k"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "failed to remove k: failed to remove node k0: error while deleting Deployment \"k0\": Delete {url}: tcp connect error: Connection refused"
+        )),
+        "{err}"
+    );
+    clean(&err);
 }

@@ -142,13 +142,15 @@ fn cells(table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The rows of `du`'s table: (id, reclaimable, size).
+/// The rows of `du`'s (space-aligned) or `prune`'s (tab-aligned) table: (id, reclaimable,
+/// size).
 fn du_rows(text: &str) -> Vec<(String, String, String)> {
     text.lines()
         .skip(1)
         .take_while(|l| !l.starts_with("Reclaimable:") && !l.starts_with("Shared:"))
         .map(|l| {
-            let cells: Vec<&str> = l.split('\t').filter(|c| !c.is_empty()).collect();
+            let sep = if l.contains('\t') { "\t" } else { "   " };
+            let cells: Vec<&str> = l.split(sep).filter(|c| !c.trim().is_empty()).collect();
             (
                 cells[0].trim().trim_end_matches('*').to_owned(),
                 cells[1].trim().to_owned(),
@@ -272,11 +274,22 @@ fn docker_driver_default_builder_ls_build_du_prune() {
         serde_json::from_str(kbx.ok(&["ls", "--format", "json"]).trim()).unwrap();
     assert!(json["LastActivity"].is_string(), "{json}");
 
+    // The Engine's BuildKit (Docker 20.10) runs the frontend through its gateway, and its
+    // Dockerfile frontend predates subrequests: its own reply is the error.
+    let o = kbx.run(&["build", "--call", "targets", ctx.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unsupported request frontend.targets"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+
     // du lists exactly the engine's build-cache records.
     let engine_ids = engine_cache_ids(&d);
     assert!(!engine_ids.is_empty(), "the builds left cache records");
     let du = kbx.ok(&["du"]);
-    assert!(du.starts_with("ID\t"), "{du}");
+    assert!(du.starts_with("ID   "), "{du}");
     let rows = du_rows(&du);
     let mut ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     ids.sort();
@@ -287,13 +300,13 @@ fn docker_driver_default_builder_ls_build_du_prune() {
     assert!(summary[1].starts_with("Reclaimable:\t"), "{du}");
     let verbose = kbx.ok(&["du", "--verbose"]);
     assert_eq!(
-        verbose.matches("ID:\t\t").count(),
+        verbose.matches("ID:           ").count(),
         engine_ids.len(),
         "one block per record: {verbose}"
     );
     for id in &engine_ids {
         assert!(
-            verbose.contains(&format!("ID:\t\t{id}\n")),
+            verbose.contains(&format!("ID:           {id}\n")),
             "{id} in {verbose}"
         );
     }
@@ -338,7 +351,7 @@ fn docker_driver_default_builder_ls_build_du_prune() {
     let du = kbx.ok(&["du"]);
     assert_eq!(
         du,
-        "ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED\nReclaimable:\t0B\nTotal:\t\t0B\n"
+        "ID        RECLAIMABLE   SIZE      LAST ACCESSED\nReclaimable:\t0B\nTotal:\t\t0B\n"
     );
 }
 
@@ -1913,5 +1926,471 @@ fn dial_stdio_carries_grpc_to_a_remote_buildkitd() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "ERROR: no builder \"nosuch\" found\n"
+    );
+}
+
+/// `kbx ARGS` in Buildx's store under `home` (both tools share one store), no Docker Engine.
+fn kbx_in(home: &Path, args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_kbx"))
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("BUILDX_CONFIG", home.join("buildx"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ kbx {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// `history ls` and `--format json` with what moves with the clock masked: the `CREATED AT`
+/// cells, and the JSON times.
+fn masked_history_ls(text: &str) -> Vec<Vec<String>> {
+    cells(text)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut row)| {
+            if i > 0 && row.len() >= 4 {
+                row[3] = "WHEN".to_owned();
+            }
+            row
+        })
+        .collect()
+}
+
+/// `history ls|inspect|logs|rm` of Buildx 0.29.1 and kbx on one buildkitd, the two sharing one
+/// store: every output equal (the `CREATED AT` column masked, durations in logs masked), both
+/// reading records either tool built; a kbx build's record inspects as a Buildx build's does
+/// (same frontend attributes, same local state) but for its ID and provenance digest.
+#[test]
+fn history_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    std::fs::write(
+        ctx_dir.path().join("Dockerfile"),
+        "FROM scratch AS base\nCOPY src/ /\n\nFROM base AS final\nARG FOO=bar\nCOPY src/a.txt /b.txt\n",
+    )
+    .unwrap();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| {
+        let o = buildx_in(&buildx, home.path()).args(args).output().unwrap();
+        eprintln!(
+            "$ buildx {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    ok(bx(&[
+        "create",
+        "--name",
+        "hist",
+        "--driver",
+        "remote",
+        &d.addr(),
+    ]));
+    // No records yet: the same error.
+    let (theirs, ours) = (
+        bx(&["history", "inspect", "--builder", "hist"]),
+        kbx_in(home.path(), &["history", "inspect", "--builder", "hist"]),
+    );
+    assert!(!theirs.status.success() && !ours.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stderr),
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    let build = |who: &str| {
+        vec![
+            "build".to_owned(),
+            "--builder".to_owned(),
+            "hist".to_owned(),
+            "--progress".to_owned(),
+            "quiet".to_owned(),
+            "--target".to_owned(),
+            "final".to_owned(),
+            "--build-arg".to_owned(),
+            "FOO=1".to_owned(),
+            "--label".to_owned(),
+            "a=b".to_owned(),
+            "-o".to_owned(),
+            format!("type=local,dest={}", out.path().join(who).display()),
+            ctx.to_owned(),
+        ]
+    };
+    let b = build("buildx");
+    ok(bx(&b.iter().map(String::as_str).collect::<Vec<_>>()));
+    let k = build("kbx");
+    ok(kbx_in(
+        home.path(),
+        &k.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    // Both tools, same arguments, same output (stdout, then stderr and status).
+    let both = |args: &[&str]| {
+        let theirs = bx(args);
+        let ours = kbx_in(home.path(), args);
+        assert_eq!(
+            ours.status.success(),
+            theirs.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        (
+            String::from_utf8(theirs.stdout).unwrap(),
+            String::from_utf8(ours.stdout).unwrap(),
+            String::from_utf8(theirs.stderr).unwrap(),
+            String::from_utf8(ours.stderr).unwrap(),
+        )
+    };
+    let (theirs, ours, _, _) = both(&["history", "ls", "--builder", "hist"]);
+    assert_eq!(masked_history_ls(&ours), masked_history_ls(&theirs));
+    assert!(theirs.starts_with("BUILD ID "), "{theirs}");
+    assert_eq!(cells(&theirs).len(), 3, "{theirs}");
+    let json_masked = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["created_at"] = "WHEN".into();
+                v["completed_at"] = "WHEN".into();
+                v
+            })
+            .collect()
+    };
+    let (theirs, ours, _, _) = both(&["history", "ls", "--builder", "hist", "--format", "json"]);
+    assert_eq!(json_masked(&ours), json_masked(&theirs));
+    // The completion time is Go's RFC 3339 with nanoseconds, trailing zeros dropped, as is.
+    let first: serde_json::Value = serde_json::from_str(theirs.lines().next().unwrap()).unwrap();
+    assert!(
+        ours.contains(first["completed_at"].as_str().unwrap()),
+        "{ours}"
+    );
+    let (theirs, ours, _, _) = both(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--no-trunc",
+        "--format",
+        "table {{.Ref}}\\t{{.Status}}\\t{{.Name}}",
+    ]);
+    assert_eq!(ours, theirs);
+    let (theirs, ours, _, _) = both(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--filter",
+        "status=completed",
+        "--format",
+        "{{.Name}}: {{.Status}}",
+    ]);
+    assert_eq!(ours, theirs);
+    let base = ctx_dir.path().file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        theirs,
+        format!("{base} (final): Completed\n{base} (final): Completed\n")
+    );
+    let ids: Vec<String> = ok(bx(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--format",
+        "{{.Ref}}",
+    ]))
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(ids.len(), 2);
+    // Every way of naming a record, in every format: the same text.
+    for reference in [None, Some("^0"), Some("^1"), Some(ids[1].as_str())] {
+        for format in ["pretty", "json", "{{.Name}} {{.Target}} {{.NumTotalSteps}}"] {
+            let mut args = vec![
+                "history",
+                "inspect",
+                "--builder",
+                "hist",
+                "--format",
+                format,
+            ];
+            args.extend(reference);
+            let (theirs, ours, _, _) = both(&args);
+            assert_eq!(ours, theirs, "{args:?}");
+        }
+    }
+    // kbx's build (the newest) and Buildx's: the same record but for its ID and digest.
+    let (newest, older) = (
+        ok(bx(&["history", "inspect", "--builder", "hist", "^0"])),
+        ok(bx(&["history", "inspect", "--builder", "hist", "^1"])),
+    );
+    let mask = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with("sha256:") && !l.starts_with("Started:"))
+            .filter(|l| !l.starts_with("Duration:"))
+            .map(|l| {
+                l.replace(&ids[0], "ID")
+                    .replace(&ids[1], "ID")
+                    .replace("(33% cached)", "(N% cached)")
+                    .replace("(0% cached)", "(N% cached)")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(mask(&newest), mask(&older));
+    assert!(newest.contains("BUILD ARG\tVALUE\nFOO\t\t1\n"), "{newest}");
+    // Errors.
+    for args in [
+        &["history", "inspect", "--builder", "hist", "^9"][..],
+        &["history", "inspect", "--builder", "hist", "^x"],
+        &["history", "inspect", "--builder", "hist", "nope"],
+        &["history", "logs", "--builder", "hist", "nope"],
+        &["history", "rm", "--builder", "hist", "nope"],
+        &["history", "rm", "--builder", "hist"],
+        &["history", "rm", "--builder", "hist", "--all", "x"],
+        &["history", "ls", "--builder", "hist", "--filter", "size=1"],
+        &["history", "ls", "--builder", "hist", "--filter", "status>1"],
+    ] {
+        let (_, _, theirs, ours) = both(args);
+        // (`rm` of an unknown ID succeeds on a daemon that never had a lease of that name.)
+        assert_eq!(ours, theirs, "{args:?}");
+    }
+    // The logs of a record: Buildx's plain replay, durations masked.
+    for reference in ["^0", &ids[1]] {
+        let (_, _, theirs, ours) = both(&["history", "logs", "--builder", "hist", reference]);
+        assert_eq!(masked_progress(&ours), masked_progress(&theirs));
+        assert!(
+            theirs.contains("[final 1/1] COPY src/a.txt /b.txt"),
+            "{theirs}"
+        );
+    }
+    // rm by kbx of one record: Buildx no longer lists it; rm --all by kbx: none left.
+    ok(kbx_in(
+        home.path(),
+        &["history", "rm", "--builder", "hist", &ids[1]],
+    ));
+    let left = ok(bx(&[
+        "history",
+        "ls",
+        "--builder",
+        "hist",
+        "--format",
+        "{{.Ref}}",
+    ]));
+    assert_eq!(left, format!("{}\n", ids[0]));
+    ok(kbx_in(
+        home.path(),
+        &["history", "rm", "--builder", "hist", "--all"],
+    ));
+    let (theirs, ours, _, _) = both(&["history", "ls", "--builder", "hist"]);
+    assert_eq!(ours, theirs);
+    assert_eq!(cells(&theirs).len(), 1, "{theirs}");
+}
+
+/// `du` in Buildx 0.29.1's formats, by Buildx and kbx on one buildkitd: the default table,
+/// `--verbose`/`pretty`, `json`, templates and `table` templates, filtered, and the errors;
+/// the same text once the `… ago` times are masked.
+#[test]
+fn du_formats_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| buildx_in(&buildx, home.path()).args(args).output().unwrap();
+    assert!(
+        bx(&["create", "--name", "du", "--driver", "remote", &d.addr()])
+            .status
+            .success()
+    );
+    let dest = format!("type=local,dest={}", out.path().display());
+    let o = bx(&[
+        "build",
+        "--builder",
+        "du",
+        "--progress",
+        "quiet",
+        "-o",
+        &dest,
+        ctx,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // `2 seconds ago` may turn into `3 seconds ago` between the two runs.
+    let mask = |text: &str| -> String {
+        let mut out = String::new();
+        for line in text.lines() {
+            let line = match line.find(" ago") {
+                Some(end) => {
+                    let start = line[..end]
+                        .rfind(['"', ':'])
+                        .map(|i| i + 1)
+                        .or_else(|| line[..end].rfind("   ").map(|i| i + 3))
+                        .unwrap_or(0);
+                    format!("{}WHEN{}", &line[..start], &line[end + 4..])
+                }
+                None => line.to_owned(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    };
+    let cases: &[&[&str]] = &[
+        &[],
+        &["--verbose"],
+        &["--format", "pretty"],
+        &["--format", "table"],
+        &["--format", "json"],
+        &[
+            "--format",
+            "{{.ID}} {{.Size}} {{.Type}} {{.Mutable}} {{.Parents}} {{.UsageCount}}",
+        ],
+        &["--format", "table {{.ID}}\t{{.Shared}}\t{{.Description}}"],
+        &[
+            "--format",
+            "{{if .Parents}}{{range .Parents}}{{.}};{{end}}{{end}}",
+        ],
+        &["--filter", "type=regular"],
+        &["--filter", "type=regular", "--verbose"],
+        &["--verbose", "--format", "json"],
+        &["--format", "{{.Nope}}"],
+    ];
+    let mut seen_rows = 0;
+    for extra in cases {
+        let mut args = vec!["du", "--builder", "du"];
+        args.extend_from_slice(extra);
+        let theirs = bx(&args);
+        let ours = kbx_in(home.path(), &args);
+        let (t_out, o_out) = (
+            String::from_utf8_lossy(&theirs.stdout),
+            String::from_utf8_lossy(&ours.stdout),
+        );
+        assert_eq!(mask(&o_out), mask(&t_out), "{extra:?}");
+        assert_eq!(ours.status.success(), theirs.status.success(), "{extra:?}");
+        if !theirs.status.success() {
+            let (t_err, o_err) = (
+                String::from_utf8_lossy(&theirs.stderr),
+                String::from_utf8_lossy(&ours.stderr),
+            );
+            // Go names its own type at the end (`in type *commands.diskusageContext`).
+            assert!(
+                t_err.starts_with(o_err.trim_end()),
+                "{extra:?}:\nbuildx: {t_err}\nkbx: {o_err}"
+            );
+        }
+        seen_rows += t_out.lines().count();
+    }
+    assert!(seen_rows > 20, "the build left cache records");
+}
+
+/// `build --call` and `--check` by Buildx 0.29.1 and kbx on one BuildKit v0.13 daemon: the
+/// Dockerfile frontend's `outline` and `targets` answers (text and `format=json`) are the same
+/// on stdout, neither tool builds (no build record is left), and `check` (`frontend.lint`),
+/// which this frontend does not know, fails in both with the frontend's reply.
+#[test]
+fn build_call_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx_dir = tempfile::tempdir().unwrap();
+    write(
+        ctx_dir.path(),
+        "Dockerfile",
+        b"# syntax-less, for the built-in frontend\n\
+          ARG BASE=scratch\n\
+          # The base stage.\n\
+          FROM ${BASE} AS base\n\
+          ARG GREETING=hi\n\
+          COPY a.txt /\n\
+          \n\
+          # The release stage.\n\
+          FROM base AS release\n\
+          ARG LEVEL\n\
+          COPY --from=base /a.txt /b.txt\n",
+        0o644,
+    );
+    write(ctx_dir.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let bx = |args: &[&str]| buildx_in(&buildx, home.path()).args(args).output().unwrap();
+    assert!(
+        bx(&["create", "--name", "call", "--driver", "remote", &d.addr()])
+            .status
+            .success()
+    );
+    let cases: &[&[&str]] = &[
+        &["--call", "outline"],
+        &["--call", "targets"],
+        &["--call", "outline,format=json"],
+        &["--call", "targets,format=json"],
+        &["--call", "outline", "--target", "base"],
+        &["--call", "outline", "--build-arg", "LEVEL=3"],
+    ];
+    for extra in cases {
+        let mut args = vec!["build", "--builder", "call", "--progress", "plain"];
+        args.extend_from_slice(extra);
+        args.push(ctx);
+        let theirs = bx(&args);
+        let ours = kbx_in(home.path(), &args);
+        let t_out = String::from_utf8_lossy(&theirs.stdout);
+        assert!(
+            theirs.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        assert!(ours.status.success(), "{extra:?}");
+        assert!(!t_out.is_empty(), "{extra:?}");
+        assert_eq!(String::from_utf8_lossy(&ours.stdout), t_out, "{extra:?}");
+    }
+    for check in [&["--check"][..], &["--call", "check,format=json"][..]] {
+        let mut args = vec!["build", "--builder", "call", "--progress", "plain"];
+        args.extend_from_slice(check);
+        args.push(ctx);
+        let theirs = bx(&args);
+        let ours = kbx_in(home.path(), &args);
+        let (t_err, o_err) = (
+            String::from_utf8_lossy(&theirs.stderr),
+            String::from_utf8_lossy(&ours.stderr),
+        );
+        assert_eq!(theirs.status.code(), Some(1), "{check:?}: {t_err}");
+        assert_eq!(ours.status.code(), Some(1), "{check:?}: {o_err}");
+        assert!(
+            t_err.contains("unsupported request frontend.lint"),
+            "{check:?}: {t_err}"
+        );
+        assert!(
+            o_err.contains("unsupported request frontend.lint"),
+            "{check:?}: {o_err}"
+        );
+    }
+    // Call requests are internal: BuildKit keeps no build record of them.
+    let ls = kbx_in(home.path(), &["history", "ls", "--builder", "call"]);
+    assert!(ls.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ls.stdout).lines().count(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
     );
 }

@@ -12,6 +12,8 @@ use kbx_opts::Platform;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::runtime::watcher;
 
+use crate::error::RequestError;
+
 use crate::Error;
 
 /// The field manager kbx applies objects with.
@@ -103,6 +105,7 @@ pub struct NodeDriver {
     manifests: Manifests,
     replicas: i32,
     timeout: Duration,
+    server: String,
 }
 
 impl std::fmt::Debug for NodeDriver {
@@ -135,7 +138,31 @@ impl NodeDriver {
             manifests,
             replicas,
             timeout,
+            server: String::new(),
         }
+    }
+
+    /// The API server's URL (the kubeconfig's `server`), named in errors with the path of the
+    /// request that failed, as Buildx names it.
+    #[must_use]
+    pub fn with_server(mut self, server: impl Into<String>) -> Self {
+        self.server = server.into();
+        self
+    }
+
+    /// The URL of `K`'s collection in the namespace, or of its object `name`.
+    fn url<K>(&self, name: Option<&str>) -> String
+    where
+        K: kube::Resource,
+        K::DynamicType: Default,
+    {
+        let mut url = self.server.trim_end_matches('/').to_owned();
+        url.push_str(&K::url_path(&Default::default(), Some(&self.namespace)));
+        if let Some(n) = name {
+            url.push('/');
+            url.push_str(n);
+        }
+        url
     }
 
     /// The workload name (also the pods' `app` label).
@@ -167,23 +194,23 @@ impl NodeDriver {
     }
 
     /// Ready replicas of the live workload, `Err` when it cannot be read.
-    async fn ready_replicas(&self) -> Result<i32, kube::Error> {
+    async fn ready_replicas(&self) -> Result<i32, RequestError> {
         let name = self.name();
-        Ok(match &self.manifests.workload {
+        let got = match &self.manifests.workload {
             Workload::Deployment(_) => self
                 .api::<Deployment>()
                 .get(&name)
-                .await?
-                .status
-                .and_then(|s| s.ready_replicas),
+                .await
+                .map(|d| d.status.and_then(|s| s.ready_replicas))
+                .map_err(|e| RequestError::new("Get", self.url::<Deployment>(Some(&name)), e)),
             Workload::StatefulSet(_) => self
                 .api::<StatefulSet>()
                 .get(&name)
-                .await?
-                .status
-                .and_then(|s| s.ready_replicas),
-        }
-        .unwrap_or(0))
+                .await
+                .map(|s| s.status.and_then(|s| s.ready_replicas))
+                .map_err(|e| RequestError::new("Get", self.url::<StatefulSet>(Some(&name)), e)),
+        };
+        Ok(got?.unwrap_or(0))
     }
 
     /// The node's status, as `ls` shows it; unlike buildx, the reason for `inactive` and
@@ -231,13 +258,19 @@ impl NodeDriver {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         for cm in &self.manifests.config_maps {
             let name = cm.metadata.name.clone().unwrap_or_default();
-            let change = apply(&self.api::<ConfigMap>(), &name, cm, &params)
-                .await
-                .map_err(|source| Error::Apply {
-                    kind: "ConfigMap",
-                    name: name.clone(),
-                    source,
-                })?;
+            let change = apply(
+                &self.api::<ConfigMap>(),
+                &self.url::<ConfigMap>(Some(&name)),
+                &name,
+                cm,
+                &params,
+            )
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "ConfigMap",
+                name: name.clone(),
+                source,
+            })?;
             on_event(BootstrapEvent::Applied {
                 kind: "ConfigMap",
                 name,
@@ -248,10 +281,12 @@ impl NodeDriver {
         let kind = self.manifests.workload.kind();
         let change = match &self.manifests.workload {
             Workload::Deployment(d) => {
-                apply(&self.api::<Deployment>(), &name, d.as_ref(), &params).await
+                let url = self.url::<Deployment>(Some(&name));
+                apply(&self.api::<Deployment>(), &url, &name, d.as_ref(), &params).await
             }
             Workload::StatefulSet(s) => {
-                apply(&self.api::<StatefulSet>(), &name, s.as_ref(), &params).await
+                let url = self.url::<StatefulSet>(Some(&name));
+                apply(&self.api::<StatefulSet>(), &url, &name, s.as_ref(), &params).await
             }
         }
         .map_err(|source| Error::Apply {
@@ -384,7 +419,10 @@ impl NodeDriver {
             .api::<Pod>()
             .list(&params)
             .await
-            .map_err(|source| Error::ListPods { name, source })?
+            .map_err(|source| Error::ListPods {
+                source: RequestError::new("Get", self.url::<Pod>(None), source),
+                name,
+            })?
             .items)
     }
 
@@ -513,10 +551,14 @@ impl NodeDriver {
                 .await
                 .map(|_| ()),
         };
+        let url = match &self.manifests.workload {
+            Workload::Deployment(_) => self.url::<Deployment>(Some(&name)),
+            Workload::StatefulSet(_) => self.url::<StatefulSet>(Some(&name)),
+        };
         ignore_not_found(deleted).map_err(|source| Error::Delete {
             kind,
             name: name.clone(),
-            source,
+            source: RequestError::new("Delete", url, source),
         })?;
         for cm in &self.manifests.config_maps {
             let cm_name = cm.metadata.name.clone().unwrap_or_default();
@@ -528,8 +570,8 @@ impl NodeDriver {
             )
             .map_err(|source| Error::Delete {
                 kind: "ConfigMap",
+                source: RequestError::new("Delete", self.url::<ConfigMap>(Some(&cm_name)), source),
                 name: cm_name,
-                source,
             })?;
         }
         if let (Workload::StatefulSet(sts), false) = (&self.manifests.workload, keep_state) {
@@ -545,7 +587,11 @@ impl NodeDriver {
                 .map_err(|source| Error::Delete {
                     kind: "PersistentVolumeClaim",
                     name: name.clone(),
-                    source,
+                    source: RequestError::new(
+                        "Get",
+                        self.url::<PersistentVolumeClaim>(None),
+                        source,
+                    ),
                 })?;
             for pvc in list.items {
                 let pvc_name = pvc.metadata.name.unwrap_or_default();
@@ -554,7 +600,11 @@ impl NodeDriver {
                         |source| Error::Delete {
                             kind: "PersistentVolumeClaim",
                             name: pvc_name.clone(),
-                            source,
+                            source: RequestError::new(
+                                "Delete",
+                                self.url::<PersistentVolumeClaim>(Some(&pvc_name)),
+                                source,
+                            ),
                         },
                     )?;
                 }
@@ -580,40 +630,43 @@ fn ignore_not_found(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
     }
 }
 
-fn inactive_reason(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if s.code == 404 => "not created yet".to_owned(),
-        other => {
-            let mut text = other.to_string();
-            let mut last = text.clone();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                // kube's and hyper's errors end with their cause's text: once is enough.
-                let next = s.to_string();
-                if !last.ends_with(&next) {
-                    text.push_str(": ");
-                    text.push_str(&next);
-                }
-                last = next;
-                source = s.source();
-            }
-            text
-        }
+fn inactive_reason(e: &RequestError) -> String {
+    if e.is_not_found() {
+        return "not created yet".to_owned();
     }
+    let mut text = e.to_string();
+    let mut last = text.clone();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        // kube's and hyper's errors end with their cause's text: once is enough.
+        let next = s.to_string();
+        if !last.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        last = next;
+        source = s.source();
+    }
+    text
 }
 
 /// Server-side applies an object; tells whether it was created, updated or left as it was.
 async fn apply<K>(
     api: &Api<K>,
+    url: &str,
     name: &str,
     obj: &K,
     params: &PatchParams,
-) -> Result<Change, kube::Error>
+) -> Result<Change, RequestError>
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let before = match api.get_opt(name).await? {
+    let got = api
+        .get_opt(name)
+        .await
+        .map_err(|e| RequestError::new("Get", url, e))?;
+    let before = match got {
         Some(live) => live.meta().resource_version.clone(),
         None => None,
     };
@@ -624,7 +677,10 @@ where
         map.entry("kind")
             .or_insert_with(|| K::kind(&Default::default()).into());
     }
-    let after = api.patch(name, params, &Patch::Apply(&obj)).await?;
+    let after = api
+        .patch(name, params, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| RequestError::new("Patch", url, e))?;
     Ok(match before {
         None => Change::Created,
         Some(rv) if after.meta().resource_version.as_ref() == Some(&rv) => Change::Unchanged,

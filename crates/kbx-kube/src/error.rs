@@ -59,7 +59,7 @@ pub enum Error {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: RequestError,
     },
     /// Creating or updating an object failed.
     #[error("error while applying {kind} {name:?}")]
@@ -70,7 +70,7 @@ pub enum Error {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: RequestError,
     },
     /// The pods did not become ready in time, or cannot start at all.
     #[error("expected {replicas} replicas to be ready, got {ready}{}", diagnosis_suffix(.diagnosis))]
@@ -98,7 +98,7 @@ pub enum Error {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: RequestError,
     },
     /// No pod can serve a build.
     #[error("no running buildkit pods found")]
@@ -121,8 +121,63 @@ pub enum Error {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: RequestError,
     },
+}
+
+/// A failed request to the API server, named as Go's HTTP client names it in Buildx's errors:
+/// `Get "https://127.0.0.1:6443/apis/apps/v1/namespaces/ns/deployments/x"` (the query is left
+/// out). Its cause is the API server's answer, or, when no answer came, what stopped the
+/// connection (`tcp connect error: Connection refused`) without the HTTP client's own
+/// `ServiceError: client error (Connect)` wrappers.
+#[derive(Debug)]
+pub struct RequestError {
+    method: &'static str,
+    url: String,
+    source: Box<kube::Error>,
+}
+
+impl RequestError {
+    /// `method` (`Get`, `Patch`, …) on `url` failed with `source`.
+    pub fn new(method: &'static str, url: impl Into<String>, source: kube::Error) -> Self {
+        Self {
+            method,
+            url: url.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The client's error.
+    pub fn api_error(&self) -> &kube::Error {
+        &self.source
+    }
+
+    /// Whether the API server answered 404 Not Found.
+    pub fn is_not_found(&self) -> bool {
+        matches!(&*self.source, kube::Error::Api(s) if s.code == 404)
+    }
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.method, self.url)
+    }
+}
+
+impl std::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.source {
+            // tower's box around hyper's `client error (Connect)`: its cause says what failed.
+            kube::Error::Service(inner) => {
+                let inner: &(dyn std::error::Error + 'static) = &**inner;
+                match inner.source() {
+                    Some(cause) if inner.to_string().starts_with("client error (") => Some(cause),
+                    _ => Some(inner),
+                }
+            }
+            other => Some(other),
+        }
+    }
 }
 
 fn diagnosis_suffix(lines: &[String]) -> String {
@@ -130,5 +185,47 @@ fn diagnosis_suffix(lines: &[String]) -> String {
         String::new()
     } else {
         format!(": {}", lines.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hyper's client error: its text repeats in its wrapper, its cause says what failed.
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Hyper(#[source] std::io::Error);
+
+    fn chain(e: &dyn std::error::Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push(s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn names_the_request_and_skips_the_client_wrappers() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::Apply {
+            kind: "Deployment",
+            name: "b0".into(),
+            source: RequestError::new(
+                "Get",
+                "https://127.0.0.1:1/apis/apps/v1/namespaces/ns/deployments/b0",
+                kube::Error::Service(Box::new(Hyper(refused))),
+            ),
+        };
+        assert_eq!(
+            chain(&e),
+            [
+                "error while applying Deployment \"b0\"",
+                "Get \"https://127.0.0.1:1/apis/apps/v1/namespaces/ns/deployments/b0\"",
+                "refused",
+            ]
+        );
     }
 }

@@ -35,5 +35,5 @@ pub use driver::{
     BootstrapEvent, Change, FIELD_MANAGER, NodeDriver, PodInfo, Status, pod_is_ready,
     selector_labels,
 };
-pub use error::Error;
+pub use error::{Error, RequestError};
 pub use exec::{DIAL_STDIO, ExecStream, STDIN_BUFFER_MAX, STDIN_MESSAGE_MAX, with_retry};

@@ -35,11 +35,13 @@
 
 mod error;
 mod json;
+mod localstate;
 mod name;
 mod nodegroup;
 mod store;
 
 pub use error::Error;
+pub use localstate::BuildState;
 pub use name::validate_name;
 pub use nodegroup::{Node, NodeGroup, NodeUpdate};
 pub use store::{Record, Store, Txn, config_dir};

@@ -106,6 +106,58 @@ impl Store {
         &self.root
     }
 
+    /// Saves the local state of build `build_ref` on `node` of `builder`
+    /// (`refs/BUILDER/NODE/REF`, as buildx); no lock is taken, as each build writes its own
+    /// file.
+    pub fn save_build_state(
+        &self,
+        builder: &str,
+        node: &str,
+        build_ref: &str,
+        state: &crate::BuildState,
+    ) -> Result<(), Error> {
+        for part in [builder, node, build_ref] {
+            if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
+                return Err(Error::InvalidName(part.to_owned()));
+            }
+        }
+        let json = crate::json::to_go_json(state);
+        self.write_atomic(
+            &self
+                .root
+                .join(REFS)
+                .join(builder)
+                .join(node)
+                .join(build_ref),
+            json.as_bytes(),
+        )
+    }
+
+    /// The local state buildx or kbx saved for build `build_ref` on `node` of `builder`, if
+    /// any (an unreadable file counts as none, as in buildx).
+    pub fn build_state(
+        &self,
+        builder: &str,
+        node: &str,
+        build_ref: &str,
+    ) -> Option<crate::BuildState> {
+        if [builder, node, build_ref]
+            .iter()
+            .any(|p| p.is_empty() || p.contains(['/', '\\']) || p.starts_with('.'))
+        {
+            return None;
+        }
+        let data = fs::read(
+            self.root
+                .join(REFS)
+                .join(builder)
+                .join(node)
+                .join(build_ref),
+        )
+        .ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
     /// Starts a transaction, waiting for the lock.
     pub fn txn(&self) -> Result<Txn<'_>, Error> {
         let lock = self.lock_file()?;

@@ -27,6 +27,10 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
     let requested = requested_progress(&args)?;
     let mode = progress::resolve_for_stderr(requested)?;
     let mut opts = build_options(&args)?;
+    let call = crate::call::CallFunc::parse(&args.call, args.check)?;
+    if let Some(c) = &call {
+        opts.request_id = Some(c.request_id());
+    }
     // As buildx, the metadata file gets the build record's provenance unless
     // BUILDX_METADATA_PROVENANCE turns it off; fetched below as a step of its own.
     let provenance = args.metadata_file.as_ref().and_then(|_| {
@@ -63,8 +67,13 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
             }
         }
     }
-    let push_with_engine = default_output(&mut opts, &ng.driver, &args.tags)?;
-    if ng.nodes().len() > 1 && !opts.platforms.is_empty() {
+    // As buildx, a call request exports nothing by default.
+    let push_with_engine = if call.is_some() {
+        Vec::new()
+    } else {
+        default_output(&mut opts, &ng.driver, &args.tags)?
+    };
+    if call.is_none() && ng.nodes().len() > 1 && !opts.platforms.is_empty() {
         if args.iidfile.is_some() || args.metadata_file.is_some() {
             return Err(Error::msg(
                 "--iidfile and --metadata-file are not supported for builds split among several nodes",
@@ -113,6 +122,23 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         "solve {} exported {:?}",
         res.build_ref,
         res.exporter_response
+    );
+    if let Some(c) = &call {
+        printer.finish();
+        let (text, status) = c.print(&res.exporter_response)?;
+        crate::output::out!("{text}");
+        return match status {
+            0 => Ok(()),
+            n => Err(Error::Status(n)),
+        };
+    }
+    crate::commands::history::save_build_state(
+        &ng.name,
+        &n.name,
+        &res.build_ref,
+        &args.context,
+        args.file.as_deref(),
+        args.target.as_deref(),
     );
     let mut res = res;
     let steps = progress::Steps::with_printer(printer);

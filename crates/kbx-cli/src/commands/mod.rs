@@ -7,6 +7,7 @@ pub(crate) mod completion;
 pub(crate) mod create;
 pub(crate) mod dial_stdio;
 pub(crate) mod du;
+pub(crate) mod history;
 pub(crate) mod imagetools;
 pub(crate) mod inspect;
 pub(crate) mod ls;

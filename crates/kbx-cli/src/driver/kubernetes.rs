@@ -60,14 +60,10 @@ pub(crate) async fn node_driver(node: &Node) -> Result<NodeDriver, Error> {
         namespace: options.namespace.clone(),
     };
     let resolved = kbx_kube::resolve(&request, |k| std::env::var_os(k)).await?;
+    let server = resolved.config.cluster_url.to_string();
     let client = kube::Client::try_from(resolved.config).map_err(kbx_kube::Error::Client)?;
     let timeout = options.timeout.to_std().unwrap_or(Duration::from_secs(120));
-    Ok(NodeDriver::new(
-        client,
-        resolved.namespace,
-        manifests,
-        timeout,
-    ))
+    Ok(NodeDriver::new(client, resolved.namespace, manifests, timeout).with_server(server))
 }
 
 /// Deletes a node's cluster objects (its volume claims too, unless `keep_state`).
