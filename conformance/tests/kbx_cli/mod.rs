@@ -20,6 +20,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use super::{note, scenario};
 
 mod buildkit;
+mod faults;
 mod interop;
 mod parity;
 mod registry;
@@ -70,12 +71,17 @@ impl Run {
 
     /// The pod `kbx build` said it builds on (`#0 building on NODE (BUILDER pod POD)`).
     fn build_pod(&self) -> anyhow::Result<String> {
-        self.stderr
+        Run::pod_of(&self.stderr)
+    }
+
+    /// The pod named by the `#0 building on …` line of a build's `stderr`.
+    fn pod_of(stderr: &str) -> anyhow::Result<String> {
+        stderr
             .lines()
             .find_map(|l| l.strip_prefix("#0 building on "))
             .and_then(|l| l.rsplit_once(" pod "))
             .map(|(_, pod)| pod.trim_end_matches(')').to_owned())
-            .with_context(|| format!("no pod named in the build output:\n{}", self.stderr))
+            .with_context(|| format!("no pod named in the build output:\n{stderr}"))
     }
 }
 

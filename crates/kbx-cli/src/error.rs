@@ -70,6 +70,17 @@ pub(crate) enum Error {
         #[source]
         source: Box<kbx_buildkit::Error>,
     },
+    /// A build failed after the pod it ran on went away or stopped serving.
+    #[error("builder pod {pod} {fate} during the build")]
+    PodLost {
+        /// The pod's name.
+        pod: String,
+        /// `was deleted`, `is being deleted`, `stopped running (Failed)`, ….
+        fate: String,
+        /// How the build failed.
+        #[source]
+        source: Box<kbx_buildkit::Error>,
+    },
     /// The Docker Engine cannot be reached, in the Docker CLI's words (which name no cause;
     /// the cause is kept but not printed).
     #[error("{}", docker_unreachable(.host, *.denied, .source))]
@@ -179,6 +190,7 @@ impl Error {
             | Error::Registry(_)
             | Error::Buildkit(_)
             | Error::BuildkitUnreachable { .. }
+            | Error::PodLost { .. }
             | Error::DockerUnreachable { .. }
             | Error::DockerHost { .. }
             | Error::Credentials(_)
@@ -215,6 +227,7 @@ impl Error {
             | Error::Balance(_)
             | Error::Registry(_)
             | Error::DockerUnreachable { .. }
+            | Error::PodLost { .. }
             | Error::Json(_)
             | Error::Node { .. }
             | Error::Read { .. }
@@ -431,6 +444,10 @@ fn hint(err: &Error) -> Option<&'static str> {
 
     if has(&|e| matches!(ours(e), Some(Error::UnknownBuilder(_)))) {
         Some("run `kbx ls` to see the available builders")
+    } else if has(&|e| matches!(ours(e), Some(Error::PodLost { .. }))) {
+        Some(
+            "run the build again: it goes to a pod that is ready; `kbx inspect --bootstrap` waits until the builder's pods are back",
+        )
     } else if has(&|e| {
         matches!(ours(e), Some(Error::DockerUnreachable { source, denied, .. })
             if !denied || permission_denied(source).is_none())

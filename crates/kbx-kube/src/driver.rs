@@ -404,7 +404,12 @@ impl NodeDriver {
                         last_pod_check = tokio::time::Instant::now();
                         let fatal = self.fatal_pod_problems().await;
                         if !fatal.is_empty() {
-                            return Err(Error::NotReady { replicas: self.replicas, ready, diagnosis: fatal });
+                            // The full diagnosis adds a crashing container's last log lines.
+                            let diagnosis = match self.diagnose().await {
+                                Ok(all) if !all.is_empty() => all,
+                                _ => fatal,
+                            };
+                            return Err(Error::NotReady { replicas: self.replicas, ready, diagnosis });
                         }
                     }
                 }
@@ -478,6 +483,43 @@ impl NodeDriver {
                     .iter()
                     .any(|p| p.metadata.name.is_some() && p.metadata.name == e.involved_object.name)
         })
+    }
+
+    /// What happened to `pod` if it can no longer serve builds: `was deleted`, `is being
+    /// deleted`, `stopped running (PHASE)`, `restarted its buildkitd container` or `is no
+    /// longer ready`; `None` while it runs and is ready, or when the API cannot tell.
+    pub async fn pod_fate(&self, pod: &str) -> Option<String> {
+        let found = match self.api::<Pod>().get_opt(pod).await {
+            Ok(found) => found,
+            Err(_) => return None,
+        };
+        let Some(p) = found else {
+            return Some("was deleted".to_owned());
+        };
+        if p.metadata.deletion_timestamp.is_some() {
+            return Some("is being deleted".to_owned());
+        }
+        let info = pod_info(&p);
+        if info.phase != "Running" {
+            return Some(format!("stopped running ({})", info.phase));
+        }
+        let restarted = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.name == kbx_manifest::CONTAINER_NAME
+                    && c.state.as_ref().is_some_and(|s| s.running.is_none())
+            });
+        if restarted {
+            return Some(format!(
+                "stopped its {} container",
+                kbx_manifest::CONTAINER_NAME
+            ));
+        }
+        (!info.ready).then(|| "is no longer ready".to_owned())
     }
 
     /// One line per thing that keeps a pod from being ready, with the last log lines of

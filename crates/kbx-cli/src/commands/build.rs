@@ -115,7 +115,10 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         }
         Err(err) => {
             printer.finish();
-            return Err(solve_error(err));
+            return Err(match connected.pod_lost(err).await {
+                Ok(lost) => lost,
+                Err(err) => solve_error(err),
+            });
         }
     };
     debugln!(

@@ -90,6 +90,7 @@ pub(super) async fn connect(
     Ok(Connected {
         client,
         description: format!("{} ({} pod {pod})", n.name, ng.name),
+        pod: Some((driver, pod)),
     })
 }
 

@@ -80,6 +80,29 @@ pub(crate) struct Connected {
     pub(crate) client: Client,
     /// E.g. `kube0 (kube pod kube0-5d9f-abcde)`, `default (docker)`.
     pub(crate) description: String,
+    /// On Kubernetes: the node's driver and the pod the client speaks to.
+    pub(crate) pod: Option<(kbx_kube::NodeDriver, String)>,
+}
+
+impl Connected {
+    /// [`Error::PodLost`] for a build error when the pod the build ran on has gone away or
+    /// stopped serving; otherwise (and on other drivers) the error back.
+    pub(crate) async fn pod_lost(
+        &self,
+        err: kbx_buildkit::Error,
+    ) -> Result<Error, kbx_buildkit::Error> {
+        let Some((driver, pod)) = &self.pod else {
+            return Err(err);
+        };
+        match driver.pod_fate(pod).await {
+            Some(fate) => Ok(Error::PodLost {
+                pod: pod.clone(),
+                fate,
+                source: Box::new(err),
+            }),
+            None => Err(err),
+        }
+    }
 }
 
 /// Connects to node `n` of builder `ng`. `key` picks the pod on Kubernetes (buildx: the
@@ -96,10 +119,12 @@ pub(crate) async fn connect(
         Driver::Docker => Ok(Connected {
             client: docker::client().await?,
             description: format!("{} ({})", n.name, Driver::Docker),
+            pod: None,
         }),
         Driver::Remote => Ok(Connected {
             client: remote::client(n).await?,
             description: format!("{} ({} {})", n.name, Driver::Remote, n.endpoint),
+            pod: None,
         }),
     }
 }
