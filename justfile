@@ -101,6 +101,20 @@ parity:
     cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
     exit $status
 
+# Churn on the local cluster: N `create --bootstrap` / `build` / `rm` cycles (Deployments and
+# StatefulSets with claims), nothing may be left after any of them, time per cycle reported;
+# then 10 concurrent builds on a two-replica and a rendezvous builder (CI runs 10 cycles).
+[doc('N create/build/rm cycles on the local cluster, then 10 concurrent builds (root).')]
+churn N="100":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    conformance/scripts/build-kubernetes.sh
+    conformance/scripts/build-buildkit.sh
+    status=0
+    KBX_CHURN_CYCLES={{N}} KBX_SCENARIO_LIMIT=$(( {{N}} * 40 + 600 )) cargo nextest run -p kbx-conformance --profile conformance --no-capture -E 'test(kbx_churn)' || status=$?
+    cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
+    exit $status
+
 # See kbx work for real on a machine with root and no cluster: boots the local conformance
 # cluster (cached Kubernetes and BuildKit binaries, built on first use), then runs
 # `create --bootstrap`, a `build` of fixtures/demo, `ls` and `rm`, printing each command, and tears

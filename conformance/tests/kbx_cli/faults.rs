@@ -309,3 +309,398 @@ async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::
     })
     .await
 }
+
+/// A kubeconfig for service account `name` of `ns` (its token from the token controller's
+/// Secret), on the cluster of `base`.
+async fn service_account_kubeconfig(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    base: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    accounts
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))?,
+        )
+        .await?;
+    // Kubernetes 1.20's token controller writes a token Secret for every service account.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        let found = secrets
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|s| {
+                s.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                    && s.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("kubernetes.io/service-account.name"))
+                        .is_some_and(|n| n == name)
+            })
+            .and_then(|s| s.data?.get("token").cloned());
+        if let Some(token) = found {
+            break String::from_utf8(token.0)?;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no token Secret for service account {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut config = kube::config::Kubeconfig::read_from(base)?;
+    for auth in &mut config.auth_infos {
+        auth.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.clone().into()),
+            ..kube::config::AuthInfo::default()
+        });
+    }
+    std::fs::write(out, serde_json::to_vec(&config)?)?;
+    Ok(())
+}
+
+/// Grants service account `name` of `ns` `verbs` on `resources` (core and apps groups).
+async fn grant(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    rules: serde_json::Value,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let pp = kube::api::PostParams::default();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": { "name": name },
+                "rules": rules,
+            }))?,
+        )
+        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": { "name": name },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+                "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": ns }],
+            }))?,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A user whose service account may read but not create Deployments cannot bootstrap, and one
+/// without `pods/exec` cannot build: both errors name the verb, the resource and the namespace
+/// that were refused, and the hint says which rules kbx needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_refused_by_rbac_names_the_verb_resource_and_namespace() -> anyhow::Result<()> {
+    scenario(async |cluster| {
+        let mut user = User::new(cluster)?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "rbac").await?;
+        let base = user.kubeconfig.clone();
+        let opts = format!(
+            "namespace={},image={},timeout=120s",
+            ns.name(),
+            cluster.builder_image()
+        );
+
+        // Read-only on the builder's objects: create --bootstrap is refused.
+        let readonly = user.home().join("readonly.kubeconfig");
+        service_account_kubeconfig(client, ns.name(), "readonly", &base, &readonly).await?;
+        grant(
+            client,
+            ns.name(),
+            "readonly",
+            serde_json::json!([
+                { "apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "watch"] },
+                { "apiGroups": [""], "resources": ["pods", "configmaps"], "verbs": ["get", "list", "watch"] },
+            ]),
+        )
+        .await?;
+        user.kubeconfig = readonly;
+        let started = Instant::now();
+        let run = user.create("ro", &opts, &["--bootstrap"]).await?;
+        note(&format!(
+            "read-only account: failed after {:.1?}: {}",
+            started.elapsed(),
+            run.stderr.trim()
+        ));
+        ensure!(run.out.status.code() == Some(1), "{}", run.stderr);
+        ensure!(
+            // kbx applies objects server-side: the refused verb is `patch`.
+            run.stderr.contains("cannot patch resource \"deployments\" in API group \"apps\"")
+                && run.stderr.contains(&format!("in the namespace \"{}\"", ns.name()))
+                && run.stderr.contains("system:serviceaccount:"),
+            "the error does not name the verb, resource and namespace: {}",
+            run.stderr
+        );
+        ensure!(
+            run.stderr.contains("hint: the Kubernetes user lacks a permission"),
+            "no hint: {}",
+            run.stderr
+        );
+        ensure!(
+            run.stderr.matches("cannot patch resource").count() <= 2,
+            "the API server's answer is repeated: {}",
+            run.stderr
+        );
+        // rm with the same account is refused too, and keeps the record (deviation K6);
+        // `--keep-daemon` forgets it (there is nothing to delete).
+        let run = user.run(&["rm", "ro"]).await?;
+        ensure!(
+            run.out.status.code() == Some(1)
+                && run.stderr.contains("cannot delete resource \"deployments\""),
+            "{}",
+            run.stderr
+        );
+        ensure!(user.home().join("buildx/instances/ro").exists(), "the record is gone");
+        user.run(&["rm", "--keep-daemon", "ro"]).await?.ok()?;
+        ensure!(objects_of(client, ns.name(), "ro0").await?.is_empty());
+        user.kubeconfig = base.clone();
+
+        // Everything but pods/exec: the bootstrap works, the build is refused.
+        let noexec = user.home().join("noexec.kubeconfig");
+        service_account_kubeconfig(client, ns.name(), "noexec", &base, &noexec).await?;
+        grant(
+            client,
+            ns.name(),
+            "noexec",
+            serde_json::json!([
+                { "apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["*"] },
+                { "apiGroups": [""], "resources": ["pods", "configmaps", "persistentvolumeclaims"], "verbs": ["*"] },
+            ]),
+        )
+        .await?;
+        user.kubeconfig = noexec;
+        user.create("nx", &opts, &["--bootstrap", "--use"])
+            .await?
+            .ok()?;
+        let ctx = tempfile::tempdir()?;
+        super::context(ctx.path(), "rbac")?;
+        let started = Instant::now();
+        let run = user.build(ctx.path(), &[]).await?;
+        note(&format!(
+            "account without pods/exec: failed after {:.1?}: {}",
+            started.elapsed(),
+            run.stderr.trim()
+        ));
+        ensure!(run.out.status.code() == Some(1), "{}", run.stderr);
+        ensure!(
+            run.stderr.contains("pods/exec") && run.stderr.contains(ns.name()),
+            "the error does not name pods/exec and the namespace: {}",
+            run.stderr
+        );
+        ensure!(
+            run.stderr.contains("hint: the Kubernetes user lacks a permission"),
+            "no hint: {}",
+            run.stderr
+        );
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "a refused exec must not be retried for long"
+        );
+        user.run(&["rm", "nx"]).await?.ok()?;
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// How many churn cycles [`kbx_churn_then_concurrent_builds`] runs: `KBX_CHURN_CYCLES`, else 10
+/// (`just churn N` runs more).
+fn churn_cycles() -> usize {
+    std::env::var("KBX_CHURN_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Churn: `create --bootstrap` / `build` / `rm` cycles alternating a Deployment (one or two
+/// replicas, sticky or random) and a StatefulSet with a claim; after each cycle no object,
+/// claim or record is left. Time per cycle is reported, not asserted. Then load: 10
+/// concurrent `kbx build` processes with different contexts on a two-replica builder and on a
+/// `rendezvous` one all succeed with correct outputs; how they spread over the pods is
+/// reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_churn_then_concurrent_builds() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    scenario(async |cluster| {
+        let user = User::new(cluster)?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "churn").await?;
+        let ctx = tempfile::tempdir()?;
+        super::context(ctx.path(), "churn")?;
+        let pvs: Api<PersistentVolume> = Api::all(client.clone());
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns.name());
+        let volumes = tempfile::tempdir()?;
+
+        let cycles = churn_cycles();
+        let mut times = Vec::with_capacity(cycles);
+        for i in 0..cycles {
+            let started = Instant::now();
+            let name = format!("churn{i}");
+            let stateful = i % 2 == 1;
+            let extra = if stateful {
+                "persistent-volume-claim.requests.storage=1Gi".to_owned()
+            } else if i % 4 == 0 {
+                "replicas=1".to_owned()
+            } else {
+                "replicas=2,loadbalance=random".to_owned()
+            };
+            // A fresh volume per StatefulSet: a retained volume does not bind twice.
+            let pv_name = format!("{}-pv{i}", ns.name());
+            if stateful {
+                let dir = volumes.path().join(format!("v{i}"));
+                std::fs::create_dir_all(&dir)?;
+                pvs.create(
+                    &kube::api::PostParams::default(),
+                    &serde_json::from_value(serde_json::json!({
+                        "metadata": {
+                            "name": pv_name,
+                            "labels": { "app.kubernetes.io/managed-by": "kbx-conformance" },
+                        },
+                        "spec": {
+                            "capacity": { "storage": "2Gi" },
+                            "accessModes": ["ReadWriteOnce"],
+                            "persistentVolumeReclaimPolicy": "Retain",
+                            "hostPath": { "path": dir, "type": "Directory" },
+                        },
+                    }))?,
+                )
+                .await?;
+            }
+            let opts = format!(
+                "namespace={},image={},timeout=120s,{extra}",
+                ns.name(),
+                cluster.builder_image()
+            );
+            user.create(&name, &opts, &["--bootstrap"]).await?.ok()?;
+            let dest = user.home().join(format!("out{i}"));
+            user.build(
+                ctx.path(),
+                &[
+                    "--builder",
+                    &name,
+                    "-o",
+                    &format!("type=local,dest={}", dest.display()),
+                ],
+            )
+            .await?
+            .ok()?;
+            ensure!(
+                super::tree(&dest)? == super::tree(ctx.path())?,
+                "cycle {i}: the export differs from the context"
+            );
+            user.run(&["rm", &name]).await?.ok()?;
+            let node = format!("{name}0");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let left = objects_of(client, ns.name(), &node).await?;
+                let claims_left = claims.list(&ListParams::default()).await?.items.len();
+                if left.is_empty() && claims_left == 0 {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "cycle {i}: left after rm: {left:?}, {claims_left} claims"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            ensure!(
+                !user.home().join("buildx/instances").join(&name).exists(),
+                "cycle {i}: the store record is left"
+            );
+            if stateful {
+                pvs.delete(&pv_name, &kube::api::DeleteParams::default())
+                    .await?;
+            }
+            times.push(started.elapsed().as_secs_f64());
+        }
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        note(&format!(
+            "churn: {cycles} cycles, median {:.1} s, min {:.1} s, max {:.1} s per cycle; 0 objects and 0 records left",
+            sorted[sorted.len() / 2],
+            sorted[0],
+            sorted[sorted.len() - 1]
+        ));
+
+        // Load: 10 concurrent builds with different contexts.
+        for (name, extra) in [
+            ("load", "replicas=2"),
+            ("rdv", "replicas=2,loadbalance=rendezvous"),
+        ] {
+            let opts = format!(
+                "namespace={},image={},timeout=120s,{extra}",
+                ns.name(),
+                cluster.builder_image()
+            );
+            user.create(name, &opts, &["--bootstrap"]).await?.ok()?;
+            let base = tempfile::tempdir()?;
+            let mut builds = Vec::new();
+            for i in 0..10 {
+                let dir = base.path().join(format!("ctx{i}"));
+                super::context(&dir, &format!("{name}-{i}"))?;
+                let dest = base.path().join(format!("out{i}"));
+                let out = format!("type=local,dest={}", dest.display());
+                let args = [
+                    "build".to_owned(),
+                    "--progress".to_owned(),
+                    "plain".to_owned(),
+                    "--builder".to_owned(),
+                    name.to_owned(),
+                    "-o".to_owned(),
+                    out,
+                    dir.to_str().context("path")?.to_owned(),
+                ];
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                builds.push((dir, dest, args.join(" ")));
+            }
+            let started = Instant::now();
+            let mut children = Vec::new();
+            for (_, _, args) in &builds {
+                let args: Vec<&str> = args.split(' ').collect();
+                children.push(
+                    user.command(&args)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped())
+                        .kill_on_drop(true)
+                        .spawn()?
+                        .wait_with_output(),
+                );
+            }
+            let outputs = futures::future::join_all(children).await;
+            let took = started.elapsed();
+            let mut spread: std::collections::BTreeMap<String, usize> = Default::default();
+            for ((dir, dest, _), out) in builds.iter().zip(outputs) {
+                let out = out?;
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                ensure!(
+                    out.status.success(),
+                    "{name}: a concurrent build failed: {stderr}"
+                );
+                ensure!(
+                    super::tree(dest)? == super::tree(dir)?,
+                    "{name}: an export differs from its context"
+                );
+                *spread.entry(super::Run::pod_of(&stderr)?).or_default() += 1;
+            }
+            note(&format!(
+                "load: 10 concurrent builds on {name} ({extra}) in {took:.1?}, spread {:?}",
+                spread.values().collect::<Vec<_>>()
+            ));
+            user.run(&["rm", name]).await?.ok()?;
+        }
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}

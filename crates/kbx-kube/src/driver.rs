@@ -570,6 +570,13 @@ impl NodeDriver {
             stderr,
         )
         .await
+        .map_err(|e| match e {
+            Error::Exec { pod, source } => Error::Exec {
+                pod,
+                source: source.with_server(&self.server),
+            },
+            other => other,
+        })
     }
 
     /// Deletes the node's objects: the workload, its ConfigMaps and, for a StatefulSet unless

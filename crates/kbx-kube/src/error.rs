@@ -108,9 +108,9 @@ pub enum Error {
     Exec {
         /// The pod.
         pod: String,
-        /// The API error.
+        /// The exec request and the API error.
         #[source]
-        source: kube::Error,
+        source: RequestError,
     },
     /// Deleting an object failed (NotFound is not an error).
     #[error("error while deleting {kind} {name:?}")]
@@ -147,6 +147,15 @@ impl RequestError {
         }
     }
 
+    /// The same error with the API server's URL in front of a path-only URL.
+    #[must_use]
+    pub(crate) fn with_server(mut self, server: &str) -> Self {
+        if self.url.starts_with('/') {
+            self.url = format!("{}{}", server.trim_end_matches('/'), self.url);
+        }
+        self
+    }
+
     /// The client's error.
     pub fn api_error(&self) -> &kube::Error {
         &self.source
@@ -175,6 +184,9 @@ impl std::error::Error for RequestError {
                     _ => Some(inner),
                 }
             }
+            // The API server's answer itself (`… is forbidden: User … cannot patch …:
+            // Forbidden`), not kube's wrapper, which repeats it with a debug dump.
+            kube::Error::Api(status) => Some(&**status),
             other => Some(other),
         }
     }

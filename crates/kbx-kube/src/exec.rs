@@ -151,9 +151,10 @@ impl ExecStream {
         command: &[&str],
         stderr: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Self, Error> {
+        let url = format!("{}/{pod}/exec", pods.resource_url());
         let exec_error = |source| Error::Exec {
             pod: pod.to_owned(),
-            source,
+            source: crate::RequestError::new("Get", url.clone(), source),
         };
         let mut request = kube::core::Request::new(pods.resource_url())
             .exec(pod, command.iter().copied(), &attach_params(container))
