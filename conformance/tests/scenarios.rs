@@ -76,16 +76,24 @@ async fn scenario<F>(body: F) -> anyhow::Result<()>
 where
     F: AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
 {
+    scenario_within(scenario_limit(), body).await
+}
+
+/// [`scenario`] with its own limit (long runs such as churn).
+async fn scenario_within<F>(limit: Duration, body: F) -> anyhow::Result<()>
+where
+    F: AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
+{
     let Some(cluster) = start().await? else {
         return Ok(());
     };
     let started = Instant::now();
-    let outcome = tokio::time::timeout(scenario_limit(), body(&cluster)).await;
+    let outcome = tokio::time::timeout(limit, body(&cluster)).await;
     note(&format!("scenario body took {:.1?}", started.elapsed()));
     let torn = Instant::now();
     let left = cluster.teardown().await;
     note(&format!("teardown took {:.1?}", torn.elapsed()));
-    outcome.map_err(|_| anyhow::anyhow!("scenario exceeded {:?}", scenario_limit()))??;
+    outcome.map_err(|_| anyhow::anyhow!("scenario exceeded {limit:?}"))??;
     ensure!(left.is_empty(), "teardown left {left}");
     Ok(())
 }

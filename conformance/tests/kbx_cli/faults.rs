@@ -504,8 +504,8 @@ async fn kbx_refused_by_rbac_names_the_verb_resource_and_namespace() -> anyhow::
             run.stderr
         );
         ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "a refused exec must not be retried for long"
+            started.elapsed() < Duration::from_secs(5),
+            "a refused exec must not be retried"
         );
         user.run(&["rm", "nx"]).await?.ok()?;
         ns.delete().await?;
@@ -523,8 +523,8 @@ fn churn_cycles() -> usize {
         .unwrap_or(10)
 }
 
-/// Churn: `create --bootstrap` / `build` / `rm` cycles alternating a Deployment (one or two
-/// replicas, sticky or random) and a StatefulSet with a claim; after each cycle no object,
+/// Churn: `create --bootstrap` / `build` / `rm` cycles of Deployments (one or two replicas,
+/// sticky or random) and, every fifth cycle, a StatefulSet with a claim; after each cycle no object,
 /// claim or record is left. Time per cycle is reported, not asserted. Then load: 10
 /// concurrent `kbx build` processes with different contexts on a two-replica builder and on a
 /// `rendezvous` one all succeed with correct outputs; how they spread over the pods is
@@ -532,7 +532,9 @@ fn churn_cycles() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kbx_churn_then_concurrent_builds() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-    scenario(async |cluster| {
+    // A StatefulSet's pod and claim take up to a minute and a half to go on this cluster.
+    let limit = Duration::from_secs(300 + 45 * churn_cycles() as u64);
+    super::scenario_within(limit, async |cluster| {
         let user = User::new(cluster)?;
         let client = cluster.client();
         let ns = TestNamespace::create(client, "churn").await?;
@@ -547,7 +549,7 @@ async fn kbx_churn_then_concurrent_builds() -> anyhow::Result<()> {
         for i in 0..cycles {
             let started = Instant::now();
             let name = format!("churn{i}");
-            let stateful = i % 2 == 1;
+            let stateful = i % 5 == 1;
             let extra = if stateful {
                 "persistent-volume-claim.requests.storage=1Gi".to_owned()
             } else if i % 4 == 0 {
@@ -601,7 +603,7 @@ async fn kbx_churn_then_concurrent_builds() -> anyhow::Result<()> {
             );
             user.run(&["rm", &name]).await?.ok()?;
             let node = format!("{name}0");
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_secs(150);
             loop {
                 let left = objects_of(client, ns.name(), &node).await?;
                 let claims_left = claims.list(&ListParams::default()).await?.items.len();

@@ -17,7 +17,7 @@ use kbx_conformance::scenario::{TestNamespace, running_pods, wait_deployment_rea
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 
-use super::{note, scenario};
+use super::{note, scenario, scenario_within};
 
 mod buildkit;
 mod faults;

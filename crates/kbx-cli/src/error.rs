@@ -504,6 +504,16 @@ fn hint(err: &Error) -> Option<&'static str> {
 }
 
 /// Whether an API server answered 403 Forbidden.
+/// Whether the API server refused something in `err`'s chain (403 Forbidden), looking inside
+/// IO and transport errors too.
+pub(crate) fn forbidden_anywhere(err: &Error) -> bool {
+    causes(err).any(|e| {
+        e.downcast_ref::<kube::Error>().is_some_and(forbidden)
+            || e.downcast_ref::<kube::core::Status>()
+                .is_some_and(|s| s.code == 403)
+    })
+}
+
 fn forbidden(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 403)
 }
@@ -559,6 +569,38 @@ mod tests {
         let mut lines = Vec::new();
         collect(err, &mut lines);
         lines
+    }
+
+    #[test]
+    fn a_refused_request_names_it_once_with_the_permission_hint() {
+        let message = "deployments.apps \"k0\" is forbidden: User \"u\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"ns\"";
+        let err = Error::Kube(kbx_kube::Error::Apply {
+            kind: "Deployment",
+            name: "k0".into(),
+            source: kbx_kube::RequestError::new(
+                "Patch",
+                "https://127.0.0.1:6443/apis/apps/v1/namespaces/ns/deployments/k0",
+                kube::Error::Api(
+                    kube::core::Status::failure(message, "Forbidden")
+                        .with_code(403)
+                        .boxed(),
+                ),
+            ),
+        });
+        let lines = lines(&err);
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("cannot patch")).count(),
+            1,
+            "{lines:#?}"
+        );
+        assert!(lines.iter().all(|l| !l.contains("Status {")), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l.contains(
+                "Patch \"https://127.0.0.1:6443/apis/apps/v1/namespaces/ns/deployments/k0\""
+            )),
+            "{lines:#?}"
+        );
+        assert!(hint(&err).is_some_and(|h| h.contains("pods/exec")));
     }
 
     /// An error whose cause reads the same (hyper's client errors).

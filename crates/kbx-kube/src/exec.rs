@@ -413,9 +413,20 @@ impl AsyncWrite for ExecStream {
 /// Retries `connect` with exponential backoff (`initial`, doubling) while it fails, at most
 /// `attempts` times; returns the last error. Use it around "exec + protocol handshake", so a pod
 /// whose BuildKit is not serving yet is retried, as buildx does since v0.31.
-pub async fn with_retry<T, E, F, Fut>(
+pub async fn with_retry<T, E, F, Fut>(attempts: u32, initial: Duration, connect: F) -> Result<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    with_retry_while(attempts, initial, |_| true, connect).await
+}
+
+/// [`with_retry`], but an error for which `retry` says no is returned at once (a refusal
+/// that waiting cannot change, such as a 403 Forbidden).
+pub async fn with_retry_while<T, E, F, Fut>(
     attempts: u32,
     initial: Duration,
+    retry: impl Fn(&E) -> bool,
     mut connect: F,
 ) -> Result<T, E>
 where
@@ -427,7 +438,7 @@ where
     loop {
         match connect(attempt).await {
             Ok(v) => return Ok(v),
-            Err(e) if attempt >= attempts => return Err(e),
+            Err(e) if attempt >= attempts || !retry(&e) => return Err(e),
             Err(_) => {
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2);

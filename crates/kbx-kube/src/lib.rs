@@ -36,4 +36,6 @@ pub use driver::{
     selector_labels,
 };
 pub use error::{Error, RequestError};
-pub use exec::{DIAL_STDIO, ExecStream, STDIN_BUFFER_MAX, STDIN_MESSAGE_MAX, with_retry};
+pub use exec::{
+    DIAL_STDIO, ExecStream, STDIN_BUFFER_MAX, STDIN_MESSAGE_MAX, with_retry, with_retry_while,
+};

@@ -165,28 +165,34 @@ async fn pod_client(driver: &NodeDriver, pod: &str) -> Result<Client, Error> {
         let pod = pod.to_owned();
         Arc::new(move |line: &str| eprintln!("[{pod}] {line}"))
     };
-    kbx_kube::with_retry(ATTEMPTS, FIRST_BACKOFF, |_| {
-        let driver = driver.clone();
-        let pod = pod.to_owned();
-        let stderr = stderr.clone();
-        async move {
-            let dial = move || {
-                let driver = driver.clone();
-                let pod = pod.clone();
-                let stderr = stderr.clone();
-                async move { driver.dial(&pod, stderr).await.map_err(io::Error::other) }
-            };
-            let channel = kbx_buildkit::transport::connect_with("buildkit pod", dial)
-                .await
-                .map_err(|source| Error::BuildkitUnreachable {
-                    what: "cannot connect to BuildKit".to_owned(),
-                    source: Box::new(source),
-                })?;
-            let client = Client::new(channel, Backend::Buildkitd);
-            answers(&client).await?;
-            Ok(client)
-        }
-    })
+    // A refused exec (RBAC) is not retried: waiting does not change it.
+    kbx_kube::with_retry_while(
+        ATTEMPTS,
+        FIRST_BACKOFF,
+        |e| !crate::error::forbidden_anywhere(e),
+        |_| {
+            let driver = driver.clone();
+            let pod = pod.to_owned();
+            let stderr = stderr.clone();
+            async move {
+                let dial = move || {
+                    let driver = driver.clone();
+                    let pod = pod.clone();
+                    let stderr = stderr.clone();
+                    async move { driver.dial(&pod, stderr).await.map_err(io::Error::other) }
+                };
+                let channel = kbx_buildkit::transport::connect_with("buildkit pod", dial)
+                    .await
+                    .map_err(|source| Error::BuildkitUnreachable {
+                        what: "cannot connect to BuildKit".to_owned(),
+                        source: Box::new(source),
+                    })?;
+                let client = Client::new(channel, Backend::Buildkitd);
+                answers(&client).await?;
+                Ok(client)
+            }
+        },
+    )
     .await
 }
 
