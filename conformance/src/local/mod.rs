@@ -202,13 +202,29 @@ pub struct LocalCluster {
     torn_down: bool,
 }
 
+/// Where [`free_port`] looks: below Linux's default ephemeral range (32768–60999), so that the
+/// port cannot be taken as the source port of an outgoing connection (the components connect
+/// to each other many times while they boot) between choosing it and the component binding it.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port in [`PORT_RANGE`] that nothing listens on now.
 fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|s| Error::io("finding a free loopback port", s))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|s| Error::io("finding a free loopback port", s))
+    use std::hash::{BuildHasher, Hasher};
+    let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
+    let mut last = None;
+    for attempt in 0..200u32 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(attempt);
+        let port = PORT_RANGE.start + u16::try_from(h.finish() % span).unwrap_or(0);
+        match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(_) => return Ok(port),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::io(
+        "finding a free loopback port",
+        last.unwrap_or_else(|| std::io::Error::other("no attempt")),
+    ))
 }
 
 fn new_id() -> String {
@@ -332,12 +348,19 @@ impl LocalCluster {
                 .map_err(|s| Error::io(format!("creating {}", dir.display()), s))?;
         }
         let pki = pki::create(&l.pki(), &l.node_name())?;
+        let mut picked: Vec<u16> = Vec::with_capacity(5);
+        while picked.len() < 5 {
+            let port = free_port()?;
+            if !picked.contains(&port) {
+                picked.push(port);
+            }
+        }
         let ports = config::Ports {
-            etcd_client: free_port()?,
-            etcd_peer: free_port()?,
-            apiserver: free_port()?,
-            kubelet: free_port()?,
-            kubelet_healthz: free_port()?,
+            etcd_client: picked[0],
+            etcd_peer: picked[1],
+            apiserver: picked[2],
+            kubelet: picked[3],
+            kubelet_healthz: picked[4],
         };
         let server = format!("https://127.0.0.1:{}", ports.apiserver);
         for (user, cert) in [
