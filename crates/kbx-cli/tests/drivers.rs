@@ -1915,3 +1915,207 @@ fn dial_stdio_carries_grpc_to_a_remote_buildkitd() {
         "ERROR: no builder \"nosuch\" found\n"
     );
 }
+
+/// Runs `cmd` with a new pseudo-terminal of `cols`×`rows` as its standard input, output and
+/// error; returns every byte it wrote there and its exit status.
+fn run_in_pty(mut cmd: Command, cols: u16, rows: u16) -> (Vec<u8>, std::process::ExitStatus) {
+    use std::process::Stdio;
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave));
+    let mut child = cmd.spawn().unwrap();
+    // The parent's copies of the terminal go, so reading ends (EIO) when the child's do.
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        out
+    });
+    let status = child.wait().unwrap();
+    (reader.join().unwrap(), status)
+}
+
+/// The rows a `cols`×`rows` terminal shows after a prompt line (`$ build`, as when a user
+/// types the command: Buildx's first frame moves the cursor up and down a line) and `bytes`,
+/// trailing blanks and blank rows at the end dropped, each with the colour of its first
+/// character.
+fn screen(bytes: &[u8], cols: u16, rows: u16) -> Vec<(String, vt100::Color)> {
+    let mut p = vt100::Parser::new(rows, cols, 0);
+    p.process(b"$ build\r\n");
+    p.process(bytes);
+    let s = p.screen();
+    let mut out: Vec<(String, vt100::Color)> = s
+        .rows(0, cols)
+        .enumerate()
+        .map(|(r, text)| {
+            let text = text.trim_end().to_owned();
+            let first = text.len() - text.trim_start().len();
+            let color = u16::try_from(first)
+                .ok()
+                .and_then(|c| s.cell(u16::try_from(r).unwrap(), c))
+                .map_or(vt100::Color::Default, vt100::Cell::fgcolor);
+            (text, color)
+        })
+        .collect();
+    while out.last().is_some_and(|(t, _)| t.is_empty()) {
+        out.pop();
+    }
+    out
+}
+
+/// Durations (`2.6s`, `0.0s`) with their digits replaced by `#`, so columns stay in place.
+fn mask_durations(row: &str) -> String {
+    let chars: Vec<char> = row.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+            i += 1;
+        }
+        let number: String = chars[start..i].iter().collect();
+        let boundary = start == 0 || chars[start - 1] == ' ' || chars[start - 1] == '(';
+        if i > start
+            && boundary
+            && number.contains('.')
+            && chars.get(i) == Some(&'s')
+            && chars.get(i + 1).is_none_or(|c| *c == ' ')
+        {
+            out.extend(number.chars().map(|c| if c == '.' { '.' } else { '#' }));
+        } else {
+            out.push_str(&number);
+        }
+        if i < chars.len() && i == start {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A context for progress comparisons: a busybox stage, a copied source tree, and a `RUN`
+/// step with a long command line that prints over about `secs` seconds.
+fn run_context(secs: u32) -> Option<tempfile::TempDir> {
+    let ctx = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(ctx.path())?;
+    write(ctx.path(), "src/a.txt", b"alpha\n", 0o644);
+    let mut run = String::from("echo one");
+    for i in 0..secs {
+        run.push_str(&format!(" && sleep 1 && echo line-{i}"));
+    }
+    write(
+        ctx.path(),
+        "Dockerfile",
+        format!(
+            "FROM scratch AS base\nCOPY rootfs/ /\nFROM base\nCOPY src/ /src/\n\
+             RUN {run} && echo a-line-long-enough-to-be-cut-where-the-terminal-ends\n"
+        )
+        .as_bytes(),
+        0o644,
+    );
+    Some(ctx)
+}
+
+/// `--progress tty` of one build by Buildx 0.29.1 and by kbx on one buildkitd, each under its
+/// own 100×60 pseudo-terminal: once both are done, a terminal emulator shows the same rows
+/// (steps in the order they started, sub-progress rows, names cut two columns before the
+/// timer, `remote:NAME` on the right of the header) in the same colours, durations masked and
+/// kbx's `#0 building on …` line (K22) left out; and both showed the running step's output.
+#[test]
+fn tty_progress_screen_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let Some(ctx_dir) = run_context(2) else {
+        return;
+    };
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "tt", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("tt", &d.addr());
+    let args = |who: &str| {
+        vec![
+            "build".to_owned(),
+            "--builder".to_owned(),
+            "tt".to_owned(),
+            "--progress".to_owned(),
+            "tty".to_owned(),
+            "--no-cache".to_owned(),
+            "-o".to_owned(),
+            format!("type=local,dest={}", out.path().join(who).display()),
+            ctx.to_owned(),
+        ]
+    };
+    let (cols, rows) = (100, 60);
+    let mut cmd = buildx_in(&buildx, bx_home.path());
+    cmd.args(args("buildx")).env("TERM", "xterm");
+    let (theirs, status) = run_in_pty(cmd, cols, rows);
+    assert!(status.success(), "{}", String::from_utf8_lossy(&theirs));
+    let mut cmd = kbx.command(&args("kbx").iter().map(String::as_str).collect::<Vec<_>>());
+    cmd.env("TERM", "xterm");
+    let (ours, status) = run_in_pty(cmd, cols, rows);
+    assert!(status.success(), "{}", String::from_utf8_lossy(&ours));
+
+    let rows_of = |bytes: &[u8]| -> Vec<(String, vt100::Color)> {
+        screen(bytes, cols, rows)
+            .into_iter()
+            .filter(|(t, _)| !t.starts_with("#0 building on "))
+            .map(|(t, c)| (mask_durations(&t), c))
+            .collect()
+    };
+    let (theirs_rows, ours_rows) = (rows_of(&theirs), rows_of(&ours));
+    let show = |r: &[(String, vt100::Color)]| {
+        r.iter()
+            .map(|(t, c)| format!("{t}  [{c:?}]\n"))
+            .collect::<String>()
+    };
+    eprintln!(
+        "buildx:\n{}\nkbx:\n{}",
+        show(&theirs_rows),
+        show(&ours_rows)
+    );
+    assert_eq!(
+        ours_rows,
+        theirs_rows,
+        "\nbuildx:\n{}\nkbx:\n{}",
+        show(&theirs_rows),
+        show(&ours_rows)
+    );
+    assert_eq!(theirs_rows[0].0, "$ build");
+    assert!(
+        theirs_rows[1].0.ends_with("remote:tt") && theirs_rows[1].0.contains("FINISHED"),
+        "{theirs_rows:?}"
+    );
+    assert!(
+        theirs_rows.iter().any(|(t, _)| t.contains("RUN echo one")),
+        "{theirs_rows:?}"
+    );
+    // While the RUN step ran, both showed its output under it.
+    for (who, bytes) in [("buildx", &theirs), ("kbx", &ours)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(text.contains(" => => # one"), "{who}: {text}");
+    }
+}

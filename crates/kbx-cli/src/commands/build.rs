@@ -93,7 +93,7 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         n.name,
         connected.description
     );
-    let mut printer = Printer::new(mode);
+    let mut printer = Printer::for_builder(mode, &ng.name, &ng.driver);
     let result = connected
         .client
         .build_with_status(&opts, |status, events| printer.update(status, events))

@@ -1,8 +1,9 @@
 //! `--progress` printers for `kbx build`, as `docker buildx build --progress`:
 //!
-//! - `tty`: a redrawn block — `[+] Building 12.3s (5/7)`, one ` => ` row per step with its
-//!   time, sub-progress rows ` => => …`, the last lines of running steps ` => => # …` — drawn with
-//!   `indicatif`, rate-limited, and left on screen when done, headed `… FINISHED`;
+//! - `tty`: a redrawn block — `[+] Building 12.3s (5/7)` with `DRIVER:BUILDER` on the right,
+//!   one ` => ` row per step with its time, sub-progress rows ` => => …`, the last lines of
+//!   running steps ` => => # …` — drawn with `indicatif`, rate-limited, and left on screen when
+//!   done, headed `… FINISHED`;
 //! - `plain`: `kbx_buildkit::PlainRenderer` (`#N name`, `#N DONE 0.1s`);
 //! - `rawjson`: one `client.SolveStatus` JSON object per daemon message and line;
 //! - `quiet`: nothing (errors and the result are printed by the caller);
@@ -10,13 +11,14 @@
 //! - `auto`: `tty` when stderr is a terminal and `TERM` is not `dumb`, else `plain`.
 //!
 //! # Deviation
-//! - The tty view draws each step's sub-progress and last log lines itself instead of through a
-//!   virtual terminal: cursor movement inside a step's output is reduced to "text after the last
-//!   carriage return", `BUILDKIT_TTY_LOG_LINES` is not read (6 lines), and the rows of a
-//!   progress group are not merged into one. The timer of a running step counts from when kbx
-//!   saw it start (buildx corrects the daemon's clock by the offset it measured); finished steps
-//!   use the daemon's own timestamps, as buildx. Colours are buildkit's defaults, off with
-//!   `NO_COLOR`; `BUILDKIT_COLORS` is not read. (`docs/deviations.md` K8.)
+//! - The tty view is laid out as buildkit's (the order steps started in, `DRIVER:BUILDER` on
+//!   the right of the header, which running steps get log lines, which rows a short terminal
+//!   drops, timers shifted by the daemon's clock offset), but draws each step's last log lines
+//!   itself instead of through a virtual terminal: cursor movement inside a step's output is
+//!   reduced to "text after the last carriage return", long lines are cut rather than wrapped,
+//!   `BUILDKIT_TTY_LOG_LINES` is not read (6 lines), and the rows of a progress group are not
+//!   merged into one. Colours are buildkit's defaults, off with `NO_COLOR`; `BUILDKIT_COLORS`
+//!   is not read. (`docs/deviations.md` K8.)
 //! - Warnings are not summarised after the build (K9).
 //! - `rawjson` leaves the LLB `definition` out of a warning's `sourceInfo` (K10).
 
@@ -112,11 +114,18 @@ enum Kind {
 impl Printer {
     /// A printer on stderr.
     pub(crate) fn new(mode: Mode) -> Self {
-        Self::with_sink(mode, Box::new(io::stderr()))
+        Self::with_sink(mode, "", Box::new(io::stderr()))
     }
 
-    /// A printer writing `plain` and `rawjson` output to `sink` (`tty` always draws on stderr).
-    pub(super) fn with_sink(mode: Mode, sink: Sink) -> Self {
+    /// A printer on stderr for a build on `builder`, whose `tty` header names it on the right
+    /// as buildx does (`DRIVER:BUILDER`).
+    pub(crate) fn for_builder(mode: Mode, builder: &str, driver: &str) -> Self {
+        Self::with_sink(mode, &format!("{driver}:{builder}"), Box::new(io::stderr()))
+    }
+
+    /// A printer writing `plain` and `rawjson` output to `sink` (`tty` always draws on stderr,
+    /// with `desc` on the right of its header).
+    pub(super) fn with_sink(mode: Mode, desc: &str, sink: Sink) -> Self {
         let kind = match mode {
             Mode::Quiet => Kind::Quiet,
             Mode::Plain => Kind::Plain(PlainRenderer::new(sink)),
@@ -126,6 +135,7 @@ impl Printer {
                 let size = Arc::new(move || term.size_checked().map(|(h, w)| (w, h)));
                 Kind::Tty(TtyPrinter::new(
                     ProgressDrawTarget::stderr_with_hz(tty::REFRESH_HZ),
+                    desc,
                     size,
                     tty::color_enabled(),
                     true,

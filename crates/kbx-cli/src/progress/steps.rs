@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn steps_print_like_a_build_in_plain_mode() {
         let out = Shared::default();
-        let steps = Steps::with_printer(Printer::with_sink(Mode::Plain, Box::new(out.clone())));
+        let steps = Steps::with_printer(Printer::with_sink(Mode::Plain, "", Box::new(out.clone())));
         let boot = steps.start("[internal] booting buildkit");
         boot.log("Deployment kube0 created");
         boot.begin("waiting for 1 pods to be ready, timeout: 2m0s");
@@ -269,14 +269,15 @@ mod tests {
     #[test]
     fn steps_in_the_tty_model_show_their_sub_progress() {
         let out = Shared::default();
-        let steps = Steps::with_printer(Printer::with_sink(Mode::RawJson, Box::new(out.clone())));
+        let steps =
+            Steps::with_printer(Printer::with_sink(Mode::RawJson, "", Box::new(out.clone())));
         let boot = steps.start("[internal] booting buildkit");
         boot.begin("waiting for 1 pods to be ready, timeout: 2m0s");
         boot.done(None);
         steps.finish();
         // Replay what was printed into the tty model: the same statuses, read back.
         let t0 = Instant::now();
-        let mut m = TtyModel::new(t0);
+        let mut m = TtyModel::new("");
         let text = out.text();
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
@@ -315,7 +316,8 @@ mod tests {
     #[test]
     fn steps_in_rawjson_are_solve_statuses() {
         let out = Shared::default();
-        let steps = Steps::with_printer(Printer::with_sink(Mode::RawJson, Box::new(out.clone())));
+        let steps =
+            Steps::with_printer(Printer::with_sink(Mode::RawJson, "", Box::new(out.clone())));
         let boot = steps.start("[internal] booting buildkit");
         boot.log("1/1 pods ready");
         boot.done(None);
