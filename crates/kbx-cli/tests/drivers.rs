@@ -1780,43 +1780,68 @@ fn late_flag_errors_are_buildx_029s() {
     }
 }
 
-/// Plain progress with what differs from run to run masked: durations dropped, digests
-/// replaced, and kbx's own `#0 building on …` line (node and pod) left out.
+/// Plain progress with what differs from run to run masked: durations and the times in front
+/// of log lines (`#5 0.066 hi`) dropped, digests replaced, kbx's own `#0 building on …` line
+/// (node and pod) left out, and so are lines of a running status (`#2 transferring context:`,
+/// `#3 transferring context: 1.02MB`) that its `done` line follows: whether a print came while
+/// it ran depends on when the daemon's messages arrive, in both tools.
 fn masked_progress(text: &str) -> Vec<String> {
-    text.lines()
+    let lines: Vec<String> = text
+        .lines()
         .filter(|l| !l.starts_with("#0 building on "))
         .map(|l| {
             l.split(' ')
-                .filter(|w| {
-                    let t = w.strip_suffix('s').unwrap_or("x");
-                    !(t.contains('.') && t.parse::<f64>().is_ok())
+                .enumerate()
+                .filter(|(i, w)| {
+                    let decimal = |t: &str| t.contains('.') && t.parse::<f64>().is_ok();
+                    let offset = *i == 1 && decimal(w);
+                    !offset && !decimal(w.strip_suffix('s').unwrap_or("x"))
                 })
-                .map(|w| match w.find("sha256:") {
+                .map(|(_, w)| match w.find("sha256:") {
                     Some(i) => format!("{}sha256:D", &w[..i]),
                     None => w.to_owned(),
                 })
                 .collect::<Vec<_>>()
                 .join(" ")
         })
+        .collect();
+    let running = |i: usize| {
+        let l = &lines[i];
+        if l.ends_with(" done") {
+            return false;
+        }
+        let mut words: Vec<&str> = l.split(' ').collect();
+        while words.len() > 2
+            && words
+                .last()
+                .is_some_and(|w| *w == "/" || w.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            words.pop();
+        }
+        let prefix = format!("{} ", words.join(" "));
+        words.len() > 1
+            && lines[i + 1..]
+                .iter()
+                .any(|m| m.starts_with(&prefix) && m.ends_with(" done"))
+    };
+    (0..lines.len())
+        .filter(|i| !running(*i))
+        .map(|i| lines[i].clone())
         .collect()
 }
 
-/// `--progress plain` of one build by Buildx 0.29.1 and by kbx on one buildkitd, every step
-/// run (`--no-cache`): the same lines in the same order, once durations and digests are
-/// masked (`#0 building with …` first, sizes with buildx's units, statuses before `DONE`).
-#[test]
-fn plain_progress_is_buildx_029s_line_for_line() {
-    use support::Buildkitd;
-    let Some(buildx) = buildx_0_29() else { return };
-    let Some(d) = Buildkitd::start() else {
-        return;
-    };
-    let (ctx_dir, _) = context();
-    let ctx = ctx_dir.path().to_str().unwrap();
+/// Builds `ctx` with `--progress plain --no-cache` by Buildx 0.29.1 and by kbx, each with a
+/// remote builder `name` on `d`, and returns both outputs (Buildx's first).
+fn plain_progress_of_both(
+    buildx: &Path,
+    d: &support::Buildkitd,
+    name: &str,
+    ctx: &str,
+) -> (String, String) {
     let out = tempfile::tempdir().unwrap();
     let bx_home = tempfile::tempdir().unwrap();
     let bx = |args: &[&str]| {
-        let o = buildx_in(&buildx, bx_home.path())
+        let o = buildx_in(buildx, bx_home.path())
             .args(args)
             .output()
             .unwrap();
@@ -1827,13 +1852,13 @@ fn plain_progress_is_buildx_029s_line_for_line() {
         );
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    bx(&["create", "--name", "plain", "--driver", "remote", &d.addr()]);
-    let kbx = remote_kbx("plain", &d.addr());
+    bx(&["create", "--name", name, "--driver", "remote", &d.addr()]);
+    let kbx = remote_kbx(name, &d.addr());
     let args = |who: &str| {
         vec![
             "build".to_owned(),
             "--builder".to_owned(),
-            "plain".to_owned(),
+            name.to_owned(),
             "--progress".to_owned(),
             "plain".to_owned(),
             "--no-cache".to_owned(),
@@ -1853,12 +1878,63 @@ fn plain_progress_is_buildx_029s_line_for_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ours = String::from_utf8_lossy(&o.stderr).into_owned();
     eprintln!("buildx:\n{theirs}\nkbx:\n{ours}");
+    (theirs, ours)
+}
+
+/// `--progress plain` of one build by Buildx 0.29.1 and by kbx on one buildkitd, every step
+/// run (`--no-cache`): the same lines in the same order, once durations and digests are
+/// masked (`#0 building with …` first, sizes with buildx's units, statuses before `DONE`).
+#[test]
+fn plain_progress_is_buildx_029s_line_for_line() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let (theirs, ours) = plain_progress_of_both(&buildx, &d, "plain", ctx);
     assert_eq!(
         masked_progress(&ours),
         masked_progress(&theirs),
         "\nbuildx:\n{theirs}\nkbx:\n{ours}"
     );
     assert!(theirs.starts_with("#0 building with \"plain\" instance using remote driver\n\n"));
+}
+
+/// `--progress plain` of a long build (a `RUN` step that prints a line a second for 12
+/// seconds, after a busybox stage and a copied tree) by Buildx 0.29.1 and by kbx on one
+/// buildkitd: the same lines in the same order once durations, log times and digests are
+/// masked; each log line carries its time since the step started, with two decimals from 10
+/// seconds on.
+#[test]
+fn plain_progress_of_a_long_build_is_buildx_029s_line_for_line() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let Some(ctx_dir) = run_context(12) else {
+        return;
+    };
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let (theirs, ours) = plain_progress_of_both(&buildx, &d, "long", ctx);
+    assert_eq!(
+        masked_progress(&ours),
+        masked_progress(&theirs),
+        "\nbuildx:\n{theirs}\nkbx:\n{ours}"
+    );
+    for (who, text) in [("buildx", &theirs), ("kbx", &ours)] {
+        let line = text
+            .lines()
+            .find(|l| l.ends_with(" line-11"))
+            .unwrap_or_else(|| panic!("{who}: {text}"));
+        let offset = line.split(' ').nth(1).unwrap_or_default();
+        assert!(
+            offset.len() == 5 && offset.starts_with('1') && offset.as_bytes()[2] == b'.',
+            "{who}: {line}"
+        );
+    }
 }
 
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's

@@ -35,7 +35,10 @@ pub(crate) mod tty;
 pub(crate) mod fixtures;
 
 use std::io::{self, IsTerminal as _, Write};
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use indicatif::ProgressDrawTarget;
 use kbx_buildkit::{PlainRenderer, ProgressEvent, SolveStatus};
@@ -106,7 +109,7 @@ pub(super) type Sink = Box<dyn Write + Send>;
 
 enum Kind {
     Quiet,
-    Plain(PlainRenderer<Sink>),
+    Plain(PlainTicker),
     Json(JsonPrinter<Sink>),
     Tty(TtyPrinter),
 }
@@ -128,7 +131,7 @@ impl Printer {
     pub(super) fn with_sink(mode: Mode, desc: &str, sink: Sink) -> Self {
         let kind = match mode {
             Mode::Quiet => Kind::Quiet,
-            Mode::Plain => Kind::Plain(PlainRenderer::new(sink)),
+            Mode::Plain => Kind::Plain(PlainTicker::start(PlainRenderer::new(sink))),
             Mode::RawJson => Kind::Json(JsonPrinter::new(sink)),
             Mode::Tty => {
                 let term = console::Term::stderr();
@@ -151,9 +154,7 @@ impl Printer {
         match &mut self.kind {
             Kind::Quiet => {}
             Kind::Plain(p) => {
-                for ev in events {
-                    let _ = p.render(ev);
-                }
+                let _ = p.lock().update(events);
             }
             Kind::Json(j) => {
                 let _ = j.update(status);
@@ -166,11 +167,55 @@ impl Printer {
     pub(crate) fn finish(self) {
         match self.kind {
             Kind::Tty(t) => t.finish(),
-            Kind::Plain(mut p) => {
-                let _ = p.finish();
-            }
+            Kind::Plain(p) => p.finish(),
             Kind::Quiet | Kind::Json(_) => {}
         }
+    }
+}
+
+/// The plain renderer with a thread that lets it print every 150 ms, as buildx's printer
+/// does between daemon messages: output that came too soon after the last print, or a step
+/// that has waited long enough, is shown without waiting for the next message.
+struct PlainTicker {
+    renderer: Arc<Mutex<PlainRenderer<Sink>>>,
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How often the plain renderer may print without a daemon message (buildx's ticker).
+const PLAIN_TICK: Duration = Duration::from_millis(150);
+
+impl PlainTicker {
+    fn start(renderer: PlainRenderer<Sink>) -> Self {
+        let renderer = Arc::new(Mutex::new(renderer));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let shared = renderer.clone();
+        let thread = std::thread::Builder::new()
+            .name("plain-progress".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PLAIN_TICK) {
+                    let _ = shared.lock().unwrap_or_else(PoisonError::into_inner).tick();
+                }
+            })
+            .ok();
+        PlainTicker {
+            renderer,
+            stop,
+            thread,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PlainRenderer<Sink>> {
+        self.renderer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the thread and prints what waits.
+    fn finish(mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.lock().finish();
     }
 }
 

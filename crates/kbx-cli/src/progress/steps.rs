@@ -148,6 +148,7 @@ impl Step {
                 digest: self.digest.clone(),
                 stream: 1,
                 data,
+                offset: SystemTime::now().duration_since(self.started).ok(),
             }],
         );
     }
@@ -245,11 +246,19 @@ mod tests {
         let text = out.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "#1 [internal] booting buildkit");
-        assert_eq!(lines[1], "#1 Deployment kube0 created");
+        // The log line (with its time since the step started) and the item come in the order
+        // of their prints: one print puts statuses before logs, as buildx.
+        let log = lines[1..3]
+            .iter()
+            .find(|l| l.ends_with(" Deployment kube0 created"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let offset = log["#1 ".len()..].split(' ').next().unwrap_or_default();
+        assert!(offset.len() == 5 && offset.parse::<f64>().is_ok(), "{text}");
         // The item's time shows when it took over 10 ms, as buildx.
         assert!(
-            lines[2].starts_with("#1 waiting for 1 pods to be ready, timeout: 2m0s")
-                && lines[2].ends_with(" done"),
+            lines[1..3].iter().any(|l| l
+                .starts_with("#1 waiting for 1 pods to be ready, timeout: 2m0s")
+                && l.ends_with(" done")),
             "{text}"
         );
         assert!(
