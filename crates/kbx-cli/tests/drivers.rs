@@ -1937,6 +1937,163 @@ fn plain_progress_of_a_long_build_is_buildx_029s_line_for_line() {
     }
 }
 
+/// [`masked_progress`] in blocks (a step's lines between empty lines) with step numbers
+/// masked, sorted: the daemon runs several exporters at once, so their steps come in either
+/// order in both tools.
+fn masked_blocks(text: &str) -> Vec<Vec<String>> {
+    let mut blocks: Vec<Vec<String>> = masked_progress(text)
+        .split(String::is_empty)
+        .map(|b| {
+            b.iter()
+                .map(|l| match l.split_once(' ') {
+                    Some((n, rest)) if n.starts_with('#') && n != "#0" => format!("#N {rest}"),
+                    _ => l.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    blocks.sort();
+    blocks
+}
+
+/// Entries of a directory as [`snapshot`] gives them: path, type, mode and bytes.
+type Entries = Vec<(String, char, u32, Vec<u8>)>;
+
+/// A directory as a test compares it: the mode of the directory itself and [`snapshot`] of
+/// its entries.
+fn tree(dir: &Path) -> (u32, Entries) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+    (mode, snapshot(dir))
+}
+
+/// Two outputs in one build (`-o type=local,dest=… -o type=tar,dest=…`) and `-o
+/// type=cacheonly`, by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2: the same files (the
+/// directory it creates, each entry's type, mode and bytes; the tar archive byte for byte),
+/// nothing on stdout, and the same progress once durations and digests are masked (with the
+/// steps of the two exporters, which the daemon runs at once, in either order).
+#[test]
+fn several_outputs_and_cacheonly_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "outs", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("outs", &d.addr());
+    let run = |who: &str, outputs: &[String]| -> (String, String) {
+        let mut args = vec![
+            "build".to_owned(),
+            "--builder".to_owned(),
+            "outs".to_owned(),
+            "--progress".to_owned(),
+            "plain".to_owned(),
+            "--no-cache".to_owned(),
+        ];
+        for o in outputs {
+            args.push("-o".to_owned());
+            args.push(o.clone());
+        }
+        args.push(ctx.to_owned());
+        let o = if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(&args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+                .output()
+                .unwrap()
+        };
+        assert!(
+            o.status.success(),
+            "{who} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+
+    let mut got = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let base = out.path().join(who);
+        std::fs::create_dir(&base).unwrap();
+        let outputs = [
+            format!("type=local,dest={}", base.join("a").display()),
+            format!("type=tar,dest={}", base.join("b.tar").display()),
+        ];
+        let (stdout, stderr) = run(who, &outputs);
+        assert_eq!(stdout, "", "{who}");
+        got.push((
+            tree(&base.join("a")),
+            std::fs::read(base.join("b.tar")).unwrap(),
+            stderr,
+        ));
+    }
+    let (theirs, ours) = (&got[0], &got[1]);
+    assert_eq!(ours.0, theirs.0, "the local output's tree");
+    assert_eq!(
+        theirs.0.1.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        [
+            "a.txt",
+            "bin",
+            "bin/run.sh",
+            "deep",
+            "deep/empty",
+            "deep/er",
+            "deep/er/leaf.bin",
+            "link"
+        ]
+    );
+    assert!(ours.1 == theirs.1, "the tar outputs differ");
+    assert_eq!(
+        masked_blocks(&ours.2),
+        masked_blocks(&theirs.2),
+        "\nbuildx:\n{}\nkbx:\n{}",
+        theirs.2,
+        ours.2
+    );
+    for (who, text) in [("buildx", &theirs.2), ("kbx", &ours.2)] {
+        assert!(
+            text.contains(" exporting to client directory\n"),
+            "{who}: {text}"
+        );
+        assert!(
+            text.contains(" exporting to client tarball\n"),
+            "{who}: {text}"
+        );
+    }
+
+    // `cacheonly`: the build runs, nothing is exported or written.
+    let mut got = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let cwd_before = snapshot(out.path());
+        let (stdout, stderr) = run(who, &["type=cacheonly".to_owned()]);
+        assert_eq!(stdout, "", "{who}");
+        assert_eq!(snapshot(out.path()), cwd_before, "{who} wrote files");
+        got.push(stderr);
+    }
+    assert_eq!(
+        masked_progress(&got[1]),
+        masked_progress(&got[0]),
+        "\nbuildx:\n{}\nkbx:\n{}",
+        got[0],
+        got[1]
+    );
+    assert!(got[0].contains(" [1/1] COPY src/ /\n"), "{}", got[0]);
+    assert!(!got[0].contains(" exporting "), "{}", got[0]);
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
