@@ -561,8 +561,9 @@ fn duration(start: Option<&Timestamp>, end: Option<&Timestamp>) -> Option<Durati
 /// Where buildx picks among steps at random (two running steps that print equally fast, two
 /// open steps to make current), kbx takes the one that started first. A log line is printed
 /// once its newline came, or when its step ends; buildx prints the beginning of a line at once
-/// and prints it again whole when it switched away before the line ended
-/// (`docs/deviations.md` K24).
+/// and prints it again whole when it switched away before the line ended. A warning is
+/// printed like a log line; buildx shows it only with its step's next change, and lists all
+/// warnings after the build (`docs/deviations.md` K24, K9).
 #[derive(Debug)]
 pub struct PlainRenderer<W: Write> {
     out: W,
@@ -742,12 +743,14 @@ impl<W: Write> PlainRenderer<W> {
     /// Errors of the writer.
     pub fn finish(&mut self) -> std::io::Result<()> {
         let now = Instant::now();
-        // Each print takes at least one step's changes.
-        for _ in 0..=self.updated.len() {
-            if self.updated.is_empty() {
-                break;
-            }
+        // Nothing waits past the end: a print that leaves every waiting step waiting (the
+        // current one still runs) is followed by a switch to the first of them.
+        while let Some(first) = self.updated.first().cloned() {
+            let before = self.updated.len();
             self.print(now)?;
+            if self.updated.len() == before {
+                self.print_step(&first)?;
+            }
         }
         self.last_print = Some(now);
         self.out.flush()
@@ -856,11 +859,11 @@ impl<W: Write> PlainRenderer<W> {
                 st.changed(now);
                 self.mark(digest);
             }
-            // As buildx: a warning waits for the step's next print.
             ProgressEvent::Warning { digest, message } => {
                 let st = self.step(digest);
                 st.warnings.push(message.clone());
                 st.changed(now);
+                self.mark(digest);
             }
         }
     }
@@ -1326,6 +1329,64 @@ mod tests {
              #2 [b 1/1] RUN b\n#2 2.000 b1\n#2 ...\n\n\
              #1 [a 1/1] RUN a\n#1 DONE 12.0s\n\n\
              #2 [b 1/1] RUN b\n#2 13.00 b2\n#2 13.00 b\n#2 DONE 13.5s\n"
+        );
+    }
+
+    /// At the end nothing is left unprinted: the output of a step that waited for the
+    /// current one, and a warning that came after its step finished.
+    #[test]
+    fn finish_prints_what_waits() {
+        use bollard_buildkit_proto::moby::buildkit::v1::VertexWarning as PbWarning;
+        let text = replay(&[
+            (
+                0,
+                StatusResponse {
+                    vertexes: vec![
+                        started("sha256:a", "[a 1/1] RUN a", 100),
+                        started("sha256:b", "[b 1/1] RUN b", 100),
+                    ],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                1_000,
+                StatusResponse {
+                    logs: vec![log("sha256:b", 101, "b1\n")],
+                    ..StatusResponse::default()
+                },
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "#1 [a 1/1] RUN a\n#1 ...\n\n#2 [b 1/1] RUN b\n#2 1.000 b1\n"
+        );
+        let text = replay(&[
+            (
+                0,
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        completed: ts(100, 0),
+                        ..started("sha256:c", "[internal] load build definition", 100)
+                    }],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                1_000,
+                StatusResponse {
+                    warnings: vec![PbWarning {
+                        vertex: "sha256:c".into(),
+                        short: b"JSONArgsRecommended".to_vec(),
+                        ..PbWarning::default()
+                    }],
+                    ..StatusResponse::default()
+                },
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "#1 [internal] load build definition\n#1 DONE 0.0s\n\n\
+             #1 [internal] load build definition\n#1 WARN: JSONArgsRecommended\n#1 DONE 0.0s\n"
         );
     }
 
