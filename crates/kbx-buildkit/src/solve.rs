@@ -970,6 +970,14 @@ impl Client {
         tidy.tidy();
         drop(inputs);
 
+        // A transfer the daemon broke off because the solve failed: the solve's error says why
+        // (Buildx prints `failed to solve: cannot overwrite …`, not the stream's end).
+        let export = match (&solved, export) {
+            (Err(_), Some(Err(Error::Session(m)))) if m == crate::fsutil::receive::ENDED_EARLY => {
+                None
+            }
+            (_, export) => export,
+        };
         match (solved, export) {
             // The export failed on our side (a file, the Engine): that error says more than the
             // daemon's echo of it, if the daemon noticed at all.

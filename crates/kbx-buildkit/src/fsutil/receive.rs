@@ -39,6 +39,10 @@ pub(crate) fn start(
     rx
 }
 
+/// The error of a transfer the daemon ended before it finished: it stopped because the solve
+/// failed, whose error says why.
+pub(crate) const ENDED_EARLY: &str = "export stream ended early";
+
 struct OpenFile {
     file: File,
     path: PathBuf,
@@ -162,7 +166,7 @@ async fn run(dest: PathBuf, mut inbound: Streaming<Packet>, out: Out) -> Result<
         t.abort();
     }
     if !fin_sent {
-        return Err(Error::Session("export stream ended early".to_owned()));
+        return Err(Error::Session(ENDED_EARLY.to_owned()));
     }
     Ok(())
 }
