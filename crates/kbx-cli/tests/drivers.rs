@@ -2094,6 +2094,102 @@ fn several_outputs_and_cacheonly_are_buildx_029s() {
     assert!(!got[0].contains(" exporting "), "{}", got[0]);
 }
 
+/// `platform-split` of `type=local`, by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2: two
+/// platforms go to `linux_amd64/` and `linux_arm64/` by default, one platform with
+/// `platform-split=true` to the directory itself (the same trees, modes and bytes); two
+/// platforms with `platform-split=false` fail in both with the daemon's `cannot overwrite …
+/// when split option is disabled`, which kbx reports rather than the transfer the daemon broke
+/// off.
+#[test]
+fn local_platform_split_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "split", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("split", &d.addr());
+    let run = |who: &str, platforms: &str, output: &str| -> Output {
+        let args = [
+            "build",
+            "--builder",
+            "split",
+            "--progress",
+            "plain",
+            "--platform",
+            platforms,
+            "-o",
+            output,
+            ctx,
+        ];
+        if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args).output().unwrap()
+        }
+    };
+    for (what, platforms, split) in [
+        ("default", "linux/amd64,linux/arm64", ""),
+        ("one", "linux/amd64", ",platform-split=true"),
+    ] {
+        let mut trees = Vec::new();
+        for who in ["buildx", "kbx"] {
+            let dest = out.path().join(format!("{who}-{what}"));
+            let o = run(
+                who,
+                platforms,
+                &format!("type=local,dest={}{split}", dest.display()),
+            );
+            assert!(
+                o.status.success(),
+                "{who} {what}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            trees.push(tree(&dest));
+        }
+        assert_eq!(trees[1], trees[0], "{what}");
+        let top: Vec<&str> = trees[0]
+            .1
+            .iter()
+            .map(|e| e.0.as_str())
+            .filter(|p| !p.contains('/'))
+            .collect();
+        if what == "default" {
+            assert_eq!(top, ["linux_amd64", "linux_arm64"]);
+        } else {
+            assert!(top.contains(&"a.txt"), "{top:?}");
+        }
+    }
+    for who in ["buildx", "kbx"] {
+        let dest = out.path().join(format!("{who}-nosplit"));
+        let o = run(
+            who,
+            "linux/amd64,linux/arm64",
+            &format!("type=local,dest={},platform-split=false", dest.display()),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{who}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("ERROR: ")
+                && last.contains("cannot overwrite ")
+                && last.contains(" when split option is disabled"),
+            "{who}: {stderr}"
+        );
+    }
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
