@@ -2190,6 +2190,187 @@ fn local_platform_split_is_buildx_029s() {
     }
 }
 
+/// The shape of an OCI layout (`index.json` and the blobs it leads to) with what differs from
+/// build to build masked: each descriptor's media type, platform and annotations, the
+/// annotations of each index and manifest, and each manifest's config and layer media types
+/// with the names of the layers' annotations; digests and creation times are replaced.
+fn oci_shape(dir: &Path) -> serde_json::Value {
+    use serde_json::{Value, json};
+    fn masked(annotations: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(m) = annotations.as_object() {
+            for (k, v) in m {
+                let v = if k.ends_with(".created") {
+                    json!("TIME")
+                } else if v.as_str().is_some_and(|s| s.contains("sha256:")) {
+                    json!("DIGEST")
+                } else {
+                    v.clone()
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+        Value::Object(out)
+    }
+    fn walk(dir: &Path, desc: &Value) -> Value {
+        let blob = |d: &Value| -> Value {
+            let hex = d["digest"].as_str().unwrap().trim_start_matches("sha256:");
+            serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap())
+                .unwrap()
+        };
+        let media = desc["mediaType"].as_str().unwrap_or_default();
+        let mut out = json!({
+            "mediaType": media,
+            "platform": desc["platform"],
+            "annotations": masked(&desc["annotations"]),
+        });
+        if media.contains("index") || media.contains("manifest.list") {
+            let b = blob(desc);
+            out["index_annotations"] = masked(&b["annotations"]);
+            out["manifests"] = b["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| walk(dir, m))
+                .collect();
+        } else if media.contains("manifest") {
+            let b = blob(desc);
+            out["manifest_annotations"] = masked(&b["annotations"]);
+            out["config"] = b["config"]["mediaType"].clone();
+            out["layers"] = b["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let mut keys: Vec<&String> = l["annotations"]
+                        .as_object()
+                        .map(|m| m.keys().collect())
+                        .unwrap_or_default();
+                    keys.sort();
+                    json!([l["mediaType"], keys])
+                })
+                .collect();
+        }
+        out
+    }
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| walk(dir, m))
+        .collect()
+}
+
+/// Exporter attributes of `type=oci` by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2:
+/// the same layouts (media types, platforms, annotations; digests and times masked) for
+/// `compression=estargz` with `force-compression`, `annotation-index.*`,
+/// `annotation-manifest-descriptor[PLATFORM].*` and `name-canonical` on two platforms,
+/// `compression=zstd` with `compression-level`, and `oci-mediatypes=false`; estargz's TOC
+/// annotations, the index and descriptor annotations, zstd layers and Docker media types are
+/// seen in the layouts.
+#[test]
+fn oci_exporter_attributes_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "attrs", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("attrs", &d.addr());
+    let cases = [
+        (
+            "estargz",
+            "linux/amd64,linux/arm64",
+            "compression=estargz,force-compression=true,oci-mediatypes=true,\
+             annotation-index.org.example=idx,\
+             annotation-manifest-descriptor[linux/arm64].org.example=arm,\
+             name=kbx.test/attrs:1,name-canonical=true",
+            &[
+                "containerd.io/snapshot/stargz/toc.digest",
+                "\"org.example\":\"idx\"",
+                "\"org.example\":\"arm\"",
+            ][..],
+        ),
+        (
+            "zstd",
+            "linux/amd64",
+            "compression=zstd,compression-level=3,force-compression=true",
+            &["application/vnd.oci.image.layer.v1.tar+zstd"][..],
+        ),
+        (
+            "docker-types",
+            "linux/amd64",
+            "oci-mediatypes=false",
+            &[
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            ][..],
+        ),
+    ];
+    for (what, platforms, attrs, seen) in cases {
+        let mut shapes = Vec::new();
+        for who in ["buildx", "kbx"] {
+            let dir = out.path().join(format!("{who}-{what}"));
+            std::fs::create_dir(&dir).unwrap();
+            let tar = dir.join("o.tar");
+            let output = format!("type=oci,dest={},{attrs}", tar.display());
+            let args = [
+                "build",
+                "--builder",
+                "attrs",
+                "--progress",
+                "quiet",
+                "--platform",
+                platforms,
+                "-o",
+                &output,
+                ctx,
+            ];
+            let o = if who == "buildx" {
+                buildx_in(&buildx, bx_home.path())
+                    .args(args)
+                    .output()
+                    .unwrap()
+            } else {
+                kbx.command(&args).output().unwrap()
+            };
+            assert!(
+                o.status.success(),
+                "{who} {what}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let st = Command::new("tar")
+                .arg("-xf")
+                .arg(&tar)
+                .arg("-C")
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            shapes.push(oci_shape(&dir));
+        }
+        assert_eq!(
+            shapes[1], shapes[0],
+            "{what}:\nbuildx: {:#}\nkbx: {:#}",
+            shapes[0], shapes[1]
+        );
+        let text = shapes[0].to_string();
+        for s in seen {
+            assert!(text.contains(s), "{what}: {s} not in {text}");
+        }
+    }
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
