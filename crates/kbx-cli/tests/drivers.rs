@@ -2371,6 +2371,97 @@ fn oci_exporter_attributes_are_buildx_029s() {
     }
 }
 
+/// `SOURCE_DATE_EPOCH=0` with `-o type=oci,rewrite-timestamp=true`, by Buildx 0.29.1 and by
+/// kbx on one buildkitd v0.13.2: the same archive byte for byte, whose layer's files are dated
+/// 1970-01-01.
+#[test]
+fn rewrite_timestamp_gives_buildx_029s_archive_byte_for_byte() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx.path().to_str().unwrap().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "epoch", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("epoch", &d.addr());
+    let mut archives = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let tar = out.path().join(format!("{who}.tar"));
+        let output = format!("type=oci,dest={},rewrite-timestamp=true", tar.display());
+        let args = [
+            "build",
+            "--builder",
+            "epoch",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "-o",
+            &output,
+            &ctx,
+        ];
+        let mut cmd = if who == "buildx" {
+            let mut c = buildx_in(&buildx, bx_home.path());
+            c.args(args);
+            c
+        } else {
+            kbx.command(&args)
+        };
+        let o = cmd.env("SOURCE_DATE_EPOCH", "0").output().unwrap();
+        assert!(
+            o.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        archives.push(std::fs::read(&tar).unwrap());
+    }
+    assert!(archives[0] == archives[1], "the archives differ");
+
+    let dir = out.path().join("unpacked");
+    std::fs::create_dir(&dir).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(out.path().join("kbx.tar"))
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let read = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        dir.join("blobs/sha256").join(hex)
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(read(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layer = read(manifest["layers"][0]["digest"].as_str().unwrap());
+    let listing = Command::new("tar")
+        .arg("--full-time")
+        .arg("-tvzf")
+        .arg(&layer)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains(" 1970-01-01 00:00:00 a.txt"), "{listing}");
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
