@@ -2462,6 +2462,184 @@ fn rewrite_timestamp_gives_buildx_029s_archive_byte_for_byte() {
     assert!(listing.contains(" 1970-01-01 00:00:00 a.txt"), "{listing}");
 }
 
+/// What a registry holds under `reference` (a tag or a digest of `repo`), with digests and
+/// times masked: each manifest's media type, platform, descriptor and manifest annotations and
+/// layer media types, following an index.
+fn pushed_shape(reg: &common::Registry, repo: &str, reference: &str) -> serde_json::Value {
+    use serde_json::{Value, json};
+    const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+    fn masked(v: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(m) = v.as_object() {
+            for (k, v) in m {
+                let v = if k.ends_with(".created") {
+                    json!("TIME")
+                } else if v.as_str().is_some_and(|s| s.contains("sha256:")) {
+                    json!("DIGEST")
+                } else {
+                    v.clone()
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+        Value::Object(out)
+    }
+    let get = |r: &str| -> Value {
+        let a = reg.get(&format!("/v2/{repo}/manifests/{r}"), Some(ACCEPT));
+        assert_eq!(
+            a.status,
+            200,
+            "{repo}:{r}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        serde_json::from_slice(&a.body).unwrap()
+    };
+    let top = get(reference);
+    let mut out = json!({
+        "mediaType": top["mediaType"],
+        "annotations": masked(&top["annotations"]),
+    });
+    if let Some(ms) = top["manifests"].as_array() {
+        out["manifests"] = ms
+            .iter()
+            .map(|m| {
+                let inner = get(m["digest"].as_str().unwrap());
+                json!({
+                    "mediaType": m["mediaType"],
+                    "platform": m["platform"],
+                    "descriptor_annotations": masked(&m["annotations"]),
+                    "annotations": masked(&inner["annotations"]),
+                    "layers": inner["layers"].as_array().unwrap().iter()
+                        .map(|l| l["mediaType"].clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    } else {
+        out["layers"] = top["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].clone())
+            .collect();
+    }
+    out
+}
+
+/// `type=image` attributes on a push to a loopback registry (plain HTTP through the daemon's
+/// `buildkitd.toml`), by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2:
+/// `annotation.*`/`annotation-index.*` land in the pushed manifests and index as Buildx puts
+/// them, and `push-by-digest=true` pushes the image that `--metadata-file` names without a
+/// tag, in both.
+#[test]
+fn image_exporter_attributes_are_buildx_029s() {
+    use common::Registry;
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let reg = Registry::start();
+    let config = format!("[registry.\"{}\"]\n  http = true\n", reg.host());
+    let Some(d) = Buildkitd::start_with_config(Some(&config)) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx.path().to_str().unwrap().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "img", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("img", &d.addr());
+    let build = |who: &str, output: &str, metadata: &Path| {
+        let args = [
+            "build",
+            "--builder",
+            "img",
+            "--progress",
+            "quiet",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+            "-o",
+            output,
+            &ctx,
+        ];
+        let o = if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args).output().unwrap()
+        };
+        assert!(
+            o.status.success(),
+            "{who} {output}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(metadata).unwrap()).unwrap();
+        meta["containerimage.digest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{who}: no digest in {meta}"))
+            .to_owned()
+    };
+
+    let mut shapes = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let repo = format!("kbx/annotated-{who}");
+        build(
+            who,
+            &format!(
+                "type=image,name={}/{repo}:1,push=true,annotation.org.example=m,\
+                 annotation-index.org.example=i",
+                reg.host()
+            ),
+            &out.path().join(format!("{who}-annotated.json")),
+        );
+        shapes.push(pushed_shape(&reg, &repo, "1"));
+    }
+    assert_eq!(
+        shapes[1], shapes[0],
+        "\nbuildx: {:#}\nkbx: {:#}",
+        shapes[0], shapes[1]
+    );
+    let text = shapes[0].to_string();
+    assert!(text.contains("\"org.example\":\"m\""), "{text}");
+    assert!(text.contains("\"org.example\":\"i\""), "{text}");
+
+    let mut shapes = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let repo = format!("kbx/bydigest-{who}");
+        let digest = build(
+            who,
+            &format!(
+                "type=image,name={}/{repo},push=true,push-by-digest=true",
+                reg.host()
+            ),
+            &out.path().join(format!("{who}-bydigest.json")),
+        );
+        let tags = reg.get(&format!("/v2/{repo}/tags/list"), None);
+        let tags: serde_json::Value = serde_json::from_slice(&tags.body).unwrap_or_default();
+        assert!(
+            tags["tags"].as_array().is_none_or(Vec::is_empty),
+            "{who}: {tags}"
+        );
+        shapes.push(pushed_shape(&reg, &repo, &digest));
+    }
+    assert_eq!(
+        shapes[1], shapes[0],
+        "\nbuildx: {:#}\nkbx: {:#}",
+        shapes[0], shapes[1]
+    );
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
