@@ -1783,8 +1783,9 @@ fn late_flag_errors_are_buildx_029s() {
 /// Plain progress with what differs from run to run masked: durations and the times in front
 /// of log lines (`#5 0.066 hi`) dropped, digests replaced, kbx's own `#0 building on …` line
 /// (node and pod) left out, and so are lines of a running status (`#2 transferring context:`,
-/// `#3 transferring context: 1.02MB`) that its `done` line follows: whether a print came while
-/// it ran depends on when the daemon's messages arrive, in both tools.
+/// `#3 transferring context: 1.02MB`) that its `done` line follows, and the `DONE` and repeated
+/// header of a step that ran twice and was printed in between: whether a print came while it
+/// ran depends on when the daemon's messages arrive, in both tools.
 fn masked_progress(text: &str) -> Vec<String> {
     let lines: Vec<String> = text
         .lines()
@@ -1824,10 +1825,31 @@ fn masked_progress(text: &str) -> Vec<String> {
                 .iter()
                 .any(|m| m.starts_with(&prefix) && m.ends_with(" done"))
     };
-    (0..lines.len())
+    let lines: Vec<String> = (0..lines.len())
         .filter(|i| !running(*i))
         .map(|i| lines[i].clone())
-        .collect()
+        .collect();
+    // A step the daemon ran twice (`load .dockerignore`) is printed done and then again when a
+    // print fell between its two runs: its first `DONE` and the repeated header go.
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let n = lines[i]
+            .strip_suffix(" DONE")
+            .filter(|n| n.starts_with('#'));
+        if let Some(n) = n
+            && lines.get(i + 1).is_some_and(String::is_empty)
+            && let Some(header) = lines.get(i + 2)
+            && header.starts_with(&format!("{n} "))
+            && out.contains(header)
+        {
+            i += 3;
+            continue;
+        }
+        out.push(lines[i].clone());
+        i += 1;
+    }
+    out
 }
 
 /// Builds `ctx` with `--progress plain --no-cache` by Buildx 0.29.1 and by kbx, each with a
