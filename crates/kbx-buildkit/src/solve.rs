@@ -319,9 +319,9 @@ impl Output {
         }
     }
 
-    /// Where a tar stream goes to standard output (`type=tar`, `oci` or `docker` without a
+    /// Whether a tar stream goes to standard output (`type=tar`, `oci` or `docker` without a
     /// file): two such outputs in one build are refused.
-    fn writes_stdout(&self) -> bool {
+    pub fn writes_stdout(&self) -> bool {
         matches!(
             self,
             Output::Tar { dest: None }

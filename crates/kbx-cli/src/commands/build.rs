@@ -18,7 +18,8 @@ use crate::output::outln;
 use crate::progress::{self, Printer};
 
 /// Runs `kbx build` on `builder` (the current one when `None`): the build, then, as buildx,
-/// the image ID on stdout in `quiet` mode (`-q`), the `--iidfile` and the `--metadata-file`.
+/// the image ID on stdout in `quiet` mode (`-q`) unless an output's archive went there, the
+/// `--iidfile` and the `--metadata-file`.
 ///
 /// # Deviation
 /// (K20) On a build split among several nodes, `--iidfile` and `--metadata-file` are refused
@@ -64,6 +65,7 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         }
     }
     let push_with_engine = default_output(&mut opts, &ng.driver, &args.tags)?;
+    let archive_on_stdout = opts.outputs().iter().any(|e| e.output.writes_stdout());
     if ng.nodes().len() > 1 && !opts.platforms.is_empty() {
         if args.iidfile.is_some() || args.metadata_file.is_some() {
             return Err(Error::msg(
@@ -151,7 +153,9 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         ProgressMode::Auto
     };
     match shown {
-        // buildx prints the image ID, even an empty one, and nothing else.
+        // buildx prints the image ID, even an empty one, and nothing else; nothing at all
+        // when an output's archive went to stdout.
+        ProgressMode::Quiet if archive_on_stdout => {}
         ProgressMode::Quiet => outln!("{image_id}"),
         ProgressMode::None => {}
         _ => {
