@@ -2662,6 +2662,102 @@ fn image_exporter_attributes_are_buildx_029s() {
     );
 }
 
+/// Keys Buildx reads itself, by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2: `dest=-`
+/// of `type=tar` and `-o -` write the same archive to stdout byte for byte (with `--progress
+/// quiet`, no image ID line after it), and a quoted name
+/// list (`"name=kbx.test/a:1,kbx.test/b:1"`) names the image under both names in an `oci`
+/// archive, as Buildx does.
+#[test]
+fn outputs_to_stdout_and_name_lists_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "names", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("names", &d.addr());
+    let run = |who: &str, output: &str| -> Vec<u8> {
+        let args = [
+            "build",
+            "--builder",
+            "names",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "-o",
+            output,
+            ctx,
+        ];
+        let o = if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args).output().unwrap()
+        };
+        assert!(
+            o.status.success(),
+            "{who} {output}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    for output in ["type=tar,dest=-", "-"] {
+        let theirs = run("buildx", output);
+        let ours = run("kbx", output);
+        assert!(!theirs.is_empty(), "{output}: nothing on buildx's stdout");
+        assert!(ours == theirs, "{output}: the archives on stdout differ");
+    }
+    let mut shapes = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let dir = out.path().join(format!("{who}-names"));
+        std::fs::create_dir(&dir).unwrap();
+        let tar = dir.join("o.tar");
+        let stdout = run(
+            who,
+            &format!(
+                "type=oci,dest={},\"name=kbx.test/a:1,kbx.test/b:1\"",
+                tar.display()
+            ),
+        );
+        // `--progress quiet`: the image ID, as with `-q`.
+        let id = String::from_utf8_lossy(&stdout);
+        assert!(
+            id.starts_with("sha256:") && id.ends_with('\n') && id.lines().count() == 1,
+            "{who}: {id:?}"
+        );
+        let st = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        shapes.push(oci_shape(&dir));
+    }
+    assert_eq!(
+        shapes[1], shapes[0],
+        "\nbuildx: {:#}\nkbx: {:#}",
+        shapes[0], shapes[1]
+    );
+    let text = shapes[0].to_string();
+    assert!(
+        text.contains("kbx.test/a:1") && text.contains("kbx.test/b:1"),
+        "{text}"
+    );
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
