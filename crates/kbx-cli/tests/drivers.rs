@@ -1581,9 +1581,17 @@ fn normalized_metadata(text: &str) -> String {
     let mut out = String::new();
     for line in text.split_inclusive('\n') {
         let mut line = line.to_owned();
-        if let Some(i) = line.find("\"sha256:") {
-            let end = line[i + 1..].find('"').map_or(line.len(), |e| i + 1 + e);
-            line.replace_range(i + 1..end, "sha256:DIGEST");
+        // Every digest, also inside a value (`name@sha256:…`).
+        let mut from = 0;
+        while let Some(i) = line[from..]
+            .find("sha256:")
+            .map(|i| from + i + "sha256:".len())
+        {
+            let end = line[i..]
+                .find(|c: char| !c.is_ascii_hexdigit())
+                .map_or(line.len(), |e| i + e);
+            line.replace_range(i..end, "DIGEST");
+            from = i + "DIGEST".len();
         }
         if let Some(i) = line.find("\"size\": ") {
             let start = i + "\"size\": ".len();
@@ -1643,6 +1651,13 @@ fn metadata_file_is_buildx_029s_byte_for_byte() {
         ("image", "type=image,name=kbx.test/meta:1", None),
         ("oci-disabled", "type=oci,dest={}.tar", Some("disabled")),
         ("cacheonly-false", "type=cacheonly", Some("false")),
+        // Attributes only the daemon reads: an unnamed image gets the dangling prefix.
+        (
+            "dangling",
+            "type=image,dangling-name-prefix=kbx.test/dangling,unpack=false,store=true,\
+             buildinfo-attrs=true",
+            None,
+        ),
     ];
     for (what, exporter, provenance) in cases {
         let theirs = out.path().join(format!("buildx-{what}.json"));
@@ -1698,6 +1713,11 @@ fn metadata_file_is_buildx_029s_byte_for_byte() {
         assert_eq!(
             theirs.contains("\"buildx.build.provenance\": {"),
             provenance.is_none(),
+            "{theirs}"
+        );
+        assert_eq!(
+            theirs.contains("\"image.name\": \"kbx.test/dangling@sha256:"),
+            what == "dangling",
             "{theirs}"
         );
     }
