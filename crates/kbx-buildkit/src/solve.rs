@@ -941,7 +941,6 @@ impl Client {
                 None => crate::DockerCredentials::load()?,
             }),
         };
-        let tidy = cfg.content.clone();
         let mut control = self.control.clone();
         let running = match self.session_route() {
             Some(addr) => session::start_docker(addr, cfg).await?,
@@ -967,7 +966,6 @@ impl Client {
         );
         let (solved, tracker) = tokio::join!(solve, status);
         let export = running.close().await;
-        tidy.tidy();
         drop(inputs);
 
         // A transfer the daemon broke off because the solve failed: the solve's error says why
