@@ -2778,6 +2778,103 @@ fn outputs_to_stdout_and_name_lists_are_buildx_029s() {
     );
 }
 
+/// `type=oci,tar=false` (a layout directory) and `--cache-to type=local`, by Buildx 0.29.1 and
+/// by kbx on one buildkitd v0.13.2 with `SOURCE_DATE_EPOCH=0`: the image layout is the same
+/// tree byte for byte (`index.json` in Go's field order, `oci-layout`, the blobs, an empty
+/// `ingest/`), and the cache directory has the same entries at its top.
+#[test]
+fn layout_directories_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx.path().to_str().unwrap().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args([
+            "create",
+            "--name",
+            "layout",
+            "--driver",
+            "remote",
+            &d.addr(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("layout", &d.addr());
+    let mut got = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let layout = out.path().join(format!("{who}-layout"));
+        let cache = out.path().join(format!("{who}-cache"));
+        let output = format!(
+            "type=oci,tar=false,dest={},name=kbx.test/layout:1",
+            layout.display()
+        );
+        let cache_to = format!("type=local,dest={}", cache.display());
+        let args = [
+            "build",
+            "--builder",
+            "layout",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "--cache-to",
+            &cache_to,
+            "-o",
+            &output,
+            &ctx,
+        ];
+        let mut cmd = if who == "buildx" {
+            let mut c = buildx_in(&buildx, bx_home.path());
+            c.args(args);
+            c
+        } else {
+            kbx.command(&args)
+        };
+        let o = cmd.env("SOURCE_DATE_EPOCH", "0").output().unwrap();
+        assert!(
+            o.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let top: Vec<String> = {
+            let mut t: Vec<String> = std::fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            t.sort();
+            t
+        };
+        got.push((tree(&layout), top));
+    }
+    assert_eq!(got[1].1, got[0].1, "the cache directories' entries");
+    assert_eq!(got[0].1, ["blobs", "index.json", "ingest", "oci-layout"]);
+    let show = |t: &(u32, Entries)| {
+        t.1.iter()
+            .map(|(p, k, m, b)| format!("{p} {k} {m:o} {}\n", String::from_utf8_lossy(b)))
+            .collect::<String>()
+    };
+    assert!(
+        got[1].0 == got[0].0,
+        "the layouts differ:\nbuildx:\n{}\nkbx:\n{}",
+        show(&got[0].0),
+        show(&got[1].0)
+    );
+    assert!(got[0].0.1.iter().any(|e| e.0 == "ingest" && e.1 == 'd'));
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
