@@ -2875,6 +2875,69 @@ fn layout_directories_are_buildx_029s() {
     assert!(got[0].0.1.iter().any(|e| e.0 == "ingest" && e.1 == 'd'));
 }
 
+/// `--progress plain` of a build with a 100 MB context by Buildx 0.29.1 and by kbx on one
+/// buildkitd: the same lines once masked, the transfer with buildx's units
+/// (`transferring context: 100.00MB 0.9s done`) before the step's `DONE`, and the export's
+/// `copying files 100.02MB 0.4s done`; the transfer's size differs in its last digit (C3).
+#[test]
+fn plain_progress_of_a_large_context_is_buildx_029s_line_for_line() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY big /\n",
+        0o644,
+    );
+    // Incompressible bytes, so the transfer takes its time.
+    let mut big = vec![0u8; 100_000_000];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    write(ctx.path(), "big", &big, 0o644);
+    drop(big);
+    let ctx_path = ctx.path().to_str().unwrap();
+    let (theirs, ours) = plain_progress_of_both(&buildx, &d, "large", ctx_path);
+    // The daemon counts the transfer's packets, headers included: kbx's fewer, larger packets
+    // (C3) read 100.00MB where Buildx's read 100.02MB.
+    let sized = |text: &str| -> Vec<String> {
+        masked_progress(text)
+            .into_iter()
+            .map(|l| match l.split_once(" transferring context: 100.0") {
+                Some((n, _)) => format!("{n} transferring context: 100.0xMB done"),
+                None => l,
+            })
+            .collect()
+    };
+    assert_eq!(
+        sized(&ours),
+        sized(&theirs),
+        "\nbuildx:\n{theirs}\nkbx:\n{ours}"
+    );
+    for (who, text) in [("buildx", &theirs), ("kbx", &ours)] {
+        let lines: Vec<&str> = text.lines().collect();
+        let i = lines
+            .iter()
+            .position(|l| l.contains(" transferring context: 100.0") && l.ends_with(" done"))
+            .unwrap_or_else(|| panic!("{who}: {text}"));
+        assert!(lines[i + 1].contains(" DONE "), "{who}: {text}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(" copying files 100.02MB ") && l.ends_with("s done")),
+            "{who}: {text}"
+        );
+    }
+}
+
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
 /// BuildKit: a gRPC client speaking through the child process lists the daemon's workers, and
 /// the child exits when its input ends.
