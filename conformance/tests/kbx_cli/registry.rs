@@ -539,3 +539,106 @@ async fn builder_objects_json(client: &kube::Client, ns: &str) -> anyhow::Result
     }
     Ok(out)
 }
+
+/// `-o type=image,name=POD:5000/…,push=true,registry.insecure=true` pushes over plain HTTP to
+/// a registry pod, an address that is not on loopback and that no `buildkitd.toml` marks as
+/// `http`: kbx passes the exporter attribute to the daemon as Buildx does. The same push
+/// without it fails, the daemon speaking HTTPS to the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_push_with_registry_insecure_to_a_plain_http_registry_pod() -> anyhow::Result<()> {
+    scenario(async |cluster: &Cluster| {
+        if cluster.local().is_none() {
+            note("skipping: the registry scenario uses the local backend's images");
+            return Ok(());
+        }
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "insecure").await?;
+        let reg_pod = registry_pod(client, &ns, "registry-plain", None).await?;
+        let reg = Registry::new(&reg_pod.local, None);
+        ensure!(
+            !reg_pod.pod.starts_with("127."),
+            "the registry pod is on loopback: {}",
+            reg_pod.pod
+        );
+        let user = User::new(cluster)?;
+        user.create(
+            "plainhttp",
+            &driver_opts(cluster, &ns, ""),
+            &["--bootstrap", "--use"],
+        )
+        .await?
+        .ok()?;
+        let ctx = tempfile::tempdir()?;
+        super::context(ctx.path(), "insecure")?;
+        let name = format!("{}/kbx/insecure:1", reg_pod.pod);
+
+        let run = user
+            .build(
+                ctx.path(),
+                &["-o", &format!("type=image,name={name},push=true")],
+            )
+            .await?;
+        ensure!(
+            run.out.status.code() == Some(1)
+                && run
+                    .stderr
+                    .contains("server gave HTTP response to HTTPS client"),
+            "a push over HTTPS to the plain-HTTP registry: {}",
+            run.stderr
+        );
+        ensure!(
+            blocking(|| reg.get("/v2/kbx/insecure/manifests/1", ANY_MANIFEST))?.status == 404,
+            "the refused push left a tag"
+        );
+
+        user.build(
+            ctx.path(),
+            &[
+                "-o",
+                &format!("type=image,name={name},push=true,registry.insecure=true"),
+            ],
+        )
+        .await?
+        .ok()?;
+        let manifest = blocking(|| reg.get("/v2/kbx/insecure/manifests/1", ANY_MANIFEST))?;
+        ensure!(
+            manifest.status == 200,
+            "no tag after the insecure push: {} {}",
+            manifest.status,
+            String::from_utf8_lossy(&manifest.body)
+        );
+        // What was pushed is the build: the index names the image (and its provenance), and
+        // the image's one layer is in the registry.
+        let index = manifest.json()?;
+        let image = index["manifests"]
+            .as_array()
+            .and_then(|ms| {
+                ms.iter()
+                    .find(|m| m["platform"]["architecture"] != "unknown")
+                    .and_then(|m| m["digest"].as_str())
+            })
+            .with_context(|| format!("no image in the index: {index}"))?
+            .to_owned();
+        let m = blocking(|| reg.get(&format!("/v2/kbx/insecure/manifests/{image}"), ANY_MANIFEST))?
+            .json()?;
+        let layers = m["layers"].as_array().cloned().unwrap_or_default();
+        ensure!(layers.len() == 1, "one layer expected: {m}");
+        let digest = layers[0]["digest"]
+            .as_str()
+            .context("layer digest")?
+            .to_owned();
+        let blob = blocking(|| reg.get(&format!("/v2/kbx/insecure/blobs/{digest}"), "*/*"))?;
+        ensure!(
+            blob.status == 200 && kbx_conformance::registry::sha256(&blob.body) == digest,
+            "layer {digest}: {}",
+            blob.status
+        );
+
+        user.run(&["rm", "plainhttp"]).await?.ok()?;
+        wait_nothing_left(client, ns.name(), "plainhttp0").await?;
+        drop(reg_pod);
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}

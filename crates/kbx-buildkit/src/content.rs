@@ -193,15 +193,6 @@ impl Stores {
         Ok(root.join("blobs").join(alg).join(hex))
     }
 
-    /// Removes the (empty) `ingest` directories of the writable stores, once no write is open.
-    pub(crate) fn tidy(&self) {
-        for id in &self.writable {
-            if let Some(root) = self.dirs.get(id) {
-                let _ = std::fs::remove_dir(root.join("ingest"));
-            }
-        }
-    }
-
     /// The directory of a store the daemon may write to.
     fn writable_store(
         &self,
@@ -332,6 +323,9 @@ pub(crate) fn put_index(dir: &Path, desc: &serde_json::Value, names: &[IndexName
         )
     })?;
     let result = (|| {
+        // containerd's local store, which writes Buildx's layouts, leaves an `ingest/` there.
+        let ingest = dir.join("ingest");
+        std::fs::create_dir_all(&ingest).map_err(|e| Error::io("create", &ingest, e))?;
         let layout = dir.join("oci-layout");
         std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(|e| Error::io("write", &layout, e))?;
@@ -405,7 +399,7 @@ pub(crate) fn put_index(dir: &Path, desc: &serde_json::Value, names: &[IndexName
         obj.insert("manifests".to_owned(), list.into());
         let path = dir.join("index.json");
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create", dir, e))?;
-        std::fs::write(tmp.path(), index.to_string())
+        std::fs::write(tmp.path(), go_json(&index))
             .map_err(|e| Error::io("write", tmp.path(), e))?;
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -419,6 +413,57 @@ pub(crate) fn put_index(dir: &Path, desc: &serde_json::Value, names: &[IndexName
     drop(lock);
     let _ = std::fs::remove_file(&lock_path);
     result
+}
+
+/// JSON as Go's `encoding/json` writes the OCI index and descriptor structs (`index.json` of a
+/// layout as Buildx's client leaves it): their fields in the order the structs declare them,
+/// map keys (annotations) sorted, no spaces.
+fn go_json(v: &serde_json::Value) -> String {
+    /// Fields of `ocispec.Index`, `ocispec.Descriptor` and `ocispec.Platform`, in order.
+    const ORDER: [&str; 15] = [
+        "schemaVersion",
+        "mediaType",
+        "digest",
+        "size",
+        "urls",
+        "manifests",
+        "annotations",
+        "data",
+        "platform",
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "artifactType",
+    ];
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+            // Only structs have these fields; a map (annotations) keeps sorted keys.
+            let is_struct = m.keys().all(|k| rank(k) < ORDER.len());
+            if is_struct {
+                keys.sort_by_key(|k| rank(k));
+            }
+            let fields: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::from(k.as_str()),
+                        go_json(&m[*k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        serde_json::Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(go_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// `containerd.services.content.v1.Content` with `Info`, `Read`, `Write`, `Status` and
@@ -643,8 +688,8 @@ impl Ingest {
 impl Drop for Ingest {
     fn drop(&mut self) {
         self.writes.with(|w| w.remove(&self.key));
-        // The temporary file (if any) goes with `self.file`. The ingest directory stays while
-        // other writes may use it; the build removes it at the end ([`Stores::tidy`]).
+        // The temporary file (if any) goes with `self.file`. The ingest directory stays, empty,
+        // as containerd's local store leaves it in Buildx's layouts.
         self.file = None;
     }
 }
@@ -956,6 +1001,26 @@ impl Routes for ContentServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `index.json` as Go writes it: struct fields in declaration order, annotations sorted.
+    #[test]
+    fn go_json_orders_fields_as_the_oci_structs() {
+        let v = serde_json::json!({
+            "manifests": [{
+                "platform": { "os": "linux", "architecture": "amd64" },
+                "size": 1,
+                "annotations": { "z": "1", "a": "2" },
+                "digest": "sha256:0",
+                "mediaType": "m",
+            }],
+            "mediaType": "i",
+            "schemaVersion": 2,
+        });
+        assert_eq!(
+            go_json(&v),
+            r#"{"schemaVersion":2,"mediaType":"i","manifests":[{"mediaType":"m","digest":"sha256:0","size":1,"annotations":{"a":"2","z":"1"},"platform":{"architecture":"amd64","os":"linux"}}]}"#
+        );
+    }
 
     #[test]
     fn index_tags_resolve_to_digests() {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bollard_buildkit_proto::google::protobuf::Timestamp;
 use bollard_buildkit_proto::moby::buildkit::v1::StatusResponse;
@@ -82,6 +82,9 @@ pub enum ProgressEvent {
         stream: i64,
         /// The raw bytes.
         data: Vec<u8>,
+        /// When the chunk was written, from the step's (last) start, when the daemon gave both
+        /// times: buildx prints it in front of each line (`#5 0.066 hello`).
+        offset: Option<Duration>,
     },
     /// A warning (BuildKit v0.10+).
     Warning {
@@ -357,6 +360,9 @@ struct VertexState {
     completed: bool,
     cached: bool,
     error: Option<String>,
+    /// The daemon's runs of the step (a step may run more than once, e.g. `load build
+    /// definition`): start and end, by start.
+    intervals: Vec<(SystemTime, Option<SystemTime>)>,
     status_done: HashMap<String, bool>,
     partial: Vec<u8>,
     lines: Vec<String>,
@@ -381,49 +387,82 @@ impl ProgressTracker {
         let mut events = Vec::new();
         // Completions go last so that logs in the same message come before them.
         let mut completions = Vec::new();
+        // As buildx, a vertex's state is what all its entries in the message leave: a step
+        // that completed and started again in one message is running.
+        let mut touched: Vec<(String, bool, String)> = Vec::new();
         for v in &resp.vertexes {
             let st = self.vertices.entry(v.digest.clone()).or_default();
             if !v.name.is_empty() {
                 st.name = v.name.clone();
             }
+            if let Some(start) = time(v.started.as_ref()) {
+                let end = time(v.completed.as_ref());
+                match st.intervals.iter_mut().find(|(s, _)| *s == start) {
+                    Some(iv) => iv.1 = end,
+                    None => st.intervals.push((start, end)),
+                }
+            }
+            match touched.iter_mut().find(|(d, _, _)| *d == v.digest) {
+                Some(t) => {
+                    t.1 |= v.cached;
+                    t.2.clone_from(&v.error);
+                }
+                None => touched.push((v.digest.clone(), v.cached, v.error.clone())),
+            }
+        }
+        for (digest, cached, error) in touched {
+            let st = self.vertices.entry(digest.clone()).or_default();
             let name = st.name.clone();
-            let digest = v.digest.clone();
-            if v.cached && !st.cached {
+            if cached && !st.cached {
                 st.cached = true;
                 st.completed = true;
                 events.push(ProgressEvent::Cached { digest, name });
                 continue;
             }
-            if v.started.is_some() && !st.started && !st.cached {
+            if st.cached || st.intervals.is_empty() {
+                continue;
+            }
+            let running = st.intervals.iter().any(|(_, e)| e.is_none());
+            if !st.started || (running && st.completed) {
                 st.started = true;
+                st.completed = false;
                 events.push(ProgressEvent::Started {
                     digest: digest.clone(),
                     name: name.clone(),
                 });
             }
-            if v.completed.is_some() && !st.completed {
-                st.completed = true;
-                if !v.error.is_empty() {
-                    st.error = Some(v.error.clone());
-                    if v.error.ends_with("context canceled") {
-                        completions.push(ProgressEvent::Canceled { digest, name });
-                    } else {
-                        if self.failed.is_none() {
-                            self.failed = Some(v.digest.clone());
-                        }
-                        completions.push(ProgressEvent::Failed {
-                            digest,
-                            name,
-                            error: v.error.clone(),
-                        });
-                    }
+            if running || st.completed {
+                continue;
+            }
+            st.completed = true;
+            if !error.is_empty() {
+                st.error = Some(error.clone());
+                if error.ends_with("context canceled") {
+                    completions.push(ProgressEvent::Canceled { digest, name });
                 } else {
-                    completions.push(ProgressEvent::Completed {
+                    if self.failed.is_none() {
+                        self.failed = Some(digest.clone());
+                    }
+                    completions.push(ProgressEvent::Failed {
                         digest,
                         name,
-                        duration: duration(v.started.as_ref(), v.completed.as_ref()),
+                        error,
                     });
                 }
+            } else {
+                completions.push(ProgressEvent::Completed {
+                    digest,
+                    name,
+                    duration: Some(
+                        merged(&st.intervals)
+                            .iter()
+                            .map(|(s, e)| {
+                                e.and_then(|e| e.duration_since(*s).ok())
+                                    .unwrap_or_default()
+                            })
+                            .sum(),
+                    ),
+                });
             }
         }
         for s in &resp.statuses {
@@ -458,6 +497,9 @@ impl ProgressTracker {
                 digest: l.vertex.clone(),
                 stream: l.stream,
                 data: l.msg.clone(),
+                offset: merged(&st.intervals)
+                    .last()
+                    .and_then(|(start, _)| time(l.timestamp.as_ref())?.duration_since(*start).ok()),
             });
         }
         for w in &resp.warnings {
@@ -482,47 +524,251 @@ impl ProgressTracker {
     }
 }
 
+/// A step's runs with those that overlap made one, by start; a run without an end takes in
+/// every later one.
+fn merged(intervals: &[(SystemTime, Option<SystemTime>)]) -> Vec<(SystemTime, Option<SystemTime>)> {
+    let mut sorted = intervals.to_vec();
+    sorted.sort_by_key(|(s, _)| *s);
+    let mut out: Vec<(SystemTime, Option<SystemTime>)> = Vec::new();
+    for (start, end) in sorted {
+        match out.last_mut() {
+            Some((_, None)) => break,
+            Some((_, Some(last))) if *last >= start => {
+                *last = match end {
+                    Some(e) if e > *last => e,
+                    Some(_) => *last,
+                    None => {
+                        out.last_mut().expect("just matched").1 = None;
+                        break;
+                    }
+                };
+            }
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
 fn duration(start: Option<&Timestamp>, end: Option<&Timestamp>) -> Option<Duration> {
     let (s, e) = (start?, end?);
     let ns = (e.seconds - s.seconds) as i128 * 1_000_000_000 + (e.nanos - s.nanos) as i128;
     u64::try_from(ns).ok().map(Duration::from_nanos)
 }
 
-/// Writes events as plain text, like `buildx --progress plain`: `#N name`, `#N <log line>`,
-/// `#N DONE 0.1s`, `#N CACHED`, `#N ERROR: …`. Steps are numbered in first-seen order.
+/// Writes events as plain text, like `buildx --progress plain`: `#N name`, `#N 0.066 <log
+/// line>`, `#N transferring context: 2.05kB 0.3s done`, `#N DONE 0.1s`, `#N CACHED`,
+/// `#N ERROR: …`. Steps are numbered in the order they are first printed.
+///
+/// It prints as buildx's `textMux` does. Each print takes the changes that came since the
+/// last one: finished steps first (in the order they finished), each with its header, the
+/// statuses, warnings and log lines it had not printed, and its end line. One running step at a
+/// time is *current*: its output is printed as it comes while the output of other running steps
+/// waits; the printer switches to another step (`#N ...` marks where the current one was left)
+/// when the current one finishes, when another has waited over 10 seconds, or when the current
+/// one has had more than its fair share of the screen (5 seconds, scaled by how much of all
+/// output it produces). A running status (`transferring context: 30.5MB 2.1s`) is printed when
+/// it first comes and then again once it moved by 5% or 5 seconds.
+///
+/// [`PlainRenderer::update`] prints at most ten times a second, as buildx; events that come
+/// in between wait for the next print, which [`PlainRenderer::tick`] (call it every 150 ms
+/// or so) or the next update makes. [`PlainRenderer::render`] prints after every event.
+///
+/// # Deviation
+/// Where buildx picks among steps at random (two running steps that print equally fast, two
+/// open steps to make current), kbx takes the one that started first. A log line is printed
+/// once its newline came, or when its step ends; buildx prints the beginning of a line at once
+/// and prints it again whole when it switched away before the line ended. A warning is
+/// printed like a log line; buildx shows it only with its step's next change, and lists all
+/// warnings after the build (`docs/deviations.md` K24, K9).
 #[derive(Debug)]
 pub struct PlainRenderer<W: Write> {
     out: W,
-    numbers: HashMap<String, usize>,
-    names: HashMap<String, String>,
-    last: Option<String>,
-    partial: HashMap<String, Vec<u8>>,
-    /// A finished step's `DONE` line, held back so that the step's last status lines (which
-    /// the daemon often sends just after the step's completion) come before it, as in buildx.
-    pending_done: Option<(String, String)>,
+    steps: HashMap<String, PlainStep>,
+    /// Digests in the order they were first seen (ties are broken in this order).
+    order: Vec<String>,
+    /// The last number given to a printed step.
+    last_index: usize,
+    /// The step whose lines are being printed.
+    current: Option<String>,
+    /// Whether a step was printed (a blank line goes before each later header).
+    not_first: bool,
+    /// Steps with changes not printed yet.
+    updated: Vec<String>,
+    /// What each status ID showed when it was last printed: its amount and elapsed time.
+    last_status: HashMap<String, (i64, Option<Duration>)>,
+    /// When the last print was made, for the rate limit.
+    last_print: Option<Instant>,
+    /// How many steps have finished (orders the finished steps of one print).
+    finished: u64,
+    /// `PROGRESS_NO_TRUNC=0`: names are cut after 72 characters.
+    truncate: bool,
 }
+
+/// A step as the plain printer knows it.
+#[derive(Debug, Default)]
+struct PlainStep {
+    name: String,
+    /// Its `#N`, 0 until it is first printed.
+    index: usize,
+    started: bool,
+    end: Option<(u64, StepEnd)>,
+    /// Sub-progress items in the order they first came.
+    statuses: Vec<PlainStatus>,
+    warnings: Vec<String>,
+    /// Whole log lines not printed yet, offsets in front.
+    logs: Vec<String>,
+    /// The unfinished log line and the offset of its first chunk.
+    partial: Option<(Option<Duration>, Vec<u8>)>,
+    /// Changes since the step last stopped waiting, and since when it has them.
+    count: u32,
+    since: Option<Instant>,
+}
+
+impl PlainStep {
+    fn changed(&mut self, now: Instant) {
+        if self.count == 0 {
+            self.since = Some(now);
+        }
+        self.count += 1;
+    }
+
+    fn open(&self) -> bool {
+        self.started && self.end.is_none()
+    }
+}
+
+#[derive(Debug)]
+enum StepEnd {
+    Done(Option<Duration>),
+    Cached,
+    Failed(String),
+    Canceled,
+}
+
+/// How a step with changes produces output, for the choice of the step to show.
+#[derive(Debug)]
+struct Pace {
+    digest: String,
+    /// Since its first change not shown.
+    blocked: Duration,
+    /// Changes a second.
+    speed: f64,
+    /// Waited longer than [`MAX_WAIT`] while another step was current.
+    over: bool,
+}
+
+#[derive(Debug)]
+struct PlainStatus {
+    id: String,
+    current: i64,
+    total: i64,
+    done: bool,
+    elapsed: Option<Duration>,
+    /// Changed since the step was last printed.
+    fresh: bool,
+}
+
+/// The shortest time between two prints (buildx's `displayTimeout`).
+const PRINT_EVERY: Duration = Duration::from_millis(100);
+/// How long a running step's output waits at most for the current step (buildx's `maxDelay`).
+const MAX_WAIT: Duration = Duration::from_secs(10);
+/// The current step's base share of the screen (buildx's `antiFlicker`).
+const FAIR_SHARE: Duration = Duration::from_secs(5);
+/// A running status is printed again once it moved this much of its total…
+const STATUS_STEP: f64 = 0.05;
+/// …or once this much time passed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 impl<W: Write> PlainRenderer<W> {
     /// A renderer writing to `out`.
     pub fn new(out: W) -> Self {
         PlainRenderer {
             out,
-            numbers: HashMap::new(),
-            names: HashMap::new(),
-            last: None,
-            partial: HashMap::new(),
-            pending_done: None,
+            steps: HashMap::new(),
+            order: Vec::new(),
+            last_index: 0,
+            current: None,
+            not_first: false,
+            updated: Vec::new(),
+            last_status: HashMap::new(),
+            last_print: None,
+            finished: 0,
+            truncate: std::env::var("PROGRESS_NO_TRUNC").is_ok_and(|v| v == "0"),
         }
     }
 
-    /// Writes what is held back (a finished step's `DONE` line). Call it when the build ends.
+    /// Renders one event and prints at once.
+    ///
+    /// # Errors
+    /// Errors of the writer.
+    pub fn render(&mut self, ev: &ProgressEvent) -> std::io::Result<()> {
+        let now = Instant::now();
+        self.apply(ev, now);
+        self.print(now)?;
+        self.last_print = Some(now);
+        self.out.flush()
+    }
+
+    /// Takes the events of one daemon message; prints unless the last print was less than
+    /// 100 ms ago.
+    ///
+    /// # Errors
+    /// Errors of the writer.
+    pub fn update(&mut self, events: &[ProgressEvent]) -> std::io::Result<()> {
+        self.update_at(events, Instant::now())
+    }
+
+    /// [`PlainRenderer::update`] at the time `now` (for replaying a recorded build).
+    ///
+    /// # Errors
+    /// Errors of the writer.
+    pub fn update_at(&mut self, events: &[ProgressEvent], now: Instant) -> std::io::Result<()> {
+        for ev in events {
+            self.apply(ev, now);
+        }
+        self.tick_at(now)
+    }
+
+    /// Prints what waits, unless the last print was less than 100 ms ago.
+    ///
+    /// # Errors
+    /// Errors of the writer.
+    pub fn tick(&mut self) -> std::io::Result<()> {
+        self.tick_at(Instant::now())
+    }
+
+    /// [`PlainRenderer::tick`] at the time `now`.
+    ///
+    /// # Errors
+    /// Errors of the writer.
+    pub fn tick_at(&mut self, now: Instant) -> std::io::Result<()> {
+        if self
+            .last_print
+            .is_some_and(|t| now.saturating_duration_since(t) < PRINT_EVERY)
+        {
+            return Ok(());
+        }
+        self.print(now)?;
+        self.last_print = Some(now);
+        self.out.flush()
+    }
+
+    /// Prints everything that waits. Call it when the build ends.
     ///
     /// # Errors
     /// Errors of the writer.
     pub fn finish(&mut self) -> std::io::Result<()> {
-        if let Some((_, line)) = self.pending_done.take() {
-            writeln!(self.out, "{line}")?;
+        let now = Instant::now();
+        // Nothing waits past the end: a print that leaves every waiting step waiting (the
+        // current one still runs) is followed by a switch to the first of them.
+        while let Some(first) = self.updated.first().cloned() {
+            let before = self.updated.len();
+            self.print(now)?;
+            if self.updated.len() == before {
+                self.print_step(&first)?;
+            }
         }
+        self.last_print = Some(now);
         self.out.flush()
     }
 
@@ -532,77 +778,59 @@ impl<W: Write> PlainRenderer<W> {
         self.out
     }
 
-    fn number(&mut self, digest: &str) -> usize {
-        let next = self.numbers.len() + 1;
-        *self.numbers.entry(digest.to_owned()).or_insert(next)
+    fn step(&mut self, digest: &str) -> &mut PlainStep {
+        if !self.steps.contains_key(digest) {
+            self.order.push(digest.to_owned());
+        }
+        self.steps.entry(digest.to_owned()).or_default()
     }
 
-    fn switch_to(&mut self, digest: &str) -> std::io::Result<usize> {
-        let known = self.numbers.contains_key(digest);
-        let n = self.number(digest);
-        if self.last.as_deref() != Some(digest) {
-            if self.last.is_some() {
-                writeln!(self.out)?;
-            }
-            if known && let Some(name) = self.names.get(digest) {
-                writeln!(self.out, "#{n} {name}")?;
-            }
-            self.last = Some(digest.to_owned());
+    fn mark(&mut self, digest: &str) {
+        if !self.updated.iter().any(|d| d == digest) {
+            self.updated.push(digest.to_owned());
         }
-        Ok(n)
     }
 
-    /// Renders one event.
-    ///
-    /// # Errors
-    /// Errors of the writer.
-    pub fn render(&mut self, ev: &ProgressEvent) -> std::io::Result<()> {
-        // The held-back DONE line goes out before anything but its own step's statuses.
-        let same_step = match ev {
-            ProgressEvent::Status { digest, .. } => Some(digest),
-            _ => None,
-        };
-        if let Some((digest, _)) = &self.pending_done
-            && same_step != Some(digest)
-        {
-            self.finish()?;
+    fn end(&mut self, digest: &str, name: &str, end: StepEnd, now: Instant) {
+        self.finished += 1;
+        let seq = self.finished;
+        let st = self.step(digest);
+        if !name.is_empty() {
+            name.clone_into(&mut st.name);
         }
+        st.started = true;
+        st.end = Some((seq, end));
+        st.changed(now);
+        self.mark(digest);
+    }
+
+    /// Records one event.
+    fn apply(&mut self, ev: &ProgressEvent, now: Instant) {
         match ev {
-            ProgressEvent::Started { digest, name } | ProgressEvent::Cached { digest, name }
-                if !self.numbers.contains_key(digest) =>
-            {
-                self.names.insert(digest.clone(), name.clone());
-                let n = self.switch_to(digest)?;
-                writeln!(self.out, "#{n} {name}")?;
-                if matches!(ev, ProgressEvent::Cached { .. }) {
-                    writeln!(self.out, "#{n} CACHED")?;
-                }
+            ProgressEvent::Started { digest, name } => {
+                let st = self.step(digest);
+                name.clone_into(&mut st.name);
+                st.started = true;
+                st.end = None;
+                st.changed(now);
+                self.mark(digest);
             }
-            ProgressEvent::Started { .. } => {}
-            ProgressEvent::Cached { digest, .. } => {
-                let n = self.switch_to(digest)?;
-                writeln!(self.out, "#{n} CACHED")?;
+            ProgressEvent::Cached { digest, name } => {
+                self.end(digest, name, StepEnd::Cached, now);
             }
             ProgressEvent::Completed {
-                digest, duration, ..
-            } => {
-                self.flush_partial(digest)?;
-                let n = self.switch_to(digest)?;
-                let secs = duration.map(|d| d.as_secs_f64()).unwrap_or(0.0);
-                self.pending_done = Some((digest.clone(), format!("#{n} DONE {secs:.1}s")));
-                return Ok(());
+                digest,
+                name,
+                duration,
+            } => self.end(digest, name, StepEnd::Done(*duration), now),
+            ProgressEvent::Failed {
+                digest,
+                name,
+                error,
+            } => self.end(digest, name, StepEnd::Failed(error.clone()), now),
+            ProgressEvent::Canceled { digest, name } => {
+                self.end(digest, name, StepEnd::Canceled, now);
             }
-            ProgressEvent::Failed { digest, error, .. } => {
-                self.flush_partial(digest)?;
-                let n = self.switch_to(digest)?;
-                writeln!(self.out, "#{n} ERROR: {error}")?;
-            }
-            ProgressEvent::Canceled { digest, .. } => {
-                let n = self.switch_to(digest)?;
-                writeln!(self.out, "#{n} CANCELED")?;
-            }
-            // Like buildx's throttling taken to the end: one line per finished item.
-            ProgressEvent::Status { done: false, .. } => {}
             ProgressEvent::Status {
                 digest,
                 id,
@@ -611,66 +839,279 @@ impl<W: Write> PlainRenderer<W> {
                 done,
                 elapsed,
             } => {
-                let n = self.switch_to(digest)?;
-                // buildx's `%.2f` of `units.Bytes`: `60B`, `2.05kB`, `213.82MB / 1.00GB`.
-                let amount = if *total != 0 {
-                    format!("{} / {}", bytes(*current), bytes(*total))
-                } else if *current != 0 {
-                    bytes(*current)
-                } else {
-                    String::new()
+                let st = self.step(digest);
+                let s = PlainStatus {
+                    id: id.clone(),
+                    current: *current,
+                    total: *total,
+                    done: *done,
+                    elapsed: *elapsed,
+                    fresh: true,
                 };
-                let time = match elapsed {
-                    Some(d) if d.as_secs_f64() > 0.01 => format!("{:.1}s", d.as_secs_f64()),
-                    _ => String::new(),
-                };
-                // `#5 exporting layers 0.3s done`: no double space where a part is missing.
-                let mut line = format!("#{n} {id}");
-                for part in [
-                    amount.as_str(),
-                    time.as_str(),
-                    if *done { "done" } else { "" },
-                ] {
-                    if !part.is_empty() {
-                        line.push(' ');
-                        line.push_str(part);
-                    }
+                match st.statuses.iter_mut().find(|s| s.id == *id) {
+                    Some(old) => *old = s,
+                    None => st.statuses.push(s),
                 }
-                writeln!(self.out, "{line}")?;
+                st.changed(now);
+                self.mark(digest);
             }
-            ProgressEvent::Log { digest, data, .. } => {
-                let n = self.switch_to(digest)?;
-                let buf = self.partial.entry(digest.clone()).or_default();
+            ProgressEvent::Log {
+                digest,
+                data,
+                offset,
+                ..
+            } => {
+                let st = self.step(digest);
+                let (ts, buf) = st.partial.get_or_insert_with(|| (*offset, Vec::new()));
                 buf.extend_from_slice(data);
                 while let Some(i) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=i).collect();
-                    writeln!(
-                        self.out,
-                        "#{n} {}",
-                        String::from_utf8_lossy(&line[..line.len() - 1])
-                    )?;
+                    st.logs.push(log_line(*ts, &line[..line.len() - 1]));
+                    *ts = *offset;
                 }
+                if buf.is_empty() {
+                    st.partial = None;
+                }
+                st.changed(now);
+                self.mark(digest);
             }
             ProgressEvent::Warning { digest, message } => {
-                let n = self.switch_to(digest)?;
-                writeln!(self.out, "#{n} WARN: {message}")?;
+                let st = self.step(digest);
+                st.warnings.push(message.clone());
+                st.changed(now);
+                self.mark(digest);
             }
         }
-        self.out.flush()
     }
 
-    fn flush_partial(&mut self, digest: &str) -> std::io::Result<()> {
-        if self.pending_done.as_ref().is_some_and(|(d, _)| d != digest) {
-            self.finish()?;
+    /// One print: finished steps, then the current one, then maybe a switch.
+    fn print(&mut self, now: Instant) -> std::io::Result<()> {
+        let mut finished: Vec<(u64, String)> = Vec::new();
+        let mut rest: Vec<String> = Vec::new();
+        for d in &self.updated {
+            match self.steps.get(d).and_then(|s| s.end.as_ref()) {
+                Some((seq, _)) => finished.push((*seq, d.clone())),
+                None => rest.push(d.clone()),
+            }
         }
-        if let Some(rest) = self.partial.remove(digest)
-            && !rest.is_empty()
+        finished.sort();
+        let current = self.current.clone();
+        let current_finished = current
+            .as_ref()
+            .is_some_and(|c| finished.iter().any(|(_, d)| d == c));
+        if let Some(c) = current.as_ref().filter(|_| current_finished) {
+            self.print_step(c)?;
+        }
+        for (_, d) in &finished {
+            if current.as_ref() != Some(d) {
+                self.print_step(d)?;
+            }
+        }
+        if rest.is_empty() {
+            let current_open = current
+                .as_ref()
+                .and_then(|c| self.steps.get(c))
+                .is_some_and(PlainStep::open);
+            if current_open {
+                return Ok(());
+            }
+            let open = self
+                .order
+                .iter()
+                .find(|d| self.steps.get(*d).is_some_and(PlainStep::open))
+                .cloned();
+            if let Some(d) = open {
+                self.print_step(&d)?;
+            }
+            return Ok(());
+        }
+        if let Some(c) = current.as_ref().filter(|c| rest.contains(c)) {
+            self.print_step(c)?;
+        }
+        // How fast each step with changes (and the current one) produces output.
+        let mut candidates: Vec<&String> = self
+            .order
+            .iter()
+            .filter(|d| rest.contains(d) || current.as_ref() == Some(*d))
+            .collect();
+        candidates.dedup();
+        let mut stats: Vec<Pace> = Vec::new();
+        for d in candidates {
+            let Some(st) = self.steps.get(d) else {
+                continue;
+            };
+            let Some(since) = st.since else {
+                continue;
+            };
+            let blocked = now.saturating_duration_since(since);
+            stats.push(Pace {
+                digest: d.clone(),
+                blocked,
+                speed: f64::from(st.count) / blocked.as_secs_f64().max(1e-9),
+                over: blocked > MAX_WAIT && current.as_ref() != Some(d),
+            });
+        }
+        let sum: f64 = stats.iter().map(|p| p.speed).sum();
+        // The fastest, or one that waited too long; the first started on a tie.
+        let mut fastest: Option<&Pace> = None;
+        for p in &stats {
+            let better = match fastest {
+                None => true,
+                Some(f) if f.over => false,
+                Some(f) => p.over || f.speed < p.speed,
+            };
+            if better {
+                fastest = Some(p);
+            }
+        }
+        let fastest = fastest.map(|p| p.digest.clone());
+        if current.is_none() || current_finished {
+            if let Some(d) = fastest {
+                self.print_step(&d)?;
+            }
+            return Ok(());
+        }
+        if let Some(d) = stats
+            .iter()
+            .find(|p| p.over && rest.contains(&p.digest))
+            .map(|p| p.digest.clone())
         {
-            let n = self.switch_to(digest)?;
-            writeln!(self.out, "#{n} {}", String::from_utf8_lossy(&rest))?;
+            return self.print_step(&d);
+        }
+        let Some(cur) = stats.iter().find(|p| current.as_ref() == Some(&p.digest)) else {
+            return Ok(());
+        };
+        let share = if sum > 0.0 { cur.speed / sum } else { 0.0 };
+        if share < 1.0
+            && FAIR_SHARE.as_secs_f64() / (1.0 - share) < cur.blocked.as_secs_f64()
+            && let Some(d) = fastest
+        {
+            self.print_step(&d)?;
         }
         Ok(())
     }
+
+    /// Prints what step `digest` has not printed; a switch from the current step first.
+    fn print_step(&mut self, digest: &str) -> std::io::Result<()> {
+        self.updated.retain(|d| d != digest);
+        if !self.steps.contains_key(digest) {
+            return Ok(());
+        }
+        if self.steps[digest].index == 0 {
+            self.last_index += 1;
+            let n = self.last_index;
+            self.step(digest).index = n;
+        }
+        if self.current.as_deref() != Some(digest) {
+            if let Some(old) = self.current.take()
+                && let Some(o) = self.steps.get_mut(&old)
+            {
+                o.count = 0;
+                writeln!(self.out, "#{} ...", o.index)?;
+            }
+            if self.not_first {
+                writeln!(self.out)?;
+            }
+            self.not_first = true;
+            let st = &self.steps[digest];
+            let name = if self.truncate && st.name.len() > 72 {
+                let cut = (0..=72).rev().find(|i| st.name.is_char_boundary(*i));
+                format!("{}...", &st.name[..cut.unwrap_or(0)])
+            } else {
+                st.name.clone()
+            };
+            writeln!(self.out, "#{} {name}", st.index)?;
+        }
+        let st = self.steps.get_mut(digest).expect("checked above");
+        let n = st.index;
+        let mut open_status = false;
+        for s in &mut st.statuses {
+            if !std::mem::take(&mut s.fresh) {
+                continue;
+            }
+            if !s.done
+                && let Some((current, elapsed)) = self.last_status.get(&s.id)
+            {
+                #[allow(clippy::cast_precision_loss)]
+                let moved = if s.total > 0 {
+                    (s.current - current) as f64 / s.total as f64
+                } else {
+                    0.0
+                };
+                let waited = match (s.elapsed, elapsed) {
+                    (Some(now), Some(then)) => now.saturating_sub(*then),
+                    _ => Duration::ZERO,
+                };
+                if moved < STATUS_STEP && waited < STATUS_EVERY {
+                    continue;
+                }
+            }
+            self.last_status
+                .insert(s.id.clone(), (s.current, s.elapsed));
+            open_status |= !s.done;
+            writeln!(self.out, "#{n} {}", status_line(s))?;
+        }
+        for w in st.warnings.drain(..) {
+            writeln!(self.out, "#{n} WARN: {w}")?;
+        }
+        for l in st.logs.drain(..) {
+            writeln!(self.out, "#{n} {l}")?;
+        }
+        self.current = Some(digest.to_owned());
+        if let Some((_, end)) = &st.end
+            && !open_status
+        {
+            self.current = None;
+            st.count = 0;
+            if let Some((ts, rest)) = st.partial.take() {
+                writeln!(self.out, "#{n} {}", log_line(ts, &rest))?;
+            }
+            match end {
+                StepEnd::Failed(e) => writeln!(self.out, "#{n} ERROR: {e}")?,
+                StepEnd::Canceled => writeln!(self.out, "#{n} CANCELED")?,
+                StepEnd::Cached => writeln!(self.out, "#{n} CACHED")?,
+                StepEnd::Done(d) => match d {
+                    Some(d) => writeln!(self.out, "#{n} DONE {:.1}s", d.as_secs_f64())?,
+                    None => writeln!(self.out, "#{n} DONE")?,
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A status as buildx prints it after `#N `: `exporting layers 0.3s done`,
+/// `transferring context: 2.05kB / 4.10kB 1.2s` (no double space where a part is missing).
+fn status_line(s: &PlainStatus) -> String {
+    let mut line = s.id.clone();
+    if s.total != 0 {
+        line.push_str(&format!(" {} / {}", bytes(s.current), bytes(s.total)));
+    } else if s.current != 0 {
+        line.push_str(&format!(" {}", bytes(s.current)));
+    }
+    if let Some(d) = s.elapsed
+        && d.as_secs_f64() > 0.01
+    {
+        line.push_str(&format!(" {:.1}s", d.as_secs_f64()));
+    }
+    if s.done {
+        line.push_str(" done");
+    }
+    line
+}
+
+/// A log line as buildx prints it after `#N `: seconds since the step started (three decimals
+/// below 10 s, two below 100 s, else one), then the text.
+fn log_line(offset: Option<Duration>, text: &[u8]) -> String {
+    let secs = offset.map_or(0.0, |d| d.as_secs_f64());
+    let prec = if secs < 10.0 {
+        3
+    } else if secs < 100.0 {
+        2
+    } else {
+        1
+    };
+    format!("{secs:.prec$} {}", String::from_utf8_lossy(text))
 }
 
 /// A byte count as buildx prints it (`fmt.Sprintf("%.2f", units.Bytes(n))` of
@@ -700,58 +1141,268 @@ mod tests {
     use super::*;
     use bollard_buildkit_proto::moby::buildkit::v1::{Vertex, VertexLog, VertexStatus};
 
-    /// The daemon completes a step, then sends the step's last status: buildx prints the
-    /// status (with its size and time) before `DONE`, and kbx holds `DONE` back to do the same.
-    #[test]
-    fn done_follows_the_steps_last_statuses() {
+    /// Replays daemon messages, each at its time in milliseconds, through a tracker and a
+    /// renderer that prints at most every 100 ms, as buildx's plain printer.
+    fn replay(msgs: &[(u64, StatusResponse)]) -> String {
+        let t0 = Instant::now();
         let mut t = ProgressTracker::new();
         let mut r = PlainRenderer::new(Vec::new());
-        let msgs = vec![
-            StatusResponse {
-                vertexes: vec![Vertex {
-                    started: ts(10, 0),
-                    ..vertex("sha256:c", "[internal] load build context")
-                }],
-                ..StatusResponse::default()
-            },
-            StatusResponse {
-                vertexes: vec![Vertex {
-                    started: ts(10, 0),
-                    completed: ts(14, 0),
-                    ..vertex("sha256:c", "[internal] load build context")
-                }],
-                ..StatusResponse::default()
-            },
-            StatusResponse {
-                statuses: vec![VertexStatus {
-                    id: "transferring context:".into(),
-                    vertex: "sha256:c".into(),
-                    current: 213_870_000,
-                    started: ts(10, 0),
-                    completed: ts(14, 0),
-                    ..VertexStatus::default()
-                }],
-                ..StatusResponse::default()
-            },
-            StatusResponse {
-                vertexes: vec![Vertex {
-                    started: ts(14, 0),
-                    completed: ts(14, 0),
-                    ..vertex("sha256:d", "[1/1] COPY . /")
-                }],
-                ..StatusResponse::default()
-            },
-        ];
-        for m in &msgs {
-            for e in t.update(m) {
-                r.render(&e).expect("render");
-            }
+        for (ms, m) in msgs {
+            let events = t.update(m);
+            r.update_at(&events, t0 + Duration::from_millis(*ms))
+                .expect("render");
         }
-        let text = String::from_utf8(r.into_inner()).expect("utf8");
+        String::from_utf8(r.into_inner()).expect("utf8")
+    }
+
+    fn started(d: &str, name: &str, at: i64) -> Vertex {
+        Vertex {
+            started: ts(at, 0),
+            ..vertex(d, name)
+        }
+    }
+
+    fn log(d: &str, at: i64, msg: &str) -> VertexLog {
+        VertexLog {
+            vertex: d.into(),
+            stream: 1,
+            msg: msg.as_bytes().to_vec(),
+            timestamp: ts(at, 0),
+        }
+    }
+
+    /// The daemon completes a step and sends the step's last status just after: both come
+    /// within one print, which shows the status (with its size and time) before `DONE`; a
+    /// running status that came earlier was printed with its time so far.
+    #[test]
+    fn done_follows_the_steps_last_statuses() {
+        let ctx = "[internal] load build context";
+        let transfer = |current: i64, at: i64, done: bool| VertexStatus {
+            id: "transferring context:".into(),
+            vertex: "sha256:c".into(),
+            current,
+            started: ts(10, 0),
+            timestamp: ts(at, 0),
+            completed: if done { ts(at, 0) } else { None },
+            ..VertexStatus::default()
+        };
+        let text = replay(&[
+            (
+                0,
+                StatusResponse {
+                    vertexes: vec![started("sha256:c", ctx, 10)],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                3_950,
+                StatusResponse {
+                    statuses: vec![transfer(200_000_000, 13, false)],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                4_000,
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        completed: ts(14, 0),
+                        ..started("sha256:c", ctx, 10)
+                    }],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                4_001,
+                StatusResponse {
+                    statuses: vec![transfer(213_870_000, 14, true)],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                4_200,
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        completed: ts(14, 0),
+                        ..started("sha256:d", "[1/1] COPY . /", 14)
+                    }],
+                    ..StatusResponse::default()
+                },
+            ),
+        ]);
         assert_eq!(
             text,
-            "#1 [internal] load build context\n#1 transferring context: 213.87MB 4.0s done\n\
-             #1 DONE 4.0s\n\n#2 [1/1] COPY . /\n#2 DONE 0.0s\n"
+            "#1 [internal] load build context\n#1 transferring context: 200.00MB 3.0s\n#1 transferring context: 213.87MB 4.0s done\n#1 DONE 4.0s\n\n\
+             #2 [1/1] COPY . /\n#2 DONE 0.0s\n"
+        );
+    }
+
+    /// A running status is printed again only once it moved by 5% of its total or by 5
+    /// seconds; its completion always is.
+    #[test]
+    fn running_statuses_print_when_they_move() {
+        let pull = |current: i64, at: i64, done: bool| VertexStatus {
+            id: "sha256:layer".into(),
+            vertex: "sha256:p".into(),
+            current,
+            total: 1_000_000,
+            started: ts(0, 0),
+            timestamp: ts(at, 0),
+            completed: if done { ts(at, 0) } else { None },
+            ..VertexStatus::default()
+        };
+        let mut msgs = vec![(
+            0,
+            StatusResponse {
+                vertexes: vec![started("sha256:p", "[1/1] FROM base", 0)],
+                ..StatusResponse::default()
+            },
+        )];
+        for (i, (current, done)) in [
+            (10_000, false),
+            (40_000, false),   // 3%: not printed
+            (70_000, false),   // 6% since the last printed: printed
+            (80_000, false),   // 1%, but 5 s later: printed
+            (90_000, false),   // 1%, 1 s later: not printed
+            (1_000_000, true), // done: printed
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = [1, 2, 3, 8, 9, 10][i];
+            msgs.push((
+                at as u64 * 1000,
+                StatusResponse {
+                    statuses: vec![pull(current, at, done)],
+                    ..StatusResponse::default()
+                },
+            ));
+        }
+        msgs.push((
+            11_000,
+            StatusResponse {
+                vertexes: vec![Vertex {
+                    completed: ts(11, 0),
+                    ..started("sha256:p", "[1/1] FROM base", 0)
+                }],
+                ..StatusResponse::default()
+            },
+        ));
+        assert_eq!(
+            replay(&msgs),
+            "#1 [1/1] FROM base\n#1 sha256:layer 10.00kB / 1.00MB 1.0s\n#1 sha256:layer 70.00kB / 1.00MB 3.0s\n#1 sha256:layer 80.00kB / 1.00MB 8.0s\n#1 sha256:layer 1.00MB / 1.00MB 10.0s done\n#1 DONE 11.0s\n"
+        );
+    }
+
+    /// A long build with two steps running side by side: the first printed step stays current
+    /// while the other's output waits; after 10 seconds of waiting the other is shown (`#1 ...`
+    /// marks where the first was left); a step that finishes is printed at once, and a step
+    /// still running then becomes current again. Log lines carry their time since the step
+    /// started (`1.000`, `11.00`).
+    #[test]
+    fn long_build_interleaves_steps_as_buildx() {
+        let (a, b) = ("[a 1/1] RUN a", "[b 1/1] RUN b");
+        let msg = |vertexes: Vec<Vertex>, logs: Vec<VertexLog>| StatusResponse {
+            vertexes,
+            logs,
+            ..StatusResponse::default()
+        };
+        let text = replay(&[
+            (
+                0,
+                msg(
+                    vec![started("sha256:a", a, 100), started("sha256:b", b, 100)],
+                    vec![],
+                ),
+            ),
+            (1_000, msg(vec![], vec![log("sha256:a", 101, "a1\n")])),
+            (2_000, msg(vec![], vec![log("sha256:b", 102, "b1\n")])),
+            (3_000, msg(vec![], vec![log("sha256:a", 103, "a2\n")])),
+            (11_000, msg(vec![], vec![log("sha256:a", 111, "a3\n")])),
+            (
+                12_000,
+                msg(
+                    vec![Vertex {
+                        completed: ts(112, 0),
+                        ..started("sha256:a", a, 100)
+                    }],
+                    vec![],
+                ),
+            ),
+            (
+                13_000,
+                msg(
+                    vec![Vertex {
+                        completed: ts(113, 500_000_000),
+                        ..started("sha256:b", b, 100)
+                    }],
+                    vec![log("sha256:b", 113, "b2\nb")],
+                ),
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "#1 [a 1/1] RUN a\n#1 1.000 a1\n#1 3.000 a2\n#1 11.00 a3\n#1 ...\n\n\
+             #2 [b 1/1] RUN b\n#2 2.000 b1\n#2 ...\n\n\
+             #1 [a 1/1] RUN a\n#1 DONE 12.0s\n\n\
+             #2 [b 1/1] RUN b\n#2 13.00 b2\n#2 13.00 b\n#2 DONE 13.5s\n"
+        );
+    }
+
+    /// At the end nothing is left unprinted: the output of a step that waited for the
+    /// current one, and a warning that came after its step finished.
+    #[test]
+    fn finish_prints_what_waits() {
+        use bollard_buildkit_proto::moby::buildkit::v1::VertexWarning as PbWarning;
+        let text = replay(&[
+            (
+                0,
+                StatusResponse {
+                    vertexes: vec![
+                        started("sha256:a", "[a 1/1] RUN a", 100),
+                        started("sha256:b", "[b 1/1] RUN b", 100),
+                    ],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                1_000,
+                StatusResponse {
+                    logs: vec![log("sha256:b", 101, "b1\n")],
+                    ..StatusResponse::default()
+                },
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "#1 [a 1/1] RUN a\n#1 ...\n\n#2 [b 1/1] RUN b\n#2 1.000 b1\n"
+        );
+        let text = replay(&[
+            (
+                0,
+                StatusResponse {
+                    vertexes: vec![Vertex {
+                        completed: ts(100, 0),
+                        ..started("sha256:c", "[internal] load build definition", 100)
+                    }],
+                    ..StatusResponse::default()
+                },
+            ),
+            (
+                1_000,
+                StatusResponse {
+                    warnings: vec![PbWarning {
+                        vertex: "sha256:c".into(),
+                        short: b"JSONArgsRecommended".to_vec(),
+                        ..PbWarning::default()
+                    }],
+                    ..StatusResponse::default()
+                },
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "#1 [internal] load build definition\n#1 DONE 0.0s\n\n\
+             #1 [internal] load build definition\n#1 WARN: JSONArgsRecommended\n#1 DONE 0.0s\n"
         );
     }
 
@@ -785,7 +1436,6 @@ mod tests {
     #[test]
     fn merges_by_digest_and_renders_plain() {
         let mut t = ProgressTracker::new();
-        let mut r = PlainRenderer::new(Vec::new());
         let msgs = vec![
             StatusResponse {
                 vertexes: vec![
@@ -839,10 +1489,7 @@ mod tests {
         ];
         let mut all = Vec::new();
         for m in &msgs {
-            for e in t.update(m) {
-                r.render(&e).expect("render");
-                all.push(e);
-            }
+            all.extend(t.update(m));
         }
         assert_eq!(
             all.iter()
@@ -850,12 +1497,20 @@ mod tests {
                 .count(),
             1
         );
-        let text = String::from_utf8(r.into_inner()).expect("utf8");
+        // Printed a second apart: the cached step first (it finished in the first message),
+        // then the running one, which takes the rest.
+        let timed: Vec<_> = msgs
+            .iter()
+            .cloned()
+            .zip([0, 1000, 2000])
+            .map(|(m, t)| (t, m))
+            .collect();
         assert_eq!(
-            text,
-            "#1 [1/2] FROM scratch\n\n#2 [internal] load .dockerignore\n#2 CACHED\n\n\
-             #1 [1/2] FROM scratch\n#1 transferring context: 42B done\n#1 hello\n#1 world\n\
-             #1 ERROR: exit code: 1\n"
+            replay(&timed),
+            "#1 [internal] load .dockerignore\n#1 CACHED\n\n\
+             #2 [1/2] FROM scratch\n\
+             #2 transferring context: 42B done\n#2 0.000 hello\n#2 0.000 world\n\
+             #2 ERROR: exit code: 1\n"
         );
         let (name, lines) = t.failed_step().expect("failed");
         assert_eq!(name, "[1/2] FROM scratch");

@@ -319,9 +319,9 @@ impl Output {
         }
     }
 
-    /// Where a tar stream goes to standard output (`type=tar`, `oci` or `docker` without a
+    /// Whether a tar stream goes to standard output (`type=tar`, `oci` or `docker` without a
     /// file): two such outputs in one build are refused.
-    fn writes_stdout(&self) -> bool {
+    pub fn writes_stdout(&self) -> bool {
         matches!(
             self,
             Output::Tar { dest: None }
@@ -950,7 +950,6 @@ impl Client {
                 None => crate::DockerCredentials::load()?,
             }),
         };
-        let tidy = cfg.content.clone();
         let mut control = self.control.clone();
         let running = match self.session_route() {
             Some(addr) => session::start_docker(addr, cfg).await?,
@@ -982,9 +981,16 @@ impl Client {
         );
         let (solved, tracker) = tokio::join!(solve, status);
         let export = running.close().await;
-        tidy.tidy();
         drop(inputs);
 
+        // A transfer the daemon broke off because the solve failed: the solve's error says why
+        // (Buildx prints `failed to solve: cannot overwrite …`, not the stream's end).
+        let export = match (&solved, export) {
+            (Err(_), Some(Err(Error::Session(m)))) if m == crate::fsutil::receive::ENDED_EARLY => {
+                None
+            }
+            (_, export) => export,
+        };
         match (solved, export) {
             // The export failed on our side (a file, the Engine): that error says more than the
             // daemon's echo of it, if the daemon noticed at all.

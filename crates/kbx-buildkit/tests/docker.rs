@@ -235,8 +235,8 @@ async fn tar_export_extracts_to_the_source_tree() {
 }
 
 /// Docker 20.10's BuildKit v0.8 takes one exporter: several outputs are refused before the
-/// solve with buildx's text (nothing is built, nothing written), and a single one still goes
-/// through the old exporter fields.
+/// solve with buildx's text (nothing is built, nothing written), a single one still goes
+/// through the old exporter fields, and `cacheonly` (no exporter) builds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_outputs_are_refused_before_the_solve_by_buildkit_v0_8() {
     let Some(d) = Dockerd::start() else { return };
@@ -278,6 +278,19 @@ async fn several_outputs_are_refused_before_the_solve_by_buildkit_v0_8() {
     };
     build(&c, &single).await.0.expect("one output");
     assert_eq!(std::fs::read(local.join("a")).unwrap(), b"alpha\n");
+
+    // `cacheonly` alone sends no exporter, so the old daemon takes it: the build runs and
+    // only its cache is kept.
+    let cacheonly = BuildOptions {
+        context: ctx.path().into(),
+        output: Some(Output::CacheOnly),
+        no_cache: true,
+        ..BuildOptions::default()
+    };
+    let (r, text) = build(&c, &cacheonly).await;
+    r.expect("cacheonly on BuildKit v0.8");
+    assert!(text.contains(" COPY a /\n"), "{text}");
+    assert!(!text.contains("exporting"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

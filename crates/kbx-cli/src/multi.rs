@@ -193,7 +193,7 @@ pub(crate) async fn run(
     }
 
     crate::progress::end_of_header(mode);
-    let printer = Arc::new(Mutex::new(Printer::new(mode)));
+    let printer = Arc::new(Mutex::new(Printer::for_builder(mode, &ng.name, &ng.driver)));
     let results = futures::future::join_all(jobs.iter().map(|(client, share_opts)| {
         let printer = printer.clone();
         async move {

@@ -1594,9 +1594,17 @@ fn normalized_metadata(text: &str) -> String {
     let mut out = String::new();
     for line in text.split_inclusive('\n') {
         let mut line = line.to_owned();
-        if let Some(i) = line.find("\"sha256:") {
-            let end = line[i + 1..].find('"').map_or(line.len(), |e| i + 1 + e);
-            line.replace_range(i + 1..end, "sha256:DIGEST");
+        // Every digest, also inside a value (`name@sha256:…`).
+        let mut from = 0;
+        while let Some(i) = line[from..]
+            .find("sha256:")
+            .map(|i| from + i + "sha256:".len())
+        {
+            let end = line[i..]
+                .find(|c: char| !c.is_ascii_hexdigit())
+                .map_or(line.len(), |e| i + e);
+            line.replace_range(i..end, "DIGEST");
+            from = i + "DIGEST".len();
         }
         if let Some(i) = line.find("\"size\": ") {
             let start = i + "\"size\": ".len();
@@ -1656,6 +1664,13 @@ fn metadata_file_is_buildx_029s_byte_for_byte() {
         ("image", "type=image,name=kbx.test/meta:1", None),
         ("oci-disabled", "type=oci,dest={}.tar", Some("disabled")),
         ("cacheonly-false", "type=cacheonly", Some("false")),
+        // Attributes only the daemon reads: an unnamed image gets the dangling prefix.
+        (
+            "dangling",
+            "type=image,dangling-name-prefix=kbx.test/dangling,unpack=false,store=true,\
+             buildinfo-attrs=true",
+            None,
+        ),
     ];
     for (what, exporter, provenance) in cases {
         let theirs = out.path().join(format!("buildx-{what}.json"));
@@ -1711,6 +1726,11 @@ fn metadata_file_is_buildx_029s_byte_for_byte() {
         assert_eq!(
             theirs.contains("\"buildx.build.provenance\": {"),
             provenance.is_none(),
+            "{theirs}"
+        );
+        assert_eq!(
+            theirs.contains("\"image.name\": \"kbx.test/dangling@sha256:"),
+            what == "dangling",
             "{theirs}"
         );
     }
@@ -1793,43 +1813,90 @@ fn late_flag_errors_are_buildx_029s() {
     }
 }
 
-/// Plain progress with what differs from run to run masked: durations dropped, digests
-/// replaced, and kbx's own `#0 building on …` line (node and pod) left out.
+/// Plain progress with what differs from run to run masked: durations and the times in front
+/// of log lines (`#5 0.066 hi`) dropped, digests replaced, kbx's own `#0 building on …` line
+/// (node and pod) left out, and so are lines of a running status (`#2 transferring context:`,
+/// `#3 transferring context: 1.02MB`) that its `done` line follows, and the `DONE` and repeated
+/// header of a step that ran twice and was printed in between: whether a print came while it
+/// ran depends on when the daemon's messages arrive, in both tools.
 fn masked_progress(text: &str) -> Vec<String> {
-    text.lines()
+    let lines: Vec<String> = text
+        .lines()
         .filter(|l| !l.starts_with("#0 building on "))
         .map(|l| {
             l.split(' ')
-                .filter(|w| {
-                    let t = w.strip_suffix('s').unwrap_or("x");
-                    !(t.contains('.') && t.parse::<f64>().is_ok())
+                .enumerate()
+                .filter(|(i, w)| {
+                    let decimal = |t: &str| t.contains('.') && t.parse::<f64>().is_ok();
+                    let offset = *i == 1 && decimal(w);
+                    !offset && !decimal(w.strip_suffix('s').unwrap_or("x"))
                 })
-                .map(|w| match w.find("sha256:") {
+                .map(|(_, w)| match w.find("sha256:") {
                     Some(i) => format!("{}sha256:D", &w[..i]),
                     None => w.to_owned(),
                 })
                 .collect::<Vec<_>>()
                 .join(" ")
         })
-        .collect()
+        .collect();
+    let running = |i: usize| {
+        let l = &lines[i];
+        if l.ends_with(" done") {
+            return false;
+        }
+        let mut words: Vec<&str> = l.split(' ').collect();
+        while words.len() > 2
+            && words
+                .last()
+                .is_some_and(|w| *w == "/" || w.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            words.pop();
+        }
+        let prefix = format!("{} ", words.join(" "));
+        words.len() > 1
+            && lines[i + 1..]
+                .iter()
+                .any(|m| m.starts_with(&prefix) && m.ends_with(" done"))
+    };
+    let lines: Vec<String> = (0..lines.len())
+        .filter(|i| !running(*i))
+        .map(|i| lines[i].clone())
+        .collect();
+    // A step the daemon ran twice (`load .dockerignore`) is printed done and then again when a
+    // print fell between its two runs: its first `DONE` and the repeated header go.
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let n = lines[i]
+            .strip_suffix(" DONE")
+            .filter(|n| n.starts_with('#'));
+        if let Some(n) = n
+            && lines.get(i + 1).is_some_and(String::is_empty)
+            && let Some(header) = lines.get(i + 2)
+            && header.starts_with(&format!("{n} "))
+            && out.contains(header)
+        {
+            i += 3;
+            continue;
+        }
+        out.push(lines[i].clone());
+        i += 1;
+    }
+    out
 }
 
-/// `--progress plain` of one build by Buildx 0.29.1 and by kbx on one buildkitd, every step
-/// run (`--no-cache`): the same lines in the same order, once durations and digests are
-/// masked (`#0 building with …` first, sizes with buildx's units, statuses before `DONE`).
-#[test]
-fn plain_progress_is_buildx_029s_line_for_line() {
-    use support::Buildkitd;
-    let Some(buildx) = buildx_0_29() else { return };
-    let Some(d) = Buildkitd::start() else {
-        return;
-    };
-    let (ctx_dir, _) = context();
-    let ctx = ctx_dir.path().to_str().unwrap();
+/// Builds `ctx` with `--progress plain --no-cache` by Buildx 0.29.1 and by kbx, each with a
+/// remote builder `name` on `d`, and returns both outputs (Buildx's first).
+fn plain_progress_of_both(
+    buildx: &Path,
+    d: &support::Buildkitd,
+    name: &str,
+    ctx: &str,
+) -> (String, String) {
     let out = tempfile::tempdir().unwrap();
     let bx_home = tempfile::tempdir().unwrap();
     let bx = |args: &[&str]| {
-        let o = buildx_in(&buildx, bx_home.path())
+        let o = buildx_in(buildx, bx_home.path())
             .args(args)
             .output()
             .unwrap();
@@ -1840,13 +1907,13 @@ fn plain_progress_is_buildx_029s_line_for_line() {
         );
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    bx(&["create", "--name", "plain", "--driver", "remote", &d.addr()]);
-    let kbx = remote_kbx("plain", &d.addr());
+    bx(&["create", "--name", name, "--driver", "remote", &d.addr()]);
+    let kbx = remote_kbx(name, &d.addr());
     let args = |who: &str| {
         vec![
             "build".to_owned(),
             "--builder".to_owned(),
-            "plain".to_owned(),
+            name.to_owned(),
             "--progress".to_owned(),
             "plain".to_owned(),
             "--no-cache".to_owned(),
@@ -1866,12 +1933,1022 @@ fn plain_progress_is_buildx_029s_line_for_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ours = String::from_utf8_lossy(&o.stderr).into_owned();
     eprintln!("buildx:\n{theirs}\nkbx:\n{ours}");
+    (theirs, ours)
+}
+
+/// `--progress plain` of one build by Buildx 0.29.1 and by kbx on one buildkitd, every step
+/// run (`--no-cache`): the same lines in the same order, once durations and digests are
+/// masked (`#0 building with …` first, sizes with buildx's units, statuses before `DONE`).
+#[test]
+fn plain_progress_is_buildx_029s_line_for_line() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let (theirs, ours) = plain_progress_of_both(&buildx, &d, "plain", ctx);
     assert_eq!(
         masked_progress(&ours),
         masked_progress(&theirs),
         "\nbuildx:\n{theirs}\nkbx:\n{ours}"
     );
     assert!(theirs.starts_with("#0 building with \"plain\" instance using remote driver\n\n"));
+}
+
+/// `--progress plain` of a long build (a `RUN` step that prints a line a second for 12
+/// seconds, after a busybox stage and a copied tree) by Buildx 0.29.1 and by kbx on one
+/// buildkitd: the same lines in the same order once durations, log times and digests are
+/// masked; each log line carries its time since the step started, with two decimals from 10
+/// seconds on.
+#[test]
+fn plain_progress_of_a_long_build_is_buildx_029s_line_for_line() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let Some(ctx_dir) = run_context(12) else {
+        return;
+    };
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let (theirs, ours) = plain_progress_of_both(&buildx, &d, "long", ctx);
+    assert_eq!(
+        masked_progress(&ours),
+        masked_progress(&theirs),
+        "\nbuildx:\n{theirs}\nkbx:\n{ours}"
+    );
+    for (who, text) in [("buildx", &theirs), ("kbx", &ours)] {
+        let line = text
+            .lines()
+            .find(|l| l.ends_with(" line-11"))
+            .unwrap_or_else(|| panic!("{who}: {text}"));
+        let offset = line.split(' ').nth(1).unwrap_or_default();
+        assert!(
+            offset.len() == 5 && offset.starts_with('1') && offset.as_bytes()[2] == b'.',
+            "{who}: {line}"
+        );
+    }
+}
+
+/// [`masked_progress`] in blocks (a step's lines between empty lines) with step numbers
+/// masked, sorted: the daemon runs several exporters at once, so their steps come in either
+/// order in both tools.
+fn masked_blocks(text: &str) -> Vec<Vec<String>> {
+    let mut blocks: Vec<Vec<String>> = masked_progress(text)
+        .split(String::is_empty)
+        .map(|b| {
+            b.iter()
+                .map(|l| match l.split_once(' ') {
+                    Some((n, rest)) if n.starts_with('#') && n != "#0" => format!("#N {rest}"),
+                    _ => l.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    blocks.sort();
+    blocks
+}
+
+/// Entries of a directory as [`snapshot`] gives them: path, type, mode and bytes.
+type Entries = Vec<(String, char, u32, Vec<u8>)>;
+
+/// A directory as a test compares it: the mode of the directory itself and [`snapshot`] of
+/// its entries.
+fn tree(dir: &Path) -> (u32, Entries) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+    (mode, snapshot(dir))
+}
+
+/// Two outputs in one build (`-o type=local,dest=… -o type=tar,dest=…`) and `-o
+/// type=cacheonly`, by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2: the same files (the
+/// directory it creates, each entry's type, mode and bytes; the tar archive byte for byte),
+/// nothing on stdout, and the same progress once durations and digests are masked (with the
+/// steps of the two exporters, which the daemon runs at once, in either order).
+#[test]
+fn several_outputs_and_cacheonly_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "outs", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("outs", &d.addr());
+    let run = |who: &str, outputs: &[String]| -> (String, String) {
+        let mut args = vec![
+            "build".to_owned(),
+            "--builder".to_owned(),
+            "outs".to_owned(),
+            "--progress".to_owned(),
+            "plain".to_owned(),
+            "--no-cache".to_owned(),
+        ];
+        for o in outputs {
+            args.push("-o".to_owned());
+            args.push(o.clone());
+        }
+        args.push(ctx.to_owned());
+        let o = if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(&args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+                .output()
+                .unwrap()
+        };
+        assert!(
+            o.status.success(),
+            "{who} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+
+    let mut got = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let base = out.path().join(who);
+        std::fs::create_dir(&base).unwrap();
+        let outputs = [
+            format!("type=local,dest={}", base.join("a").display()),
+            format!("type=tar,dest={}", base.join("b.tar").display()),
+        ];
+        let (stdout, stderr) = run(who, &outputs);
+        assert_eq!(stdout, "", "{who}");
+        got.push((
+            tree(&base.join("a")),
+            std::fs::read(base.join("b.tar")).unwrap(),
+            stderr,
+        ));
+    }
+    let (theirs, ours) = (&got[0], &got[1]);
+    assert_eq!(ours.0, theirs.0, "the local output's tree");
+    assert_eq!(
+        theirs.0.1.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        [
+            "a.txt",
+            "bin",
+            "bin/run.sh",
+            "deep",
+            "deep/empty",
+            "deep/er",
+            "deep/er/leaf.bin",
+            "link"
+        ]
+    );
+    assert!(ours.1 == theirs.1, "the tar outputs differ");
+    assert_eq!(
+        masked_blocks(&ours.2),
+        masked_blocks(&theirs.2),
+        "\nbuildx:\n{}\nkbx:\n{}",
+        theirs.2,
+        ours.2
+    );
+    for (who, text) in [("buildx", &theirs.2), ("kbx", &ours.2)] {
+        assert!(
+            text.contains(" exporting to client directory\n"),
+            "{who}: {text}"
+        );
+        assert!(
+            text.contains(" exporting to client tarball\n"),
+            "{who}: {text}"
+        );
+    }
+
+    // `cacheonly`: the build runs, nothing is exported or written.
+    let mut got = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let cwd_before = snapshot(out.path());
+        let (stdout, stderr) = run(who, &["type=cacheonly".to_owned()]);
+        assert_eq!(stdout, "", "{who}");
+        assert_eq!(snapshot(out.path()), cwd_before, "{who} wrote files");
+        got.push(stderr);
+    }
+    assert_eq!(
+        masked_progress(&got[1]),
+        masked_progress(&got[0]),
+        "\nbuildx:\n{}\nkbx:\n{}",
+        got[0],
+        got[1]
+    );
+    assert!(got[0].contains(" [1/1] COPY src/ /\n"), "{}", got[0]);
+    assert!(!got[0].contains(" exporting "), "{}", got[0]);
+}
+
+/// `platform-split` of `type=local`, by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2: two
+/// platforms go to `linux_amd64/` and `linux_arm64/` by default, one platform with
+/// `platform-split=true` to the directory itself (the same trees, modes and bytes); two
+/// platforms with `platform-split=false` fail in both with the daemon's `cannot overwrite …
+/// when split option is disabled`, which kbx reports rather than the transfer the daemon broke
+/// off.
+#[test]
+fn local_platform_split_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "split", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("split", &d.addr());
+    let run = |who: &str, platforms: &str, output: &str| -> Output {
+        let args = [
+            "build",
+            "--builder",
+            "split",
+            "--progress",
+            "plain",
+            "--platform",
+            platforms,
+            "-o",
+            output,
+            ctx,
+        ];
+        if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args).output().unwrap()
+        }
+    };
+    for (what, platforms, split) in [
+        ("default", "linux/amd64,linux/arm64", ""),
+        ("one", "linux/amd64", ",platform-split=true"),
+    ] {
+        let mut trees = Vec::new();
+        for who in ["buildx", "kbx"] {
+            let dest = out.path().join(format!("{who}-{what}"));
+            let o = run(
+                who,
+                platforms,
+                &format!("type=local,dest={}{split}", dest.display()),
+            );
+            assert!(
+                o.status.success(),
+                "{who} {what}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            trees.push(tree(&dest));
+        }
+        assert_eq!(trees[1], trees[0], "{what}");
+        let top: Vec<&str> = trees[0]
+            .1
+            .iter()
+            .map(|e| e.0.as_str())
+            .filter(|p| !p.contains('/'))
+            .collect();
+        if what == "default" {
+            assert_eq!(top, ["linux_amd64", "linux_arm64"]);
+        } else {
+            assert!(top.contains(&"a.txt"), "{top:?}");
+        }
+    }
+    for who in ["buildx", "kbx"] {
+        let dest = out.path().join(format!("{who}-nosplit"));
+        let o = run(
+            who,
+            "linux/amd64,linux/arm64",
+            &format!("type=local,dest={},platform-split=false", dest.display()),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{who}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("ERROR: ")
+                && last.contains("cannot overwrite ")
+                && last.contains(" when split option is disabled"),
+            "{who}: {stderr}"
+        );
+    }
+}
+
+/// The shape of an OCI layout (`index.json` and the blobs it leads to) with what differs from
+/// build to build masked: each descriptor's media type, platform and annotations, the
+/// annotations of each index and manifest, and each manifest's config and layer media types
+/// with the names of the layers' annotations; digests and creation times are replaced.
+fn oci_shape(dir: &Path) -> serde_json::Value {
+    use serde_json::{Value, json};
+    fn masked(annotations: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(m) = annotations.as_object() {
+            for (k, v) in m {
+                let v = if k.ends_with(".created") {
+                    json!("TIME")
+                } else if v.as_str().is_some_and(|s| s.contains("sha256:")) {
+                    json!("DIGEST")
+                } else {
+                    v.clone()
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+        Value::Object(out)
+    }
+    fn walk(dir: &Path, desc: &Value) -> Value {
+        let blob = |d: &Value| -> Value {
+            let hex = d["digest"].as_str().unwrap().trim_start_matches("sha256:");
+            serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap())
+                .unwrap()
+        };
+        let media = desc["mediaType"].as_str().unwrap_or_default();
+        let mut out = json!({
+            "mediaType": media,
+            "platform": desc["platform"],
+            "annotations": masked(&desc["annotations"]),
+        });
+        if media.contains("index") || media.contains("manifest.list") {
+            let b = blob(desc);
+            out["index_annotations"] = masked(&b["annotations"]);
+            out["manifests"] = b["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| walk(dir, m))
+                .collect();
+        } else if media.contains("manifest") {
+            let b = blob(desc);
+            out["manifest_annotations"] = masked(&b["annotations"]);
+            out["config"] = b["config"]["mediaType"].clone();
+            out["layers"] = b["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let mut keys: Vec<&String> = l["annotations"]
+                        .as_object()
+                        .map(|m| m.keys().collect())
+                        .unwrap_or_default();
+                    keys.sort();
+                    json!([l["mediaType"], keys])
+                })
+                .collect();
+        }
+        out
+    }
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| walk(dir, m))
+        .collect()
+}
+
+/// Exporter attributes of `type=oci` by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2:
+/// the same layouts (media types, platforms, annotations; digests and times masked) for
+/// `compression=estargz` with `force-compression`, `annotation-index.*`,
+/// `annotation-manifest-descriptor[PLATFORM].*` and `name-canonical` on two platforms,
+/// `compression=zstd` with `compression-level`, and `oci-mediatypes=false`; estargz's TOC
+/// annotations, the index and descriptor annotations, zstd layers and Docker media types are
+/// seen in the layouts.
+#[test]
+fn oci_exporter_attributes_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "attrs", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("attrs", &d.addr());
+    let cases = [
+        (
+            "estargz",
+            "linux/amd64,linux/arm64",
+            "compression=estargz,force-compression=true,oci-mediatypes=true,\
+             annotation-index.org.example=idx,\
+             annotation-manifest-descriptor[linux/arm64].org.example=arm,\
+             name=kbx.test/attrs:1,name-canonical=true",
+            &[
+                "containerd.io/snapshot/stargz/toc.digest",
+                "\"org.example\":\"idx\"",
+                "\"org.example\":\"arm\"",
+            ][..],
+        ),
+        (
+            "zstd",
+            "linux/amd64",
+            "compression=zstd,compression-level=3,force-compression=true",
+            &["application/vnd.oci.image.layer.v1.tar+zstd"][..],
+        ),
+        (
+            "docker-types",
+            "linux/amd64",
+            "oci-mediatypes=false",
+            &[
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            ][..],
+        ),
+    ];
+    for (what, platforms, attrs, seen) in cases {
+        let mut shapes = Vec::new();
+        for who in ["buildx", "kbx"] {
+            let dir = out.path().join(format!("{who}-{what}"));
+            std::fs::create_dir(&dir).unwrap();
+            let tar = dir.join("o.tar");
+            let output = format!("type=oci,dest={},{attrs}", tar.display());
+            let args = [
+                "build",
+                "--builder",
+                "attrs",
+                "--progress",
+                "quiet",
+                "--platform",
+                platforms,
+                "-o",
+                &output,
+                ctx,
+            ];
+            let o = if who == "buildx" {
+                buildx_in(&buildx, bx_home.path())
+                    .args(args)
+                    .output()
+                    .unwrap()
+            } else {
+                kbx.command(&args).output().unwrap()
+            };
+            assert!(
+                o.status.success(),
+                "{who} {what}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let st = Command::new("tar")
+                .arg("-xf")
+                .arg(&tar)
+                .arg("-C")
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            shapes.push(oci_shape(&dir));
+        }
+        assert_eq!(
+            shapes[1], shapes[0],
+            "{what}:\nbuildx: {:#}\nkbx: {:#}",
+            shapes[0], shapes[1]
+        );
+        let text = shapes[0].to_string();
+        for s in seen {
+            assert!(text.contains(s), "{what}: {s} not in {text}");
+        }
+    }
+}
+
+/// `SOURCE_DATE_EPOCH=0` with `-o type=oci,rewrite-timestamp=true`, by Buildx 0.29.1 and by
+/// kbx on one buildkitd v0.13.2: the same archive byte for byte, whose layer's files are dated
+/// 1970-01-01.
+#[test]
+fn rewrite_timestamp_gives_buildx_029s_archive_byte_for_byte() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx.path().to_str().unwrap().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "epoch", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("epoch", &d.addr());
+    let mut archives = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let tar = out.path().join(format!("{who}.tar"));
+        let output = format!("type=oci,dest={},rewrite-timestamp=true", tar.display());
+        let args = [
+            "build",
+            "--builder",
+            "epoch",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "-o",
+            &output,
+            &ctx,
+        ];
+        let mut cmd = if who == "buildx" {
+            let mut c = buildx_in(&buildx, bx_home.path());
+            c.args(args);
+            c
+        } else {
+            kbx.command(&args)
+        };
+        let o = cmd.env("SOURCE_DATE_EPOCH", "0").output().unwrap();
+        assert!(
+            o.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        archives.push(std::fs::read(&tar).unwrap());
+    }
+    assert!(archives[0] == archives[1], "the archives differ");
+
+    let dir = out.path().join("unpacked");
+    std::fs::create_dir(&dir).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(out.path().join("kbx.tar"))
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let read = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        dir.join("blobs/sha256").join(hex)
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(read(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layer = read(manifest["layers"][0]["digest"].as_str().unwrap());
+    let listing = Command::new("tar")
+        .arg("--full-time")
+        .arg("-tvzf")
+        .arg(&layer)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains(" 1970-01-01 00:00:00 a.txt"), "{listing}");
+}
+
+/// What a registry holds under `reference` (a tag or a digest of `repo`), with digests and
+/// times masked: each manifest's media type, platform, descriptor and manifest annotations and
+/// layer media types, following an index.
+fn pushed_shape(reg: &common::Registry, repo: &str, reference: &str) -> serde_json::Value {
+    use serde_json::{Value, json};
+    const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+    fn masked(v: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(m) = v.as_object() {
+            for (k, v) in m {
+                let v = if k.ends_with(".created") {
+                    json!("TIME")
+                } else if v.as_str().is_some_and(|s| s.contains("sha256:")) {
+                    json!("DIGEST")
+                } else {
+                    v.clone()
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+        Value::Object(out)
+    }
+    let get = |r: &str| -> Value {
+        let a = reg.get(&format!("/v2/{repo}/manifests/{r}"), Some(ACCEPT));
+        assert_eq!(
+            a.status,
+            200,
+            "{repo}:{r}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        serde_json::from_slice(&a.body).unwrap()
+    };
+    let top = get(reference);
+    let mut out = json!({
+        "mediaType": top["mediaType"],
+        "annotations": masked(&top["annotations"]),
+    });
+    if let Some(ms) = top["manifests"].as_array() {
+        out["manifests"] = ms
+            .iter()
+            .map(|m| {
+                let inner = get(m["digest"].as_str().unwrap());
+                json!({
+                    "mediaType": m["mediaType"],
+                    "platform": m["platform"],
+                    "descriptor_annotations": masked(&m["annotations"]),
+                    "annotations": masked(&inner["annotations"]),
+                    "layers": inner["layers"].as_array().unwrap().iter()
+                        .map(|l| l["mediaType"].clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    } else {
+        out["layers"] = top["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].clone())
+            .collect();
+    }
+    out
+}
+
+/// `type=image` attributes on a push to a loopback registry (plain HTTP through the daemon's
+/// `buildkitd.toml`), by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2:
+/// `annotation.*`/`annotation-index.*` land in the pushed manifests and index as Buildx puts
+/// them, and `push-by-digest=true` pushes the image that `--metadata-file` names without a
+/// tag, in both.
+#[test]
+fn image_exporter_attributes_are_buildx_029s() {
+    use common::Registry;
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let reg = Registry::start();
+    let config = format!("[registry.\"{}\"]\n  http = true\n", reg.host());
+    let Some(d) = Buildkitd::start_with_config(Some(&config)) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx.path().to_str().unwrap().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "img", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("img", &d.addr());
+    let build = |who: &str, output: &str, metadata: &Path| {
+        let args = [
+            "build",
+            "--builder",
+            "img",
+            "--progress",
+            "quiet",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+            "-o",
+            output,
+            &ctx,
+        ];
+        let o = if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args).output().unwrap()
+        };
+        assert!(
+            o.status.success(),
+            "{who} {output}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(metadata).unwrap()).unwrap();
+        meta["containerimage.digest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{who}: no digest in {meta}"))
+            .to_owned()
+    };
+
+    let mut shapes = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let repo = format!("kbx/annotated-{who}");
+        build(
+            who,
+            &format!(
+                "type=image,name={}/{repo}:1,push=true,annotation.org.example=m,\
+                 annotation-index.org.example=i",
+                reg.host()
+            ),
+            &out.path().join(format!("{who}-annotated.json")),
+        );
+        shapes.push(pushed_shape(&reg, &repo, "1"));
+    }
+    assert_eq!(
+        shapes[1], shapes[0],
+        "\nbuildx: {:#}\nkbx: {:#}",
+        shapes[0], shapes[1]
+    );
+    let text = shapes[0].to_string();
+    assert!(text.contains("\"org.example\":\"m\""), "{text}");
+    assert!(text.contains("\"org.example\":\"i\""), "{text}");
+
+    let mut shapes = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let repo = format!("kbx/bydigest-{who}");
+        let digest = build(
+            who,
+            &format!(
+                "type=image,name={}/{repo},push=true,push-by-digest=true",
+                reg.host()
+            ),
+            &out.path().join(format!("{who}-bydigest.json")),
+        );
+        let tags = reg.get(&format!("/v2/{repo}/tags/list"), None);
+        let tags: serde_json::Value = serde_json::from_slice(&tags.body).unwrap_or_default();
+        assert!(
+            tags["tags"].as_array().is_none_or(Vec::is_empty),
+            "{who}: {tags}"
+        );
+        shapes.push(pushed_shape(&reg, &repo, &digest));
+    }
+    assert_eq!(
+        shapes[1], shapes[0],
+        "\nbuildx: {:#}\nkbx: {:#}",
+        shapes[0], shapes[1]
+    );
+}
+
+/// Keys Buildx reads itself, by Buildx 0.29.1 and by kbx on one buildkitd v0.13.2: `dest=-`
+/// of `type=tar` and `-o -` write the same archive to stdout byte for byte (with `--progress
+/// quiet`, no image ID line after it), and a quoted name
+/// list (`"name=kbx.test/a:1,kbx.test/b:1"`) names the image under both names in an `oci`
+/// archive, as Buildx does.
+#[test]
+fn outputs_to_stdout_and_name_lists_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let (ctx_dir, _) = context();
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "names", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("names", &d.addr());
+    let run = |who: &str, output: &str| -> Vec<u8> {
+        let args = [
+            "build",
+            "--builder",
+            "names",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "-o",
+            output,
+            ctx,
+        ];
+        let o = if who == "buildx" {
+            buildx_in(&buildx, bx_home.path())
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            kbx.command(&args).output().unwrap()
+        };
+        assert!(
+            o.status.success(),
+            "{who} {output}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    for output in ["type=tar,dest=-", "-"] {
+        let theirs = run("buildx", output);
+        let ours = run("kbx", output);
+        assert!(!theirs.is_empty(), "{output}: nothing on buildx's stdout");
+        assert!(ours == theirs, "{output}: the archives on stdout differ");
+    }
+    let mut shapes = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let dir = out.path().join(format!("{who}-names"));
+        std::fs::create_dir(&dir).unwrap();
+        let tar = dir.join("o.tar");
+        let stdout = run(
+            who,
+            &format!(
+                "type=oci,dest={},\"name=kbx.test/a:1,kbx.test/b:1\"",
+                tar.display()
+            ),
+        );
+        // `--progress quiet`: the image ID, as with `-q`.
+        let id = String::from_utf8_lossy(&stdout);
+        assert!(
+            id.starts_with("sha256:") && id.ends_with('\n') && id.lines().count() == 1,
+            "{who}: {id:?}"
+        );
+        let st = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        shapes.push(oci_shape(&dir));
+    }
+    assert_eq!(
+        shapes[1], shapes[0],
+        "\nbuildx: {:#}\nkbx: {:#}",
+        shapes[0], shapes[1]
+    );
+    let text = shapes[0].to_string();
+    assert!(
+        text.contains("kbx.test/a:1") && text.contains("kbx.test/b:1"),
+        "{text}"
+    );
+}
+
+/// `type=oci,tar=false` (a layout directory) and `--cache-to type=local`, by Buildx 0.29.1 and
+/// by kbx on one buildkitd v0.13.2 with `SOURCE_DATE_EPOCH=0`: the image layout is the same
+/// tree byte for byte (`index.json` in Go's field order, `oci-layout`, the blobs, an empty
+/// `ingest/`), and the cache directory has the same entries at its top.
+#[test]
+fn layout_directories_are_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY a.txt /\n",
+        0o644,
+    );
+    write(ctx.path(), "a.txt", b"alpha\n", 0o644);
+    let ctx = ctx.path().to_str().unwrap().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args([
+            "create",
+            "--name",
+            "layout",
+            "--driver",
+            "remote",
+            &d.addr(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("layout", &d.addr());
+    let mut got = Vec::new();
+    for who in ["buildx", "kbx"] {
+        let layout = out.path().join(format!("{who}-layout"));
+        let cache = out.path().join(format!("{who}-cache"));
+        let output = format!(
+            "type=oci,tar=false,dest={},name=kbx.test/layout:1",
+            layout.display()
+        );
+        let cache_to = format!("type=local,dest={}", cache.display());
+        let args = [
+            "build",
+            "--builder",
+            "layout",
+            "--progress",
+            "quiet",
+            "--provenance",
+            "false",
+            "--cache-to",
+            &cache_to,
+            "-o",
+            &output,
+            &ctx,
+        ];
+        let mut cmd = if who == "buildx" {
+            let mut c = buildx_in(&buildx, bx_home.path());
+            c.args(args);
+            c
+        } else {
+            kbx.command(&args)
+        };
+        let o = cmd.env("SOURCE_DATE_EPOCH", "0").output().unwrap();
+        assert!(
+            o.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let top: Vec<String> = {
+            let mut t: Vec<String> = std::fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            t.sort();
+            t
+        };
+        got.push((tree(&layout), top));
+    }
+    assert_eq!(got[1].1, got[0].1, "the cache directories' entries");
+    assert_eq!(got[0].1, ["blobs", "index.json", "ingest", "oci-layout"]);
+    let show = |t: &(u32, Entries)| {
+        t.1.iter()
+            .map(|(p, k, m, b)| format!("{p} {k} {m:o} {}\n", String::from_utf8_lossy(b)))
+            .collect::<String>()
+    };
+    assert!(
+        got[1].0 == got[0].0,
+        "the layouts differ:\nbuildx:\n{}\nkbx:\n{}",
+        show(&got[0].0),
+        show(&got[1].0)
+    );
+    assert!(got[0].0.1.iter().any(|e| e.0 == "ingest" && e.1 == 'd'));
+}
+
+/// `--progress plain` of a build with a 100 MB context by Buildx 0.29.1 and by kbx on one
+/// buildkitd: the same lines once masked, the transfer with buildx's units
+/// (`transferring context: 100.00MB 0.9s done`) before the step's `DONE`, and the export's
+/// `copying files 100.02MB 0.4s done`; the transfer's size differs in its last digit (C3).
+#[test]
+fn plain_progress_of_a_large_context_is_buildx_029s_line_for_line() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        b"FROM scratch\nCOPY big /\n",
+        0o644,
+    );
+    // Incompressible bytes, so the transfer takes its time.
+    let mut big = vec![0u8; 100_000_000];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    write(ctx.path(), "big", &big, 0o644);
+    drop(big);
+    let ctx_path = ctx.path().to_str().unwrap();
+    let (theirs, ours) = plain_progress_of_both(&buildx, &d, "large", ctx_path);
+    // The daemon counts the transfer's packets, headers included: kbx's fewer, larger packets
+    // (C3) read 100.00MB where Buildx's read 100.02MB.
+    let sized = |text: &str| -> Vec<String> {
+        masked_progress(text)
+            .into_iter()
+            .map(|l| match l.split_once(" transferring context: 100.0") {
+                Some((n, _)) => format!("{n} transferring context: 100.0xMB done"),
+                None => l,
+            })
+            .collect()
+    };
+    assert_eq!(
+        sized(&ours),
+        sized(&theirs),
+        "\nbuildx:\n{theirs}\nkbx:\n{ours}"
+    );
+    for (who, text) in [("buildx", &theirs), ("kbx", &ours)] {
+        let lines: Vec<&str> = text.lines().collect();
+        let i = lines
+            .iter()
+            .position(|l| l.contains(" transferring context: 100.0") && l.ends_with(" done"))
+            .unwrap_or_else(|| panic!("{who}: {text}"));
+        assert!(lines[i + 1].contains(" DONE "), "{who}: {text}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(" copying files 100.02MB ") && l.ends_with("s done")),
+            "{who}: {text}"
+        );
+    }
 }
 
 /// `kbx dial-stdio` turns its standard input and output into a stream to the builder's
@@ -1927,6 +3004,210 @@ fn dial_stdio_carries_grpc_to_a_remote_buildkitd() {
         String::from_utf8_lossy(&o.stderr),
         "ERROR: no builder \"nosuch\" found\n"
     );
+}
+
+/// Runs `cmd` with a new pseudo-terminal of `cols`×`rows` as its standard input, output and
+/// error; returns every byte it wrote there and its exit status.
+fn run_in_pty(mut cmd: Command, cols: u16, rows: u16) -> (Vec<u8>, std::process::ExitStatus) {
+    use std::process::Stdio;
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave));
+    let mut child = cmd.spawn().unwrap();
+    // The parent's copies of the terminal go, so reading ends (EIO) when the child's do.
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        out
+    });
+    let status = child.wait().unwrap();
+    (reader.join().unwrap(), status)
+}
+
+/// The rows a `cols`×`rows` terminal shows after a prompt line (`$ build`, as when a user
+/// types the command: Buildx's first frame moves the cursor up and down a line) and `bytes`,
+/// trailing blanks and blank rows at the end dropped, each with the colour of its first
+/// character.
+fn screen(bytes: &[u8], cols: u16, rows: u16) -> Vec<(String, vt100::Color)> {
+    let mut p = vt100::Parser::new(rows, cols, 0);
+    p.process(b"$ build\r\n");
+    p.process(bytes);
+    let s = p.screen();
+    let mut out: Vec<(String, vt100::Color)> = s
+        .rows(0, cols)
+        .enumerate()
+        .map(|(r, text)| {
+            let text = text.trim_end().to_owned();
+            let first = text.len() - text.trim_start().len();
+            let color = u16::try_from(first)
+                .ok()
+                .and_then(|c| s.cell(u16::try_from(r).unwrap(), c))
+                .map_or(vt100::Color::Default, vt100::Cell::fgcolor);
+            (text, color)
+        })
+        .collect();
+    while out.last().is_some_and(|(t, _)| t.is_empty()) {
+        out.pop();
+    }
+    out
+}
+
+/// Durations (`2.6s`, `0.0s`) with their digits replaced by `#`, so columns stay in place.
+fn mask_durations(row: &str) -> String {
+    let chars: Vec<char> = row.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+            i += 1;
+        }
+        let number: String = chars[start..i].iter().collect();
+        let boundary = start == 0 || chars[start - 1] == ' ' || chars[start - 1] == '(';
+        if i > start
+            && boundary
+            && number.contains('.')
+            && chars.get(i) == Some(&'s')
+            && chars.get(i + 1).is_none_or(|c| *c == ' ')
+        {
+            out.extend(number.chars().map(|c| if c == '.' { '.' } else { '#' }));
+        } else {
+            out.push_str(&number);
+        }
+        if i < chars.len() && i == start {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A context for progress comparisons: a busybox stage, a copied source tree, and a `RUN`
+/// step with a long command line that prints over about `secs` seconds.
+fn run_context(secs: u32) -> Option<tempfile::TempDir> {
+    let ctx = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(ctx.path())?;
+    write(ctx.path(), "src/a.txt", b"alpha\n", 0o644);
+    let mut run = String::from("echo one");
+    for i in 0..secs {
+        run.push_str(&format!(" && sleep 1 && echo line-{i}"));
+    }
+    write(
+        ctx.path(),
+        "Dockerfile",
+        format!(
+            "FROM scratch AS base\nCOPY rootfs/ /\nFROM base\nCOPY src/ /src/\n\
+             RUN {run} && echo a-line-long-enough-to-be-cut-where-the-terminal-ends\n"
+        )
+        .as_bytes(),
+        0o644,
+    );
+    Some(ctx)
+}
+
+/// `--progress tty` of one build by Buildx 0.29.1 and by kbx on one buildkitd, each under its
+/// own 100×60 pseudo-terminal: once both are done, a terminal emulator shows the same rows
+/// (steps in the order they started, sub-progress rows, names cut two columns before the
+/// timer, `remote:NAME` on the right of the header) in the same colours, durations masked and
+/// kbx's `#0 building on …` line (K22) left out; and both showed the running step's output.
+#[test]
+fn tty_progress_screen_is_buildx_029s() {
+    use support::Buildkitd;
+    let Some(buildx) = buildx_0_29() else { return };
+    let Some(d) = Buildkitd::start() else {
+        return;
+    };
+    let Some(ctx_dir) = run_context(2) else {
+        return;
+    };
+    let ctx = ctx_dir.path().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bx_home = tempfile::tempdir().unwrap();
+    let o = buildx_in(&buildx, bx_home.path())
+        .args(["create", "--name", "tt", "--driver", "remote", &d.addr()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let kbx = remote_kbx("tt", &d.addr());
+    let args = |who: &str| {
+        vec![
+            "build".to_owned(),
+            "--builder".to_owned(),
+            "tt".to_owned(),
+            "--progress".to_owned(),
+            "tty".to_owned(),
+            "--no-cache".to_owned(),
+            "-o".to_owned(),
+            format!("type=local,dest={}", out.path().join(who).display()),
+            ctx.to_owned(),
+        ]
+    };
+    let (cols, rows) = (100, 60);
+    let mut cmd = buildx_in(&buildx, bx_home.path());
+    cmd.args(args("buildx")).env("TERM", "xterm");
+    let (theirs, status) = run_in_pty(cmd, cols, rows);
+    assert!(status.success(), "{}", String::from_utf8_lossy(&theirs));
+    let mut cmd = kbx.command(&args("kbx").iter().map(String::as_str).collect::<Vec<_>>());
+    cmd.env("TERM", "xterm");
+    let (ours, status) = run_in_pty(cmd, cols, rows);
+    assert!(status.success(), "{}", String::from_utf8_lossy(&ours));
+
+    let rows_of = |bytes: &[u8]| -> Vec<(String, vt100::Color)> {
+        screen(bytes, cols, rows)
+            .into_iter()
+            .filter(|(t, _)| !t.starts_with("#0 building on "))
+            .map(|(t, c)| (mask_durations(&t), c))
+            .collect()
+    };
+    let (theirs_rows, ours_rows) = (rows_of(&theirs), rows_of(&ours));
+    let show = |r: &[(String, vt100::Color)]| {
+        r.iter()
+            .map(|(t, c)| format!("{t}  [{c:?}]\n"))
+            .collect::<String>()
+    };
+    eprintln!(
+        "buildx:\n{}\nkbx:\n{}",
+        show(&theirs_rows),
+        show(&ours_rows)
+    );
+    assert_eq!(
+        ours_rows,
+        theirs_rows,
+        "\nbuildx:\n{}\nkbx:\n{}",
+        show(&theirs_rows),
+        show(&ours_rows)
+    );
+    assert_eq!(theirs_rows[0].0, "$ build");
+    assert!(
+        theirs_rows[1].0.ends_with("remote:tt") && theirs_rows[1].0.contains("FINISHED"),
+        "{theirs_rows:?}"
+    );
+    assert!(
+        theirs_rows.iter().any(|(t, _)| t.contains("RUN echo one")),
+        "{theirs_rows:?}"
+    );
+    // While the RUN step ran, both showed its output under it.
+    for (who, bytes) in [("buildx", &theirs), ("kbx", &ours)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(text.contains(" => => # one"), "{who}: {text}");
+    }
 }
 
 /// `kbx ARGS` in Buildx's store under `home` (both tools share one store), no Docker Engine.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +39,10 @@ pub(crate) fn start(
     rx
 }
 
+/// The error of a transfer the daemon ended before it finished: it stopped because the solve
+/// failed, whose error says why.
+pub(crate) const ENDED_EARLY: &str = "export stream ended early";
+
 struct OpenFile {
     file: File,
     path: PathBuf,
@@ -46,7 +50,12 @@ struct OpenFile {
 }
 
 async fn run(dest: PathBuf, mut inbound: Streaming<Packet>, out: Out) -> Result<()> {
-    std::fs::create_dir_all(&dest).map_err(|e| Error::io("create", &dest, e))?;
+    // As buildx's client: a directory it creates (and its missing parents) is its user's only.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dest)
+        .map_err(|e| Error::io("create", &dest, e))?;
     let mut writer = TreeWriter::new(dest);
     let mut index: u32 = 0;
     let mut requested: Vec<(u32, Stat)> = Vec::new();
@@ -157,7 +166,7 @@ async fn run(dest: PathBuf, mut inbound: Streaming<Packet>, out: Out) -> Result<
         t.abort();
     }
     if !fin_sent {
-        return Err(Error::Session("export stream ended early".to_owned()));
+        return Err(Error::Session(ENDED_EARLY.to_owned()));
     }
     Ok(())
 }

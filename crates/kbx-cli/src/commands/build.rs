@@ -18,7 +18,8 @@ use crate::output::outln;
 use crate::progress::{self, Printer};
 
 /// Runs `kbx build` on `builder` (the current one when `None`): the build, then, as buildx,
-/// the image ID on stdout in `quiet` mode (`-q`), the `--iidfile` and the `--metadata-file`.
+/// the image ID on stdout in `quiet` mode (`-q`) unless an output's archive went there, the
+/// `--iidfile` and the `--metadata-file`.
 ///
 /// # Deviation
 /// (K20) On a build split among several nodes, `--iidfile` and `--metadata-file` are refused
@@ -73,6 +74,7 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
     } else {
         default_output(&mut opts, &ng.driver, &args.tags)?
     };
+    let archive_on_stdout = opts.outputs().iter().any(|e| e.output.writes_stdout());
     if call.is_none() && ng.nodes().len() > 1 && !opts.platforms.is_empty() {
         if args.iidfile.is_some() || args.metadata_file.is_some() {
             return Err(Error::msg(
@@ -102,7 +104,7 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         n.name,
         connected.description
     );
-    let mut printer = Printer::new(mode);
+    let mut printer = Printer::for_builder(mode, &ng.name, &ng.driver);
     let result = connected
         .client
         .build_with_status(&opts, |status, events| printer.update(status, events))
@@ -180,7 +182,9 @@ pub(crate) async fn run(args: BuildArgs, builder: Option<String>) -> Result<(), 
         ProgressMode::Auto
     };
     match shown {
-        // buildx prints the image ID, even an empty one, and nothing else.
+        // buildx prints the image ID, even an empty one, and nothing else; nothing at all
+        // when an output's archive went to stdout.
+        ProgressMode::Quiet if archive_on_stdout => {}
         ProgressMode::Quiet => outln!("{image_id}"),
         ProgressMode::None => {}
         _ => {

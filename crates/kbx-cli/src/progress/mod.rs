@@ -1,8 +1,9 @@
 //! `--progress` printers for `kbx build`, as `docker buildx build --progress`:
 //!
-//! - `tty`: a redrawn block — `[+] Building 12.3s (5/7)`, one ` => ` row per step with its
-//!   time, sub-progress rows ` => => …`, the last lines of running steps ` => => # …` — drawn with
-//!   `indicatif`, rate-limited, and left on screen when done, headed `… FINISHED`;
+//! - `tty`: a redrawn block — `[+] Building 12.3s (5/7)` with `DRIVER:BUILDER` on the right,
+//!   one ` => ` row per step with its time, sub-progress rows ` => => …`, the last lines of
+//!   running steps ` => => # …` — drawn with `indicatif`, rate-limited, and left on screen when
+//!   done, headed `… FINISHED`;
 //! - `plain`: `kbx_buildkit::PlainRenderer` (`#N name`, `#N DONE 0.1s`);
 //! - `rawjson`: one `client.SolveStatus` JSON object per daemon message and line;
 //! - `quiet`: nothing (errors and the result are printed by the caller);
@@ -10,13 +11,14 @@
 //! - `auto`: `tty` when stderr is a terminal and `TERM` is not `dumb`, else `plain`.
 //!
 //! # Deviation
-//! - The tty view draws each step's sub-progress and last log lines itself instead of through a
-//!   virtual terminal: cursor movement inside a step's output is reduced to "text after the last
-//!   carriage return", `BUILDKIT_TTY_LOG_LINES` is not read (6 lines), and the rows of a
-//!   progress group are not merged into one. The timer of a running step counts from when kbx
-//!   saw it start (buildx corrects the daemon's clock by the offset it measured); finished steps
-//!   use the daemon's own timestamps, as buildx. Colours are buildkit's defaults, off with
-//!   `NO_COLOR`; `BUILDKIT_COLORS` is not read. (`docs/deviations.md` K8.)
+//! - The tty view is laid out as buildkit's (the order steps started in, `DRIVER:BUILDER` on
+//!   the right of the header, which running steps get log lines, which rows a short terminal
+//!   drops, timers shifted by the daemon's clock offset), but draws each step's last log lines
+//!   itself instead of through a virtual terminal: cursor movement inside a step's output is
+//!   reduced to "text after the last carriage return", long lines are cut rather than wrapped,
+//!   `BUILDKIT_TTY_LOG_LINES` is not read (6 lines), and the rows of a progress group are not
+//!   merged into one. Colours are buildkit's defaults, off with `NO_COLOR`; `BUILDKIT_COLORS`
+//!   is not read. (`docs/deviations.md` K8.)
 //! - Warnings are not summarised after the build (K9).
 //! - `rawjson` leaves the LLB `definition` out of a warning's `sourceInfo` (K10).
 
@@ -33,7 +35,10 @@ pub(crate) mod tty;
 pub(crate) mod fixtures;
 
 use std::io::{self, IsTerminal as _, Write};
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use indicatif::ProgressDrawTarget;
 use kbx_buildkit::{PlainRenderer, ProgressEvent, SolveStatus};
@@ -104,7 +109,7 @@ pub(super) type Sink = Box<dyn Write + Send>;
 
 enum Kind {
     Quiet,
-    Plain(PlainRenderer<Sink>),
+    Plain(PlainTicker),
     Json(JsonPrinter<Sink>),
     Tty(TtyPrinter),
 }
@@ -112,20 +117,28 @@ enum Kind {
 impl Printer {
     /// A printer on stderr.
     pub(crate) fn new(mode: Mode) -> Self {
-        Self::with_sink(mode, Box::new(io::stderr()))
+        Self::with_sink(mode, "", Box::new(io::stderr()))
     }
 
-    /// A printer writing `plain` and `rawjson` output to `sink` (`tty` always draws on stderr).
-    pub(super) fn with_sink(mode: Mode, sink: Sink) -> Self {
+    /// A printer on stderr for a build on `builder`, whose `tty` header names it on the right
+    /// as buildx does (`DRIVER:BUILDER`).
+    pub(crate) fn for_builder(mode: Mode, builder: &str, driver: &str) -> Self {
+        Self::with_sink(mode, &format!("{driver}:{builder}"), Box::new(io::stderr()))
+    }
+
+    /// A printer writing `plain` and `rawjson` output to `sink` (`tty` always draws on stderr,
+    /// with `desc` on the right of its header).
+    pub(super) fn with_sink(mode: Mode, desc: &str, sink: Sink) -> Self {
         let kind = match mode {
             Mode::Quiet => Kind::Quiet,
-            Mode::Plain => Kind::Plain(PlainRenderer::new(sink)),
+            Mode::Plain => Kind::Plain(PlainTicker::start(PlainRenderer::new(sink))),
             Mode::RawJson => Kind::Json(JsonPrinter::new(sink)),
             Mode::Tty => {
                 let term = console::Term::stderr();
                 let size = Arc::new(move || term.size_checked().map(|(h, w)| (w, h)));
                 Kind::Tty(TtyPrinter::new(
                     ProgressDrawTarget::stderr_with_hz(tty::REFRESH_HZ),
+                    desc,
                     size,
                     tty::color_enabled(),
                     true,
@@ -141,9 +154,7 @@ impl Printer {
         match &mut self.kind {
             Kind::Quiet => {}
             Kind::Plain(p) => {
-                for ev in events {
-                    let _ = p.render(ev);
-                }
+                let _ = p.lock().update(events);
             }
             Kind::Json(j) => {
                 let _ = j.update(status);
@@ -156,11 +167,55 @@ impl Printer {
     pub(crate) fn finish(self) {
         match self.kind {
             Kind::Tty(t) => t.finish(),
-            Kind::Plain(mut p) => {
-                let _ = p.finish();
-            }
+            Kind::Plain(p) => p.finish(),
             Kind::Quiet | Kind::Json(_) => {}
         }
+    }
+}
+
+/// The plain renderer with a thread that lets it print every 150 ms, as buildx's printer
+/// does between daemon messages: output that came too soon after the last print, or a step
+/// that has waited long enough, is shown without waiting for the next message.
+struct PlainTicker {
+    renderer: Arc<Mutex<PlainRenderer<Sink>>>,
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How often the plain renderer may print without a daemon message (buildx's ticker).
+const PLAIN_TICK: Duration = Duration::from_millis(150);
+
+impl PlainTicker {
+    fn start(renderer: PlainRenderer<Sink>) -> Self {
+        let renderer = Arc::new(Mutex::new(renderer));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let shared = renderer.clone();
+        let thread = std::thread::Builder::new()
+            .name("plain-progress".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PLAIN_TICK) {
+                    let _ = shared.lock().unwrap_or_else(PoisonError::into_inner).tick();
+                }
+            })
+            .ok();
+        PlainTicker {
+            renderer,
+            stop,
+            thread,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PlainRenderer<Sink>> {
+        self.renderer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the thread and prints what waits.
+    fn finish(mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.lock().finish();
     }
 }
 

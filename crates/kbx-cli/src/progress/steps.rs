@@ -148,6 +148,7 @@ impl Step {
                 digest: self.digest.clone(),
                 stream: 1,
                 data,
+                offset: SystemTime::now().duration_since(self.started).ok(),
             }],
         );
     }
@@ -232,7 +233,7 @@ mod tests {
     #[test]
     fn steps_print_like_a_build_in_plain_mode() {
         let out = Shared::default();
-        let steps = Steps::with_printer(Printer::with_sink(Mode::Plain, Box::new(out.clone())));
+        let steps = Steps::with_printer(Printer::with_sink(Mode::Plain, "", Box::new(out.clone())));
         let boot = steps.start("[internal] booting buildkit");
         boot.log("Deployment kube0 created");
         boot.begin("waiting for 1 pods to be ready, timeout: 2m0s");
@@ -245,11 +246,19 @@ mod tests {
         let text = out.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "#1 [internal] booting buildkit");
-        assert_eq!(lines[1], "#1 Deployment kube0 created");
+        // The log line (with its time since the step started) and the item come in the order
+        // of their prints: one print puts statuses before logs, as buildx.
+        let log = lines[1..3]
+            .iter()
+            .find(|l| l.ends_with(" Deployment kube0 created"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let offset = log["#1 ".len()..].split(' ').next().unwrap_or_default();
+        assert!(offset.len() == 5 && offset.parse::<f64>().is_ok(), "{text}");
         // The item's time shows when it took over 10 ms, as buildx.
         assert!(
-            lines[2].starts_with("#1 waiting for 1 pods to be ready, timeout: 2m0s")
-                && lines[2].ends_with(" done"),
+            lines[1..3].iter().any(|l| l
+                .starts_with("#1 waiting for 1 pods to be ready, timeout: 2m0s")
+                && l.ends_with(" done")),
             "{text}"
         );
         assert!(
@@ -269,14 +278,15 @@ mod tests {
     #[test]
     fn steps_in_the_tty_model_show_their_sub_progress() {
         let out = Shared::default();
-        let steps = Steps::with_printer(Printer::with_sink(Mode::RawJson, Box::new(out.clone())));
+        let steps =
+            Steps::with_printer(Printer::with_sink(Mode::RawJson, "", Box::new(out.clone())));
         let boot = steps.start("[internal] booting buildkit");
         boot.begin("waiting for 1 pods to be ready, timeout: 2m0s");
         boot.done(None);
         steps.finish();
         // Replay what was printed into the tty model: the same statuses, read back.
         let t0 = Instant::now();
-        let mut m = TtyModel::new(t0);
+        let mut m = TtyModel::new("");
         let text = out.text();
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
@@ -315,7 +325,8 @@ mod tests {
     #[test]
     fn steps_in_rawjson_are_solve_statuses() {
         let out = Shared::default();
-        let steps = Steps::with_printer(Printer::with_sink(Mode::RawJson, Box::new(out.clone())));
+        let steps =
+            Steps::with_printer(Printer::with_sink(Mode::RawJson, "", Box::new(out.clone())));
         let boot = steps.start("[internal] booting buildkit");
         boot.log("1/1 pods ready");
         boot.done(None);

@@ -1,7 +1,7 @@
 //! `--progress tty`: the redrawn block of steps with timers, sub-progress rows and the last log
 //! lines of running steps, drawn with `indicatif`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -67,45 +67,43 @@ struct StatusRow {
     total: i64,
     started: Option<SystemTime>,
     completed: Option<SystemTime>,
-    seen: Instant,
-    seen_done: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
 struct VertexRow {
     name: String,
-    started: Option<SystemTime>,
-    completed: Option<SystemTime>,
-    seen_started: Option<Instant>,
-    seen_done: Option<Instant>,
     cached: bool,
     error: String,
+    /// Each run of the vertex by its start time (buildkit keeps them as intervals).
+    intervals: BTreeMap<SystemTime, Option<SystemTime>>,
+    /// Every sub-progress item seen.
     statuses: Vec<StatusRow>,
+    /// Indices into `statuses` in the order the items started: the rows shown.
+    status_order: Vec<usize>,
+    /// Short texts of the warnings about this step.
+    warnings: Vec<String>,
     logs: VecDeque<String>,
     partial: Vec<u8>,
+    /// Log bytes received and frames that showed log lines: which running steps get room for
+    /// their lines (buildkit's `termBytes + termCount*50`).
+    log_bytes: usize,
+    log_frames: usize,
 }
 
 impl VertexRow {
+    fn started(&self) -> bool {
+        !self.intervals.is_empty()
+    }
+
+    /// Whether the last run has ended (buildkit's `isCompleted`).
     fn done(&self) -> bool {
-        self.completed.is_some() || self.cached
-    }
-
-    fn shown(&self) -> bool {
-        self.started.is_some() || self.done()
-    }
-
-    fn elapsed(&self, now: Instant) -> Duration {
-        if let (Some(s), Some(c)) = (self.started, self.completed) {
-            return c.duration_since(s).unwrap_or_default();
-        }
-        match (self.seen_started, self.seen_done) {
-            (Some(s), Some(d)) => d.saturating_duration_since(s),
-            (Some(s), None) if !self.done() => now.saturating_duration_since(s),
-            _ => Duration::ZERO,
-        }
+        merge(&self.intervals)
+            .last()
+            .is_some_and(|(_, stop)| stop.is_some())
     }
 
     fn push_log(&mut self, data: &[u8]) {
+        self.log_bytes += data.len();
         self.partial.extend_from_slice(data);
         while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=i).collect();
@@ -116,15 +114,53 @@ impl VertexRow {
         }
     }
 
-    /// The last log lines, the unfinished one included.
-    fn tail(&self) -> Vec<String> {
+    /// The last `max` log lines, the unfinished one included and blank ones left out
+    /// (buildkit shows the non-blank rows of a small terminal).
+    fn tail(&self, max: usize) -> Vec<String> {
         let mut lines: Vec<String> = self.logs.iter().cloned().collect();
         if !self.partial.is_empty() {
             lines.push(screen_text(&self.partial));
         }
-        let skip = lines.len().saturating_sub(LOG_LINES);
-        lines.split_off(skip)
+        let skip = lines.len().saturating_sub(max);
+        lines
+            .split_off(skip)
+            .into_iter()
+            .filter(|l| !l.trim_matches(' ').is_empty())
+            .collect()
     }
+}
+
+type Interval = (SystemTime, Option<SystemTime>);
+
+/// Overlapping intervals merged, as buildkit's `mergeIntervals`: in start order, an open one
+/// swallows every later one.
+fn merge(intervals: &BTreeMap<SystemTime, Option<SystemTime>>) -> Vec<Interval> {
+    let mut out: Vec<Interval> = Vec::new();
+    let mut iter = intervals.iter().map(|(a, b)| (*a, *b));
+    let Some(mut cur) = iter.next() else {
+        return out;
+    };
+    for next in iter {
+        let Some(stop) = cur.1 else {
+            out.push(cur);
+            return out;
+        };
+        if stop < next.0 {
+            out.push(cur);
+            cur = next;
+            continue;
+        }
+        match next.1 {
+            None => {
+                out.push((cur.0, None));
+                return out;
+            }
+            Some(next_stop) if stop >= next_stop => {}
+            Some(next_stop) => cur = (cur.0, Some(next_stop)),
+        }
+    }
+    out.push(cur);
+    out
 }
 
 /// What a terminal would show of one line: the text after the last carriage return, without
@@ -142,63 +178,84 @@ fn screen_text(raw: &[u8]) -> String {
         .collect()
 }
 
-/// The state behind the tty view: every vertex in first-seen order, with its sub-progress
-/// items and last log lines. Pure: times come in as arguments, so frames can be tested.
+/// One row of buildkit's job list before it is laid out: a step, one of its sub-progress
+/// items or one of its warnings.
+struct Job<'a> {
+    name: String,
+    status: String,
+    intervals: Vec<Interval>,
+    completed: bool,
+    /// The colour once completed.
+    tone: Tone,
+    /// The step whose log lines may follow the row.
+    vertex: Option<&'a str>,
+    show_log: bool,
+}
+
+/// The state behind the tty view, as buildkit's `progressui` keeps it: every vertex seen (the
+/// header counts them), shown in the order they started, each with its sub-progress items in
+/// the order they started, its warnings and its last log lines. Pure: times come in as
+/// arguments, so frames can be tested.
 #[derive(Debug)]
 pub(crate) struct TtyModel {
-    start: Instant,
+    /// Right-aligned in the header, as buildx's `DRIVER:BUILDER` (empty: none).
+    desc: String,
+    /// The daemon's time of the first vertex that started and when kbx saw it: the daemon's
+    /// times are shown shifted by this offset (buildkit's `localTimeDiff`).
+    anchor: Option<(SystemTime, Instant)>,
+    /// The first start time the daemon reported: the header timer's zero.
+    first_started: Option<SystemTime>,
     end: Option<Instant>,
     order: Vec<String>,
     vertices: HashMap<String, VertexRow>,
 }
 
 impl TtyModel {
-    /// An empty view whose header timer starts at `start`.
-    pub(crate) fn new(start: Instant) -> Self {
+    /// An empty view whose header names `desc` on the right (buildx: `DRIVER:BUILDER`; empty:
+    /// nothing).
+    pub(crate) fn new(desc: &str) -> Self {
         TtyModel {
-            start,
+            desc: desc.to_owned(),
+            anchor: None,
+            first_started: None,
             end: None,
             order: Vec::new(),
             vertices: HashMap::new(),
         }
     }
 
-    fn row(&mut self, digest: &str) -> &mut VertexRow {
-        if !self.vertices.contains_key(digest) {
-            self.order.push(digest.to_owned());
-        }
-        self.vertices.entry(digest.to_owned()).or_default()
-    }
-
     /// Applies one daemon message received at `now`.
     pub(crate) fn update(&mut self, status: &SolveStatus, now: Instant) {
         for v in &status.vertexes {
-            let row = self.row(&v.digest);
-            if !v.name.is_empty() {
-                row.name.clone_from(&v.name);
+            if self.first_started.is_none() {
+                self.first_started = v.started;
             }
-            if v.started.is_some() {
-                if row.seen_started.is_none() || v.started != row.started {
-                    row.seen_started = Some(now);
-                    row.seen_done = None;
+            let row = self.vertices.entry(v.digest.clone()).or_default();
+            let was_started = row.started();
+            if let Some(started) = v.started
+                && !was_started
+            {
+                self.anchor.get_or_insert((started, now));
+                self.order.push(v.digest.clone());
+            }
+            // A repeated announcement of a running step changes nothing.
+            if !(was_started && v.started.is_none()) {
+                if !v.name.is_empty() {
+                    row.name.clone_from(&v.name);
                 }
-                row.started = v.started;
+                row.cached = v.cached;
+                row.error.clone_from(&v.error);
             }
-            row.cached |= v.cached;
-            if v.completed.is_some() {
-                row.completed = v.completed;
-                if !v.error.is_empty() {
-                    row.error.clone_from(&v.error);
-                }
-            }
-            if row.done() && row.seen_done.is_none() {
-                row.seen_done = Some(now);
+            if let Some(started) = v.started {
+                row.intervals.insert(started, v.completed);
             }
         }
         for s in &status.statuses {
-            let row = self.row(&s.vertex);
-            let item = match row.statuses.iter().position(|i| i.id == s.id) {
-                Some(i) => &mut row.statuses[i],
+            let Some(row) = self.vertices.get_mut(&s.vertex) else {
+                continue;
+            };
+            let i = match row.statuses.iter().position(|i| i.id == s.id) {
+                Some(i) => i,
                 None => {
                     row.statuses.push(StatusRow {
                         id: s.id.clone(),
@@ -206,23 +263,29 @@ impl TtyModel {
                         total: 0,
                         started: None,
                         completed: None,
-                        seen: now,
-                        seen_done: None,
                     });
-                    let last = row.statuses.len() - 1;
-                    &mut row.statuses[last]
+                    row.statuses.len() - 1
                 }
             };
+            let item = &mut row.statuses[i];
+            if s.started.is_some() && item.started.is_none() {
+                row.status_order.push(i);
+            }
             item.current = s.current;
             item.total = s.total;
-            item.started = s.started.or(item.started);
+            item.started = s.started;
             item.completed = s.completed;
-            if s.completed.is_some() && item.seen_done.is_none() {
-                item.seen_done = Some(now);
+        }
+        for w in &status.warnings {
+            if let Some(row) = self.vertices.get_mut(&w.vertex) {
+                row.warnings
+                    .push(String::from_utf8_lossy(&w.short).into_owned());
             }
         }
         for l in &status.logs {
-            self.row(&l.vertex).push_log(&l.data);
+            if let Some(row) = self.vertices.get_mut(&l.vertex) {
+                row.push_log(&l.data);
+            }
         }
     }
 
@@ -237,122 +300,249 @@ impl TtyModel {
         (done, self.vertices.len())
     }
 
-    /// The view at `now` for a terminal of `width` columns and `height` rows (`None`: no
-    /// limit). While running, finished steps are dropped (oldest first) so that running ones
-    /// fit; the final frame (after [`TtyModel::finish`]) has every step and no log lines.
-    pub(crate) fn frame(&self, now: Instant, width: usize, height: Option<usize>) -> Vec<Line> {
-        let final_frame = self.end.is_some();
-        let now = self.end.unwrap_or(now);
-        let (done, total) = self.counts();
-        let mut header = format!(
-            "[+] Building {:.1}s ({done}/{total})",
-            now.saturating_duration_since(self.start).as_secs_f64()
-        );
-        if final_frame && done > 0 && done == total {
-            header.push_str(" FINISHED");
-        }
-        let mut blocks: Vec<(bool, Vec<Line>)> = Vec::new();
+    /// Seconds from the daemon's time `t` to `now`, through the offset measured at the first
+    /// start.
+    fn since(&self, t: SystemTime, now: Instant) -> f64 {
+        let Some((anchor_daemon, anchor_local)) = self.anchor else {
+            return 0.0;
+        };
+        let local = now.saturating_duration_since(anchor_local).as_secs_f64();
+        let daemon = match anchor_daemon.duration_since(t) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        local + daemon
+    }
+
+    fn seconds(&self, intervals: &[Interval], now: Instant) -> f64 {
+        intervals
+            .iter()
+            .map(|(start, stop)| match stop {
+                Some(stop) => stop.duration_since(*start).map_or(0.0, |d| d.as_secs_f64()),
+                None => self.since(*start, now),
+            })
+            .sum()
+    }
+
+    fn jobs(&self) -> Vec<Job<'_>> {
+        let mut jobs = Vec::new();
         for digest in &self.order {
             let Some(v) = self.vertices.get(digest) else {
                 continue;
             };
-            if !v.shown() {
-                continue;
+            let mut name = v.name.replace('\t', " ");
+            let mut tone = Tone::Done;
+            if !v.error.is_empty() {
+                if v.error.ends_with("context canceled") {
+                    name = format!("CANCELED {name}");
+                    tone = Tone::Canceled;
+                } else {
+                    name = format!("ERROR {name}");
+                    tone = Tone::Error;
+                }
             }
-            let (prefix, tone) = if v.cached {
-                ("CACHED ", Tone::Done)
-            } else if v.error.ends_with("context canceled") {
-                ("CANCELED ", Tone::Canceled)
-            } else if !v.error.is_empty() {
-                ("ERROR ", Tone::Error)
-            } else if v.done() {
-                ("", Tone::Done)
-            } else {
-                ("", Tone::Normal)
-            };
-            let mut lines = vec![Line {
-                text: row_text(
-                    " => ",
-                    &format!("{prefix}{}", v.name),
-                    v.elapsed(now),
-                    width,
-                ),
+            if v.cached {
+                name = format!("CACHED {name}");
+            }
+            let merged = merge(&v.intervals);
+            jobs.push(Job {
+                name,
+                status: String::new(),
+                completed: v.intervals.values().all(Option::is_some),
+                intervals: merged.clone(),
                 tone,
-            }];
-            for s in &v.statuses {
-                let elapsed = match (s.started, s.completed) {
-                    (Some(a), Some(b)) => b.duration_since(a).unwrap_or_default(),
-                    _ => s
-                        .seen_done
-                        .unwrap_or(if v.done() { s.seen } else { now })
-                        .saturating_duration_since(s.seen),
+                vertex: Some(digest),
+                show_log: false,
+            });
+            for &i in &v.status_order {
+                let s = &v.statuses[i];
+                let status = if s.total != 0 {
+                    format!("{} / {}", bytes(s.current), bytes(s.total))
+                } else if s.current != 0 {
+                    bytes(s.current)
+                } else {
+                    String::new()
                 };
-                lines.push(Line {
-                    text: row_text(" => => ", &status_text(s), elapsed, width),
-                    tone,
+                jobs.push(Job {
+                    name: format!("=> {}", s.id),
+                    status,
+                    intervals: s.started.map(|a| (a, s.completed)).into_iter().collect(),
+                    completed: s.completed.is_some(),
+                    tone: Tone::Done,
+                    vertex: None,
+                    show_log: false,
                 });
             }
-            if !v.done() && !final_frame {
-                for l in v.tail() {
-                    lines.push(Line {
-                        text: truncate(&format!(" => => # {l}"), width.saturating_sub(1)),
+            for w in &v.warnings {
+                jobs.push(Job {
+                    name: format!("WARN: {w}"),
+                    status: String::new(),
+                    intervals: merged.last().copied().into_iter().collect(),
+                    completed: false,
+                    tone: Tone::Canceled,
+                    vertex: None,
+                    show_log: false,
+                });
+            }
+        }
+        jobs
+    }
+
+    /// The view at `now` for a terminal of `width` columns and `height` rows (`None`: no
+    /// limit), laid out as buildkit's tty display: running steps with log output get up to six
+    /// of their last lines while the terminal has room, and rows that do not fit are dropped
+    /// from the top, running ones kept. The final frame (after [`TtyModel::finish`]) has every
+    /// row.
+    pub(crate) fn frame(&mut self, now: Instant, width: usize, height: Option<usize>) -> Vec<Line> {
+        let all = self.end.is_some();
+        let now = self.end.unwrap_or(now);
+        let (done, total) = self.counts();
+        let header_secs = self
+            .first_started
+            .map_or(0.0, |t| self.since(t, now).max(0.0));
+        let finished = if all && done > 0 && done == total {
+            "FINISHED"
+        } else {
+            ""
+        };
+        let header = format!("[+] Building {header_secs:.1}s ({done}/{total}) {finished}");
+        let header = if self.desc.is_empty() {
+            align(&header, "", width)
+        } else {
+            align(&header, &self.desc, width.saturating_sub(1))
+        };
+        let mut out = vec![Line {
+            text: truncate(header.trim_end(), width.saturating_sub(1)),
+            tone: Tone::Normal,
+        }];
+
+        let height = height.unwrap_or(usize::MAX / 4);
+        let mut jobs = self.jobs();
+        // Room for log lines (buildkit's `setupTerminals`): the steps that printed the most,
+        // and were shown the longest, first.
+        let in_use = jobs.iter().filter(|j| !j.completed).count();
+        let log_height = LOG_LINES.min(height.saturating_sub(4)).max(3);
+        let mut candidates: Vec<usize> = (0..jobs.len())
+            .filter(|&i| {
+                !jobs[i].completed
+                    && jobs[i]
+                        .vertex
+                        .is_some_and(|d| self.vertices.get(d).is_some_and(|v| v.log_bytes > 0))
+            })
+            .collect();
+        let weight = |j: &Job<'_>| {
+            j.vertex
+                .and_then(|d| self.vertices.get(d))
+                .map_or(0, |v| v.log_bytes + v.log_frames * 50)
+        };
+        candidates.sort_by_key(|&i| std::cmp::Reverse(weight(&jobs[i])));
+        let mut free = height as isize - 2 - in_use as isize;
+        let mut hidden = 0;
+        for i in candidates {
+            if free <= (log_height + 3) as isize {
+                break;
+            }
+            jobs[i].show_log = true;
+            hidden += jobs[i]
+                .vertex
+                .and_then(|d| self.vertices.get(d))
+                .map_or(0, |v| v.tail(log_height).len());
+            free -= (log_height + 3) as isize;
+        }
+        if !all {
+            jobs = wrap_height(jobs, height as isize - 2 - hidden as isize);
+        }
+
+        let mut shown_logs = Vec::new();
+        for j in &jobs {
+            if j.intervals.is_empty() {
+                continue;
+            }
+            let mut secs = self.seconds(&j.intervals, now);
+            if secs < 0.05 {
+                secs = 0.0;
+            }
+            let timer = format!(" {secs:3.1}s");
+            // Go counts the newline of `timer` too.
+            let mut left = width as isize - 4 - (timer.len() as isize + 1) - 1;
+            let mut show_status = false;
+            if !j.status.is_empty() && left + j.status.len() as isize > 20 {
+                show_status = true;
+                left -= j.status.len() as isize + 1;
+            }
+            if left < 12 {
+                continue;
+            }
+            let mut row = format!(" => {}", truncate(&j.name, left as usize));
+            if show_status {
+                row.push(' ');
+                row.push_str(&j.status);
+            }
+            out.push(Line {
+                text: align(&row, &timer, width.saturating_sub(1)),
+                tone: if j.completed { j.tone } else { Tone::Normal },
+            });
+            if j.show_log
+                && let Some(v) = j.vertex.and_then(|d| self.vertices.get(d))
+            {
+                for l in v.tail(log_height) {
+                    out.push(Line {
+                        text: format!(" => => # {}", truncate(&l, width.saturating_sub(10))),
                         tone: Tone::Log,
                     });
                 }
-            }
-            blocks.push((v.done(), lines));
-        }
-        if !final_frame && let Some(h) = height {
-            let room = h.saturating_sub(2);
-            let mut used: usize = blocks.iter().map(|(_, l)| l.len()).sum();
-            let mut i = 0;
-            while used > room && i < blocks.len() {
-                if blocks[i].0 {
-                    used -= blocks[i].1.len();
-                    blocks.remove(i);
-                } else {
-                    i += 1;
-                }
+                shown_logs.extend(j.vertex.map(str::to_owned));
             }
         }
-        let mut out = vec![Line {
-            text: truncate(&header, width.saturating_sub(1)),
-            tone: Tone::Normal,
-        }];
-        out.extend(blocks.into_iter().flat_map(|(_, l)| l));
+        for d in shown_logs {
+            if let Some(v) = self.vertices.get_mut(&d) {
+                v.log_frames += 1;
+            }
+        }
         out
     }
 }
 
-/// `prefix + text`, padded so that the timer ends one column before `width`; `text` is cut to
-/// fit.
-fn row_text(prefix: &str, text: &str, elapsed: Duration, width: usize) -> String {
-    let mut secs = elapsed.as_secs_f64();
-    if secs < 0.05 {
-        secs = 0.0;
+/// Go's `fmt.Sprintf("%-*s %s", l, w-len(r)-1, r)`: `l` padded so that `r` ends at column
+/// `w` (or just after `l` when it is too long).
+fn align(l: &str, r: &str, w: usize) -> String {
+    let pad = w.saturating_sub(r.chars().count() + 1);
+    format!("{l:<pad$} {r}")
+}
+
+/// buildkit's `wrapHeight`: the last `limit` rows, with running steps cut from the top put
+/// back in place of finished ones.
+fn wrap_height(jobs: Vec<Job<'_>>, limit: isize) -> Vec<Job<'_>> {
+    let Ok(limit) = usize::try_from(limit) else {
+        return Vec::new();
+    };
+    if jobs.len() <= limit {
+        return jobs;
     }
-    let timer = format!(" {secs:3.1}s");
-    let room = width
-        .saturating_sub(1)
-        .saturating_sub(prefix.chars().count() + timer.len());
-    let text = truncate(text, room);
-    let pad = room.saturating_sub(text.chars().count());
-    format!("{prefix}{text}{}{timer}", " ".repeat(pad))
+    let mut jobs = jobs;
+    let wrapped = jobs.split_off(jobs.len() - limit);
+    let invisible: Vec<Job<'_>> = jobs.into_iter().filter(|j| !j.completed).collect();
+    if invisible.is_empty() {
+        return wrapped;
+    }
+    let mut l = invisible.len() as isize;
+    let before = wrapped.len();
+    let mut rewrapped = Vec::with_capacity(before);
+    for j in wrapped {
+        if !j.completed || l <= 0 {
+            rewrapped.push(j);
+        }
+        l -= 1;
+    }
+    let free = before - rewrapped.len();
+    let mut out: Vec<Job<'_>> = invisible.into_iter().rev().take(free).collect();
+    out.reverse();
+    out.extend(rewrapped);
+    out
 }
 
 fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
-}
-
-/// `transferring context: 2B`, `sha256:… 1.23MB / 4.56MB`, like buildkit's status rows.
-fn status_text(s: &StatusRow) -> String {
-    if s.total != 0 {
-        format!("{} {} / {}", s.id, bytes(s.current), bytes(s.total))
-    } else if s.current != 0 {
-        format!("{} {}", s.id, bytes(s.current))
-    } else {
-        s.id.clone()
-    }
 }
 
 /// Decimal byte sizes: `123B`, `1.23kB`, `28.58MB`.
@@ -382,16 +572,23 @@ pub(crate) struct TtyPrinter {
 }
 
 impl TtyPrinter {
-    /// A printer drawing on `target`; `size` gives (columns, rows) of the terminal; `tick`
-    /// redraws the timers every 150 ms when nothing happens.
-    pub(crate) fn new(target: ProgressDrawTarget, size: SizeFn, color: bool, tick: bool) -> Self {
-        let model = Arc::new(Mutex::new(TtyModel::new(Instant::now())));
+    /// A printer drawing on `target` with `desc` on the right of the header; `size` gives
+    /// (columns, rows) of the terminal; `tick` redraws the timers every 150 ms when nothing
+    /// happens.
+    pub(crate) fn new(
+        target: ProgressDrawTarget,
+        desc: &str,
+        size: SizeFn,
+        color: bool,
+        tick: bool,
+    ) -> Self {
+        let model = Arc::new(Mutex::new(TtyModel::new(desc)));
         let frame = {
             let model = model.clone();
             let size = size.clone();
             move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let (cols, rows) = size().unwrap_or((80, 24));
-                let model = model.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
                 let lines = model.frame(Instant::now(), cols.into(), Some(rows.into()));
                 let text: Vec<String> = lines.iter().map(|l| l.styled(color)).collect();
                 let _ = w.write_str(&text.join("\n"));
@@ -447,7 +644,7 @@ mod tests {
     #[test]
     fn tty_frame_while_running() {
         let t0 = Instant::now();
-        let mut m = TtyModel::new(t0);
+        let mut m = TtyModel::new("");
         for (i, s) in recording().iter().enumerate() {
             m.update(s, t0 + Duration::from_millis(100 * i as u64));
         }
@@ -460,8 +657,8 @@ mod tests {
                 " => [internal] load build context                      0.3s",
                 " => => transferring context: 1.23kB                    0.2s",
                 " => CACHED [1/3] FROM docker.io/library/alpine         0.0s",
-                // Seen started at 0.1s; now is 2.5s.
-                " => [2/3] RUN make                                     2.4s",
+                // Started 0.4s after the first step, which kbx saw at 0.0s; now is 2.5s.
+                " => [2/3] RUN make                                     2.1s",
                 " => => # line 3",
                 " => => # line 4",
                 " => => # line 5",
@@ -477,22 +674,65 @@ mod tests {
     }
 
     #[test]
-    fn tty_frame_drops_finished_steps_to_fit_the_terminal() {
+    fn tty_frame_shows_log_lines_only_with_room_and_keeps_running_steps() {
         let t0 = Instant::now();
-        let mut m = TtyModel::new(t0);
+        let mut m = TtyModel::new("");
         for s in recording() {
             m.update(&s, t0);
         }
+        // 20 rows: 17 free after the header, the running step and its margin, more than the
+        // 6 + 3 a step's log lines need.
+        let t = texts(&m.frame(t0, 60, Some(20)));
+        assert_eq!(t.len(), 1 + 4 + 6, "{t:?}");
+        assert_eq!(t[5], " => => # line 3");
+        // 9 rows: no room for log lines (buildkit's `setupTerminals`).
         let t = texts(&m.frame(t0, 60, Some(9)));
+        assert_eq!(t.len(), 5, "{t:?}");
+        // 4 rows: the last two rows only (buildkit's `wrapHeight`).
+        let t = texts(&m.frame(t0, 60, Some(4)));
         assert_eq!(t[0], "[+] Building 0.0s (2/4)");
-        assert!(t[1].starts_with(" => [2/3] RUN make"), "{t:?}");
-        assert_eq!(t.len(), 8);
+        assert!(t[1].starts_with(" => CACHED [1/3] FROM"), "{t:?}");
+        assert!(t[2].starts_with(" => [2/3] RUN make"), "{t:?}");
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn tty_wrap_height_puts_running_steps_back_in_place_of_finished_ones() {
+        let job = |name: &str, completed: bool| Job {
+            name: name.to_owned(),
+            status: String::new(),
+            intervals: Vec::new(),
+            completed,
+            tone: Tone::Done,
+            vertex: None,
+            show_log: false,
+        };
+        let jobs = vec![
+            job("a", false),
+            job("b", true),
+            job("c", true),
+            job("d", true),
+            job("e", false),
+        ];
+        let names = |j: Vec<Job<'_>>| j.into_iter().map(|j| j.name).collect::<Vec<_>>();
+        assert_eq!(names(wrap_height(jobs, 3)), ["a", "d", "e"]);
+        assert!(wrap_height(vec![job("a", true)], -1).is_empty());
+    }
+
+    #[test]
+    fn tty_header_names_the_builder_on_the_right() {
+        let t0 = Instant::now();
+        let mut m = TtyModel::new("remote:tt");
+        m.update(&recording()[0], t0);
+        let t = texts(&m.frame(t0, 40, None));
+        assert_eq!(t[0], "[+] Building 0.0s (0/4)       remote:tt");
+        assert_eq!(t[0].len(), 39);
     }
 
     #[test]
     fn tty_final_frame_has_finished_error_and_cancel_marks() {
         let t0 = Instant::now();
-        let mut m = TtyModel::new(t0);
+        let mut m = TtyModel::new("");
         for s in recording() {
             m.update(&s, t0);
         }
@@ -526,7 +766,8 @@ mod tests {
                 "[+] Building 3.2s (4/4) FINISHED",
                 " => [internal] load build context            0.3s",
                 " => => transferring context: 1.23kB          0.2s",
-                " => CACHED [1/3] FROM docker.io/library/alpi 0.0s",
+                // The name is cut two columns before the timer, as buildkit does.
+                " => CACHED [1/3] FROM docker.io/library/alp  0.0s",
                 " => ERROR [2/3] RUN make                     1.2s",
                 " => CANCELED [3/3] COPY out /out             0.6s",
             ]
@@ -543,7 +784,7 @@ mod tests {
     #[test]
     fn tty_header_is_not_finished_while_steps_remain() {
         let t0 = Instant::now();
-        let mut m = TtyModel::new(t0);
+        let mut m = TtyModel::new("");
         m.update(&recording()[0], t0);
         m.finish(t0);
         assert_eq!(
@@ -557,7 +798,7 @@ mod tests {
     fn tty_printer_leaves_the_final_frame_on_the_terminal() {
         let term = indicatif::InMemoryTerm::new(20, 60);
         let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
-        let mut p = TtyPrinter::new(target, Arc::new(|| Some((60, 20))), false, false);
+        let mut p = TtyPrinter::new(target, "", Arc::new(|| Some((60, 20))), false, false);
         for s in recording() {
             p.update(&s);
         }
