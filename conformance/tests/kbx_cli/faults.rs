@@ -172,20 +172,7 @@ async fn kbx_bootstrap_failures_name_the_pods_reason() -> anyhow::Result<()> {
             }
             // rm removes what the failed bootstrap made, and the record.
             user.run(&["rm", case.name]).await?.ok()?;
-            let node_name = format!("{}0", case.name);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let left = objects_of(client, ns.name(), &node_name).await?;
-                if left.is_empty() {
-                    break;
-                }
-                ensure!(
-                    Instant::now() < deadline,
-                    "{}: left after rm: {left:?}",
-                    case.name
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            super::wait_nothing_left(client, ns.name(), &format!("{}0", case.name)).await?;
             ensure!(
                 !user
                     .home()
