@@ -1321,20 +1321,54 @@ async fn logs(args: HistoryLogsArgs, builder: Option<String>) -> Result<(), Erro
             events.extend_from_slice(evs);
         })
         .await;
-    let mut printer = Printer::new(mode);
     if mode == progress::Mode::Plain {
+        // Steps in the order they first completed on the daemon's clock (buildx's printer sorts
+        // the finished steps of one print so, and the replay reaches it as one print), steps
+        // without a completion in the order they first appeared.
         let mut order: Vec<String> = Vec::new();
+        let mut first_done: std::collections::HashMap<String, std::time::SystemTime> =
+            std::collections::HashMap::new();
+        for v in statuses.iter().flat_map(|s| &s.vertexes) {
+            if !order.contains(&v.digest) {
+                order.push(v.digest.clone());
+            }
+            if let Some(t) = v.completed {
+                let e = first_done.entry(v.digest.clone()).or_insert(t);
+                *e = (*e).min(t);
+            }
+        }
         for ev in &events {
             if !order.iter().any(|d| d == ev.digest()) {
                 order.push(ev.digest().to_owned());
             }
         }
-        let rank = |ev: &kbx_buildkit::ProgressEvent| order.iter().position(|d| d == ev.digest());
-        events.sort_by_key(|ev| rank(ev));
-        if let Some(first) = statuses.first() {
-            printer.update(first, &events);
+        // Stable: ties and steps without a completion keep their first appearance.
+        order.sort_by(|a, b| match (first_done.get(a), first_done.get(b)) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        // One print per step, in that order: each step's events are applied together (a step
+        // the daemon ran twice prints once, with both runs' time) at a moment past the
+        // printer's rate limit.
+        let mut renderer = kbx_buildkit::PlainRenderer::new(std::io::stderr());
+        let start = std::time::Instant::now();
+        let mut at = start;
+        for digest in &order {
+            let group: Vec<kbx_buildkit::ProgressEvent> = events
+                .iter()
+                .filter(|ev| ev.digest() == digest)
+                .cloned()
+                .collect();
+            at += std::time::Duration::from_millis(200);
+            let _ = renderer.update_at(&group, at);
         }
-    } else {
+        let _ = renderer.finish();
+        return result.map_err(history_error);
+    }
+    let mut printer = Printer::new(mode);
+    {
         for s in &statuses {
             printer.update(s, &[]);
         }
