@@ -455,11 +455,7 @@ fn hint(err: &Error) -> Option<&'static str> {
         Some(
             "the `default` builder and --load use the Docker Engine; start Docker, set DOCKER_HOST, pick another builder with --builder NAME or `kbx use NAME`, or write the image with -o type=docker,dest=FILE",
         )
-    } else if has(&|e| {
-        e.downcast_ref::<kube::Error>().is_some_and(forbidden)
-            || e.downcast_ref::<kube::core::Status>()
-                .is_some_and(|s| s.code == 403)
-    }) {
+    } else if forbidden_anywhere(err) {
         Some(
             "the Kubernetes user lacks a permission; kbx needs get/list/watch/create/patch/delete on deployments, statefulsets, configmaps and pods, and get and create on pods/exec (Kubernetes before 1.30 checks get, later versions create), in the builder's namespace",
         )

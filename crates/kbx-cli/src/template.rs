@@ -46,7 +46,8 @@ impl Value {
         }
     }
 
-    fn json(&self) -> String {
+    /// The value as Go's `encoding/json` writes it (`null` for an empty list).
+    pub(crate) fn json(&self) -> String {
         match self {
             Value::Str(s) => go_json_string(s),
             Value::Bool(b) => b.to_string(),

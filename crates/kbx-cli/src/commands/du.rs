@@ -116,20 +116,7 @@ impl Row for DuRow<'_> {
             .iter()
             .filter_map(|k| {
                 let v = self.value(k, false)?;
-                let text = match &v {
-                    Value::Str(s) => go_json_string(s),
-                    Value::Bool(b) => b.to_string(),
-                    Value::Int(i) => i.to_string(),
-                    Value::List(l) if l.is_empty() => "null".to_owned(),
-                    Value::List(l) => format!(
-                        "[{}]",
-                        l.iter()
-                            .map(|s| go_json_string(s))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                };
-                Some(format!("{}:{text}", go_json_string(k)))
+                Some(format!("{}:{}", go_json_string(k), v.json()))
             })
             .collect();
         format!("{{{}}}", body.join(","))
