@@ -291,6 +291,29 @@ impl Upload {
     }
 }
 
+/// Checks a build that lost its pod (`what` happened `took` before it ended): exit status 1
+/// within 30 s, and an error that names `pod`.
+fn failed_clearly(
+    what: &str,
+    pod: &str,
+    took: Duration,
+    (status, stderr, error): (std::process::ExitStatus, String, String),
+) -> anyhow::Result<()> {
+    note(&format!(
+        "build with {what}: exit {status} after {took:.1?}; error:{error}"
+    ));
+    ensure!(status.code() == Some(1), "exit status {status}: {stderr}");
+    ensure!(
+        took <= Duration::from_secs(30),
+        "failed only after {took:?}"
+    );
+    ensure!(
+        error.contains(pod),
+        "the error does not name the pod {pod}: {stderr}"
+    );
+    Ok(())
+}
+
 /// The builder's pod is deleted while `kbx build` uploads a large context: the build fails
 /// within 30 s naming the pod (not a bare transport error), never hangs; the Deployment
 /// replaces the pod and the next build works. With two replicas, the pod is deleted while a
@@ -302,11 +325,7 @@ async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::
         let user = User::new(cluster)?;
         let client = cluster.client();
         let ns = TestNamespace::create(client, "killed").await?;
-        let opts = format!(
-            "namespace={},image={},replicas=1,timeout=240s",
-            ns.name(),
-            cluster.builder_image()
-        );
+        let opts = super::driver_opts(cluster, &ns, "replicas=1");
         user.create("killed", &opts, &["--bootstrap", "--use"])
             .await?
             .ok()?;
@@ -320,20 +339,8 @@ async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::
             .delete(&pod, &kube::api::DeleteParams::default().grace_period(0))
             .await?;
         let killed = Instant::now();
-        let (status, stderr, error) = upload.finish("its pod was deleted").await?;
-        let took = killed.elapsed();
-        note(&format!(
-            "build with its pod deleted mid-upload: exit {status} after {took:.1?}; error:{error}"
-        ));
-        ensure!(status.code() == Some(1), "exit status {status}: {stderr}");
-        ensure!(
-            took <= Duration::from_secs(30),
-            "failed only after {took:?}"
-        );
-        ensure!(
-            error.contains(&pod),
-            "the error does not name the pod {pod}: {stderr}"
-        );
+        let ended = upload.finish("its pod was deleted").await?;
+        failed_clearly("its pod deleted mid-upload", &pod, killed.elapsed(), ended)?;
 
         // The Deployment replaces the pod; once it is ready, the next build works.
         user.run(&["inspect", "--bootstrap"]).await?.ok()?;
@@ -349,11 +356,7 @@ async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::
 
         // Two replicas; the pod is deleted while a RUN step runs. The build fails naming it,
         // and a build started right after goes to the other, Ready pod.
-        let opts = format!(
-            "namespace={},image={},replicas=2,timeout=240s",
-            ns.name(),
-            cluster.builder_image()
-        );
+        let opts = super::driver_opts(cluster, &ns, "replicas=2");
         user.create("killed2", &opts, &["--bootstrap", "--use"])
             .await?
             .ok()?;
@@ -371,14 +374,8 @@ async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::
             .delete(&pod, &kube::api::DeleteParams::default().grace_period(0))
             .await?;
         let killed = Instant::now();
-        let (status, stderr, error) = running.finish("its pod was deleted").await?;
-        let took = killed.elapsed();
-        note(&format!(
-            "build with its pod deleted during RUN: exit {status} after {took:.1?}; error:{error}"
-        ));
-        ensure!(status.code() == Some(1), "exit status {status}: {stderr}");
-        ensure!(took <= Duration::from_secs(30), "failed only after {took:?}");
-        ensure!(error.contains(&pod), "the error does not name the pod {pod}: {stderr}");
+        let ended = running.finish("its pod was deleted").await?;
+        failed_clearly("its pod deleted during RUN", &pod, killed.elapsed(), ended)?;
         // No waiting for the replacement: the other pod is Ready and takes the build.
         std::fs::write(
             run_ctx.path().join("Dockerfile"),
@@ -847,11 +844,7 @@ async fn kbx_fails_clearly_while_the_kubelet_or_the_api_server_is_down() -> anyh
         let user = User::new(cluster)?;
         let client = cluster.client();
         let ns = TestNamespace::create(client, "outage").await?;
-        let opts = format!(
-            "namespace={},image={},replicas=1,timeout=240s",
-            ns.name(),
-            cluster.builder_image()
-        );
+        let opts = super::driver_opts(cluster, &ns, "replicas=1");
         user.create("outage", &opts, &["--bootstrap", "--use"])
             .await?
             .ok()?;
@@ -867,13 +860,7 @@ async fn kbx_fails_clearly_while_the_kubelet_or_the_api_server_is_down() -> anyh
         let finished = upload.finish("the kubelet stopped").await;
         let took = stopped.elapsed();
         local.start_component("kubelet")?;
-        let (status, stderr, error) = finished?;
-        note(&format!(
-            "build with the kubelet stopped mid-upload: exit {status} after {took:.1?}; error:{error}"
-        ));
-        ensure!(status.code() == Some(1), "exit status {status}: {stderr}");
-        ensure!(took <= Duration::from_secs(30), "failed only after {took:?}");
-        ensure!(error.contains(&pod), "the error does not name the pod {pod}: {stderr}");
+        failed_clearly("the kubelet stopped mid-upload", &pod, took, finished?)?;
         wait_nodes_ready(client, Duration::from_secs(120)).await?;
         let restarted = Instant::now();
         std::fs::remove_file(ctx.path().join("big"))?;
@@ -885,7 +872,10 @@ async fn kbx_fails_clearly_while_the_kubelet_or_the_api_server_is_down() -> anyh
             "build after the kubelet's restart: {:.1?}",
             restarted.elapsed()
         ));
-        ensure!(run.build_pod()? == pod, "the pod was replaced although only the kubelet stopped");
+        ensure!(
+            run.build_pod()? == pod,
+            "the pod was replaced although only the kubelet stopped"
+        );
         ensure!(std::fs::read_to_string(dest.join("small"))? == "after the kubelet came back\n");
 
         // The API server is down.
@@ -955,7 +945,11 @@ async fn kbx_fails_clearly_while_the_kubelet_or_the_api_server_is_down() -> anyh
         // The server is back: the same commands work, and rm leaves nothing.
         wait_api_ready(client, Duration::from_secs(60)).await?;
         let ls = user.run(&["ls"]).await?.ok()?;
-        ensure!(ls.stdout.contains("running"), "ls after the restart: {}", ls.stdout);
+        ensure!(
+            ls.stdout.contains("running"),
+            "ls after the restart: {}",
+            ls.stdout
+        );
         user.build(ctx.path(), &["-o", &out]).await?.ok()?;
         if user.home().join("buildx/instances/later").exists() {
             user.run(&["inspect", "--bootstrap", "later"]).await?.ok()?;
