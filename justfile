@@ -154,15 +154,50 @@ k8s-binaries:
 
 # Conformance scenarios on a real cluster. KBX_CONFORMANCE_CLUSTER=local (default, needs root),
 # kind (KBX_CONFORMANCE_KIND_CONFIG=single|multi-node|multi-arch) or existing (KUBECONFIG).
-[doc('Conformance scenarios on a real cluster (local by default, needs root; or kind, or KUBECONFIG).')]
-conformance:
+[doc('Conformance scenarios on a real cluster (local by default, needs root; or kind, or KUBECONFIG); ARGS go to nextest.')]
+conformance *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
+    status=0
+    up=""
     if [ "${KBX_CONFORMANCE_CLUSTER:-local}" = local ]; then
         conformance/scripts/build-kubernetes.sh
         conformance/scripts/build-buildkit.sh
+        # One cluster for every scenario that leaves it as it found it (the others boot their
+        # own): `kbx-local-cluster up` keeps it until a line arrives on its standard input.
+        work=$(mktemp -d)
+        mkfifo "$work/ctl"
+        cargo run -q -p kbx-conformance --bin kbx-local-cluster -- up \
+            <"$work/ctl" >"$work/up.out" 2>"$work/up.err" &
+        up=$!
+        exec 3>"$work/ctl"
+        trap '{ echo >&3; } 2>/dev/null || true' EXIT
+        started=$SECONDS
+        until grep -q '^KBX_CONFORMANCE_SHARED_DIR=' "$work/up.out" || ! kill -0 "$up" 2>/dev/null; do
+            sleep 1
+        done
+        if shared=$(grep -m1 '^KBX_CONFORMANCE_SHARED_DIR=' "$work/up.out"); then
+            export KBX_CONFORMANCE_SHARED_DIR="${shared#*=}"
+            echo "shared cluster ready in $((SECONDS - started)) s: $KBX_CONFORMANCE_SHARED_DIR"
+        else
+            cat "$work/up.err" >&2
+            up=""
+            if [ "${CI:-}" = true ]; then
+                echo "the shared local cluster did not boot" >&2
+                exit 1
+            fi
+            echo "the shared local cluster did not boot: every scenario boots its own" >&2
+        fi
     fi
-    status=0
-    cargo nextest run -p kbx-conformance --profile conformance || status=$?
+    cargo nextest run -p kbx-conformance --profile conformance {{ARGS}} || status=$?
+    if [ -n "$up" ]; then
+        echo >&3
+        exec 3>&-
+        if ! wait "$up"; then
+            cat "$work/up.err" >&2
+            echo "tearing down the shared cluster failed" >&2
+            status=1
+        fi
+    fi
     cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
     exit $status

@@ -312,6 +312,24 @@ impl Cluster {
         })
     }
 
+    /// Attaches to a local cluster another process booted and keeps running (its work
+    /// directory, e.g. from `kbx-local-cluster up`), so that scenarios can share it.
+    /// [`Cluster::teardown`] then leaves the cluster running; cleaning up what a scenario made
+    /// is [`scenario::clean_own_objects`].
+    pub async fn attach_local(dir: &Path) -> Result<Cluster, Error> {
+        let image_override = std::env::var("KBX_CONFORMANCE_IMAGE")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let local = LocalCluster::attach(dir).await?;
+        let client = local.client()?.clone();
+        Ok(Cluster {
+            backend: Backend::Local,
+            client,
+            handle: Handle::Local(Box::new(local)),
+            builder_image: image_override.unwrap_or_else(|| UPSTREAM_BUILDER_IMAGE.to_owned()),
+        })
+    }
+
     /// The backend.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -12,8 +12,8 @@ use std::time::Duration;
 use futures::future::join;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, ExecAction, Namespace, Pod, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, ExecAction, Namespace, PersistentVolume, Pod, PodSpec,
+    PodTemplateSpec, Probe, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Api;
@@ -108,6 +108,85 @@ pub async fn delete_own_namespaces(client: &kube::Client) {
             )
             .await;
         }
+    }
+}
+
+/// Whether `name` is one of this process's objects: `kbx-conformance-…-<pid>` or a name
+/// derived from one (`kbx-conformance-…-<pid>-pv`).
+fn is_own(name: &str) -> bool {
+    let pid = std::process::id().to_string();
+    name.starts_with("kbx-conformance-")
+        && name
+            .split('-')
+            .any(|part| part == pid)
+}
+
+/// On a cluster scenarios share, what one scenario leaves for the next: deletes this process's
+/// namespaces (see [`delete_own_namespaces`]) and its persistent volumes (label [`MANAGED_BY`],
+/// a name from one of its namespaces), then waits up to `limit` until they are gone. Returns
+/// the names still there after `limit` (empty: clean).
+pub async fn clean_own_objects(client: &kube::Client, limit: Duration) -> Vec<String> {
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let params = ListParams::default().labels(&selector);
+    let namespaces = Api::<Namespace>::all(client.clone());
+    // Pods first and without grace: the namespace controller otherwise waits out each pod's
+    // termination grace period before it looks again, which takes longer than a new cluster.
+    if let Ok(list) = with_deadline("listing namespaces", namespaces.list(&params)).await {
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        for name in list.items.into_iter().filter_map(|n| n.metadata.name) {
+            if is_own(&name) {
+                let _ = with_deadline(
+                    "deleting a namespace's pods",
+                    Api::<Pod>::namespaced(client.clone(), &name)
+                        .delete_collection(&now, &ListParams::default()),
+                )
+                .await;
+            }
+        }
+    }
+    delete_own_namespaces(client).await;
+    let pvs = Api::<PersistentVolume>::all(client.clone());
+    if let Ok(list) = with_deadline("listing persistent volumes", pvs.list(&params)).await {
+        for name in list.items.into_iter().filter_map(|pv| pv.metadata.name) {
+            if is_own(&name) {
+                let _ = with_deadline(
+                    "deleting a persistent volume",
+                    pvs.delete(&name, &DeleteParams::default()),
+                )
+                .await;
+            }
+        }
+    }
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let mut left = Vec::new();
+        match with_deadline("listing namespaces", namespaces.list(&params)).await {
+            Ok(list) => left.extend(
+                list.items
+                    .into_iter()
+                    .filter_map(|n| n.metadata.name)
+                    .filter(|n| is_own(n))
+                    .map(|n| format!("namespace {n}")),
+            ),
+            Err(e) => left.push(format!("namespaces unknown: {e}")),
+        }
+        match with_deadline("listing persistent volumes", pvs.list(&params)).await {
+            Ok(list) => left.extend(
+                list.items
+                    .into_iter()
+                    .filter_map(|pv| pv.metadata.name)
+                    .filter(|n| is_own(n))
+                    .map(|n| format!("persistent volume {n}")),
+            ),
+            Err(e) => left.push(format!("persistent volumes unknown: {e}")),
+        }
+        if left.is_empty() || tokio::time::Instant::now() >= until {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -1,5 +1,11 @@
 //! Conformance scenarios on a real cluster (backend from `KBX_CONFORMANCE_CLUSTER`, default
-//! `local`). Each scenario boots its own cluster, runs under a deadline and always tears down.
+//! `local`). Each scenario runs under a deadline. With the local backend, a scenario boots its
+//! own cluster and always tears it down, unless `KBX_CONFORMANCE_SHARED_DIR` names the work
+//! directory of a running local cluster (`just conformance` boots one with `kbx-local-cluster
+//! up`): then the scenarios that leave the cluster as they found it share that one, and each
+//! must leave nothing behind (its namespaces and volumes gone, every node Ready with the taints
+//! it had). Scenarios that stop components or check the boot and teardown ([`scenario_own`])
+//! always boot their own.
 //! Run them with `cargo nextest run -p kbx-conformance --profile conformance` (`just conformance`).
 //!
 //! Under `CI=true` a cluster that cannot boot is a failure. Elsewhere the local backend is
@@ -70,8 +76,46 @@ async fn start() -> anyhow::Result<Option<Cluster>> {
     Ok(Some(cluster))
 }
 
-/// Runs `body` on a fresh cluster under [`SCENARIO_LIMIT`], then tears the cluster down and
-/// fails if the local backend left anything behind.
+/// The variable naming a running local cluster's work directory that scenarios share.
+const SHARED_DIR: &str = "KBX_CONFORMANCE_SHARED_DIR";
+
+/// The shared local cluster ([`SHARED_DIR`]), if one is named and the backend is `local`.
+async fn attach_shared() -> anyhow::Result<Option<Cluster>> {
+    let Some(dir) = std::env::var_os(SHARED_DIR).filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    if Backend::from_env()? != Backend::Local {
+        return Ok(None);
+    }
+    let cluster = Cluster::attach_local(std::path::Path::new(&dir))
+        .await
+        .with_context(|| format!("attaching to the shared cluster {}", dir.to_string_lossy()))?;
+    Ok(Some(cluster))
+}
+
+/// `(node name, Ready, taints as JSON)` of every node: what a scenario on a shared cluster
+/// must leave as it found it.
+async fn node_states(client: &kube::Client) -> anyhow::Result<Vec<(String, bool, String)>> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .context("listing nodes")?;
+    Ok(nodes
+        .items
+        .iter()
+        .map(|n| {
+            let taints = n.spec.as_ref().and_then(|s| s.taints.clone());
+            (
+                n.metadata.name.clone().unwrap_or_default(),
+                kbx_conformance::local::node_is_ready(Some(n)),
+                serde_json::to_string(&taints).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Runs `body` under [`SCENARIO_LIMIT`] on the shared cluster when there is one, else on a
+/// fresh cluster that is then torn down (failing if the local backend left anything behind).
 async fn scenario<F>(body: F) -> anyhow::Result<()>
 where
     F: AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
@@ -81,6 +125,47 @@ where
 
 /// [`scenario`] with its own limit (long runs such as churn).
 async fn scenario_within<F>(limit: Duration, body: F) -> anyhow::Result<()>
+where
+    F: AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
+{
+    let Some(cluster) = attach_shared().await? else {
+        return own_cluster_within(limit, body).await;
+    };
+    note("on the shared cluster");
+    let client = cluster.client().clone();
+    let before = node_states(&client).await?;
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(limit, body(&cluster)).await;
+    note(&format!("scenario body took {:.1?}", started.elapsed()));
+    let cleaned = Instant::now();
+    let left = kbx_conformance::scenario::clean_own_objects(&client, CLEAN_LIMIT).await;
+    note(&format!("cleaning up took {:.1?}", cleaned.elapsed()));
+    outcome.map_err(|_| anyhow::anyhow!("scenario exceeded {limit:?}"))??;
+    ensure!(
+        left.is_empty(),
+        "{CLEAN_LIMIT:?} after the scenario, the shared cluster still has {left:?}"
+    );
+    let after = node_states(&client).await?;
+    ensure!(
+        before == after,
+        "the scenario changed the shared cluster's nodes: before {before:?}, after {after:?}"
+    );
+    Ok(())
+}
+
+/// How long the namespaces a scenario made on the shared cluster may take to go.
+const CLEAN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `body` on a cluster of its own (it stops components, or checks boot or teardown), under
+/// [`SCENARIO_LIMIT`], then tears it down and fails if the local backend left anything.
+async fn scenario_own<F>(body: F) -> anyhow::Result<()>
+where
+    F: AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
+{
+    own_cluster_within(scenario_limit(), body).await
+}
+
+async fn own_cluster_within<F>(limit: Duration, body: F) -> anyhow::Result<()>
 where
     F: AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
 {
@@ -180,7 +265,7 @@ fn is_loopback_hex(addr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_run_without_a_way_off_the_machine() -> anyhow::Result<()> {
-    scenario(async |cluster| {
+    scenario_own(async |cluster| {
         let Some(local) = cluster.local() else {
             note("not the local backend: the component environment is not ours to check");
             return Ok(());

@@ -3,8 +3,10 @@
 //! killed. Prints the work directories it swept.
 //!
 //! `kbx-local-cluster up`: boots a local cluster with the test images (root), prints
-//! `KUBECONFIG=PATH`, keeps it running until standard input ends or a line is read, then
-//! tears it down. For trying kbx or Buildx by hand against the same cluster the scenarios use.
+//! `KUBECONFIG=PATH` and `KBX_CONFORMANCE_SHARED_DIR=DIR` (its work directory, for scenarios
+//! that share it), keeps it running until standard input ends or a line is read, then tears it
+//! down; exits 1 when the teardown left anything. For trying kbx or Buildx by hand against the
+//! same cluster the scenarios use, and for `just conformance`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -58,8 +60,9 @@ fn up() -> ExitCode {
     };
     let _ = writeln!(
         std::io::stdout(),
-        "KUBECONFIG={}",
-        cluster.kubeconfig().display()
+        "KUBECONFIG={}\nKBX_CONFORMANCE_SHARED_DIR={}",
+        cluster.kubeconfig().display(),
+        cluster.layout().dir.display()
     );
     let _ = std::io::stdout().flush();
     let mut line = String::new();

@@ -196,10 +196,14 @@ pub struct BootTimings {
 /// explicitly and reports what is left.
 pub struct LocalCluster {
     layout: Layout,
-    components: Vec<Component>,
+    /// Behind a lock so that scenarios holding `&LocalCluster` can stop and start one.
+    components: std::sync::Mutex<Vec<Component>>,
     client: Option<kube::Client>,
     timings: BootTimings,
     torn_down: bool,
+    /// Attached to a cluster another process owns ([`LocalCluster::attach`]): never torn down
+    /// from here.
+    attached: bool,
 }
 
 /// Where [`free_port`] looks: below Linux's default ephemeral range (32768–60999), so that the
@@ -311,10 +315,11 @@ impl LocalCluster {
             .map_err(|s| Error::io("writing the owner file", s))?;
         let mut cluster = LocalCluster {
             layout,
-            components: Vec::new(),
+            components: std::sync::Mutex::new(Vec::new()),
             client: None,
             timings: BootTimings::default(),
             torn_down: false,
+            attached: false,
         };
         let boot =
             tokio::time::timeout(options.boot_timeout, cluster.boot(&binaries, options)).await;
@@ -592,7 +597,7 @@ impl LocalCluster {
         args: Vec<String>,
     ) -> Result<(), Error> {
         let c = Component::spawn(name, program, &args, &self.layout.dir, &self.layout.logs())?;
-        self.components.push(c);
+        self.components_mut().push(c);
         Ok(())
     }
 
@@ -630,7 +635,7 @@ impl LocalCluster {
     }
 
     fn dead_component(&mut self) -> Option<String> {
-        self.components
+        self.components_mut()
             .iter_mut()
             .find_map(|c| c.exited().map(|status| format!("{} ({status})", c.name())))
     }
@@ -684,16 +689,92 @@ impl LocalCluster {
 
     /// `(component name, pid)` for every running component.
     pub fn component_pids(&self) -> Vec<(&'static str, u32)> {
-        self.components
-            .iter()
-            .map(|c| (c.name(), c.pid()))
+        self.components_mut()
+            .iter_mut()
+            .filter_map(|c| c.exited().is_none().then(|| (c.name(), c.pid())))
             .collect()
+    }
+
+    fn components_mut(&self) -> std::sync::MutexGuard<'_, Vec<Component>> {
+        self.components
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops one component (`"kubelet"`, `"kube-apiserver"`, …) as its service manager would:
+    /// SIGTERM to its process group, SIGKILL after 10 s. Pods keep running (they belong to
+    /// containerd's shims). Fails for a name the cluster does not run, and on an attached cluster.
+    pub fn stop_component(&self, name: &str) -> Result<(), Error> {
+        self.with_component(name, |c| {
+            c.stop(Duration::from_secs(10));
+            Ok(())
+        })
+    }
+
+    /// Starts a component stopped with [`LocalCluster::stop_component`] again, with the same
+    /// command line; its log continues in the same file.
+    pub fn start_component(&self, name: &str) -> Result<(), Error> {
+        self.with_component(name, Component::restart)
+    }
+
+    fn with_component(
+        &self,
+        name: &str,
+        act: impl FnOnce(&mut Component) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if self.attached {
+            return Err(Error::Unexpected(format!(
+                "cannot stop or start {name}: the cluster belongs to another process"
+            )));
+        }
+        let mut components = self.components_mut();
+        let component = components
+            .iter_mut()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| Error::Unexpected(format!("the local cluster runs no {name}")))?;
+        act(component)
+    }
+
+    /// Attaches to a running local cluster that another process booted and owns (e.g.
+    /// `kbx-local-cluster up`), from its work directory: an admin client, the layout and the
+    /// node, but no component handles. Dropping or tearing down the result leaves the cluster
+    /// running.
+    pub async fn attach(dir: &Path) -> Result<LocalCluster, Error> {
+        let layout = Layout::from_dir(dir).ok_or_else(|| {
+            Error::Unexpected(format!(
+                "{} is not a local cluster work directory",
+                dir.display()
+            ))
+        })?;
+        let owner = std::fs::read_to_string(layout.owner_file())
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if !owner.is_some_and(pid_alive) {
+            return Err(Error::Unexpected(format!(
+                "the local cluster in {} has no running owner",
+                dir.display()
+            )));
+        }
+        let client = crate::client_from_kubeconfig(&layout.kubeconfig("admin")).await?;
+        Ok(LocalCluster {
+            layout,
+            components: std::sync::Mutex::new(Vec::new()),
+            client: Some(client),
+            timings: BootTimings::default(),
+            torn_down: true,
+            attached: true,
+        })
+    }
+
+    /// Whether this handle is attached to a cluster another process owns.
+    pub fn is_attached(&self) -> bool {
+        self.attached
     }
 
     fn failure_report(&mut self) -> PathBuf {
         let saved = save_logs(&self.layout);
         let mut report = String::new();
-        for c in &mut self.components {
+        for c in self.components_mut().iter_mut() {
             let status = c
                 .exited()
                 .map(|s| s.to_string())
@@ -711,13 +792,16 @@ impl LocalCluster {
     }
 
     fn shutdown(&mut self, keep_logs: bool) -> Leftovers {
+        if self.attached {
+            return Leftovers::default();
+        }
         if self.torn_down {
             return host::leftovers(&self.layout);
         }
         self.torn_down = true;
         self.client = None;
         // Reverse start order: kubelet, containerd, scheduler, controller-manager, apiserver, etcd.
-        for c in self.components.iter_mut().rev() {
+        for c in self.components_mut().iter_mut().rev() {
             c.stop(Duration::from_secs(10));
         }
         let left = host::sweep(&self.layout, Duration::from_secs(60));
@@ -745,6 +829,7 @@ impl std::fmt::Debug for LocalCluster {
         f.debug_struct("LocalCluster")
             .field("layout", &self.layout)
             .field("components", &self.components)
+            .field("attached", &self.attached)
             .finish()
     }
 }

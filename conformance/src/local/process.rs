@@ -21,6 +21,9 @@ pub struct Component {
     name: &'static str,
     child: Child,
     log: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
+    home: PathBuf,
 }
 
 /// Builds the command for a component: clean environment (`PATH`, `HOME` and the no-egress
@@ -48,22 +51,47 @@ impl Component {
         logs: &Path,
     ) -> Result<Self, Error> {
         let log = logs.join(format!("{name}.log"));
+        let child = Self::start(name, program, args, home, &log)?;
+        Ok(Component {
+            name,
+            child,
+            log,
+            program: program.to_path_buf(),
+            args: args.to_vec(),
+            home: home.to_path_buf(),
+        })
+    }
+
+    fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        home: &Path,
+        log: &Path,
+    ) -> Result<Child, Error> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log)
+            .open(log)
             .map_err(|source| Error::io(format!("opening {}", log.display()), source))?;
         let err_file = file
             .try_clone()
             .map_err(|source| Error::io("duplicating a log file handle", source))?;
-        let child = command(program, args, home)
+        command(program, args, home)
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err_file))
             .spawn()
-            .map_err(|source| {
-                Error::io(format!("starting {name} ({})", program.display()), source)
-            })?;
-        Ok(Component { name, child, log })
+            .map_err(|source| Error::io(format!("starting {name} ({})", program.display()), source))
+    }
+
+    /// Starts the component again with the same program, arguments and log (appended to), after
+    /// [`Component::stop`]. Does nothing while it still runs.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        if self.exited().is_none() {
+            return Ok(());
+        }
+        self.child = Self::start(self.name, &self.program, &self.args, &self.home, &self.log)?;
+        Ok(())
     }
 
     /// The component's name.
@@ -161,6 +189,21 @@ mod tests {
         assert!(log.contains("AWS_EC2_METADATA_DISABLED=true"), "{log}");
         assert!(log.contains("HTTP_PROXY=http://127.0.0.1:9"), "{log}");
         assert!(!log.contains("CARGO"), "{log}");
+        c.stop(Duration::from_secs(5));
+        assert!(c.exited().is_some());
+        let first = c.pid();
+        c.restart().unwrap();
+        assert_ne!(c.pid(), first, "a restart starts a new process");
+        assert!(c.exited().is_none(), "the restarted process runs");
+        let until = Instant::now() + Duration::from_secs(10);
+        while tail(c.log(), 200).matches("https_proxy=").count() < 2 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            tail(c.log(), 200).matches("https_proxy=").count(),
+            2,
+            "the restarted process appends to the same log with the same environment"
+        );
         c.stop(Duration::from_secs(5));
         assert!(c.exited().is_some());
     }
