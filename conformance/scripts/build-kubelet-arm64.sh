@@ -75,9 +75,27 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_get update -qq
     apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# build-kubernetes.sh adds the deb-src entries when needed; it runs first everywhere.
-apt-cache showsrc kubernetes 2>/dev/null | grep -qx "Version: $DEBIAN_VERSION" ||
-    die "apt does not offer source package kubernetes $DEBIAN_VERSION (run build-kubernetes.sh first)"
+# The same deb-src entries as build-kubernetes.sh adds (it may have found its cache valid and
+# added nothing).
+if ! apt-cache showsrc kubernetes 2>/dev/null | grep -qx "Version: $DEBIAN_VERSION"; then
+    log "adding deb-src entries for bookworm"
+    cat >/etc/apt/sources.list.d/kbx-deb-src.sources <<'SOURCES'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    apt_get update -qq
+    apt-cache showsrc kubernetes 2>/dev/null | grep -qx "Version: $DEBIAN_VERSION" ||
+        die "apt does not offer source package kubernetes $DEBIAN_VERSION"
+fi
 
 mkdir -p "$cache_root"
 work=$(mktemp -d "$cache_root/build-$VERSION-arm64.XXXXXX")
