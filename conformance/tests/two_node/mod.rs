@@ -553,6 +553,8 @@ async fn unprivileged_pod_runs_on(client: &kube::Client, ns: &str, node: &str) -
         "metadata": { "name": name },
         "spec": {
             "nodeName": node,
+            // Created right after its namespace, before the default service account's token.
+            "automountServiceAccountToken": false,
             "containers": [{
                 "name": "pause",
                 "image": kbx_conformance::image::PAUSE_IMAGE,
