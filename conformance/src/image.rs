@@ -1329,6 +1329,90 @@ mod tests {
     }
 
     #[test]
+    fn names_are_normalised_as_docker_does() {
+        assert_eq!(
+            normalized_name("moby/buildkit:buildx-stable-1"),
+            "docker.io/moby/buildkit:buildx-stable-1"
+        );
+        assert_eq!(normalized_name("busybox:1"), "docker.io/library/busybox:1");
+        assert_eq!(
+            normalized_name("kbx.invalid/pause:test"),
+            "kbx.invalid/pause:test"
+        );
+        assert_eq!(normalized_name("localhost/a:b"), "localhost/a:b");
+    }
+
+    #[test]
+    fn multi_platform_archives_are_oci_layouts_with_an_index_per_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = |arch: &str, content: &str| {
+            let mut fs = Rootfs::new();
+            fs.data("/arch", content, 0o644);
+            PlatformImage {
+                arch: arch.into(),
+                rootfs: fs,
+                config: ImageConfig {
+                    tag: "ignored".into(),
+                    entrypoint: vec!["/x".into()],
+                    ..Default::default()
+                },
+            }
+        };
+        let images = [platform("amd64", "x86_64\n"), platform("arm64", "aarch64\n")];
+        let a = dir.path().join("a.tar");
+        let b = dir.path().join("b.tar");
+        let digest = write_multi_platform_archive("moby/buildkit:t", &images, &a).unwrap();
+        assert_eq!(
+            write_multi_platform_archive("moby/buildkit:t", &images, &b).unwrap(),
+            digest
+        );
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+        let mut files = BTreeMap::new();
+        let mut archive = tar::Archive::new(std::fs::File::open(&a).unwrap());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            files.insert(name, bytes);
+        }
+        for (name, bytes) in &files {
+            if let Some(hex_digest) = name.strip_prefix("blobs/sha256/") {
+                assert_eq!(hex(&Sha256::digest(bytes)), hex_digest, "{name}");
+            }
+        }
+        let blob = |digest: &serde_json::Value| -> serde_json::Value {
+            let name = format!(
+                "blobs/sha256/{}",
+                digest.as_str().unwrap().trim_start_matches("sha256:")
+            );
+            serde_json::from_slice(&files[&name]).unwrap()
+        };
+        assert!(files.contains_key("oci-layout"));
+        let top: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let named = &top["manifests"][0];
+        assert_eq!(
+            named["annotations"]["io.containerd.image.name"],
+            "docker.io/moby/buildkit:t"
+        );
+        assert_eq!(named["digest"], digest.as_str());
+        let index = blob(&named["digest"]);
+        assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+        let manifests = index["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 2);
+        for (m, arch) in manifests.iter().zip(["amd64", "arm64"]) {
+            assert_eq!(m["platform"]["architecture"], arch);
+            let manifest = blob(&m["digest"]);
+            let config = blob(&manifest["config"]["digest"]);
+            assert_eq!(config["architecture"], arch);
+            assert_eq!(config["config"]["Entrypoint"][0], "/x");
+            let layer = &manifest["layers"][0]["digest"];
+            assert_eq!(&config["rootfs"]["diff_ids"][0], layer);
+        }
+    }
+
+    #[test]
     fn the_pause_program_compiles_statically() {
         let dir = tempfile::tempdir().unwrap();
         let pause = compile_pause(dir.path()).unwrap();
