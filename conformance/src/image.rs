@@ -547,7 +547,11 @@ pub fn multi_platform_fingerprint(tag: &str, images: &[PlatformImage]) -> Result
     let mut h = Sha256::new();
     h.update(format!("oci index {tag}\n"));
     for image in images {
-        h.update(format!("{} {}\n", image.arch, image.rootfs.fingerprint(&image.config)?));
+        h.update(format!(
+            "{} {}\n",
+            image.arch,
+            image.rootfs.fingerprint(&image.config)?
+        ));
     }
     Ok(hex(&h.finalize()))
 }
@@ -640,7 +644,11 @@ pub fn write_multi_platform_archive(
             .append_data(&mut header(bytes.len() as u64), name, bytes)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     };
-    put(&mut outer, "oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    put(
+        &mut outer,
+        "oci-layout".into(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     put(&mut outer, "index.json".into(), &index_json)?;
     for (digest, bytes) in &small {
         put(&mut outer, format!("blobs/sha256/{digest}"), bytes)?;
@@ -648,7 +656,11 @@ pub fn write_multi_platform_archive(
     for (digest, len, rootfs) in layers {
         let mut pipe = LayerReader::new(rootfs)?;
         outer
-            .append_data(&mut header(len), format!("blobs/sha256/{digest}"), &mut pipe)
+            .append_data(
+                &mut header(len),
+                format!("blobs/sha256/{digest}"),
+                &mut pipe,
+            )
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     }
     outer
@@ -1358,7 +1370,10 @@ mod tests {
                 },
             }
         };
-        let images = [platform("amd64", "x86_64\n"), platform("arm64", "aarch64\n")];
+        let images = [
+            platform("amd64", "x86_64\n"),
+            platform("arm64", "aarch64\n"),
+        ];
         let a = dir.path().join("a.tar");
         let b = dir.path().join("b.tar");
         let digest = write_multi_platform_archive("moby/buildkit:t", &images, &a).unwrap();
@@ -1398,7 +1413,10 @@ mod tests {
         );
         assert_eq!(named["digest"], digest.as_str());
         let index = blob(&named["digest"]);
-        assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
         let manifests = index["manifests"].as_array().unwrap();
         assert_eq!(manifests.len(), 2);
         for (m, arch) in manifests.iter().zip(["amd64", "arm64"]) {

@@ -139,10 +139,7 @@ pub async fn build_multi_platform_images(
         let pause = image::cached_multi_platform_archive(
             image::PAUSE_IMAGE,
             &[
-                platform(
-                    "amd64",
-                    image::pause_image(&image::compile_pause(&dir)?)?,
-                ),
+                platform("amd64", image::pause_image(&image::compile_pause(&dir)?)?),
                 platform(
                     "arm64",
                     image::pause_image(&image::compile_pause_arm64(&dir)?)?,
@@ -245,7 +242,8 @@ impl LocalCluster {
         let images = l.dir.join("images");
         std::fs::create_dir_all(&images)
             .map_err(|s| Error::io("creating the images directory", s))?;
-        let archives = build_multi_platform_images(&images, &options.buildkit_bin_dir, &arm).await?;
+        let archives =
+            build_multi_platform_images(&images, &options.buildkit_bin_dir, &arm).await?;
         let ctr1 = Ctr {
             program: ctr_program,
             socket: l.containerd_socket(),
@@ -273,9 +271,8 @@ impl LocalCluster {
                 ports.push(port);
             }
         }
-        host::create_cgroup_dir(&node.cgroup_root).map_err(|s| {
-            Error::io(format!("creating the cgroup root {}", node.cgroup_root), s)
-        })?;
+        host::create_cgroup_dir(&node.cgroup_root)
+            .map_err(|s| Error::io(format!("creating the cgroup root {}", node.cgroup_root), s))?;
         let pki_dir = l.pki();
         let certs = |file: &str| pki::CertFiles {
             cert: pki_dir.join(format!("{file}-{}.crt", node.name)),

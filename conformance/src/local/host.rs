@@ -286,7 +286,8 @@ pub fn ensure_aarch64_handler(layout: &Layout, qemu: &Path) -> std::io::Result<S
             .filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
             .collect()
     };
-    let escape = |bytes: Vec<u8>| -> String { bytes.iter().map(|b| format!("\\x{b:02x}")).collect() };
+    let escape =
+        |bytes: Vec<u8>| -> String { bytes.iter().map(|b| format!("\\x{b:02x}")).collect() };
     let rule = format!(
         ":{name}:M::{}:{}:{}:F",
         escape(unhex(AARCH64_MAGIC)),
@@ -394,7 +395,9 @@ mod tests {
         let debian = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n";
         assert!(is_usable_aarch64_handler(debian));
         assert!(!is_usable_aarch64_handler(&debian.replace("POCF", "POC")));
-        assert!(!is_usable_aarch64_handler(&debian.replace("enabled", "disabled")));
+        assert!(!is_usable_aarch64_handler(
+            &debian.replace("enabled", "disabled")
+        ));
         assert!(!is_usable_aarch64_handler(&debian.replace("b700", "2800")));
     }
 

@@ -293,15 +293,29 @@ async fn check_pods_across_nodes(client: &kube::Client, ns: &str) -> anyhow::Res
             .and_then(|s| s.pod_ip)
             .with_context(|| format!("pod {pod} has no IP"))?;
         let limit = Duration::from_secs(60);
-        let out = exec_capture(client, ns, &pod, "buildkitd", &["busybox", "uname", "-m"], limit)
-            .await?;
+        let out = exec_capture(
+            client,
+            ns,
+            &pod,
+            "buildkitd",
+            &["busybox", "uname", "-m"],
+            limit,
+        )
+        .await?;
         ensure!(
             out.stdout.trim() == machine,
             "{pod}: uname -m printed {:?}, not {machine}",
             out.stdout
         );
-        let out = exec_capture(client, ns, &pod, "buildkitd", &["buildctl", "debug", "workers"], limit)
-            .await?;
+        let out = exec_capture(
+            client,
+            ns,
+            &pod,
+            "buildkitd",
+            &["buildctl", "debug", "workers"],
+            limit,
+        )
+        .await?;
         let first = out
             .stdout
             .lines()
@@ -314,7 +328,9 @@ async fn check_pods_across_nodes(client: &kube::Client, ns: &str) -> anyhow::Res
             "{pod}: the worker's platforms start with {first:?}, not {platform}:\n{}",
             out.stdout
         );
-        note(&format!("{pod} ({ip}): uname -m {machine}, worker platforms {first}"));
+        note(&format!(
+            "{pod} ({ip}): uname -m {machine}, worker platforms {first}"
+        ));
         pods.push((pod, ip));
     }
     for (from, to) in [(0, 1), (1, 0)] {
@@ -546,7 +562,11 @@ async fn two_node_replicas_without_node_selector_run_on_either_node() -> anyhow:
 
 /// An unprivileged pod of the (multi-platform) pause image, pinned to `node`, runs: on the
 /// arm64 node this needs the arm64 kubelet's patch that gives the sandbox no seccomp profile.
-async fn unprivileged_pod_runs_on(client: &kube::Client, ns: &str, node: &str) -> anyhow::Result<()> {
+async fn unprivileged_pod_runs_on(
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+) -> anyhow::Result<()> {
     let api = Api::<Pod>::namespaced(client.clone(), ns);
     let name = format!("plain-{}", node.rsplit('-').next().unwrap_or("node"));
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -570,7 +590,9 @@ async fn unprivileged_pod_runs_on(client: &kube::Client, ns: &str, node: &str) -
     );
     tokio::time::timeout(Duration::from_secs(90), running)
         .await
-        .with_context(|| format!("the unprivileged pod {name} on {node} is not Running after 90 s"))??;
+        .with_context(|| {
+            format!("the unprivileged pod {name} on {node} is not Running after 90 s")
+        })??;
     note(&format!("the unprivileged pod {name} runs on {node}"));
     Ok(())
 }
