@@ -979,7 +979,7 @@ fn builder_image_from(mut fs: Rootfs) -> (Rootfs, ImageConfig) {
 /// arm64`) and Debian's arm64 busybox (`busybox_arm64`), so the daemon and the debugging tools
 /// are arm64 and run under QEMU.
 ///
-/// # Deviation
+/// # Difference from upstream's arm64 image
 /// `runc` is the host's amd64 `runc` (with its amd64 shared libraries), not an arm64 one:
 /// Debian's arm64 runc fails under QEMU 7.2 user emulation (`can't copy bootstrap data to
 /// pipe`). The processes of `RUN` steps are still arm64 (the container's binaries, through the

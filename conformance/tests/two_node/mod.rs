@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kbx_conformance::local::arm64_node::Arm64Binaries;
+use kbx_conformance::local::config::CLOSED_PROXY;
 use kbx_conformance::local::{Binaries, LocalOptions};
 use kbx_conformance::scenario::{TestNamespace, exec_capture};
 use kbx_conformance::{Backend, Cluster};
 use kube::Api;
 use kube::api::ListParams;
 
-use super::{in_ci, note, scenario_limit};
+use super::{in_ci, is_loopback_hex, listening_sockets, note, scenario_limit, socket_inodes};
 
 /// How long a two-node cluster may take to boot (the arm64 node is emulated).
 const TWO_NODE_BOOT: Duration = Duration::from_secs(300);
@@ -480,32 +481,44 @@ async fn two_node_multi_arch_builder_runs_each_platform_on_its_node() -> anyhow:
             ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
         }
 
-        let mut took = Vec::new();
-        for platform in ["linux/amd64", "linux/arm64"] {
-            let dest = user.home().join(platform.replace('/', "_"));
-            let run = user
-                .build(
-                    ctx.path(),
-                    &[
-                        "--platform",
-                        platform,
-                        "--network",
-                        "none",
-                        "--no-cache",
-                        "-o",
-                        &format!("type=local,dest={}", dest.display()),
-                    ],
-                )
-                .await?
-                .ok()?;
-            took.push(run.took);
+        // How much slower the emulated node is: each platform alone, uncached, for the small
+        // context above and for a RUN step that loops in the shell.
+        let busy = tempfile::tempdir()?;
+        uname_context(busy.path())?;
+        std::fs::write(
+            busy.path().join("Dockerfile"),
+            "FROM scratch\nARG TARGETARCH\n\
+             COPY busybox-$TARGETARCH /bin/sh\nCOPY busybox-$TARGETARCH /bin/uname\n\
+             RUN i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; uname -m > /arch\n",
+        )?;
+        for (what, dir) in [("uname", ctx.path()), ("100000-step shell loop", busy.path())] {
+            let mut took = Vec::new();
+            for platform in ["linux/amd64", "linux/arm64"] {
+                let dest = user.home().join(format!("{what}-{}", platform.replace('/', "_")));
+                let run = user
+                    .build(
+                        dir,
+                        &[
+                            "--platform",
+                            platform,
+                            "--network",
+                            "none",
+                            "--no-cache",
+                            "-o",
+                            &format!("type=local,dest={}", dest.display()),
+                        ],
+                    )
+                    .await?
+                    .ok()?;
+                took.push(run.took);
+            }
+            note(&format!(
+                "uncached single-platform build ({what}): linux/amd64 {:.1?}, linux/arm64 {:.1?} ({:.1}x)",
+                took[0],
+                took[1],
+                took[1].as_secs_f64() / took[0].as_secs_f64().max(0.001)
+            ));
         }
-        note(&format!(
-            "uncached single-platform builds: linux/amd64 {:.1?}, linux/arm64 {:.1?} ({:.1}x)",
-            took[0],
-            took[1],
-            took[1].as_secs_f64() / took[0].as_secs_f64().max(0.001)
-        ));
 
         user.run(&["rm", "multi"]).await?.ok()?;
         ns.delete().await?;
@@ -597,15 +610,61 @@ async fn unprivileged_pod_runs_on(
     Ok(())
 }
 
+/// Every component of the two-node cluster, the arm64 node's emulated containerd and kubelet
+/// included, runs with the egress guard in its environment and listens on loopback only.
+fn components_have_no_way_off_the_machine(cluster: &Cluster) -> anyhow::Result<()> {
+    let local = cluster.local().context("not a local cluster")?;
+    let listening = listening_sockets();
+    let components = local.component_pids();
+    let names: Vec<&str> = components.iter().map(|(n, _)| *n).collect();
+    for name in ["containerd-arm64", "kubelet-arm64"] {
+        ensure!(names.contains(&name), "no {name} among {names:?}");
+    }
+    ensure!(
+        components.len() == 8,
+        "expected eight components, got {names:?}"
+    );
+    for (name, pid) in components {
+        let environ = std::fs::read(format!("/proc/{pid}/environ"))
+            .with_context(|| format!("reading {name}'s environment"))?;
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        for expected in [
+            "AWS_EC2_METADATA_DISABLED=true".to_owned(),
+            format!("HTTP_PROXY={CLOSED_PROXY}"),
+            format!("HTTPS_PROXY={CLOSED_PROXY}"),
+        ] {
+            ensure!(
+                vars.contains(&expected),
+                "{name} (pid {pid}) lacks {expected}: {vars:?}"
+            );
+        }
+        let inodes = socket_inodes(pid);
+        for (addr, inode) in &listening {
+            if inodes.contains(inode) {
+                ensure!(
+                    is_loopback_hex(addr),
+                    "{name} listens on {addr}, not on loopback"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A node selector that no node matches fails the bootstrap fast, with the scheduler's
 /// `0/2 nodes are available: …`. (A toleration cannot make a pod unschedulable, and neither
-/// node is tainted, so there is no toleration case.) Before that, an unprivileged pod runs on
-/// each node.
+/// node is tainted, so there is no toleration case.) Before that: every component, the
+/// emulated ones included, has the egress guard and loopback-only listeners, and an
+/// unprivileged pod runs on each node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_node_selector_matching_no_node_fails_the_bootstrap_fast() -> anyhow::Result<()> {
     two_node_scenario(async |cluster, nodes| {
         let user = User::new(cluster)?;
         let client = cluster.client();
+        components_have_no_way_off_the_machine(cluster)?;
         let ns = TestNamespace::create(client, "nowhere").await?;
         for node in [&nodes.amd64, &nodes.arm64] {
             unprivileged_pod_runs_on(client, ns.name(), node).await?;
