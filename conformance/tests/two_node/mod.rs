@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kbx_conformance::local::arm64_node::Arm64Binaries;
 use kbx_conformance::local::config::CLOSED_PROXY;
 use kbx_conformance::local::{Binaries, LocalOptions};
+use kbx_conformance::registry::{ANY_MANIFEST, Registry};
 use kbx_conformance::scenario::{TestNamespace, exec_capture};
 use kbx_conformance::{Backend, Cluster};
 use kube::Api;
@@ -697,6 +698,216 @@ async fn two_node_selector_matching_no_node_fails_the_bootstrap_fast() -> anyhow
             run.took
         );
         let _ = user.run(&["rm", "nowhere"]).await?;
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Starts a registry pod (the amd64-only registry image, so pinned to the amd64 node) and
+/// returns `podIP:5000` once it answers from this host, which reaches the pod bridge through
+/// the address [`HOST_ON_BRIDGE`] given to the bridge.
+async fn registry_on_amd64_node(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    amd64_node: &str,
+) -> anyhow::Result<String> {
+    let client = cluster.client();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "registry", "labels": { "app": "registry" } },
+        "spec": {
+            "nodeName": amd64_node,
+            "containers": [{
+                "name": "registry",
+                "image": kbx_conformance::image::REGISTRY_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "ports": [{ "containerPort": 5000 }],
+            }],
+            "terminationGracePeriodSeconds": 1,
+            "automountServiceAccountToken": false,
+        },
+    }))?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns.name());
+    pods.create(&Default::default(), &pod).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ip = loop {
+        let p = pods.get("registry").await?;
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if let Some(ip) = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|_| running)
+        {
+            break ip;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "registry pod not running: {:?}",
+            p.status
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // kbx merges the nodes' pushes into one manifest list from this host, as buildx does from
+    // the user's machine: the host needs a way to the registry pod. The bridge gets the pod
+    // subnet's first address, outside both nodes' ranges (no route is added; the address goes
+    // with the bridge at teardown).
+    let bridge = cluster.local().context("local cluster")?.layout().bridge();
+    let status = std::process::Command::new("ip")
+        .args(["addr", "add", HOST_ON_BRIDGE, "dev", &bridge])
+        .status()?;
+    ensure!(
+        status.success(),
+        "cannot give {bridge} the address {HOST_ON_BRIDGE}"
+    );
+    let host = format!("{ip}:5000");
+    loop {
+        let probe = Registry::new(&host, None);
+        if let Ok(a) = tokio::task::block_in_place(|| probe.get("/v2/", "*/*"))
+            && a.status == 200
+        {
+            return Ok(host);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the registry pod at {host} does not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The address this host takes on the pod bridge to reach a registry pod.
+const HOST_ON_BRIDGE: &str = "10.244.0.1/24";
+
+/// For each platform of the index `repo:reference` (attestations left out): the image
+/// config's architecture.
+fn pushed_architectures(
+    reg: &Registry,
+    repo: &str,
+    reference: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let index = reg.get(&format!("/v2/{repo}/manifests/{reference}"), ANY_MANIFEST)?;
+    ensure!(
+        index.status == 200,
+        "{repo}:{reference}: HTTP {}",
+        index.status
+    );
+    let index = index.json()?;
+    let mut out = BTreeMap::new();
+    for m in index["manifests"].as_array().context("not an index")? {
+        let platform = format!(
+            "{}/{}",
+            m["platform"]["os"].as_str().unwrap_or_default(),
+            m["platform"]["architecture"].as_str().unwrap_or_default()
+        );
+        if platform == "unknown/unknown" {
+            continue;
+        }
+        let digest = m["digest"].as_str().context("digest")?;
+        let manifest = reg
+            .get(&format!("/v2/{repo}/manifests/{digest}"), ANY_MANIFEST)?
+            .json()?;
+        let config_digest = manifest["config"]["digest"].as_str().context("config")?;
+        let config = reg
+            .get(&format!("/v2/{repo}/blobs/{config_digest}"), "*/*")?
+            .json()?;
+        out.insert(
+            platform,
+            config["architecture"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+/// Buildx's documented multi-arch set-up pushes one manifest list: each node builds and pushes
+/// its platform to a registry pod, and kbx merges them into one index under the tag, whose
+/// images have the config architectures `amd64` and `arm64` (each built natively by the node of
+/// that architecture).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Result<()> {
+    two_node_scenario(async |cluster, nodes| {
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "twopush").await?;
+        let host = registry_on_amd64_node(cluster, &ns, &nodes.amd64).await?;
+        let user = User::new(cluster)?;
+        let config = user.home().join("buildkitd.toml");
+        std::fs::write(&config, format!("[registry.\"{host}\"]\n  http = true\n"))?;
+        let config = config.to_str().context("path")?.to_owned();
+        let base = base_opts(cluster, &ns);
+        for (append, platform, selector) in [
+            (
+                false,
+                "linux/amd64",
+                "nodeselector=kubernetes.io/arch=amd64",
+            ),
+            (true, "linux/arm64", "nodeselector=kubernetes.io/arch=arm64"),
+        ] {
+            let mut args = vec!["create"];
+            if append {
+                args.push("--append");
+            }
+            args.extend([
+                "--name",
+                "multi",
+                "--driver",
+                "kubernetes",
+                "--platform",
+                platform,
+                "--driver-opt",
+                selector,
+                "--driver-opt",
+                &base,
+                "--buildkitd-config",
+                &config,
+                "--bootstrap",
+            ]);
+            if !append {
+                args.push("--use");
+            }
+            user.run(&args).await?.ok()?;
+        }
+        let ctx = tempfile::tempdir()?;
+        uname_context(ctx.path())?;
+        let tag = format!("{host}/kbx/two-node:1");
+        let run = user
+            .build(
+                ctx.path(),
+                &[
+                    "--platform",
+                    "linux/amd64,linux/arm64",
+                    "--network",
+                    "none",
+                    "--push",
+                    "-t",
+                    &tag,
+                ],
+            )
+            .await?
+            .ok()?;
+        for (platform, builder_node) in [("linux/amd64", "multi0"), ("linux/arm64", "multi1")] {
+            ensure!(
+                run.stderr
+                    .contains(&format!("#0 building {platform} on {builder_node} ")),
+                "{platform} was not built on {builder_node}:\n{}",
+                run.stderr
+            );
+        }
+        let reg = Registry::new(&host, None);
+        let archs =
+            tokio::task::block_in_place(|| pushed_architectures(&reg, "kbx/two-node", "1"))?;
+        ensure!(
+            archs
+                == BTreeMap::from([
+                    ("linux/amd64".to_owned(), "amd64".to_owned()),
+                    ("linux/arm64".to_owned(), "arm64".to_owned()),
+                ]),
+            "the pushed index has {archs:?}"
+        );
+        note(&format!("{tag}: one index with {archs:?}"));
+        user.run(&["rm", "multi"]).await?.ok()?;
         ns.delete().await?;
         Ok(())
     })
