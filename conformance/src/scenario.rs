@@ -115,10 +115,7 @@ pub async fn delete_own_namespaces(client: &kube::Client) {
 /// derived from one (`kbx-conformance-…-<pid>-pv`).
 fn is_own(name: &str) -> bool {
     let pid = std::process::id().to_string();
-    name.starts_with("kbx-conformance-")
-        && name
-            .split('-')
-            .any(|part| part == pid)
+    name.starts_with("kbx-conformance-") && name.split('-').any(|part| part == pid)
 }
 
 /// On a cluster scenarios share, what one scenario leaves for the next: deletes this process's

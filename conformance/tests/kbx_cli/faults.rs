@@ -188,12 +188,114 @@ async fn kbx_bootstrap_failures_name_the_pods_reason() -> anyhow::Result<()> {
     .await
 }
 
+/// Writes a Dockerfile (`FROM scratch`, `COPY . /`) and 300 MB of incompressible bytes into
+/// `dir`: an upload of several seconds through exec on any machine.
+fn big_context(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY . /\n")?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("big"))?);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..300 {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        f.write_all(&block)?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// A `kbx build --progress plain` of a large context, started and sending its context.
+struct Upload {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    stderr: String,
+    /// The pod the build said it builds on.
+    pod: String,
+}
+
+impl Upload {
+    /// Starts the build of `dir` and returns once its progress shows the context on its way.
+    async fn start(user: &User, dir: &std::path::Path) -> anyhow::Result<Upload> {
+        use tokio::io::AsyncBufReadExt as _;
+        let dir = dir.to_str().context("context path is not UTF-8")?;
+        let mut child = user
+            .command(&["build", "--progress", "plain", dir])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let mut stderr = String::new();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+                .await
+                .context("no progress from kbx build")??
+                .context("kbx build ended before sending its context")?;
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("load build context") {
+                let pod = super::Run::pod_of(&stderr)?;
+                return Ok(Upload {
+                    child,
+                    lines,
+                    stderr,
+                    pod,
+                });
+            }
+        }
+    }
+
+    /// Reads the output until a line contains `text` (at most 120 s).
+    async fn wait_for(&mut self, text: &str) -> anyhow::Result<()> {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(120), self.lines.next_line())
+                .await
+                .with_context(|| format!("no {text:?} from kbx build"))??
+                .with_context(|| format!("kbx build ended before printing {text:?}"))?;
+            self.stderr.push_str(&line);
+            self.stderr.push('\n');
+            if line.contains(text) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads the rest of the output and waits for the exit, at most 60 s after `what`
+    /// happened. Returns the exit status, the whole standard error and the text after `ERROR:`.
+    async fn finish(
+        mut self,
+        what: &str,
+    ) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
+        let status = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = self.lines.next_line().await? {
+                self.stderr.push_str(&line);
+                self.stderr.push('\n');
+            }
+            self.child.wait().await
+        })
+        .await
+        .with_context(|| format!("kbx build still runs 60 s after {what}"))??;
+        let error = self
+            .stderr
+            .split_once("ERROR:")
+            .map(|(_, e)| e.to_owned())
+            .unwrap_or_default();
+        Ok((status, self.stderr, error))
+    }
+}
+
 /// The builder's pod is deleted while `kbx build` uploads a large context: the build fails
 /// within 30 s naming the pod (not a bare transport error), never hangs; the Deployment
-/// replaces the pod and the next build works.
+/// replaces the pod and the next build works. With two replicas, the pod is deleted while a
+/// `RUN` step runs: the build fails the same way, and a build started right after goes to the
+/// other pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::Result<()> {
-    use tokio::io::AsyncBufReadExt as _;
     scenario(async |cluster| {
         let user = User::new(cluster)?;
         let client = cluster.client();
@@ -207,65 +309,17 @@ async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::
             .await?
             .ok()?;
 
-        // 300 MB of incompressible bytes: several seconds through exec on any machine.
         let ctx = tempfile::tempdir()?;
-        std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n")?;
-        {
-            use std::io::Write as _;
-            let mut f = std::io::BufWriter::new(std::fs::File::create(ctx.path().join("big"))?);
-            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-            let mut block = vec![0u8; 1 << 20];
-            for _ in 0..300 {
-                for chunk in block.chunks_mut(8) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-                }
-                f.write_all(&block)?;
-            }
-            f.flush()?;
-        }
-        let ctx_str = ctx.path().to_str().context("path")?.to_owned();
-        let mut child = user
-            .command(&["build", "--progress", "plain", &ctx_str])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
-        let mut stderr = String::new();
-        // Wait until the context is on its way.
-        let pod = loop {
-            let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-                .await
-                .context("no progress from kbx build")??
-                .context("kbx build ended before sending its context")?;
-            stderr.push_str(&line);
-            stderr.push('\n');
-            if line.contains("load build context") {
-                break super::Run::pod_of(&stderr)?;
-            }
-        };
+        big_context(ctx.path())?;
+        let upload = Upload::start(&user, ctx.path()).await?;
+        let pod = upload.pod.clone();
         tokio::time::sleep(Duration::from_secs(2)).await;
         Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns.name())
             .delete(&pod, &kube::api::DeleteParams::default().grace_period(0))
             .await?;
         let killed = Instant::now();
-        let status = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await? {
-                stderr.push_str(&line);
-                stderr.push('\n');
-            }
-            child.wait().await
-        })
-        .await
-        .context("kbx build still runs 60 s after its pod was deleted")??;
+        let (status, stderr, error) = upload.finish("its pod was deleted").await?;
         let took = killed.elapsed();
-        let error = stderr
-            .split_once("ERROR:")
-            .map(|(_, e)| e.to_owned())
-            .unwrap_or_default();
         note(&format!(
             "build with its pod deleted mid-upload: exit {status} after {took:.1?}; error:{error}"
         ));
@@ -290,6 +344,47 @@ async fn kbx_build_fails_clearly_when_its_pod_is_killed_mid_upload() -> anyhow::
         ensure!(std::fs::read_to_string(dest.join("small"))? == "after the loss\n");
 
         user.run(&["rm", "killed"]).await?.ok()?;
+
+        // Two replicas; the pod is deleted while a RUN step runs. The build fails naming it,
+        // and a build started right after goes to the other, Ready pod.
+        let opts = format!(
+            "namespace={},image={},replicas=2,timeout=240s",
+            ns.name(),
+            cluster.builder_image()
+        );
+        user.create("killed2", &opts, &["--bootstrap", "--use"])
+            .await?
+            .ok()?;
+        let run_ctx = tempfile::tempdir()?;
+        std::fs::copy("/bin/busybox", run_ctx.path().join("busybox"))?;
+        std::fs::write(
+            run_ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo step-started; /bin/busybox sleep 60\"]\n",
+        )?;
+        let mut running = Upload::start(&user, run_ctx.path()).await?;
+        let pod = running.pod.clone();
+        running.wait_for("step-started").await?;
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns.name())
+            .delete(&pod, &kube::api::DeleteParams::default().grace_period(0))
+            .await?;
+        let killed = Instant::now();
+        let (status, stderr, error) = running.finish("its pod was deleted").await?;
+        let took = killed.elapsed();
+        note(&format!(
+            "build with its pod deleted during RUN: exit {status} after {took:.1?}; error:{error}"
+        ));
+        ensure!(status.code() == Some(1), "exit status {status}: {stderr}");
+        ensure!(took <= Duration::from_secs(30), "failed only after {took:?}");
+        ensure!(error.contains(&pod), "the error does not name the pod {pod}: {stderr}");
+        // No waiting for the replacement: the other pod is Ready and takes the build.
+        std::fs::write(
+            run_ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n",
+        )?;
+        let run = user.build(run_ctx.path(), &[]).await?.ok()?;
+        ensure!(run.build_pod()? != pod, "the next build went to the deleted pod {pod}");
+        user.run(&["rm", "killed2"]).await?.ok()?;
         ns.delete().await?;
         Ok(())
     })
@@ -686,6 +781,194 @@ async fn kbx_churn_then_concurrent_builds() -> anyhow::Result<()> {
                 spread.values().collect::<Vec<_>>()
             ));
             user.run(&["rm", name]).await?.ok()?;
+        }
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Waits until every node is Ready (after a kubelet restart).
+async fn wait_nodes_ready(client: &kube::Client, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let ready = Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .all(|n| kbx_conformance::local::node_is_ready(Some(n)))
+            })
+            .unwrap_or(false);
+        if ready {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "nodes not Ready after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the API server answers `/readyz` again.
+async fn wait_api_ready(client: &kube::Client, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let request = http::Request::get("/readyz").body(Vec::new())?;
+        let ok = tokio::time::timeout(Duration::from_secs(5), client.request_text(request))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|t| t.trim() == "ok"));
+        if ok {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the API server is not ready {limit:?} after its start"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The outages a remote builder's user meets, on a cluster of the scenario's own:
+/// - the node's kubelet stops while a build uploads its context (the exec stream runs through
+///   it): the build fails within 30 s naming the pod and the cause; once the kubelet is back,
+///   the next build works on the same pod;
+/// - the API server is down: `ls`, `build`, `create --bootstrap` and `rm` each fail within
+///   seconds naming the server's URL, with a hint; `rm` keeps the record; once the server is
+///   back, the same commands work and `rm` leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbx_fails_clearly_while_the_kubelet_or_the_api_server_is_down() -> anyhow::Result<()> {
+    crate::scenario_own(async |cluster| {
+        let Some(local) = cluster.local() else {
+            note("not the local backend: its components are not ours to stop");
+            return Ok(());
+        };
+        let user = User::new(cluster)?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "outage").await?;
+        let opts = format!(
+            "namespace={},image={},replicas=1,timeout=240s",
+            ns.name(),
+            cluster.builder_image()
+        );
+        user.create("outage", &opts, &["--bootstrap", "--use"])
+            .await?
+            .ok()?;
+
+        // The kubelet stops mid-upload.
+        let ctx = tempfile::tempdir()?;
+        big_context(ctx.path())?;
+        let upload = Upload::start(&user, ctx.path()).await?;
+        let pod = upload.pod.clone();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let stopped = Instant::now();
+        local.stop_component("kubelet")?;
+        let finished = upload.finish("the kubelet stopped").await;
+        let took = stopped.elapsed();
+        local.start_component("kubelet")?;
+        let (status, stderr, error) = finished?;
+        note(&format!(
+            "build with the kubelet stopped mid-upload: exit {status} after {took:.1?}; error:{error}"
+        ));
+        ensure!(status.code() == Some(1), "exit status {status}: {stderr}");
+        ensure!(took <= Duration::from_secs(30), "failed only after {took:?}");
+        ensure!(error.contains(&pod), "the error does not name the pod {pod}: {stderr}");
+        wait_nodes_ready(client, Duration::from_secs(120)).await?;
+        let restarted = Instant::now();
+        std::fs::remove_file(ctx.path().join("big"))?;
+        std::fs::write(ctx.path().join("small"), "after the kubelet came back\n")?;
+        let dest = user.home().join("out");
+        let out = format!("type=local,dest={}", dest.display());
+        let run = user.build(ctx.path(), &["-o", &out]).await?.ok()?;
+        note(&format!(
+            "build after the kubelet's restart: {:.1?}",
+            restarted.elapsed()
+        ));
+        ensure!(run.build_pod()? == pod, "the pod was replaced although only the kubelet stopped");
+        ensure!(std::fs::read_to_string(dest.join("small"))? == "after the kubelet came back\n");
+
+        // The API server is down.
+        let server = kube::config::Kubeconfig::read_from(&user.kubeconfig)?
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.as_ref()?.server.clone())
+            .context("the kubeconfig names no server")?;
+        local.stop_component("kube-apiserver")?;
+        let ctx_str = ctx.path().to_str().context("path")?.to_owned();
+        let down_opts = format!(
+            "namespace={},image={},timeout=60s",
+            ns.name(),
+            cluster.builder_image()
+        );
+        let commands: [(&str, Vec<&str>); 4] = [
+            ("ls", vec!["ls"]),
+            ("build", vec!["build", "--progress", "plain", &ctx_str]),
+            (
+                "create --bootstrap",
+                vec![
+                    "create",
+                    "--name",
+                    "later",
+                    "--driver",
+                    "kubernetes",
+                    "--driver-opt",
+                    &down_opts,
+                    "--bootstrap",
+                ],
+            ),
+            ("rm", vec!["rm", "outage"]),
+        ];
+        let mut outcomes = Vec::new();
+        for (what, args) in &commands {
+            let started = Instant::now();
+            let run = user.run(args).await?;
+            outcomes.push((*what, started.elapsed(), run));
+        }
+        local.start_component("kube-apiserver")?;
+        for (what, took, run) in &outcomes {
+            note(&format!(
+                "{what} with the API server down: {} after {took:.1?}",
+                run.out.status
+            ));
+        }
+        for (what, took, run) in &outcomes {
+            let text = format!("{}{}", run.stdout, run.stderr);
+            ensure!(
+                *took <= Duration::from_secs(30),
+                "{what} took {took:?} with the API server down"
+            );
+            ensure!(
+                text.contains(&server),
+                "{what} does not name the API server {server}: {text}"
+            );
+            if *what != "ls" {
+                ensure!(!run.out.status.success(), "{what} succeeded: {text}");
+                ensure!(text.contains("hint:"), "{what} gives no hint: {text}");
+            }
+        }
+        ensure!(
+            user.home().join("buildx/instances/outage").exists(),
+            "rm dropped the record although it could not delete the builder"
+        );
+
+        // The server is back: the same commands work, and rm leaves nothing.
+        wait_api_ready(client, Duration::from_secs(60)).await?;
+        let ls = user.run(&["ls"]).await?.ok()?;
+        ensure!(ls.stdout.contains("running"), "ls after the restart: {}", ls.stdout);
+        user.build(ctx.path(), &["-o", &out]).await?.ok()?;
+        if user.home().join("buildx/instances/later").exists() {
+            user.run(&["inspect", "--bootstrap", "later"]).await?.ok()?;
+        } else {
+            user.create("later", &down_opts, &["--bootstrap"])
+                .await?
+                .ok()?;
+        }
+        for name in ["outage", "later"] {
+            user.run(&["rm", name]).await?.ok()?;
+            super::wait_nothing_left(client, ns.name(), &format!("{name}0")).await?;
+            ensure!(
+                !user.home().join("buildx/instances").join(name).exists(),
+                "{name}: the store record is left"
+            );
         }
         ns.delete().await?;
         Ok(())

@@ -244,6 +244,30 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Whether the connection to the daemon broke (the call failed on this side of the wire:
+    /// the stream ended or was reset), rather than the daemon answering with an error.
+    ///
+    /// ```
+    /// # use kbx_buildkit::Error;
+    /// let cut = tonic::Status::from_error(Box::new(std::io::Error::from(
+    ///     std::io::ErrorKind::BrokenPipe,
+    /// )));
+    /// assert!(Error::Rpc { call: "Solve", status: Box::new(cut) }.is_connection_lost());
+    /// let answered = tonic::Status::unknown("failed to compute cache key");
+    /// assert!(!Error::Rpc { call: "Solve", status: Box::new(answered) }.is_connection_lost());
+    /// ```
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            // A status decoded from the daemon's answer has no source; one made from a local
+            // transport failure keeps it.
+            Error::Rpc { status, .. } | Error::Solve { status, .. } => {
+                status.code() == tonic::Code::Unavailable
+                    || std::error::Error::source(status.as_ref()).is_some()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An error and its causes on one line, `: `-separated (for progress lines).

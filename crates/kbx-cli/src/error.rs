@@ -75,8 +75,12 @@ pub(crate) enum Error {
     PodLost {
         /// The pod's name.
         pod: String,
-        /// `was deleted`, `is being deleted`, `stopped running (Failed)`, ….
+        /// `was deleted`, `is being deleted`, `stopped running (Failed)`, `cannot be reached
+        /// through the kubelet of its node …`, ….
         fate: String,
+        /// The pod still runs, but the connection to it broke (exec stream through the API
+        /// server and the node's kubelet).
+        cut_off: bool,
         /// How the build failed.
         #[source]
         source: Box<kbx_buildkit::Error>,
@@ -430,7 +434,7 @@ fn collect(err: &(dyn StdError + 'static), lines: &mut Vec<String>) {
 
 /// A hint when the cause is obvious: from the variants of the chain first, then from what the
 /// BuildKit daemon or the Docker Engine said.
-fn hint(err: &Error) -> Option<&'static str> {
+pub(crate) fn hint(err: &Error) -> Option<&'static str> {
     let chain: Vec<&(dyn StdError + 'static)> = causes(err).collect();
     let has = |pred: &dyn Fn(&(dyn StdError + 'static)) -> bool| chain.iter().any(|e| pred(*e));
     let registry = |pred: &dyn Fn(&kbx_registry::Error) -> bool| {
@@ -444,6 +448,10 @@ fn hint(err: &Error) -> Option<&'static str> {
 
     if has(&|e| matches!(ours(e), Some(Error::UnknownBuilder(_)))) {
         Some("run `kbx ls` to see the available builders")
+    } else if has(&|e| matches!(ours(e), Some(Error::PodLost { cut_off: true, .. }))) {
+        Some(
+            "kbx reaches the pod through the API server and the kubelet of the pod's node; check that the node is Ready (`kubectl get nodes`), then run the build again",
+        )
     } else if has(&|e| matches!(ours(e), Some(Error::PodLost { .. }))) {
         Some(
             "run the build again: it goes to a pod that is ready; `kbx inspect --bootstrap` waits until the builder's pods are back",

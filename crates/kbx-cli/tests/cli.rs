@@ -1634,6 +1634,19 @@ fn kube_errors_name_the_request_and_the_server_once() {
     );
     clean(&out);
 
+    // `ls` lists it as `inactive`, as Buildx does, and says why on stderr.
+    let o = env.kbx_kube(&["ls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(" inactive "), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "Failed to get status for k (k0): Get {url}: tcp connect error: Connection refused"
+        )),
+        "{err}"
+    );
+    clean(&err);
+
     let o = env.kbx_kube(&["rm", "k"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
@@ -1641,6 +1654,11 @@ fn kube_errors_name_the_request_and_the_server_once() {
         err.starts_with(&format!(
             "failed to remove k: failed to remove node k0: error while deleting Deployment \"k0\": Delete {url}: tcp connect error: Connection refused"
         )),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: the API server is not reachable")
+            && err.contains("`kbx rm --keep-daemon k`"),
         "{err}"
     );
     clean(&err);

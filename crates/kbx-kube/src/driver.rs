@@ -19,6 +19,10 @@ use crate::Error;
 /// The field manager kbx applies objects with.
 pub const FIELD_MANAGER: &str = "kbx";
 
+/// The reason of [`Status::Inactive`] when the workload does not exist (as opposed to the
+/// cluster not answering).
+pub const NOT_CREATED: &str = "not created yet";
+
 /// Status of a node, as `ls` and `inspect` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -522,6 +526,28 @@ impl NodeDriver {
         (!info.ready).then(|| "is no longer ready".to_owned())
     }
 
+    /// Why `pod` cannot be reached through exec although the API reports it running: `Some`
+    /// with the node and the API server's answer (e.g. `error dialing backend: … connection
+    /// refused` while the node's kubelet is down), `None` when a new exec stream opens within
+    /// 10 s (or the pod cannot be read). For after a build's connection broke.
+    pub async fn pod_unreachable(&self, pod: &str) -> Option<String> {
+        let node = match self.api::<Pod>().get_opt(pod).await {
+            Ok(Some(p)) => p.spec.and_then(|s| s.node_name).unwrap_or_default(),
+            _ => return None,
+        };
+        let quiet: std::sync::Arc<dyn Fn(&str) + Send + Sync> = std::sync::Arc::new(|_| {});
+        let probe = tokio::time::timeout(PROBE_LIMIT, self.dial(pod, quiet)).await;
+        let cause = match probe {
+            Ok(Ok(_stream)) => return None,
+            Ok(Err(e)) => innermost_cause(&e),
+            Err(_) => format!("no answer within {}s", PROBE_LIMIT.as_secs()),
+        };
+        let cause = cause.trim_end_matches([':', ' ', '\n']);
+        Some(format!(
+            "cannot be reached through the kubelet of its node {node:?} ({cause})"
+        ))
+    }
+
     /// One line per thing that keeps a pod from being ready, with the last log lines of
     /// crashing containers.
     pub async fn diagnose(&self) -> Result<Vec<String>, Error> {
@@ -681,7 +707,7 @@ fn ignore_not_found(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
 
 fn inactive_reason(e: &RequestError) -> String {
     if e.is_not_found() {
-        return "not created yet".to_owned();
+        return NOT_CREATED.to_owned();
     }
     let mut text = e.to_string();
     let mut last = text.clone();
@@ -777,6 +803,18 @@ fn ready_pods(pods: &BTreeMap<String, Pod>) -> i32 {
 /// How long after the builder container started a passed startup probe stands in for the
 /// readiness probe, beyond the readiness period: the probe's own run time.
 const FIRST_READINESS_GRACE_SECONDS: i64 = 5;
+
+/// How long [`NodeDriver::pod_unreachable`] waits for a new exec stream.
+const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The last cause in `e`'s chain: what the API server or the socket said.
+fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
 
 /// Whether `pod` can take builds at `now`: it runs, is not being deleted, and either its
 /// `Ready` condition is true or the builder container's startup probe has passed and the

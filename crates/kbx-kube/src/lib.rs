@@ -32,7 +32,7 @@ pub use config::{
     ConfigRequest, ConfigSource, ResolvedConfig, kubeconfig_paths, load_kubeconfig, resolve,
 };
 pub use driver::{
-    BootstrapEvent, Change, FIELD_MANAGER, NodeDriver, PodInfo, Status, pod_is_ready,
+    BootstrapEvent, Change, FIELD_MANAGER, NOT_CREATED, NodeDriver, PodInfo, Status, pod_is_ready,
     selector_labels,
 };
 pub use error::{Error, RequestError};

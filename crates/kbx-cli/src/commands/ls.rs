@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::builders;
 use crate::cli::{LsArgs, LsFormat};
 use crate::context;
-use crate::driver::{NodeStatus, status_of};
+use crate::driver::{Driver, NodeStatus, status_of};
 use crate::error::{Error, chain};
 use crate::output::{out, outln};
 use crate::platforms::{self, detected, node_platforms, reported};
@@ -123,11 +123,23 @@ pub(crate) async fn run(args: LsArgs) -> Result<(), Error> {
                     p,
                 ]);
             }
-            if let Err(e) = &st.status {
-                errors.push(format!(
+            match &st.status {
+                Err(e) => errors.push(format!(
                     "Failed to get status for {} ({}): {e}",
                     ng.name, n.name
-                ));
+                )),
+                // The table says `inactive` as buildx does (K5); why it is, when the cluster
+                // could not be asked, goes to stderr.
+                Ok(Status::Inactive(why))
+                    if why != kbx_kube::NOT_CREATED
+                        && Driver::from_name(&ng.driver) == Some(Driver::Kubernetes) =>
+                {
+                    errors.push(format!(
+                        "Failed to get status for {} ({}): {why}",
+                        ng.name, n.name
+                    ));
+                }
+                _ => {}
             }
         }
     }

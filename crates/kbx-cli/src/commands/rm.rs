@@ -104,7 +104,17 @@ async fn remove_one(store: &Store, name: &str, args: &RmArgs) -> Result<(), Erro
     .await;
     match &result {
         Ok(()) => eprintln!("{name} removed"),
-        Err(e) => eprintln!("failed to remove {name}: {}", chain(e)),
+        Err(e) => {
+            eprintln!("failed to remove {name}: {}", chain(e));
+            if let Error::RemoveNode { .. } = e {
+                if let Some(hint) = crate::error::hint(e) {
+                    eprintln!("hint: {hint}");
+                }
+                eprintln!(
+                    "hint: {name} stays in the store so that its objects are not orphaned; run `kbx rm {name}` again once the cluster answers, or `kbx rm --keep-daemon {name}` to forget it and leave its objects"
+                );
+            }
+        }
     }
     result
 }

@@ -86,7 +86,8 @@ pub(crate) struct Connected {
 
 impl Connected {
     /// [`Error::PodLost`] for a build error when the pod the build ran on has gone away or
-    /// stopped serving; otherwise (and on other drivers) the error back.
+    /// stopped serving, or when the connection to it broke (then saying whether the pod can be
+    /// reached again); otherwise (and on other drivers) the error back.
     pub(crate) async fn pod_lost(
         &self,
         err: kbx_buildkit::Error,
@@ -94,14 +95,22 @@ impl Connected {
         let Some((driver, pod)) = &self.pod else {
             return Err(err);
         };
-        match driver.pod_fate(pod).await {
-            Some(fate) => Ok(Error::PodLost {
-                pod: pod.clone(),
-                fate,
-                source: Box::new(err),
-            }),
-            None => Err(err),
-        }
+        let (fate, cut_off) = match driver.pod_fate(pod).await {
+            Some(fate) => (fate, false),
+            // The pod looks fine to the API server but the stream to it broke: the path through
+            // the API server and the node's kubelet may be down.
+            None if err.is_connection_lost() => match driver.pod_unreachable(pod).await {
+                Some(why) => (why, true),
+                None => ("lost its connection to kbx".to_owned(), true),
+            },
+            None => return Err(err),
+        };
+        Ok(Error::PodLost {
+            pod: pod.clone(),
+            fate,
+            cut_off,
+            source: Box::new(err),
+        })
     }
 }
 
