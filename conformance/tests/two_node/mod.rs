@@ -913,3 +913,154 @@ async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Resul
     })
     .await
 }
+
+/// Waits until both nodes are Ready again.
+async fn wait_both_ready(cluster: &Cluster, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let nodes = Api::<Node>::all(cluster.client().clone())
+            .list(&Default::default())
+            .await?;
+        if nodes.items.len() == 2
+            && nodes
+                .items
+                .iter()
+                .all(|n| kbx_conformance::local::node_is_ready(Some(n)))
+        {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the nodes are not both Ready after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// With the arm64 node's kubelet stopped (the exec streams to its pods run through it), a
+/// two-platform build on buildx's multi-arch set-up fails, naming that node's pod, while an
+/// amd64-only build still works on the other node; once the kubelet is back and the node Ready,
+/// the two-platform build works again on the same pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyhow::Result<()> {
+    two_node_scenario(async |cluster, nodes| {
+        let local = cluster.local().context("local cluster")?;
+        let client = cluster.client();
+        let ns = TestNamespace::create(client, "twodown").await?;
+        let user = User::new(cluster)?;
+        let base = base_opts(cluster, &ns);
+        for (append, platform, selector) in [
+            (
+                false,
+                "linux/amd64",
+                "nodeselector=kubernetes.io/arch=amd64",
+            ),
+            (true, "linux/arm64", "nodeselector=kubernetes.io/arch=arm64"),
+        ] {
+            let mut args = vec!["create"];
+            if append {
+                args.push("--append");
+            }
+            args.extend([
+                "--name",
+                "multi",
+                "--driver",
+                "kubernetes",
+                "--platform",
+                platform,
+                "--driver-opt",
+                selector,
+                "--driver-opt",
+                &base,
+                "--bootstrap",
+            ]);
+            if !append {
+                args.push("--use");
+            }
+            user.run(&args).await?.ok()?;
+        }
+        let (arm_pod, on) = pods_of(client, ns.name(), "multi1")
+            .await?
+            .into_iter()
+            .next()
+            .context("multi1 has no pod")?;
+        ensure!(on == nodes.arm64, "{arm_pod} runs on {on}");
+        let ctx = tempfile::tempdir()?;
+        uname_context(ctx.path())?;
+        let both = |dest: &Path| {
+            vec![
+                "--platform".to_owned(),
+                "linux/amd64,linux/arm64".to_owned(),
+                "--network".to_owned(),
+                "none".to_owned(),
+                "-o".to_owned(),
+                format!("type=local,dest={}", dest.display()),
+            ]
+        };
+
+        local.stop_component("kubelet-arm64")?;
+        let dest = user.home().join("down");
+        let args = both(&dest);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = user.build(ctx.path(), &args).await;
+        let amd = user
+            .build(
+                ctx.path(),
+                &[
+                    "--platform",
+                    "linux/amd64",
+                    "--network",
+                    "none",
+                    "-o",
+                    &format!("type=local,dest={}", user.home().join("amd").display()),
+                ],
+            )
+            .await;
+        local.start_component("kubelet-arm64")?;
+        let run = run?;
+        note(&format!(
+            "two-platform build with the arm64 kubelet stopped: {} after {:.1?}",
+            run.out.status, run.took
+        ));
+        ensure!(
+            run.out.status.code() == Some(1),
+            "the build did not fail: {}",
+            run.stderr
+        );
+        ensure!(
+            run.took <= Duration::from_secs(60),
+            "it failed only after {:.1?}",
+            run.took
+        );
+        ensure!(
+            run.stderr.contains(&arm_pod),
+            "the error does not name the arm64 node's pod {arm_pod}:\n{}",
+            run.stderr
+        );
+        let amd = amd?.ok()?;
+        ensure!(
+            std::fs::read_to_string(user.home().join("amd/arch"))? == "x86_64\n",
+            "the amd64 build wrote no x86_64:\n{}",
+            amd.stderr
+        );
+
+        wait_both_ready(cluster, Duration::from_secs(180)).await?;
+        let dest = user.home().join("back");
+        let args = both(&dest);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = user.build(ctx.path(), &args).await?.ok()?;
+        ensure!(
+            run.stderr.contains(&format!("(multi pod {arm_pod})")),
+            "the arm64 platform was not built on {arm_pod} again:\n{}",
+            run.stderr
+        );
+        for (dir, want) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+            let arch = std::fs::read_to_string(dest.join(dir).join("arch"))?;
+            ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
+        }
+        user.run(&["rm", "multi"]).await?.ok()?;
+        ns.delete().await?;
+        Ok(())
+    })
+    .await
+}
