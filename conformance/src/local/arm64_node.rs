@@ -327,7 +327,30 @@ impl LocalCluster {
         )?;
         self.wait_named_node_ready(&node, Duration::from_secs(180))
             .await?;
+        self.record_pod_cidrs(&node).await?;
         self.timings.second_node_ready = Some(started.elapsed());
+        Ok(())
+    }
+
+    /// Writes each node's half of the pod /24 into its `spec.podCIDR` (the controller manager's
+    /// node IPAM is off): `10.244.0.0/25` and `10.244.0.128/25`, which hold the nodes'
+    /// host-local ranges. Only a record; the CNI configurations are what hands out addresses.
+    async fn record_pod_cidrs(&self, node: &SecondNode) -> Result<(), Error> {
+        let nodes: Api<Node> = Api::all(self.client()?.clone());
+        for (name, cidr) in [
+            (self.layout.node_name(), config::NODE1_POD_CIDR),
+            (node.name.clone(), config::NODE2_POD_CIDR),
+        ] {
+            let patch = serde_json::json!({ "spec": { "podCIDR": cidr, "podCIDRs": [cidr] } });
+            nodes
+                .patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|e| Error::kube(format!("setting the pod CIDR of node {name}"), e))?;
+        }
         Ok(())
     }
 

@@ -128,6 +128,11 @@ pub struct SecondNode {
 pub const NODE1_RANGE: (&str, &str) = ("10.244.0.2", "10.244.0.127");
 /// The host-local range of node 2 of a two-node cluster (the upper half of [`POD_SUBNET`]).
 pub const NODE2_RANGE: (&str, &str) = ("10.244.0.129", "10.244.0.254");
+/// Node 1's `spec.podCIDR` on a two-node cluster: the half of [`POD_SUBNET`] with
+/// [`NODE1_RANGE`].
+pub const NODE1_POD_CIDR: &str = "10.244.0.0/25";
+/// Node 2's `spec.podCIDR`: the half of [`POD_SUBNET`] with [`NODE2_RANGE`].
+pub const NODE2_POD_CIDR: &str = "10.244.0.128/25";
 
 impl Layout {
     /// The arm64 node of a two-node cluster.

@@ -129,8 +129,19 @@ impl Nodes {
                     .any(|a| a.type_ == "InternalIP" && a.address == "127.0.0.1"),
                 "node {name}: InternalIP is not 127.0.0.1"
             );
+            let cidr = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_cidr.clone())
+                .unwrap_or_default();
+            let want = if label == "arm64" {
+                "10.244.0.128/25"
+            } else {
+                "10.244.0.0/25"
+            };
+            ensure!(cidr == want, "node {name}: podCIDR {cidr:?}, not {want}");
             note(&format!(
-                "node {name}: arch {label}, kubelet {}, runtime {}",
+                "node {name}: arch {label}, kubelet {}, runtime {}, podCIDR {cidr}",
                 info.kubelet_version, info.container_runtime_version
             ));
             by_arch.insert(label, name);
