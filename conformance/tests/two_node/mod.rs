@@ -716,8 +716,8 @@ async fn two_node_selector_matching_no_node_fails_the_bootstrap_fast() -> anyhow
 }
 
 /// Starts a registry pod (the amd64-only registry image, so pinned to the amd64 node) and
-/// returns `podIP:5000` once it answers from this host, which reaches the pod bridge through
-/// the address [`HOST_ON_BRIDGE`] given to the bridge.
+/// returns `podIP:5000` once it answers from this host, which reaches the pod through the
+/// address [`HOST_ADDRESS`] given to the bridge and a host route.
 async fn registry_on_amd64_node(
     cluster: &Cluster,
     ns: &TestNamespace,
@@ -761,16 +761,27 @@ async fn registry_on_amd64_node(
     };
     // kbx merges the nodes' pushes into one manifest list from this host, as buildx does from
     // the user's machine: the host needs a way to the registry pod. The bridge gets the pod
-    // subnet's first address, outside both nodes' ranges (no route is added; the address goes
-    // with the bridge at teardown).
+    // subnet's first address, outside both nodes' ranges, as a /32, and the host a route to
+    // the registry pod alone through it: more specific than any /24 another local cluster's
+    // bridge may carry (the shared cluster of `just conformance` keeps one). Both go with the
+    // bridge at teardown.
     let bridge = cluster.local().context("local cluster")?.layout().bridge();
-    let status = std::process::Command::new("ip")
-        .args(["addr", "add", HOST_ON_BRIDGE, "dev", &bridge])
-        .status()?;
-    ensure!(
-        status.success(),
-        "cannot give {bridge} the address {HOST_ON_BRIDGE}"
-    );
+    let pod_route = format!("{ip}/32");
+    for args in [
+        vec!["addr", "add", HOST_ON_BRIDGE, "dev", &bridge],
+        vec![
+            "route",
+            "add",
+            &pod_route,
+            "dev",
+            &bridge,
+            "src",
+            HOST_ADDRESS,
+        ],
+    ] {
+        let status = std::process::Command::new("ip").args(&args).status()?;
+        ensure!(status.success(), "ip {} failed", args.join(" "));
+    }
     let host = format!("{ip}:5000");
     loop {
         let probe = Registry::new(&host, None);
@@ -788,7 +799,9 @@ async fn registry_on_amd64_node(
 }
 
 /// The address this host takes on the pod bridge to reach a registry pod.
-const HOST_ON_BRIDGE: &str = "10.244.0.1/24";
+const HOST_ADDRESS: &str = "10.244.0.1";
+/// [`HOST_ADDRESS`] as `ip addr add` takes it: alone, no subnet route.
+const HOST_ON_BRIDGE: &str = "10.244.0.1/32";
 
 /// For each platform of the index `repo:reference` (attestations left out): the image
 /// config's architecture.
