@@ -1120,6 +1120,37 @@ pub fn registry_image() -> Result<(Rootfs, ImageConfig), Error> {
     Ok((fs, config))
 }
 
+/// The arm64 image of the registry test image (same layout and configuration as
+/// [`registry_image`]): Debian's arm64 `docker-registry` (`registry_arm64`) with the arm64 loader
+/// and C library from `sysroot` (both fetched by `conformance/scripts/fetch-arm64-containerd.sh`).
+pub fn registry_image_arm64(
+    registry_arm64: &Path,
+    sysroot: &Path,
+) -> Result<(Rootfs, ImageConfig), Error> {
+    let (_, config) = registry_image()?;
+    let lib = Path::new("/lib/aarch64-linux-gnu");
+    let mut fs = Rootfs::new();
+    fs.file(REGISTRY_BINARY, registry_arm64)?;
+    for name in ["ld-linux-aarch64.so.1", "libc.so.6"] {
+        let source =
+            std::fs::canonicalize(sysroot.join("lib/aarch64-linux-gnu").join(name)).map_err(
+                io_err(format!("finding the arm64 {name} in {}", sysroot.display())),
+            )?;
+        fs.file(lib.join(name), source)?;
+    }
+    fs.symlink(
+        "/lib/ld-linux-aarch64.so.1",
+        "aarch64-linux-gnu/ld-linux-aarch64.so.1",
+    )
+    .data("/etc/docker/registry/config.yml", REGISTRY_CONFIG, 0o644)
+    .dir("/var/lib/registry", 0o755)
+    .dir("/tmp", 0o1777)
+    .dir("/proc", 0o555)
+    .dir("/sys", 0o555)
+    .dir("/dev", 0o755);
+    Ok((fs, config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@
 //! The node has its own containerd (config, root, state, socket), kubelet root, ports, cgroup
 //! root (below the cluster's) and node name, InternalIP 127.0.0.1 like the first node, and its
 //! pods sit on the first node's bridge in the other half of the pod /24 (see
-//! [`config::SecondNode`]). The pause and builder images are imported into both nodes as
-//! multi-platform images (an OCI image index with amd64 and arm64 manifests).
+//! [`config::SecondNode`]). The pause, builder and registry images are imported into both
+//! nodes as multi-platform images (an OCI image index with amd64 and arm64 manifests).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,6 +50,8 @@ pub struct Arm64Binaries {
     pub containerd: PathBuf,
     /// The arm64 sysroot containerd loads its libraries from.
     pub sysroot: PathBuf,
+    /// Debian's arm64 docker-registry (`<cache root>/containerd-arm64/bin/docker-registry`).
+    pub registry: PathBuf,
     /// `qemu-aarch64-static`.
     pub qemu: PathBuf,
     /// The arm64 `buildkitd` and `buildctl` (`build-buildkit.sh --arch arm64`).
@@ -98,6 +100,10 @@ impl Arm64Binaries {
                 "run conformance/scripts/fetch-arm64-containerd.sh",
             )?,
             sysroot: containerd_dir.join("sysroot"),
+            registry: need(
+                containerd_dir.join("bin/docker-registry"),
+                "run conformance/scripts/fetch-arm64-containerd.sh",
+            )?,
             qemu: need(
                 PathBuf::from(QEMU_AARCH64_STATIC),
                 "install the Debian package qemu-user-static",
@@ -117,7 +123,7 @@ impl Arm64Binaries {
     }
 }
 
-/// Builds the multi-platform (amd64 + arm64) pause and builder image archives, or reuses them
+/// Builds the multi-platform (amd64 + arm64) pause, builder and registry image archives, or reuses them
 /// from `<cache root>/images/`. The pause program is compiled in `dir` for both.
 pub async fn build_multi_platform_images(
     dir: &Path,
@@ -160,7 +166,19 @@ pub async fn build_multi_platform_images(
             &cache,
             "multi-builder",
         )?;
-        Ok(vec![pause, builder])
+        let registry = image::cached_multi_platform_archive(
+            image::REGISTRY_IMAGE,
+            &[
+                platform("amd64", image::registry_image()?),
+                platform(
+                    "arm64",
+                    image::registry_image_arm64(&arm64.registry, &arm64.sysroot)?,
+                ),
+            ],
+            &cache,
+            "multi-registry",
+        )?;
+        Ok(vec![pause, builder, registry])
     })
     .await
     .map_err(|e| Error::Image(format!("image build task failed: {e}")))?

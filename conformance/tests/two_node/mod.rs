@@ -715,19 +715,19 @@ async fn two_node_selector_matching_no_node_fails_the_bootstrap_fast() -> anyhow
     .await
 }
 
-/// Starts a registry pod (the amd64-only registry image, so pinned to the amd64 node) and
+/// Starts a registry pod on `node` (the registry image is multi-platform) and
 /// returns `podIP:5000` once it answers from this host, which reaches the pod through the
 /// address [`HOST_ADDRESS`] given to the bridge and a host route.
-async fn registry_on_amd64_node(
+async fn registry_pod_on(
     cluster: &Cluster,
     ns: &TestNamespace,
-    amd64_node: &str,
+    node: &str,
 ) -> anyhow::Result<String> {
     let client = cluster.client();
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "registry", "labels": { "app": "registry" } },
         "spec": {
-            "nodeName": amd64_node,
+            "nodeName": node,
             "containers": [{
                 "name": "registry",
                 "image": kbx_conformance::image::REGISTRY_IMAGE,
@@ -847,7 +847,8 @@ fn pushed_architectures(
 }
 
 /// Buildx's documented multi-arch set-up pushes one manifest list: each node builds and pushes
-/// its platform to a registry pod, and kbx merges them into one index under the tag, whose
+/// its platform to a registry pod (the registry image's arm64 variant, on the arm64 node), and
+/// kbx merges them into one index under the tag, whose
 /// images have the config architectures `amd64` and `arm64` (each built natively by the node of
 /// that architecture).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -855,7 +856,8 @@ async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Resul
     two_node_scenario(async |cluster, nodes| {
         let client = cluster.client();
         let ns = TestNamespace::create(client, "twopush").await?;
-        let host = registry_on_amd64_node(cluster, &ns, &nodes.amd64).await?;
+        // On the arm64 node: the arm64 image of the registry, run under QEMU, serves both.
+        let host = registry_pod_on(cluster, &ns, &nodes.arm64).await?;
         let user = User::new(cluster)?;
         let config = user.home().join("buildkitd.toml");
         std::fs::write(&config, format!("[registry.\"{host}\"]\n  http = true\n"))?;
