@@ -106,10 +106,12 @@ async fn kbx_bootstrap_failures_name_the_pods_reason() -> anyhow::Result<()> {
                 image: None,
                 opts: "timeout=180s".to_owned(),
                 flags: vec!["--buildkitd-flags", "--no-such-flag"],
-                // The container's last log lines follow. (buildkitd prints its usage on stdout
-                // and the bad flag on stderr: which comes last varies, so the cause itself may
-                // be outside the five-line tail.)
-                expect: vec!["CrashLoopBackOff".to_owned(), "last log lines:".to_owned()],
+                // The error lines of the container's log follow (buildkitd prints its usage
+                // after the bad flag, so a plain tail would miss the cause).
+                expect: vec![
+                    "CrashLoopBackOff".to_owned(),
+                    "flag provided but not defined: -no-such-flag".to_owned(),
+                ],
                 limit: Duration::from_secs(120),
                 taint: false,
             },

@@ -567,13 +567,13 @@ impl NodeDriver {
                 let params = LogParams {
                     container: Some(kbx_manifest::CONTAINER_NAME.to_owned()),
                     previous: true,
-                    tail_lines: Some(5),
+                    tail_lines: Some(CRASH_LOG_TAIL),
                     ..LogParams::default()
                 };
                 if let Ok(logs) = self.api::<Pod>().logs(&name, &params).await {
-                    let last: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
-                    if !last.is_empty() {
-                        problems.push(format!("pod {name}: last log lines: {}", last.join(" | ")));
+                    let (what, lines) = crash_log_excerpt(&logs);
+                    if !lines.is_empty() {
+                        problems.push(format!("pod {name}: {what}: {}", lines.join(" | ")));
                     }
                 }
             }
@@ -803,6 +803,52 @@ fn ready_pods(pods: &BTreeMap<String, Pod>) -> i32 {
 /// How long after the builder container started a passed startup probe stands in for the
 /// readiness probe, beyond the readiness period: the probe's own run time.
 const FIRST_READINESS_GRACE_SECONDS: i64 = 5;
+
+/// How many of a crashed container's last log lines [`NodeDriver::diagnose`] reads.
+const CRASH_LOG_TAIL: i64 = 200;
+
+/// What of a crashed container's log tail to show: its last lines that look like errors (up to
+/// three: `error`, `fatal`, `panic`, `failed`, `not defined`, `invalid`, `unknown`, `denied`,
+/// `no such`, `cannot`, but not logrus lines below error level), else its last five lines. A daemon that prints its usage after the
+/// cause (buildkitd on a bad flag) would otherwise push the cause out of a short tail.
+fn crash_log_excerpt(logs: &str) -> (&'static str, Vec<&str>) {
+    const ERROR_WORDS: &[&str] = &[
+        "error",
+        "fatal",
+        "panic",
+        "failed",
+        "not defined",
+        "invalid",
+        "unknown",
+        "denied",
+        "no such",
+        "cannot",
+    ];
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            let lower = l.to_ascii_lowercase();
+            // logrus lines below error level are not the cause.
+            let minor = ["level=debug", "level=info", "level=warning"]
+                .iter()
+                .any(|m| lower.contains(m));
+            !minor && ERROR_WORDS.iter().any(|w| lower.contains(w))
+        })
+        .collect();
+    if errors.is_empty() {
+        (
+            "last log lines",
+            lines[lines.len().saturating_sub(5)..].to_vec(),
+        )
+    } else {
+        (
+            "error lines of its log",
+            errors[errors.len().saturating_sub(3)..].to_vec(),
+        )
+    }
+}
 
 /// How long [`NodeDriver::pod_unreachable`] waits for a new exec stream.
 const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -1166,6 +1212,38 @@ mod tests {
         assert!(!is_claim_of("buildkitd-kube01-0", "buildkitd", "kube0"));
         assert!(!is_claim_of("buildkitd-kube0-0x", "buildkitd", "kube0"));
         assert!(!is_claim_of("other-kube0-0", "buildkitd", "kube0"));
+    }
+
+    #[test]
+    fn crash_logs_show_the_error_lines_before_a_usage_text() {
+        let mut logs = String::from(
+            "time=\"…\" level=warning msg=\"failed to get disk size: no such file or directory\"\n\
+             flag provided but not defined: -no-such-flag\n",
+        );
+        for i in 0..40 {
+            logs.push_str(&format!("   --opt{i} value   an option\n"));
+        }
+        assert_eq!(
+            crash_log_excerpt(&logs),
+            (
+                "error lines of its log",
+                vec!["flag provided but not defined: -no-such-flag"]
+            )
+        );
+        let quiet = "one\ntwo\n\nthree\nfour\nfive\nsix\n";
+        assert_eq!(
+            crash_log_excerpt(quiet),
+            (
+                "last log lines",
+                vec!["two", "three", "four", "five", "six"]
+            )
+        );
+        let many = "error: a\nerror: b\nok\nerror: c\nfatal: d\n";
+        assert_eq!(
+            crash_log_excerpt(many).1,
+            ["error: b", "error: c", "fatal: d"]
+        );
+        assert_eq!(crash_log_excerpt("").1, Vec::<&str>::new());
     }
 
     #[test]
