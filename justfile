@@ -163,6 +163,12 @@ conformance *ARGS:
     if [ "${KBX_CONFORMANCE_CLUSTER:-local}" = local ]; then
         conformance/scripts/build-kubernetes.sh
         conformance/scripts/build-buildkit.sh
+        # The arm64 node of the two-node scenarios (tests/two_node): kubelet, containerd and
+        # BuildKit for arm64, run under QEMU user emulation.
+        conformance/scripts/build-kubelet-arm64.sh
+        conformance/scripts/build-buildkit.sh --arch arm64
+        conformance/scripts/fetch-arm64-containerd.sh >/dev/null
+        conformance/scripts/fetch-arm64-busybox.sh >/dev/null
         # One cluster for every scenario that leaves it as it found it (the others boot their
         # own): `kbx-local-cluster up` keeps it until a line arrives on its standard input.
         work=$(mktemp -d)

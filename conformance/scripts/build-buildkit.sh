@@ -10,11 +10,15 @@
 #       SHA256SUMS                 checksums of bin/*
 #       RECIPE                     hash of the versions and build steps they were built with
 #
+# With `--arch arm64` the same source is cross-built for linux/arm64 (GOARCH=arm64, still
+# static) into buildkit-0.13.2-arm64/ instead, for the arm64 builder image of the two-node local
+# cluster; the version check then runs the binaries through qemu-aarch64-static.
+#
 # The chroot (~4 GB) stays in ${cache_root}/trixie-buildkit-chroot so that a rebuild after a
 # recipe change skips debootstrap and the build dependencies; `--clean-chroot` removes it after
 # a successful build.
 #
-# Usage: build-buildkit.sh [--check] [--clean-chroot]
+# Usage: build-buildkit.sh [--check] [--clean-chroot] [--arch amd64|arm64]
 #   --check   only validate the cache; exit 1 when it is missing or stale.
 #
 # Needs root (debootstrap, chroot, mounts). A cold build takes ~16 minutes on 2 idle cores;
@@ -31,7 +35,6 @@ SECURITY_MIRROR=${KBX_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-secur
 BINARIES=(buildkitd buildctl)
 
 cache_root=${KBX_BUILDKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kbx}
-dest="$cache_root/buildkit-$VERSION"
 chroot_dir="$cache_root/trixie-buildkit-chroot"
 
 log() { printf '[build-buildkit] %s\n' "$*" >&2; }
@@ -39,19 +42,43 @@ die() { log "error: $*"; exit 1; }
 
 check_only=false
 clean_chroot=false
-for arg in "$@"; do
-    case "$arg" in
+ARCH=amd64
+while [ $# -gt 0 ]; do
+    case "$1" in
         --check) check_only=true ;;
         --clean-chroot) clean_chroot=true ;;
-        *) die "unknown argument $arg (expected --check or --clean-chroot)" ;;
+        --arch)
+            [ $# -ge 2 ] || die "--arch needs a value"
+            ARCH=$2
+            shift
+            ;;
+        *) die "unknown argument $1 (expected --check, --clean-chroot or --arch)" ;;
     esac
+    shift
 done
+case "$ARCH" in
+    amd64)
+        dest="$cache_root/buildkit-$VERSION"
+        out_dir=/build/out
+        run=()
+        ;;
+    arm64)
+        dest="$cache_root/buildkit-$VERSION-arm64"
+        out_dir=/build/out-arm64
+        command -v qemu-aarch64-static >/dev/null 2>&1 ||
+            die "qemu-aarch64-static is missing (apt-get install qemu-user-static)"
+        run=(qemu-aarch64-static)
+        ;;
+    *) die "unsupported --arch $ARCH (amd64 or arm64)" ;;
+esac
 
 recipe() {
     {
         echo "buildkit $VERSION from docker.io $DEBIAN_VERSION ($SUITE)"
         echo "binaries ${BINARIES[*]}"
         echo "build revision $BUILD_REVISION"
+        # The amd64 recipe predates --arch and stays as it was.
+        [ "$ARCH" = amd64 ] || echo "GOARCH $ARCH"
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -60,11 +87,11 @@ recipe() {
 
 cache_is_valid() {
     cache_files_valid "$dest" "$(recipe)" "${BINARIES[@]/#/bin/}" || return 1
-    "$dest/bin/buildkitd" --version 2>/dev/null | grep -q " v$VERSION " || {
+    "${run[@]}" "$dest/bin/buildkitd" --version 2>/dev/null | grep -q " v$VERSION " || {
         log "cached buildkitd does not report v$VERSION"
         return 1
     }
-    "$dest/bin/buildctl" --version 2>/dev/null | grep -q " v$VERSION " || {
+    "${run[@]}" "$dest/bin/buildctl" --version 2>/dev/null | grep -q " v$VERSION " || {
         log "cached buildctl does not report v$VERSION"
         return 1
     }
@@ -180,13 +207,13 @@ if [ ! -f "$chroot_dir$src/.kbx-unpacked-$DEBIAN_VERSION" ]; then
     touch "$chroot_dir$src/.kbx-unpacked-$DEBIAN_VERSION"
 fi
 
-log "building ${BINARIES[*]} (several minutes)"
+log "building ${BINARIES[*]} for linux/$ARCH (several minutes)"
 start=$(date +%s)
 cat >"$chroot_dir/build/build.sh" <<EOF
 #!/bin/sh
 set -eu
 cd $src
-export GOPATH=$src/_build GO111MODULE=off GOPROXY=off CGO_ENABLED=0 GOTOOLCHAIN=local
+export GOPATH=$src/_build GO111MODULE=off GOPROXY=off CGO_ENABLED=0 GOTOOLCHAIN=local GOOS=linux GOARCH=$ARCH
 export GOCACHE=/build/gocache
 unset GOFLAGS
 if [ ! -d _build/src/github.com/moby/buildkit ] || [ ! -f _build/.kbx-configured ]; then
@@ -201,15 +228,17 @@ if [ ! -d _build/src/github.com/moby/buildkit ] || [ ! -f _build/.kbx-configured
     touch _build/.kbx-configured
 fi
 cd _build/src/github.com/moby/buildkit
-mkdir -p /build/out
+mkdir -p $out_dir
 for b in ${BINARIES[*]}; do
     go build -trimpath -ldflags "-s -w -X github.com/moby/buildkit/version.Version=v$VERSION -X github.com/moby/buildkit/version.Revision=debian-$DEBIAN_VERSION" \
-        -o /build/out/\$b ./cmd/\$b
+        -o $out_dir/\$b ./cmd/\$b
 done
 EOF
 chmod +x "$chroot_dir/build/build.sh"
-in_chroot /build/build.sh >"$cache_root/buildkit-build.log" 2>&1 || {
-    tail -n 60 "$cache_root/buildkit-build.log" >&2
+build_log="$cache_root/buildkit-build.log"
+[ "$ARCH" = amd64 ] || build_log="$cache_root/buildkit-build-$ARCH.log"
+in_chroot /build/build.sh >"$build_log" 2>&1 || {
+    tail -n 60 "$build_log" >&2
     die "go build failed"
 }
 log "built in $(($(date +%s) - start)) s"
@@ -218,7 +247,7 @@ staging="$dest.new"
 rm -rf "$staging"
 mkdir -p "$staging/bin"
 for b in "${BINARIES[@]}"; do
-    install -m 0755 "$chroot_dir/build/out/$b" "$staging/bin/$b"
+    install -m 0755 "$chroot_dir$out_dir/$b" "$staging/bin/$b"
 done
 cache_seal "$staging" "$dest" "$(recipe)" "${BINARIES[@]/#/bin/}"
 cache_is_valid || die "freshly built cache does not validate"

@@ -451,24 +451,7 @@ impl Rootfs {
     pub fn write_archive(&self, config: &ImageConfig, path: &Path) -> Result<String, Error> {
         let layer = self.write_layer(HashingWriter::default())?;
         let layer_digest = layer.hex();
-        let config_json = serde_json::to_vec(&serde_json::json!({
-            "architecture": go_arch(),
-            "os": "linux",
-            "config": {
-                "Entrypoint": config.entrypoint,
-                "Env": config.env,
-                "WorkingDir": "/",
-                "User": config.user,
-                "Volumes": config
-                    .volumes
-                    .iter()
-                    .map(|v| (v.clone(), serde_json::json!({})))
-                    .collect::<serde_json::Map<_, _>>(),
-            },
-            "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
-            "history": [{ "created_by": "kbx-conformance image builder" }],
-        }))
-        .map_err(|e| Error::Image(format!("encoding the image config: {e}")))?;
+        let config_json = config_json(config, go_arch(), &layer_digest)?;
         let config_digest = hex(&Sha256::digest(&config_json));
         let manifest = serde_json::to_vec(&serde_json::json!([{
             "Config": format!("{config_digest}.json"),
@@ -508,6 +491,218 @@ impl Rootfs {
             .map_err(io_err(format!("finishing {}", path.display())))?;
         Ok(config_digest)
     }
+}
+
+/// The image configuration JSON of a single-layer image for `arch` (a Go architecture name).
+fn config_json(config: &ImageConfig, arch: &str, layer_digest: &str) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "Entrypoint": config.entrypoint,
+            "Env": config.env,
+            "WorkingDir": "/",
+            "User": config.user,
+            "Volumes": config
+                .volumes
+                .iter()
+                .map(|v| (v.clone(), serde_json::json!({})))
+                .collect::<serde_json::Map<_, _>>(),
+        },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
+        "history": [{ "created_by": "kbx-conformance image builder" }],
+    }))
+    .map_err(|e| Error::Image(format!("encoding the image config: {e}")))
+}
+
+/// One platform of a multi-platform image: a Go architecture name (`amd64`, `arm64`), its file
+/// system and configuration. The configurations' tags are ignored; the index's tag counts.
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    /// The architecture, as in an OCI platform (`amd64`, `arm64`).
+    pub arch: String,
+    /// The file system.
+    pub rootfs: Rootfs,
+    /// The configuration.
+    pub config: ImageConfig,
+}
+
+/// The name containerd and the kubelet use for `tag`: Docker's normalisation
+/// (`moby/buildkit:x` is `docker.io/moby/buildkit:x`, `busybox:x` is
+/// `docker.io/library/busybox:x`; a first component with a `.` or `:`, or `localhost`, is a
+/// registry).
+pub fn normalized_name(tag: &str) -> String {
+    match tag.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            tag.to_owned()
+        }
+        Some(_) => format!("docker.io/{tag}"),
+        None => format!("docker.io/library/{tag}"),
+    }
+}
+
+/// The fingerprint of a multi-platform image: its tag and every platform's file system and
+/// configuration.
+pub fn multi_platform_fingerprint(tag: &str, images: &[PlatformImage]) -> Result<String, Error> {
+    let mut h = Sha256::new();
+    h.update(format!("oci index {tag}\n"));
+    for image in images {
+        h.update(format!(
+            "{} {}\n",
+            image.arch,
+            image.rootfs.fingerprint(&image.config)?
+        ));
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Writes an OCI image layout archive (`oci-layout`, `index.json`, `blobs/sha256/…`) whose
+/// `index.json` names `tag` (annotations `io.containerd.image.name`, normalised, and
+/// `org.opencontainers.image.ref.name`) and points at an image index with one single-layer
+/// manifest per platform, as a multi-platform image in a registry. `ctr images import
+/// [--platform …]` reads it. Entries are sorted and timeless, so equal inputs give equal bytes.
+/// Returns the index's digest (`sha256:…`).
+pub fn write_multi_platform_archive(
+    tag: &str,
+    images: &[PlatformImage],
+    path: &Path,
+) -> Result<String, Error> {
+    fn descriptor(media_type: &str, bytes: &[u8]) -> serde_json::Value {
+        serde_json::json!({
+            "mediaType": media_type,
+            "digest": format!("sha256:{}", hex(&Sha256::digest(bytes))),
+            "size": bytes.len(),
+        })
+    }
+    let encode = |v: &serde_json::Value, what: &str| {
+        serde_json::to_vec(v).map_err(|e| Error::Image(format!("encoding the {what}: {e}")))
+    };
+    // Small blobs in memory; layers streamed from their file systems.
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut layers: Vec<(String, u64, &Rootfs)> = Vec::new();
+    let mut manifests = Vec::new();
+    for image in images {
+        let layer = image.rootfs.write_layer(HashingWriter::default())?;
+        let layer_digest = layer.hex();
+        let config = config_json(&image.config, &image.arch, &layer_digest)?;
+        let manifest = encode(
+            &serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+                "layers": [{
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{layer_digest}"),
+                    "size": layer.len,
+                }],
+            }),
+            "manifest",
+        )?;
+        let mut entry = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
+        entry["platform"] = serde_json::json!({ "architecture": image.arch, "os": "linux" });
+        manifests.push(entry);
+        small.insert(hex(&Sha256::digest(&config)), config);
+        small.insert(hex(&Sha256::digest(&manifest)), manifest);
+        if !layers.iter().any(|(d, _, _)| *d == layer_digest) {
+            layers.push((layer_digest, layer.len, &image.rootfs));
+        }
+    }
+    let index = encode(
+        &serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }),
+        "image index",
+    )?;
+    let index_digest = format!("sha256:{}", hex(&Sha256::digest(&index)));
+    let mut top = descriptor("application/vnd.oci.image.index.v1+json", &index);
+    top["annotations"] = serde_json::json!({
+        "io.containerd.image.name": normalized_name(tag),
+        "org.opencontainers.image.ref.name": tag.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest"),
+    });
+    let index_json = encode(
+        &serde_json::json!({ "schemaVersion": 2, "manifests": [top] }),
+        "index.json",
+    )?;
+    small.insert(hex(&Sha256::digest(&index)), index);
+
+    let file =
+        std::fs::File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
+    let mut outer = tar::Builder::new(std::io::BufWriter::new(file));
+    let header = |len: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_mode(0o644);
+        h.set_size(len);
+        h.set_entry_type(tar::EntryType::Regular);
+        h
+    };
+    let written = io_err(format!("writing {}", path.display()));
+    let put = |outer: &mut tar::Builder<_>, name: String, bytes: &[u8]| {
+        outer
+            .append_data(&mut header(bytes.len() as u64), name, bytes)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    };
+    put(
+        &mut outer,
+        "oci-layout".into(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    put(&mut outer, "index.json".into(), &index_json)?;
+    for (digest, bytes) in &small {
+        put(&mut outer, format!("blobs/sha256/{digest}"), bytes)?;
+    }
+    for (digest, len, rootfs) in layers {
+        let mut pipe = LayerReader::new(rootfs)?;
+        outer
+            .append_data(
+                &mut header(len),
+                format!("blobs/sha256/{digest}"),
+                &mut pipe,
+            )
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    outer
+        .into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(written)?;
+    Ok(index_digest)
+}
+
+/// Writes the multi-platform archive of [`write_multi_platform_archive`] to
+/// `<cache_dir>/<name>-<fingerprint>.oci.tar` unless it is already there, removes older
+/// archives of the same `name`, and returns the path.
+pub fn cached_multi_platform_archive(
+    tag: &str,
+    images: &[PlatformImage],
+    cache_dir: &Path,
+    name: &str,
+) -> Result<PathBuf, Error> {
+    let fingerprint = multi_platform_fingerprint(tag, images)?;
+    let path = cache_dir.join(format!("{name}-{}.oci.tar", &fingerprint[..16]));
+    if path.is_file() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(cache_dir)
+        .map_err(io_err(format!("creating {}", cache_dir.display())))?;
+    let partial = cache_dir.join(format!(
+        ".{name}-{}.{}.partial",
+        &fingerprint[..16],
+        std::process::id()
+    ));
+    write_multi_platform_archive(tag, images, &partial)?;
+    if let Ok(entries) = std::fs::read_dir(cache_dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&format!("{name}-")) && n.ends_with(".oci.tar") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    std::fs::rename(&partial, &path)
+        .map_err(io_err(format!("renaming into {}", path.display())))?;
+    Ok(path)
 }
 
 /// Pushes the components of `path` on a stack so that the first component pops first.
@@ -641,6 +836,30 @@ pub fn compile_pause(dir: &Path) -> Result<PathBuf, Error> {
     Ok(binary)
 }
 
+/// Compiles the pause program for linux/arm64 with Debian's cross compiler
+/// (`aarch64-linux-gnu-gcc -static`, package `gcc-aarch64-linux-gnu`) into `dir` and returns
+/// its path.
+pub fn compile_pause_arm64(dir: &Path) -> Result<PathBuf, Error> {
+    let source = dir.join("pause.c");
+    std::fs::write(&source, PAUSE_C).map_err(io_err(format!("writing {}", source.display())))?;
+    let binary = dir.join("pause-arm64");
+    let out = std::process::Command::new("aarch64-linux-gnu-gcc")
+        .args(["-static", "-Os", "-s", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .map_err(io_err(
+            "running aarch64-linux-gnu-gcc (install gcc-aarch64-linux-gnu)",
+        ))?;
+    if !out.status.success() {
+        return Err(Error::Image(format!(
+            "aarch64-linux-gnu-gcc -static pause.c failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(binary)
+}
+
 /// The pause image: `/pause` only.
 pub fn pause_image(pause_binary: &Path) -> Result<(Rootfs, ImageConfig), Error> {
     let mut fs = Rootfs::new();
@@ -688,6 +907,11 @@ fn require(programs: &[(&str, &str)]) -> Result<(), Error> {
 /// The parts both builder images share: `buildkitd` and `buildctl` from `buildkit` (a
 /// directory), `runc`, busybox with its applets, and the usual top-level directories.
 fn buildkit_rootfs(buildkit: &Path) -> Result<Rootfs, Error> {
+    buildkit_rootfs_with(buildkit, Path::new("/bin/busybox"))
+}
+
+/// [`buildkit_rootfs`] with the busybox binary `busybox`.
+fn buildkit_rootfs_with(buildkit: &Path, busybox: &Path) -> Result<Rootfs, Error> {
     require(BUILDER_HOST_PROGRAMS)?;
     for binary in ["buildkitd", "buildctl"] {
         if !buildkit.join(binary).is_file() {
@@ -709,7 +933,7 @@ fn buildkit_rootfs(buildkit: &Path) -> Result<Rootfs, Error> {
     fs.file("/usr/bin/buildkitd", buildkit.join("buildkitd"))?
         .file("/usr/bin/buildctl", buildkit.join("buildctl"))?
         .executable("/usr/bin/runc", "/usr/sbin/runc")?
-        .file("/usr/bin/busybox", "/bin/busybox")?;
+        .file("/usr/bin/busybox", busybox)?;
     for applet in BUSYBOX_APPLETS {
         let path = PathBuf::from("/usr/bin").join(applet);
         if !fs.entries.contains_key(&path) {
@@ -731,7 +955,11 @@ fn buildkit_rootfs(buildkit: &Path) -> Result<Rootfs, Error> {
 /// `/etc/buildkit/buildkitd.toml`. `buildkit` is the directory with `buildkitd` and `buildctl`
 /// (see [`crate::local::buildkit_bin_dir`]).
 pub fn builder_image(buildkit: &Path) -> Result<(Rootfs, ImageConfig), Error> {
-    let mut fs = buildkit_rootfs(buildkit)?;
+    Ok(builder_image_from(buildkit_rootfs(buildkit)?))
+}
+
+/// The builder image's own files and configuration on top of [`buildkit_rootfs`].
+fn builder_image_from(mut fs: Rootfs) -> (Rootfs, ImageConfig) {
     fs.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)
         .data("/etc/group", "root:x:0:\n", 0o644)
         .dir("/root", 0o700)
@@ -743,7 +971,27 @@ pub fn builder_image(buildkit: &Path) -> Result<(Rootfs, ImageConfig), Error> {
         user: String::new(),
         volumes: vec!["/var/lib/buildkit".into()],
     };
-    Ok((fs, config))
+    (fs, config)
+}
+
+/// The arm64 variant of [`builder_image`], for the arm64 node of the two-node local cluster:
+/// `buildkitd` and `buildctl` from `buildkit_arm64` (cross-built by `build-buildkit.sh --arch
+/// arm64`) and Debian's arm64 busybox (`busybox_arm64`), so the daemon and the debugging tools
+/// are arm64 and run under QEMU.
+///
+/// # Difference from upstream's arm64 image
+/// `runc` is the host's amd64 `runc` (with its amd64 shared libraries), not an arm64 one:
+/// Debian's arm64 runc fails under QEMU 7.2 user emulation (`can't copy bootstrap data to
+/// pipe`). The processes of `RUN` steps are still arm64 (the container's binaries, through the
+/// host's binfmt handler for arm64 with the `F` flag).
+pub fn builder_image_arm64(
+    buildkit_arm64: &Path,
+    busybox_arm64: &Path,
+) -> Result<(Rootfs, ImageConfig), Error> {
+    Ok(builder_image_from(buildkit_rootfs_with(
+        buildkit_arm64,
+        busybox_arm64,
+    )?))
 }
 
 /// The rootless builder image, laid out as `moby/buildkit:buildx-stable-1-rootless`: user
@@ -869,6 +1117,37 @@ pub fn registry_image() -> Result<(Rootfs, ImageConfig), Error> {
         env: vec!["PATH=/usr/bin:/bin".into()],
         ..Default::default()
     };
+    Ok((fs, config))
+}
+
+/// The arm64 image of the registry test image (same layout and configuration as
+/// [`registry_image`]): Debian's arm64 `docker-registry` (`registry_arm64`) with the arm64 loader
+/// and C library from `sysroot` (both fetched by `conformance/scripts/fetch-arm64-containerd.sh`).
+pub fn registry_image_arm64(
+    registry_arm64: &Path,
+    sysroot: &Path,
+) -> Result<(Rootfs, ImageConfig), Error> {
+    let (_, config) = registry_image()?;
+    let lib = Path::new("/lib/aarch64-linux-gnu");
+    let mut fs = Rootfs::new();
+    fs.file(REGISTRY_BINARY, registry_arm64)?;
+    for name in ["ld-linux-aarch64.so.1", "libc.so.6"] {
+        let source =
+            std::fs::canonicalize(sysroot.join("lib/aarch64-linux-gnu").join(name)).map_err(
+                io_err(format!("finding the arm64 {name} in {}", sysroot.display())),
+            )?;
+        fs.file(lib.join(name), source)?;
+    }
+    fs.symlink(
+        "/lib/ld-linux-aarch64.so.1",
+        "aarch64-linux-gnu/ld-linux-aarch64.so.1",
+    )
+    .data("/etc/docker/registry/config.yml", REGISTRY_CONFIG, 0o644)
+    .dir("/var/lib/registry", 0o755)
+    .dir("/tmp", 0o1777)
+    .dir("/proc", 0o555)
+    .dir("/sys", 0o555)
+    .dir("/dev", 0o755);
     Ok((fs, config))
 }
 
@@ -1090,6 +1369,96 @@ mod tests {
             })
             .unwrap()
         );
+    }
+
+    #[test]
+    fn names_are_normalised_as_docker_does() {
+        assert_eq!(
+            normalized_name("moby/buildkit:buildx-stable-1"),
+            "docker.io/moby/buildkit:buildx-stable-1"
+        );
+        assert_eq!(normalized_name("busybox:1"), "docker.io/library/busybox:1");
+        assert_eq!(
+            normalized_name("kbx.invalid/pause:test"),
+            "kbx.invalid/pause:test"
+        );
+        assert_eq!(normalized_name("localhost/a:b"), "localhost/a:b");
+    }
+
+    #[test]
+    fn multi_platform_archives_are_oci_layouts_with_an_index_per_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = |arch: &str, content: &str| {
+            let mut fs = Rootfs::new();
+            fs.data("/arch", content, 0o644);
+            PlatformImage {
+                arch: arch.into(),
+                rootfs: fs,
+                config: ImageConfig {
+                    tag: "ignored".into(),
+                    entrypoint: vec!["/x".into()],
+                    ..Default::default()
+                },
+            }
+        };
+        let images = [
+            platform("amd64", "x86_64\n"),
+            platform("arm64", "aarch64\n"),
+        ];
+        let a = dir.path().join("a.tar");
+        let b = dir.path().join("b.tar");
+        let digest = write_multi_platform_archive("moby/buildkit:t", &images, &a).unwrap();
+        assert_eq!(
+            write_multi_platform_archive("moby/buildkit:t", &images, &b).unwrap(),
+            digest
+        );
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+        let mut files = BTreeMap::new();
+        let mut archive = tar::Archive::new(std::fs::File::open(&a).unwrap());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            files.insert(name, bytes);
+        }
+        for (name, bytes) in &files {
+            if let Some(hex_digest) = name.strip_prefix("blobs/sha256/") {
+                assert_eq!(hex(&Sha256::digest(bytes)), hex_digest, "{name}");
+            }
+        }
+        let blob = |digest: &serde_json::Value| -> serde_json::Value {
+            let name = format!(
+                "blobs/sha256/{}",
+                digest.as_str().unwrap().trim_start_matches("sha256:")
+            );
+            serde_json::from_slice(&files[&name]).unwrap()
+        };
+        assert!(files.contains_key("oci-layout"));
+        let top: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let named = &top["manifests"][0];
+        assert_eq!(
+            named["annotations"]["io.containerd.image.name"],
+            "docker.io/moby/buildkit:t"
+        );
+        assert_eq!(named["digest"], digest.as_str());
+        let index = blob(&named["digest"]);
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        let manifests = index["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 2);
+        for (m, arch) in manifests.iter().zip(["amd64", "arm64"]) {
+            assert_eq!(m["platform"]["architecture"], arch);
+            let manifest = blob(&m["digest"]);
+            let config = blob(&manifest["config"]["digest"]);
+            assert_eq!(config["architecture"], arch);
+            assert_eq!(config["config"]["Entrypoint"][0], "/x");
+            let layer = &manifest["layers"][0]["digest"];
+            assert_eq!(&config["rootfs"]["diff_ids"][0], layer);
+        }
     }
 
     #[test]

@@ -295,6 +295,23 @@ impl Cluster {
         }
     }
 
+    /// A `local` cluster booted with `options` (for example a two-node cluster with
+    /// [`LocalOptions::nodes`] = 2), whatever `KBX_CONFORMANCE_CLUSTER` says; the builder image
+    /// is `KBX_CONFORMANCE_IMAGE` or [`UPSTREAM_BUILDER_IMAGE`].
+    pub async fn start_local(options: &LocalOptions) -> Result<Cluster, Error> {
+        let local = LocalCluster::start(options).await?;
+        let client = local.client()?.clone();
+        Ok(Cluster {
+            backend: Backend::Local,
+            client,
+            handle: Handle::Local(Box::new(local)),
+            builder_image: std::env::var("KBX_CONFORMANCE_IMAGE")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| UPSTREAM_BUILDER_IMAGE.to_owned()),
+        })
+    }
+
     /// Attaches to a local cluster another process booted and keeps running (its work
     /// directory, e.g. from `kbx-local-cluster up`), so that scenarios can share it.
     /// [`Cluster::teardown`] then leaves the cluster running; cleaning up what a scenario made

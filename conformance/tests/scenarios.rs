@@ -569,3 +569,4 @@ async fn teardown_leaves_nothing_behind() -> anyhow::Result<()> {
 }
 
 mod kbx_cli;
+mod two_node;

@@ -107,6 +107,88 @@ impl Layout {
     }
 }
 
+/// The arm64 node of a two-node cluster: its own containerd, kubelet root, CNI configuration
+/// and IP range, node name and cgroup root, all inside the cluster's work directory and cgroup
+/// root so that [`Layout`]'s teardown covers them. Its pods share the first node's bridge and
+/// /24: the two nodes' host-local ranges are disjoint halves of [`POD_SUBNET`], so pods of
+/// both nodes reach each other on plain L2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondNode {
+    /// `<work dir>/node2`.
+    pub dir: PathBuf,
+    /// `kbx-<id>-arm64`.
+    pub name: String,
+    /// `/kbx-<id>/node2`: below the cluster's cgroup root, beside the first node's `kubepods`.
+    pub cgroup_root: String,
+    /// The first node's bridge.
+    pub bridge: String,
+}
+
+/// The host-local range of node 1 of a two-node cluster (the lower half of [`POD_SUBNET`]).
+pub const NODE1_RANGE: (&str, &str) = ("10.244.0.2", "10.244.0.127");
+/// The host-local range of node 2 of a two-node cluster (the upper half of [`POD_SUBNET`]).
+pub const NODE2_RANGE: (&str, &str) = ("10.244.0.129", "10.244.0.254");
+/// Node 1's `spec.podCIDR` on a two-node cluster: the half of [`POD_SUBNET`] with
+/// [`NODE1_RANGE`].
+pub const NODE1_POD_CIDR: &str = "10.244.0.0/25";
+/// Node 2's `spec.podCIDR`: the half of [`POD_SUBNET`] with [`NODE2_RANGE`].
+pub const NODE2_POD_CIDR: &str = "10.244.0.128/25";
+
+impl Layout {
+    /// The arm64 node of a two-node cluster.
+    pub fn second_node(&self) -> SecondNode {
+        SecondNode {
+            dir: self.dir.join("node2"),
+            name: format!("kbx-{}-arm64", self.id),
+            cgroup_root: format!("{}/node2", self.cgroup_root()),
+            bridge: self.bridge(),
+        }
+    }
+}
+
+impl SecondNode {
+    /// containerd's directory.
+    pub fn containerd(&self) -> PathBuf {
+        self.dir.join("containerd")
+    }
+    /// containerd's socket.
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.containerd().join("containerd.sock")
+    }
+    /// The kubelet's root directory.
+    pub fn kubelet_root(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+    /// CNI configuration directory.
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni/net.d")
+    }
+    /// host-local's data directory.
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.dir.join("cni/ipam")
+    }
+    /// Where the node's component logs go.
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+}
+
+/// containerd's configuration for the second node (see [`containerd_toml`]).
+pub fn second_node_containerd_toml(node: &SecondNode, sandbox_image: &str) -> String {
+    containerd_toml_at(
+        &node.containerd(),
+        &node.containerd_socket(),
+        &node.cni_conf_dir(),
+        sandbox_image,
+    )
+}
+
+/// The CNI network of one node of a two-node cluster: [`cni_conflist`]'s bridge, with the
+/// host-local range `range` of [`POD_SUBNET`] and host-local data in `ipam_dir`.
+pub fn cni_conflist_range(bridge: &str, ipam_dir: &Path, range: (&str, &str)) -> String {
+    cni_conflist_with(bridge, ipam_dir, Some(range))
+}
+
 /// The loopback ports a local cluster listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
@@ -124,7 +206,15 @@ pub struct Ports {
 
 /// containerd's configuration: private root, state and socket, CRI for the kubelet.
 pub fn containerd_toml(layout: &Layout, sandbox_image: &str) -> String {
-    let c = layout.containerd();
+    containerd_toml_at(
+        &layout.containerd(),
+        &layout.containerd_socket(),
+        &layout.cni_conf_dir(),
+        sandbox_image,
+    )
+}
+
+fn containerd_toml_at(c: &Path, socket: &Path, cni_conf: &Path, sandbox_image: &str) -> String {
     format!(
         r#"version = 2
 root = "{root}"
@@ -167,29 +257,38 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 "#,
         root = c.join("root").display(),
         state = c.join("state").display(),
-        sock = layout.containerd_socket().display(),
+        sock = socket.display(),
         opt = c.join("opt").display(),
         runc_root = c.join("runc").display(),
-        cni_conf = layout.cni_conf_dir().display(),
+        cni_conf = cni_conf.display(),
     )
 }
 
 /// The CNI network: a bridge without a host address, no gateway, no masquerading, no routes.
 pub fn cni_conflist(layout: &Layout) -> String {
+    cni_conflist_with(&layout.bridge(), &layout.dir.join("cni/ipam"), None)
+}
+
+fn cni_conflist_with(bridge: &str, ipam_dir: &Path, range: Option<(&str, &str)>) -> String {
+    let mut subnet = serde_json::json!({ "subnet": POD_SUBNET });
+    if let Some((start, end)) = range {
+        subnet["rangeStart"] = start.into();
+        subnet["rangeEnd"] = end.into();
+    }
     let conf = serde_json::json!({
         "cniVersion": "0.4.0",
         "name": "kbx",
         "plugins": [{
             "type": "bridge",
-            "bridge": layout.bridge(),
+            "bridge": bridge,
             "isGateway": false,
             "isDefaultGateway": false,
             "ipMasq": false,
             "hairpinMode": false,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{ "subnet": POD_SUBNET }]],
-                "dataDir": layout.dir.join("cni/ipam").display().to_string(),
+                "ranges": [[subnet]],
+                "dataDir": ipam_dir.display().to_string(),
             }
         }]
     });
@@ -198,6 +297,51 @@ pub fn cni_conflist(layout: &Layout) -> String {
 
 /// The kubelet's configuration file.
 pub fn kubelet_yaml(layout: &Layout, pki: &Pki, ports: Ports) -> String {
+    kubelet_yaml_with(
+        KubeletFiles {
+            ca: &pki.ca.cert,
+            serving: &pki.kubelet_serving,
+            cgroup_root: &layout.cgroup_root(),
+            resolv: &layout.dir.join("resolv.conf"),
+            plugins: &layout.kubelet_root().join("volume-plugins"),
+        },
+        ports.kubelet,
+        ports.kubelet_healthz,
+    )
+}
+
+/// The kubelet configuration of the second node: its own serving certificate, cgroup root,
+/// volume plugin directory and ports; the cluster's CA and resolv.conf.
+pub fn second_node_kubelet_yaml(
+    layout: &Layout,
+    node: &SecondNode,
+    ca: &Path,
+    serving: &CertFiles,
+    port: u16,
+    healthz: u16,
+) -> String {
+    kubelet_yaml_with(
+        KubeletFiles {
+            ca,
+            serving,
+            cgroup_root: &node.cgroup_root,
+            resolv: &layout.dir.join("resolv.conf"),
+            plugins: &node.kubelet_root().join("volume-plugins"),
+        },
+        port,
+        healthz,
+    )
+}
+
+struct KubeletFiles<'a> {
+    ca: &'a Path,
+    serving: &'a CertFiles,
+    cgroup_root: &'a str,
+    resolv: &'a Path,
+    plugins: &'a Path,
+}
+
+fn kubelet_yaml_with(f: KubeletFiles<'_>, port: u16, healthz: u16) -> String {
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -238,14 +382,12 @@ syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 "#,
-        port = ports.kubelet,
-        healthz = ports.kubelet_healthz,
-        ca = pki.ca.cert.display(),
-        tls_cert = pki.kubelet_serving.cert.display(),
-        tls_key = pki.kubelet_serving.key.display(),
-        cgroup_root = layout.cgroup_root(),
-        resolv = layout.dir.join("resolv.conf").display(),
-        plugins = layout.kubelet_root().join("volume-plugins").display(),
+        ca = f.ca.display(),
+        tls_cert = f.serving.cert.display(),
+        tls_key = f.serving.key.display(),
+        cgroup_root = f.cgroup_root,
+        resolv = f.resolv.display(),
+        plugins = f.plugins.display(),
     )
 }
 
@@ -336,6 +478,30 @@ mod tests {
         assert_eq!(
             cri["cni"]["conf_dir"].as_str(),
             Some("/tmp/kbx-ab12cd/cni/net.d")
+        );
+    }
+
+    #[test]
+    fn the_second_node_shares_the_bridge_with_a_disjoint_range() {
+        let l = layout();
+        let n = l.second_node();
+        assert_eq!(n.name, "kbx-ab12cd-arm64");
+        assert_eq!(n.cgroup_root, "/kbx-ab12cd/node2");
+        assert!(n.dir.starts_with(&l.dir));
+        let conf: serde_json::Value =
+            serde_json::from_str(&cni_conflist_range(&n.bridge, &n.ipam_dir(), NODE2_RANGE))
+                .unwrap();
+        let bridge = &conf["plugins"][0];
+        assert_eq!(bridge["bridge"], "kbxab12cd");
+        let range = &bridge["ipam"]["ranges"][0][0];
+        assert_eq!(range["subnet"], POD_SUBNET);
+        assert_eq!(range["rangeStart"], "10.244.0.129");
+        let toml: toml::Table = second_node_containerd_toml(&n, "kbx.invalid/pause:test")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            toml["grpc"]["address"].as_str(),
+            Some("/tmp/kbx-ab12cd/node2/containerd/containerd.sock")
         );
     }
 

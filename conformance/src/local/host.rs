@@ -193,7 +193,14 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Creates the kubelet's cgroup root in every mounted hierarchy (the kubelet requires it to
 /// exist), with the cpuset hierarchy's CPUs and memory nodes copied from its parent.
 pub fn create_cgroup_root(layout: &Layout) -> std::io::Result<()> {
-    let relative = layout.cgroup_root().trim_start_matches('/').to_owned();
+    create_cgroup_dir(&layout.cgroup_root())
+}
+
+/// Creates the cgroup `path` (absolute within each hierarchy; its parent must exist) in every
+/// mounted hierarchy, with the cpuset hierarchy's CPUs and memory nodes copied from the
+/// hierarchy's root.
+pub fn create_cgroup_dir(path: &str) -> std::io::Result<()> {
+    let relative = path.trim_start_matches('/').to_owned();
     let mut bases: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")?
         .flatten()
         .map(|e| e.path())
@@ -216,6 +223,95 @@ pub fn create_cgroup_root(layout: &Layout) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where binfmt_misc lives.
+const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+
+/// The ELF magic and mask of arm64 executables, as `/proc/sys/fs/binfmt_misc/<name>` shows
+/// them (hex).
+const AARCH64_MAGIC: &str = "7f454c460201010000000000000000000200b700";
+const AARCH64_MASK: &str = "ffffffffffffff00fffffffffffffffffeffffff";
+
+/// The file in the work directory that names the binfmt handler this cluster registered.
+fn binfmt_record(layout: &Layout) -> PathBuf {
+    layout.dir.join("binfmt-handler")
+}
+
+/// Whether a binfmt_misc entry's text is an enabled handler for arm64 executables with the `F`
+/// flag (the interpreter is opened at registration, so it works inside containers).
+pub fn is_usable_aarch64_handler(text: &str) -> bool {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    text.lines().next() == Some("enabled")
+        && field("flags:").contains('F')
+        && field("magic ") == AARCH64_MAGIC
+        && field("mask ") == AARCH64_MASK
+        && field("offset ") == "0"
+}
+
+/// Makes sure the kernel runs arm64 executables through `qemu` (Debian's
+/// `qemu-aarch64-static`): mounts binfmt_misc if needed, keeps an enabled arm64 handler with
+/// the `F` flag if there is one, else registers `kbx-<id>-aarch64` and records its name in the
+/// work directory so that [`sweep`] removes it, and only it. Returns the handler's name.
+pub fn ensure_aarch64_handler(layout: &Layout, qemu: &Path) -> std::io::Result<String> {
+    let dir = Path::new(BINFMT_DIR);
+    if !dir.join("register").exists() {
+        nix::mount::mount(
+            Some("binfmt_misc"),
+            dir,
+            Some("binfmt_misc"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(std::io::Error::from)?;
+    }
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "register" || name == "status" {
+            continue;
+        }
+        if std::fs::read_to_string(entry.path()).is_ok_and(|t| is_usable_aarch64_handler(&t)) {
+            return Ok(name);
+        }
+    }
+    let name = format!("kbx-{}-aarch64", layout.id);
+    let unhex = |h: &str| -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+            .collect()
+    };
+    let escape =
+        |bytes: Vec<u8>| -> String { bytes.iter().map(|b| format!("\\x{b:02x}")).collect() };
+    let rule = format!(
+        ":{name}:M::{}:{}:{}:F",
+        escape(unhex(AARCH64_MAGIC)),
+        escape(unhex(AARCH64_MASK)),
+        qemu.display()
+    );
+    std::fs::write(binfmt_record(layout), &name)?;
+    std::fs::write(dir.join("register"), rule)?;
+    Ok(name)
+}
+
+/// Removes the binfmt handler the cluster registered (none when it found one).
+fn remove_own_binfmt_handler(layout: &Layout) {
+    let Ok(name) = std::fs::read_to_string(binfmt_record(layout)) else {
+        return;
+    };
+    let name = name.trim();
+    if name.starts_with(&format!("kbx-{}-", layout.id)) && !name.contains('/') {
+        let entry = Path::new(BINFMT_DIR).join(name);
+        if entry.exists() {
+            let _ = std::fs::write(&entry, "-1");
+        }
+    }
+    let _ = std::fs::remove_file(binfmt_record(layout));
 }
 
 /// What is left of the cluster on the host right now.
@@ -286,12 +382,24 @@ pub fn sweep(layout: &Layout, deadline: Duration) -> Leftovers {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    remove_own_binfmt_handler(layout);
     leftovers(layout)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_usable_arm64_binfmt_handlers() {
+        let debian = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n";
+        assert!(is_usable_aarch64_handler(debian));
+        assert!(!is_usable_aarch64_handler(&debian.replace("POCF", "POC")));
+        assert!(!is_usable_aarch64_handler(
+            &debian.replace("enabled", "disabled")
+        ));
+        assert!(!is_usable_aarch64_handler(&debian.replace("b700", "2800")));
+    }
 
     #[test]
     fn recognises_cgroup_v1_and_v2_lines() {

@@ -8,6 +8,7 @@
 //! the cgroup root `/kbx-<id>` and on the bridge `kbx<id>`. [`LocalCluster::teardown`] removes
 //! all of it, and a cluster whose owning process died is swept by the next one that starts.
 
+pub mod arm64_node;
 pub mod config;
 pub mod host;
 pub mod pki;
@@ -160,6 +161,9 @@ pub struct LocalOptions {
     pub buildkit_bin_dir: PathBuf,
     /// How long the whole boot may take.
     pub boot_timeout: Duration,
+    /// How many nodes: 1, or 2 for a second, arm64 node under QEMU user emulation (see
+    /// [`arm64_node`]). Default: `KBX_CONFORMANCE_NODES`, else 1.
+    pub nodes: usize,
 }
 
 impl LocalOptions {
@@ -169,6 +173,7 @@ impl LocalOptions {
             base_dir: std::env::temp_dir(),
             buildkit_bin_dir: buildkit_bin_dir(),
             boot_timeout: Duration::from_secs(180),
+            nodes: arm64_node::nodes_from_env(),
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct BootTimings {
     pub images: Duration,
     /// Until the node was Ready.
     pub node_ready: Duration,
+    /// Until the second (arm64) node was Ready, on a two-node cluster.
+    pub second_node_ready: Option<Duration>,
 }
 
 /// A running local cluster. Dropping it tears it down; [`LocalCluster::teardown`] does so
@@ -321,8 +328,15 @@ impl LocalCluster {
             torn_down: false,
             attached: false,
         };
-        let boot =
-            tokio::time::timeout(options.boot_timeout, cluster.boot(&binaries, options)).await;
+        let boot = tokio::time::timeout(options.boot_timeout, async {
+            let started = Instant::now();
+            cluster.boot(&binaries, options).await?;
+            if options.nodes >= 2 {
+                cluster.boot_second_node(options, started).await?;
+            }
+            Ok::<(), Error>(())
+        })
+        .await;
         let failure = match boot {
             Ok(Ok(())) => return Ok(cluster),
             Ok(Err(e)) => e,
@@ -352,7 +366,13 @@ impl LocalCluster {
             std::fs::create_dir_all(&dir)
                 .map_err(|s| Error::io(format!("creating {}", dir.display()), s))?;
         }
-        let pki = pki::create(&l.pki(), &l.node_name())?;
+        let more_nodes = if options.nodes >= 2 {
+            vec![l.second_node().name]
+        } else {
+            Vec::new()
+        };
+        let more_nodes: Vec<&str> = more_nodes.iter().map(String::as_str).collect();
+        let (pki, _) = pki::create_with_nodes(&l.pki(), &l.node_name(), &more_nodes)?;
         let mut picked: Vec<u16> = Vec::with_capacity(5);
         while picked.len() < 5 {
             let port = free_port()?;

@@ -66,8 +66,30 @@ fn write(dir: &Path, name: &str, pem: &str) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
+/// The certificates of a further node's kubelet (see [`create_with_nodes`]).
+#[derive(Debug, Clone)]
+pub struct NodeCerts {
+    /// The node name.
+    pub node: String,
+    /// Client certificate `system:node:<node>` (group `system:nodes`).
+    pub client: CertFiles,
+    /// Serving certificate (SAN 127.0.0.1 and the node name).
+    pub serving: CertFiles,
+}
+
 /// Creates every certificate in `dir` for a node named `node`.
 pub fn create(dir: &Path, node: &str) -> Result<Pki, Error> {
+    create_with_nodes(dir, node, &[]).map(|(pki, _)| pki)
+}
+
+/// Creates every certificate in `dir` for a node named `node`, plus the kubelet client and
+/// serving certificates of each further node in `more` (files `kubelet-client-<node>.*` and
+/// `kubelet-serving-<node>.*`), all signed by the same CA.
+pub fn create_with_nodes(
+    dir: &Path,
+    node: &str,
+    more: &[&str],
+) -> Result<(Pki, Vec<NodeCerts>), Error> {
     std::fs::create_dir_all(dir)
         .map_err(|source| Error::io(format!("creating {}", dir.display()), source))?;
     let ca_key = KeyPair::generate().map_err(|e| pki_err("ca key", e))?;
@@ -117,14 +139,16 @@ pub fn create(dir: &Path, node: &str) -> Result<Pki, Error> {
             key: write(dir, &format!("{}.key", leaf.file), &key.serialize_pem())?,
         })
     };
-    let client = |file: &'static str, cn: &str, org: Option<&'static str>| Leaf {
-        file,
-        common_name: cn.to_owned(),
-        organization: org,
-        server: false,
-        client: true,
-        sans: Vec::new(),
-    };
+    fn client<'a>(file: &'a str, cn: &str, org: Option<&'a str>) -> Leaf<'a> {
+        Leaf {
+            file,
+            common_name: cn.to_owned(),
+            organization: org,
+            server: false,
+            client: true,
+            sans: Vec::new(),
+        }
+    }
 
     let mut apiserver_sans = vec![
         loopback.clone(),
@@ -173,10 +197,34 @@ pub fn create(dir: &Path, node: &str) -> Result<Pki, Error> {
         server: true,
         client: false,
         sans: vec![
-            loopback,
+            loopback.clone(),
             SanType::DnsName(node.try_into().map_err(|e| pki_err("kubelet san", e))?),
         ],
     })?;
+    let mut nodes = Vec::with_capacity(more.len());
+    for other in more {
+        let client_file = format!("kubelet-client-{other}");
+        let serving_file = format!("kubelet-serving-{other}");
+        nodes.push(NodeCerts {
+            node: (*other).to_owned(),
+            client: issue(client(
+                &client_file,
+                &format!("system:node:{other}"),
+                Some("system:nodes"),
+            ))?,
+            serving: issue(Leaf {
+                file: &serving_file,
+                common_name: (*other).to_owned(),
+                organization: None,
+                server: true,
+                client: false,
+                sans: vec![
+                    loopback.clone(),
+                    SanType::DnsName((*other).try_into().map_err(|e| pki_err("kubelet san", e))?),
+                ],
+            })?,
+        });
+    }
 
     let sa_key = KeyPair::generate().map_err(|e| pki_err("service-account key", e))?;
     let service_account = CertFiles {
@@ -184,7 +232,7 @@ pub fn create(dir: &Path, node: &str) -> Result<Pki, Error> {
         key: write(dir, "sa.key", &sa_key.serialize_pem())?,
     };
 
-    Ok(Pki {
+    let pki = Pki {
         ca,
         apiserver,
         apiserver_kubelet_client,
@@ -194,7 +242,8 @@ pub fn create(dir: &Path, node: &str) -> Result<Pki, Error> {
         kubelet_client,
         kubelet_serving,
         service_account,
-    })
+    };
+    Ok((pki, nodes))
 }
 
 fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
