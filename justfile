@@ -154,56 +154,72 @@ k8s-binaries:
 
 # Conformance scenarios on a real cluster. KBX_CONFORMANCE_CLUSTER=local (default, needs root),
 # kind (KBX_CONFORMANCE_KIND_CONFIG=single|multi-node|multi-arch) or existing (KUBECONFIG).
-[doc('Conformance scenarios on a real cluster (local by default, needs root; or kind, or KUBECONFIG); ARGS go to nextest.')]
-conformance *ARGS:
+# FILTER is a nextest filterset, e.g. 'test(kbx_churn)'.
+[doc('Conformance scenarios on a real cluster (local by default, needs root; or kind, or KUBECONFIG), those matching FILTER.')]
+conformance FILTER="all()":
     #!/usr/bin/env bash
     set -euo pipefail
+    filter='{{FILTER}}'
     status=0
-    up=""
-    if [ "${KBX_CONFORMANCE_CLUSTER:-local}" = local ]; then
-        conformance/scripts/build-kubernetes.sh
-        conformance/scripts/build-buildkit.sh
-        # The arm64 node of the two-node scenarios (tests/two_node): kubelet, containerd and
-        # BuildKit for arm64, run under QEMU user emulation.
-        conformance/scripts/build-kubelet-arm64.sh
-        conformance/scripts/build-buildkit.sh --arch arm64
-        conformance/scripts/fetch-arm64-containerd.sh >/dev/null
-        conformance/scripts/fetch-arm64-busybox.sh >/dev/null
-        # One cluster for every scenario that leaves it as it found it (the others boot their
-        # own): `kbx-local-cluster up` keeps it until a line arrives on its standard input.
+    run() { cargo nextest run -p kbx-conformance --profile conformance --no-tests=pass -E "$1" || status=$?; }
+    if [ "${KBX_CONFORMANCE_CLUSTER:-local}" != local ]; then
+        run "$filter"
+        exit $status
+    fi
+    conformance/scripts/build-kubernetes.sh
+    conformance/scripts/build-buildkit.sh
+    # The arm64 node of the two-node scenarios (tests/two_node): kubelet, containerd and
+    # BuildKit for arm64, run under QEMU user emulation.
+    conformance/scripts/build-kubelet-arm64.sh
+    conformance/scripts/build-buildkit.sh --arch arm64
+    conformance/scripts/fetch-arm64-containerd.sh >/dev/null
+    conformance/scripts/fetch-arm64-busybox.sh >/dev/null
+    trap '{ echo >&3; } 2>/dev/null || true' EXIT
+    # Runs the scenarios matching $2 with one local cluster of $1 nodes that every scenario
+    # leaving it as it found it shares (the others boot their own). `kbx-local-cluster up`
+    # keeps it until a line arrives on its standard input; its teardown must leave nothing.
+    shared() {
+        local nodes=$1 expr=$2 work up line started
+        if [ "$(cargo nextest list -p kbx-conformance --profile conformance -E "$expr" \
+            --message-format oneline 2>/dev/null | wc -l)" -eq 0 ]; then
+            return 0
+        fi
         work=$(mktemp -d)
         mkfifo "$work/ctl"
-        cargo run -q -p kbx-conformance --bin kbx-local-cluster -- up \
+        KBX_CONFORMANCE_NODES=$nodes cargo run -q -p kbx-conformance --bin kbx-local-cluster -- up \
             <"$work/ctl" >"$work/up.out" 2>"$work/up.err" &
         up=$!
         exec 3>"$work/ctl"
-        trap '{ echo >&3; } 2>/dev/null || true' EXIT
         started=$SECONDS
         until grep -q '^KBX_CONFORMANCE_SHARED_DIR=' "$work/up.out" || ! kill -0 "$up" 2>/dev/null; do
             sleep 1
         done
-        if shared=$(grep -m1 '^KBX_CONFORMANCE_SHARED_DIR=' "$work/up.out"); then
-            export KBX_CONFORMANCE_SHARED_DIR="${shared#*=}"
-            echo "shared cluster ready in $((SECONDS - started)) s: $KBX_CONFORMANCE_SHARED_DIR"
-        else
-            cat "$work/up.err" >&2
-            up=""
-            if [ "${CI:-}" = true ]; then
-                echo "the shared local cluster did not boot" >&2
-                exit 1
+        if line=$(grep -m1 '^KBX_CONFORMANCE_SHARED_DIR=' "$work/up.out"); then
+            echo "shared $nodes-node cluster ready in $((SECONDS - started)) s: ${line#*=}"
+            export KBX_CONFORMANCE_SHARED_DIR="${line#*=}"
+            run "$expr"
+            unset KBX_CONFORMANCE_SHARED_DIR
+            echo >&3
+            exec 3>&-
+            if ! wait "$up"; then
+                cat "$work/up.err" >&2
+                echo "tearing down the shared $nodes-node cluster failed" >&2
+                status=1
             fi
-            echo "the shared local cluster did not boot: every scenario boots its own" >&2
-        fi
-    fi
-    cargo nextest run -p kbx-conformance --profile conformance {{ARGS}} || status=$?
-    if [ -n "$up" ]; then
-        echo >&3
-        exec 3>&-
-        if ! wait "$up"; then
+        else
+            exec 3>&-
             cat "$work/up.err" >&2
-            echo "tearing down the shared cluster failed" >&2
-            status=1
+            if [ "${CI:-}" = true ]; then
+                echo "the shared $nodes-node local cluster did not boot" >&2
+                status=1
+                return 0
+            fi
+            echo "the shared $nodes-node local cluster did not boot: every scenario boots its own" >&2
+            run "$expr"
         fi
-    fi
+        rm -rf "$work"
+    }
+    shared 1 "($filter) & not test(/^two_node::/)"
+    shared 2 "($filter) & test(/^two_node::/)"
     cargo run -q -p kbx-conformance --bin kbx-local-cluster -- sweep
     exit $status

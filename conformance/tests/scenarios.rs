@@ -94,7 +94,9 @@ async fn attach_shared() -> anyhow::Result<Option<Cluster>> {
 }
 
 /// `(node name, Ready, taints as JSON)` of every node: what a scenario on a shared cluster
-/// must leave as it found it.
+/// must leave as it found it. The node lifecycle controller's own taints
+/// (`node.kubernetes.io/…`, e.g. `not-ready` for a moment after a node turns Ready) are not
+/// the scenario's doing and are left out.
 async fn node_states(client: &kube::Client) -> anyhow::Result<Vec<(String, bool, String)>> {
     let nodes = Api::<Node>::all(client.clone())
         .list(&Default::default())
@@ -104,7 +106,14 @@ async fn node_states(client: &kube::Client) -> anyhow::Result<Vec<(String, bool,
         .items
         .iter()
         .map(|n| {
-            let taints = n.spec.as_ref().and_then(|s| s.taints.clone());
+            let taints: Vec<_> = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| !t.key.starts_with("node.kubernetes.io/"))
+                .collect();
             (
                 n.metadata.name.clone().unwrap_or_default(),
                 kbx_conformance::local::node_is_ready(Some(n)),
@@ -131,11 +140,20 @@ where
     let Some(cluster) = attach_shared().await? else {
         return own_cluster_within(limit, body).await;
     };
+    on_shared(&cluster, limit, body).await
+}
+
+/// Runs `body` on the shared `cluster` under `limit`, then removes what it made and checks that
+/// it left the cluster as it found it.
+async fn on_shared<F>(cluster: &Cluster, limit: Duration, body: F) -> anyhow::Result<()>
+where
+    F: AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
+{
     note("on the shared cluster");
     let client = cluster.client().clone();
     let before = node_states(&client).await?;
     let started = Instant::now();
-    let outcome = tokio::time::timeout(limit, body(&cluster)).await;
+    let outcome = tokio::time::timeout(limit, body(cluster)).await;
     note(&format!("scenario body took {:.1?}", started.elapsed()));
     let cleaned = Instant::now();
     let left = kbx_conformance::scenario::clean_own_objects(&client, CLEAN_LIMIT).await;
