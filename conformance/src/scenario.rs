@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::join;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, ExecAction, Namespace, PersistentVolume, Pod, PodSpec,
+    Container, EmptyDirVolumeSource, ExecAction, Namespace, Node, PersistentVolume, Pod, PodSpec,
     PodTemplateSpec, Probe, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -182,6 +182,28 @@ pub async fn clean_own_objects(client: &kube::Client, limit: Duration) -> Vec<St
         }
         if left.is_empty() || tokio::time::Instant::now() >= until {
             return left;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until every node is Ready (e.g. after a kubelet restart), polling twice a second.
+pub async fn wait_nodes_ready(client: &kube::Client, limit: Duration) -> Result<(), Error> {
+    let nodes = Api::<Node>::all(client.clone());
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let ready = nodes
+            .list(&ListParams::default())
+            .await
+            .is_ok_and(|l| l.items.iter().all(|n| crate::local::node_is_ready(Some(n))));
+        if ready {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(Error::Timeout {
+                what: "every node to be Ready".into(),
+                after: limit,
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -281,6 +281,40 @@ fn is_loopback_hex(addr: &str) -> bool {
         || (ip.len() == 32 && ip.starts_with("0000000000000000FFFF0000") && ip.ends_with("7F"))
 }
 
+/// Every one of `components` (name, pid) runs with the egress guard in its environment
+/// (`AWS_EC2_METADATA_DISABLED`, both proxies at the closed port) and listens on loopback only.
+fn components_have_no_way_off_the_machine(components: &[(&str, u32)]) -> anyhow::Result<()> {
+    let listening = listening_sockets();
+    for &(name, pid) in components {
+        let environ = std::fs::read(format!("/proc/{pid}/environ"))
+            .with_context(|| format!("reading {name}'s environment"))?;
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        for expected in [
+            "AWS_EC2_METADATA_DISABLED=true".to_owned(),
+            format!("HTTP_PROXY={CLOSED_PROXY}"),
+            format!("HTTPS_PROXY={CLOSED_PROXY}"),
+        ] {
+            ensure!(
+                vars.contains(&expected),
+                "{name} (pid {pid}) lacks {expected}: {vars:?}"
+            );
+        }
+        let inodes = socket_inodes(pid);
+        for (addr, inode) in &listening {
+            if inodes.contains(inode) {
+                ensure!(
+                    is_loopback_hex(addr),
+                    "{name} listens on {addr}, not on loopback"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_run_without_a_way_off_the_machine() -> anyhow::Result<()> {
     scenario_own(async |cluster| {
@@ -288,39 +322,12 @@ async fn components_run_without_a_way_off_the_machine() -> anyhow::Result<()> {
             note("not the local backend: the component environment is not ours to check");
             return Ok(());
         };
-        let listening = listening_sockets();
         let components = local.component_pids();
         ensure!(
             components.len() == 6,
             "expected six components, got {components:?}"
         );
-        for (name, pid) in components {
-            let environ = std::fs::read(format!("/proc/{pid}/environ"))
-                .with_context(|| format!("reading {name}'s environment"))?;
-            let vars: Vec<String> = environ
-                .split(|b| *b == 0)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect();
-            for expected in [
-                "AWS_EC2_METADATA_DISABLED=true".to_owned(),
-                format!("HTTP_PROXY={CLOSED_PROXY}"),
-                format!("HTTPS_PROXY={CLOSED_PROXY}"),
-            ] {
-                ensure!(
-                    vars.contains(&expected),
-                    "{name} (pid {pid}) lacks {expected}: {vars:?}"
-                );
-            }
-            let inodes = socket_inodes(pid);
-            for (addr, inode) in &listening {
-                if inodes.contains(inode) {
-                    ensure!(
-                        is_loopback_hex(addr),
-                        "{name} listens on {addr}, not on loopback"
-                    );
-                }
-            }
-        }
+        components_have_no_way_off_the_machine(&components)?;
         let closed =
             std::net::TcpStream::connect_timeout(&"127.0.0.1:9".parse()?, Duration::from_secs(2));
         ensure!(

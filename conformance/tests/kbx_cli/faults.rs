@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use k8s_openapi::api::core::v1::Node;
 use kbx_conformance::image::PAUSE_IMAGE;
-use kbx_conformance::scenario::TestNamespace;
+use kbx_conformance::scenario::{TestNamespace, wait_nodes_ready};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 
@@ -785,27 +785,6 @@ async fn kbx_churn_then_concurrent_builds() -> anyhow::Result<()> {
         Ok(())
     })
     .await
-}
-
-/// Waits until every node is Ready (after a kubelet restart).
-async fn wait_nodes_ready(client: &kube::Client, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let ready = Api::<Node>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .all(|n| kbx_conformance::local::node_is_ready(Some(n)))
-            })
-            .unwrap_or(false);
-        if ready {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "nodes not Ready after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Waits until the API server answers `/readyz` again.

@@ -45,21 +45,22 @@ fn kbx_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// A user of `kbx`: the binary, a home with its own builder store, and a kubeconfig.
-struct User {
+pub(crate) struct User {
     bin: PathBuf,
     home: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
 }
 
-/// What one `kbx` command printed.
-struct Run {
-    out: Output,
-    stdout: String,
-    stderr: String,
+/// What one `kbx` command printed, and how long it took.
+pub(crate) struct Run {
+    pub(crate) out: Output,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) took: Duration,
 }
 
 impl Run {
-    fn ok(self) -> anyhow::Result<Run> {
+    pub(crate) fn ok(self) -> anyhow::Result<Run> {
         ensure!(
             self.out.status.success(),
             "kbx failed ({}): {}",
@@ -70,7 +71,7 @@ impl Run {
     }
 
     /// The pod `kbx build` said it builds on (`#0 building on NODE (BUILDER pod POD)`).
-    fn build_pod(&self) -> anyhow::Result<String> {
+    pub(crate) fn build_pod(&self) -> anyhow::Result<String> {
         Run::pod_of(&self.stderr)
     }
 
@@ -86,7 +87,7 @@ impl Run {
 }
 
 impl User {
-    fn new(cluster: &Cluster) -> anyhow::Result<User> {
+    pub(crate) fn new(cluster: &Cluster) -> anyhow::Result<User> {
         Ok(User {
             bin: kbx_binary()?,
             home: tempfile::tempdir()?,
@@ -96,11 +97,11 @@ impl User {
         })
     }
 
-    fn home(&self) -> &Path {
+    pub(crate) fn home(&self) -> &Path {
         self.home.path()
     }
 
-    async fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
+    pub(crate) async fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
         self.run_with(args, &[]).await
     }
 
@@ -125,18 +126,19 @@ impl User {
             .output()
             .await
             .with_context(|| format!("running kbx {args:?}"))?;
+        let took = started.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         note(&format!(
-            "$ kbx {} ({:.1?}, {})\n{stdout}{stderr}",
+            "$ kbx {} ({took:.1?}, {})\n{stdout}{stderr}",
             args.join(" "),
-            started.elapsed(),
             out.status
         ));
         Ok(Run {
             out,
             stdout,
             stderr,
+            took,
         })
     }
 
@@ -156,7 +158,7 @@ impl User {
     }
 
     /// `kbx build --progress plain [extra…] DIR`.
-    async fn build(&self, dir: &Path, extra: &[&str]) -> anyhow::Result<Run> {
+    pub(crate) async fn build(&self, dir: &Path, extra: &[&str]) -> anyhow::Result<Run> {
         let mut args = vec!["build", "--progress", "plain"];
         args.extend_from_slice(extra);
         args.push(dir.to_str().context("context path is not UTF-8")?);

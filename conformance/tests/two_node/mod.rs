@@ -5,24 +5,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kbx_conformance::local::arm64_node::Arm64Binaries;
-use kbx_conformance::local::config::CLOSED_PROXY;
 use kbx_conformance::local::{Binaries, LocalOptions};
 use kbx_conformance::registry::{ANY_MANIFEST, Registry};
-use kbx_conformance::scenario::{TestNamespace, exec_capture};
+use kbx_conformance::scenario::{TestNamespace, exec_capture, wait_nodes_ready};
 use kbx_conformance::{Backend, Cluster};
 use kube::Api;
 use kube::api::ListParams;
 
-use super::{
-    attach_shared, in_ci, is_loopback_hex, listening_sockets, note, on_shared, scenario_limit,
-    socket_inodes,
-};
+use super::kbx_cli::{Run, User};
+use super::{attach_shared, in_ci, note, on_shared, scenario_limit};
 
 /// How long a two-node cluster may take to boot (the arm64 node is emulated).
 const TWO_NODE_BOOT: Duration = Duration::from_secs(300);
@@ -180,149 +176,91 @@ impl Nodes {
     }
 }
 
-/// The `kbx` binary of this workspace, built if needed.
-fn kbx_binary() -> anyhow::Result<PathBuf> {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "kbx-cli", "--bin", "kbx"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .context("running cargo build -p kbx-cli")?;
-    ensure!(status.success(), "cannot build kbx");
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("test binary has no profile directory")?;
-    Ok(profile_dir.join("kbx"))
-}
-
-/// A user of `kbx` with a builder store of its own and the cluster's kubeconfig.
-struct User {
-    bin: PathBuf,
-    home: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-/// What one `kbx` command printed, and how long it took.
-struct Run {
-    out: Output,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl Run {
-    fn ok(self) -> anyhow::Result<Run> {
-        ensure!(
-            self.out.status.success(),
-            "kbx failed ({}): {}",
-            self.out.status,
-            self.stderr
-        );
-        Ok(self)
+/// `kbx ARGS…` as `user`, for a command that bootstraps (`create … --bootstrap`), which must
+/// succeed.
+///
+/// qemu-user 7.2 sometimes leaves the emulated arm64 `buildkitd` hanging in a forked child
+/// before `exec` (about 1 start in 15; see the README), so the pod never gets ready. When the
+/// command fails while a pod of `ns` on the arm64 node is not ready, those pods are deleted
+/// and `inspect --bootstrap NAME` runs once more, with a note: the scenario checks kbx, not
+/// the emulator. Any other failure fails at once.
+async fn bootstrap(
+    user: &User,
+    args: &[&str],
+    client: &kube::Client,
+    ns: &str,
+    arm64: &str,
+) -> anyhow::Result<Run> {
+    let run = user.run(args).await?;
+    if run.out.status.success() {
+        return Ok(run);
     }
-}
-
-impl User {
-    fn new(cluster: &Cluster) -> anyhow::Result<User> {
-        Ok(User {
-            bin: kbx_binary()?,
-            home: tempfile::tempdir()?,
-            kubeconfig: cluster
-                .kubeconfig()
-                .context("the cluster has no kubeconfig")?,
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let stuck: Vec<String> = pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| {
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(arm64)
+                && !kbx_kube::pod_is_ready(p, k8s_openapi::jiff::Timestamp::now())
         })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let name = args
+        .iter()
+        .position(|a| *a == "--name")
+        .and_then(|i| args.get(i + 1))
+        .context("a bootstrap without --name")?;
+    if stuck.is_empty() || !run.stderr.contains("not ready") && !run.stderr.contains("ready, got") {
+        return run.ok();
     }
-
-    fn home(&self) -> &Path {
-        self.home.path()
+    note(&format!(
+        "the emulated buildkitd of {stuck:?} did not get ready (the qemu-user fork hang): deleting the pods and bootstrapping {name} once more"
+    ));
+    for pod in &stuck {
+        pods.delete(pod, &kube::api::DeleteParams::default().grace_period(0))
+            .await?;
     }
+    user.run(&["inspect", "--bootstrap", name]).await?.ok()
+}
 
-    async fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
-        let started = Instant::now();
-        let out = tokio::process::Command::new(&self.bin)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("BUILDX_CONFIG", self.home().join("buildx"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .await
-            .with_context(|| format!("running kbx {args:?}"))?;
-        let took = started.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        note(&format!(
-            "$ kbx {} ({took:.1?}, {})\n{stdout}{stderr}",
-            args.join(" "),
-            out.status
-        ));
-        Ok(Run {
-            out,
-            stdout,
-            stderr,
-            took,
-        })
-    }
-
-    /// `kbx ARGS…` for a command that bootstraps (`create … --bootstrap`), which must succeed.
-    ///
-    /// qemu-user 7.2 sometimes leaves the emulated arm64 `buildkitd` hanging in a forked child
-    /// before `exec` (about 1 start in 15; see the README), so the pod never gets ready. When the
-    /// command fails while a pod of `ns` on the arm64 node is not ready, those pods are deleted
-    /// and `inspect --bootstrap NAME` runs once more, with a note: the scenario checks kbx, not
-    /// the emulator. Any other failure fails at once.
-    async fn bootstrap(
-        &self,
-        args: &[&str],
-        client: &kube::Client,
-        ns: &str,
-        arm64: &str,
-    ) -> anyhow::Result<Run> {
-        let run = self.run(args).await?;
-        if run.out.status.success() {
-            return Ok(run);
+/// Buildx's documented multi-arch builder `multi` (as [`bootstrap`]): a `linux/amd64` node
+/// pinned with `nodeselector=kubernetes.io/arch=amd64` and made current, then a `linux/arm64`
+/// node appended with `nodeselector=kubernetes.io/arch=arm64`; `extra` goes to both `create`s.
+async fn create_multi(
+    user: &User,
+    client: &kube::Client,
+    ns: &str,
+    nodes: &Nodes,
+    extra: &[&str],
+) -> anyhow::Result<()> {
+    for (append, platform, arch) in [
+        (false, "linux/amd64", "amd64"),
+        (true, "linux/arm64", "arm64"),
+    ] {
+        let selector = format!("nodeselector=kubernetes.io/arch={arch}");
+        let mut args = vec!["create"];
+        if append {
+            args.push("--append");
         }
-        let pods = Api::<Pod>::namespaced(client.clone(), ns);
-        let stuck: Vec<String> = pods
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|p| {
-                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(arm64)
-                    && !kbx_kube::pod_is_ready(p, k8s_openapi::jiff::Timestamp::now())
-            })
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        let name = args
-            .iter()
-            .position(|a| *a == "--name")
-            .and_then(|i| args.get(i + 1))
-            .context("a bootstrap without --name")?;
-        if stuck.is_empty()
-            || !run.stderr.contains("not ready") && !run.stderr.contains("ready, got")
-        {
-            return run.ok();
-        }
-        note(&format!(
-            "the emulated buildkitd of {stuck:?} did not get ready (the qemu-user fork hang): deleting the pods and bootstrapping {name} once more"
-        ));
-        for pod in &stuck {
-            pods.delete(pod, &kube::api::DeleteParams::default().grace_period(0))
-                .await?;
-        }
-        self.run(&["inspect", "--bootstrap", name]).await?.ok()
-    }
-
-    /// `kbx build --progress plain [extra…] DIR`.
-    async fn build(&self, dir: &Path, extra: &[&str]) -> anyhow::Result<Run> {
-        let mut args = vec!["build", "--progress", "plain"];
+        args.extend([
+            "--name",
+            "multi",
+            "--driver",
+            "kubernetes",
+            "--platform",
+            platform,
+        ]);
+        args.extend(["--driver-opt", &selector]);
         args.extend_from_slice(extra);
-        args.push(dir.to_str().context("context path is not UTF-8")?);
-        self.run(&args).await
+        args.push("--bootstrap");
+        if !append {
+            args.push("--use");
+        }
+        bootstrap(user, &args, client, ns, &nodes.arm64).await?;
     }
+    Ok(())
 }
 
 /// The options every builder of these scenarios gets besides the documented ones: its
@@ -485,7 +423,8 @@ async fn two_node_multi_arch_builder_runs_each_platform_on_its_node() -> anyhow:
         let client = cluster.client();
         let ns = TestNamespace::create(client, "twonode").await?;
         let base = base_opts(cluster, &ns);
-        user.bootstrap(
+        bootstrap(
+            &user,
             &[
             "create",
             "--name",
@@ -506,7 +445,8 @@ async fn two_node_multi_arch_builder_runs_each_platform_on_its_node() -> anyhow:
             &nodes.arm64,
         )
         .await?;
-        user.bootstrap(
+        bootstrap(
+            &user,
             &[
             "create",
             "--append",
@@ -634,7 +574,8 @@ async fn two_node_replicas_without_node_selector_run_on_either_node() -> anyhow:
         let client = cluster.client();
         let ns = TestNamespace::create(client, "spread").await?;
         let opts = format!("{},replicas=2", base_opts(cluster, &ns));
-        user.bootstrap(
+        bootstrap(
+            &user,
             &[
                 "create",
                 "--name",
@@ -715,7 +656,6 @@ async fn unprivileged_pod_runs_on(
 /// included, runs with the egress guard in its environment and listens on loopback only.
 fn components_have_no_way_off_the_machine(cluster: &Cluster) -> anyhow::Result<()> {
     let local = cluster.local().context("not a local cluster")?;
-    let listening = listening_sockets();
     let components = local.component_pids();
     let names: Vec<&str> = components.iter().map(|(n, _)| *n).collect();
     for name in ["containerd-arm64", "kubelet-arm64"] {
@@ -725,34 +665,7 @@ fn components_have_no_way_off_the_machine(cluster: &Cluster) -> anyhow::Result<(
         components.len() == 8,
         "expected eight components, got {names:?}"
     );
-    for (name, pid) in components {
-        let environ = std::fs::read(format!("/proc/{pid}/environ"))
-            .with_context(|| format!("reading {name}'s environment"))?;
-        let vars: Vec<String> = environ
-            .split(|b| *b == 0)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect();
-        for expected in [
-            "AWS_EC2_METADATA_DISABLED=true".to_owned(),
-            format!("HTTP_PROXY={CLOSED_PROXY}"),
-            format!("HTTPS_PROXY={CLOSED_PROXY}"),
-        ] {
-            ensure!(
-                vars.contains(&expected),
-                "{name} (pid {pid}) lacks {expected}: {vars:?}"
-            );
-        }
-        let inodes = socket_inodes(pid);
-        for (addr, inode) in &listening {
-            if inodes.contains(inode) {
-                ensure!(
-                    is_loopback_hex(addr),
-                    "{name} listens on {addr}, not on loopback"
-                );
-            }
-        }
-    }
-    Ok(())
+    super::components_have_no_way_off_the_machine(&components)
 }
 
 /// A node selector that no node matches fails the bootstrap fast, with the scheduler's
@@ -950,39 +863,14 @@ async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Resul
         std::fs::write(&config, format!("[registry.\"{host}\"]\n  http = true\n"))?;
         let config = config.to_str().context("path")?.to_owned();
         let base = base_opts(cluster, &ns);
-        for (append, platform, selector) in [
-            (
-                false,
-                "linux/amd64",
-                "nodeselector=kubernetes.io/arch=amd64",
-            ),
-            (true, "linux/arm64", "nodeselector=kubernetes.io/arch=arm64"),
-        ] {
-            let mut args = vec!["create"];
-            if append {
-                args.push("--append");
-            }
-            args.extend([
-                "--name",
-                "multi",
-                "--driver",
-                "kubernetes",
-                "--platform",
-                platform,
-                "--driver-opt",
-                selector,
-                "--driver-opt",
-                &base,
-                "--buildkitd-config",
-                &config,
-                "--bootstrap",
-            ]);
-            if !append {
-                args.push("--use");
-            }
-            user.bootstrap(&args, client, ns.name(), &nodes.arm64)
-                .await?;
-        }
+        create_multi(
+            &user,
+            client,
+            ns.name(),
+            nodes,
+            &["--driver-opt", &base, "--buildkitd-config", &config],
+        )
+        .await?;
         let ctx = tempfile::tempdir()?;
         uname_context(ctx.path())?;
         let tag = format!("{host}/kbx/two-node:1");
@@ -1028,29 +916,6 @@ async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Resul
     .await
 }
 
-/// Waits until both nodes are Ready again.
-async fn wait_both_ready(cluster: &Cluster, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let nodes = Api::<Node>::all(cluster.client().clone())
-            .list(&Default::default())
-            .await?;
-        if nodes.items.len() == 2
-            && nodes
-                .items
-                .iter()
-                .all(|n| kbx_conformance::local::node_is_ready(Some(n)))
-        {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the nodes are not both Ready after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// With the arm64 node's kubelet stopped (the exec streams to its pods run through it), a
 /// two-platform build on buildx's multi-arch set-up fails, naming that node's pod, while an
 /// amd64-only build still works on the other node; once the kubelet is back and the node Ready,
@@ -1066,37 +931,7 @@ async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyho
         let ns = TestNamespace::create(client, "twodown").await?;
         let user = User::new(cluster)?;
         let base = base_opts(cluster, &ns);
-        for (append, platform, selector) in [
-            (
-                false,
-                "linux/amd64",
-                "nodeselector=kubernetes.io/arch=amd64",
-            ),
-            (true, "linux/arm64", "nodeselector=kubernetes.io/arch=arm64"),
-        ] {
-            let mut args = vec!["create"];
-            if append {
-                args.push("--append");
-            }
-            args.extend([
-                "--name",
-                "multi",
-                "--driver",
-                "kubernetes",
-                "--platform",
-                platform,
-                "--driver-opt",
-                selector,
-                "--driver-opt",
-                &base,
-                "--bootstrap",
-            ]);
-            if !append {
-                args.push("--use");
-            }
-            user.bootstrap(&args, client, ns.name(), &nodes.arm64)
-                .await?;
-        }
+        create_multi(&user, client, ns.name(), nodes, &["--driver-opt", &base]).await?;
         let (arm_pod, on) = pods_of(client, ns.name(), "multi1")
             .await?
             .into_iter()
@@ -1162,7 +997,7 @@ async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyho
             amd.stderr
         );
 
-        wait_both_ready(cluster, Duration::from_secs(180)).await?;
+        wait_nodes_ready(client, Duration::from_secs(180)).await?;
         // A restarted kubelet refuses exec into a pod (`pod does not exist`) until it has
         // synced the pod again, which takes the emulated one several seconds more.
         let back = Instant::now();
