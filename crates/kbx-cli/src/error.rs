@@ -507,7 +507,6 @@ pub(crate) fn hint(err: &Error) -> Option<&'static str> {
     }
 }
 
-/// Whether an API server answered 403 Forbidden.
 /// Whether the API server refused something in `err`'s chain (403 Forbidden), looking inside
 /// IO and transport errors too.
 pub(crate) fn forbidden_anywhere(err: &Error) -> bool {
@@ -515,6 +514,8 @@ pub(crate) fn forbidden_anywhere(err: &Error) -> bool {
         e.downcast_ref::<kube::Error>().is_some_and(forbidden)
             || e.downcast_ref::<kube::core::Status>()
                 .is_some_and(|s| s.code == 403)
+            || e.downcast_ref::<kbx_kube::ApiAnswer>()
+                .is_some_and(|a| a.status().code == 403)
     })
 }
 
@@ -603,6 +604,10 @@ mod tests {
                 "Patch \"https://127.0.0.1:6443/apis/apps/v1/namespaces/ns/deployments/k0\""
             )),
             "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.ends_with(message)),
+            "the answer is shown as the API server gave it, without `: Forbidden`: {lines:#?}"
         );
         assert!(hint(&err).is_some_and(|h| h.contains("pods/exec")));
     }

@@ -135,15 +135,22 @@ pub struct RequestError {
     method: &'static str,
     url: String,
     source: Box<kube::Error>,
+    /// The API server's answer, when it gave one (`source` is `kube::Error::Api`).
+    answer: Option<ApiAnswer>,
 }
 
 impl RequestError {
     /// `method` (`Get`, `Patch`, …) on `url` failed with `source`.
     pub fn new(method: &'static str, url: impl Into<String>, source: kube::Error) -> Self {
+        let answer = match &source {
+            kube::Error::Api(status) => Some(ApiAnswer(status.clone())),
+            _ => None,
+        };
         Self {
             method,
             url: url.into(),
             source: Box::new(source),
+            answer,
         }
     }
 
@@ -184,13 +191,44 @@ impl std::error::Error for RequestError {
                     _ => Some(inner),
                 }
             }
-            // The API server's answer itself (`… is forbidden: User … cannot patch …:
-            // Forbidden`), not kube's wrapper, which repeats it with a debug dump.
-            kube::Error::Api(status) => Some(&**status),
+            // The API server's answer itself (`… is forbidden: User … cannot patch …`), not
+            // kube's wrapper, which repeats it with a debug dump.
+            kube::Error::Api(_) => self
+                .answer
+                .as_ref()
+                .map(|a| a as &(dyn std::error::Error + 'static)),
             other => Some(other),
         }
     }
 }
+
+/// What the API server answered to a request it refused or could not serve, shown as
+/// client-go shows it: the message alone (`deployments.apps "b0" is forbidden: User …`,
+/// `error dialing backend: dial tcp …: connect: connection refused`), without kube's
+/// `: REASON` suffix (empty for some answers, `Failed to parse error data` for a plain-text
+/// body). The reason stands in for an empty message.
+#[derive(Debug, Clone)]
+pub struct ApiAnswer(Box<kube::core::Status>);
+
+impl ApiAnswer {
+    /// The answer as kube parsed it (code, reason, message).
+    pub fn status(&self) -> &kube::core::Status {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ApiAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = self.0.message.trim();
+        if message.is_empty() {
+            f.write_str(&self.0.reason)
+        } else {
+            f.write_str(message)
+        }
+    }
+}
+
+impl std::error::Error for ApiAnswer {}
 
 fn diagnosis_suffix(lines: &[String]) -> String {
     if lines.is_empty() {
@@ -217,6 +255,33 @@ mod tests {
             next = s.source();
         }
         out
+    }
+
+    #[test]
+    fn api_answers_read_as_the_server_gave_them() {
+        let answer = |message: &str, reason: &str| {
+            let e = RequestError::new(
+                "Get",
+                "https://127.0.0.1:1/api/v1/namespaces/ns/pods/p/exec",
+                kube::Error::Api(kube::core::Status::failure(message, reason).boxed()),
+            );
+            chain(&e)
+        };
+        assert_eq!(
+            answer(
+                "error dialing backend: dial tcp 127.0.0.1:2: connect: connection refused",
+                ""
+            ),
+            [
+                "Get \"https://127.0.0.1:1/api/v1/namespaces/ns/pods/p/exec\"",
+                "error dialing backend: dial tcp 127.0.0.1:2: connect: connection refused",
+            ]
+        );
+        assert_eq!(
+            answer("pod does not exist", "Failed to parse error data")[1],
+            "pod does not exist"
+        );
+        assert_eq!(answer("", "NotFound")[1], "NotFound");
     }
 
     #[test]

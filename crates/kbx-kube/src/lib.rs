@@ -35,7 +35,7 @@ pub use driver::{
     BootstrapEvent, Change, FIELD_MANAGER, NOT_CREATED, NodeDriver, PodInfo, Status, pod_is_ready,
     selector_labels,
 };
-pub use error::{Error, RequestError};
+pub use error::{ApiAnswer, Error, RequestError};
 pub use exec::{
     DIAL_STDIO, ExecStream, STDIN_BUFFER_MAX, STDIN_MESSAGE_MAX, with_retry, with_retry_while,
 };
