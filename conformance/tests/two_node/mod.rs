@@ -918,8 +918,10 @@ async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Resul
 
 /// With the arm64 node's kubelet stopped (the exec streams to its pods run through it), a
 /// two-platform build on buildx's multi-arch set-up fails, naming that node's pod, while an
-/// amd64-only build still works on the other node; once the kubelet is back and the node Ready,
-/// the two-platform build works again on the same pods. On a cluster of its own, which first
+/// amd64-only build still works on the other node; once the node is NotReady, a two-replica
+/// builder's builds go to its pod on the other node and an arm64-only build fails naming the
+/// pod it cannot reach (see [`after_missed_heartbeats`]); once the kubelet is back and the node
+/// Ready, the two-platform build works again on the same pods. On a cluster of its own, which first
 /// shows every component, the emulated ones included, with the egress guard in its environment
 /// and listening on loopback only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -932,6 +934,29 @@ async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyho
         let user = User::new(cluster)?;
         let base = base_opts(cluster, &ns);
         create_multi(&user, client, ns.name(), nodes, &["--driver-opt", &base]).await?;
+        let spread_opts = format!("{base},replicas=2");
+        bootstrap(
+            &user,
+            &[
+                "create",
+                "--name",
+                "spread",
+                "--driver",
+                "kubernetes",
+                "--driver-opt",
+                &spread_opts,
+                "--bootstrap",
+            ],
+            client,
+            ns.name(),
+            &nodes.arm64,
+        )
+        .await?;
+        let spread_arm = pods_of(client, ns.name(), "spread0")
+            .await?
+            .into_iter()
+            .find(|(_, on)| *on == nodes.arm64)
+            .map(|(pod, _)| pod);
         let (arm_pod, on) = pods_of(client, ns.name(), "multi1")
             .await?
             .into_iter()
@@ -969,7 +994,10 @@ async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyho
                 ],
             )
             .await;
+        let not_ready =
+            after_missed_heartbeats(cluster, &user, ns.name(), nodes, &spread_arm).await;
         local.start_component("kubelet-arm64")?;
+        not_ready?;
         let run = run?;
         note(&format!(
             "two-platform build with the arm64 kubelet stopped: {} after {:.1?}",
@@ -1037,9 +1065,99 @@ async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyho
             let arch = std::fs::read_to_string(dest.join(dir).join("arch"))?;
             ensure!(arch == want, "{dir}: uname -m printed {arch:?}");
         }
-        user.run(&["rm", "multi"]).await?.ok()?;
+        user.run(&["rm", "multi", "spread"]).await?.ok()?;
         ns.delete().await?;
         Ok(())
     })
     .await
+}
+
+/// With the arm64 kubelet stopped: once the node has missed its heartbeats (40 s), the node
+/// controller marks it and its pods NotReady. Builds on the two-replica builder `spread` then
+/// all go to its Ready pod on the amd64 node (when the scheduler put one pod on each node:
+/// `spread_arm`), and a build for `multi`'s arm64 node alone, whose only pod is on the stopped
+/// node, fails naming that pod.
+async fn after_missed_heartbeats(
+    cluster: &Cluster,
+    user: &User,
+    ns: &str,
+    nodes: &Nodes,
+    spread_arm: &Option<String>,
+) -> anyhow::Result<()> {
+    let client = cluster.client();
+    let stopped = Instant::now();
+    loop {
+        let node = Api::<Node>::all(client.clone()).get(&nodes.arm64).await?;
+        if !kbx_conformance::local::node_is_ready(Some(&node)) {
+            break;
+        }
+        ensure!(
+            stopped.elapsed() < Duration::from_secs(150),
+            "{} is still Ready 150 s after its kubelet stopped",
+            nodes.arm64
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    note(&format!(
+        "{} NotReady {:.1?} after its kubelet stopped",
+        nodes.arm64,
+        stopped.elapsed()
+    ));
+    // The node controller marks the node's pods NotReady right after.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    match spread_arm {
+        Some(arm) => {
+            for i in 0..4 {
+                let ctx = tempfile::tempdir()?;
+                std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n")?;
+                std::fs::write(ctx.path().join("n"), format!("{i}\n"))?;
+                let run = user
+                    .build(ctx.path(), &["--builder", "spread"])
+                    .await?
+                    .ok()?;
+                ensure!(
+                    !run.stderr.contains(arm.as_str()),
+                    "a build went to {arm} on the NotReady node:\n{}",
+                    run.stderr
+                );
+            }
+        }
+        None => note("both spread pods run on the amd64 node: nothing to steer away from"),
+    }
+    let ctx = tempfile::tempdir()?;
+    uname_context(ctx.path())?;
+    let arm_pod = pods_of(client, ns, "multi1")
+        .await?
+        .into_iter()
+        .next()
+        .map(|(pod, _)| pod)
+        .context("multi1 has no pod")?;
+    let run = user
+        .build(
+            ctx.path(),
+            &[
+                "--builder",
+                "multi",
+                "--platform",
+                "linux/arm64",
+                "--network",
+                "none",
+            ],
+        )
+        .await?;
+    note(&format!(
+        "arm64-only build with its node NotReady: {} after {:.1?}",
+        run.out.status, run.took
+    ));
+    ensure!(
+        run.out.status.code() == Some(1),
+        "the arm64 build succeeded with its only pod's node NotReady:\n{}",
+        run.stderr
+    );
+    ensure!(
+        run.stderr.contains(&arm_pod),
+        "the error does not name {arm_pod}:\n{}",
+        run.stderr
+    );
+    Ok(())
 }
