@@ -919,9 +919,8 @@ async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Resul
 /// With the arm64 node's kubelet stopped (the exec streams to its pods run through it), a
 /// two-platform build on buildx's multi-arch set-up fails, naming that node's pod, while an
 /// amd64-only build still works on the other node; once the node is NotReady, a two-replica
-/// builder's builds go to its pod on the other node and an arm64-only build fails naming the
-/// pod it cannot reach (see [`after_missed_heartbeats`]); once the kubelet is back and the node
-/// Ready, the two-platform build works again on the same pods. On a cluster of its own, which first
+/// builder's builds go to its pod on the other node (see [`after_missed_heartbeats`]); once the
+/// kubelet is back and the node Ready, the two-platform build works again on the same pods. On a cluster of its own, which first
 /// shows every component, the emulated ones included, with the egress guard in its environment
 /// and listening on loopback only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -994,8 +993,7 @@ async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyho
                 ],
             )
             .await;
-        let not_ready =
-            after_missed_heartbeats(cluster, &user, ns.name(), nodes, &spread_arm).await;
+        let not_ready = after_missed_heartbeats(cluster, &user, nodes, &spread_arm).await;
         local.start_component("kubelet-arm64")?;
         not_ready?;
         let run = run?;
@@ -1075,12 +1073,10 @@ async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyho
 /// With the arm64 kubelet stopped: once the node has missed its heartbeats (40 s), the node
 /// controller marks it and its pods NotReady. Builds on the two-replica builder `spread` then
 /// all go to its Ready pod on the amd64 node (when the scheduler put one pod on each node:
-/// `spread_arm`), and a build for `multi`'s arm64 node alone, whose only pod is on the stopped
-/// node, fails naming that pod.
+/// `spread_arm`).
 async fn after_missed_heartbeats(
     cluster: &Cluster,
     user: &User,
-    ns: &str,
     nodes: &Nodes,
     spread_arm: &Option<String>,
 ) -> anyhow::Result<()> {
@@ -1124,40 +1120,5 @@ async fn after_missed_heartbeats(
         }
         None => note("both spread pods run on the amd64 node: nothing to steer away from"),
     }
-    let ctx = tempfile::tempdir()?;
-    uname_context(ctx.path())?;
-    let arm_pod = pods_of(client, ns, "multi1")
-        .await?
-        .into_iter()
-        .next()
-        .map(|(pod, _)| pod)
-        .context("multi1 has no pod")?;
-    let run = user
-        .build(
-            ctx.path(),
-            &[
-                "--builder",
-                "multi",
-                "--platform",
-                "linux/arm64",
-                "--network",
-                "none",
-            ],
-        )
-        .await?;
-    note(&format!(
-        "arm64-only build with its node NotReady: {} after {:.1?}",
-        run.out.status, run.took
-    ));
-    ensure!(
-        run.out.status.code() == Some(1),
-        "the arm64 build succeeded with its only pod's node NotReady:\n{}",
-        run.stderr
-    );
-    ensure!(
-        run.stderr.contains(&arm_pod),
-        "the error does not name {arm_pod}:\n{}",
-        run.stderr
-    );
     Ok(())
 }
