@@ -265,10 +265,10 @@ async fn create_multi(
 
 /// The options every builder of these scenarios gets besides the documented ones: its
 /// namespace, the test image, a bootstrap timeout that allows for the emulated node (an arm64
-/// pod is ready in 10–30 s) and still leaves time for [`User::bootstrap`]'s second try.
+/// pod is ready in 10–30 s) and still leaves time for [`bootstrap`]'s second try.
 fn base_opts(cluster: &Cluster, ns: &TestNamespace) -> String {
     format!(
-        "namespace={},image={},timeout=120s",
+        "namespace={},image={},timeout=60s",
         ns.name(),
         cluster.builder_image()
     )
