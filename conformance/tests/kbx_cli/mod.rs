@@ -1050,7 +1050,7 @@ async fn build_both_platforms_and_check_arch(
 }
 
 /// The arm64 busybox that `conformance/scripts/fetch-arm64-busybox.sh` caches.
-fn arm64_busybox() -> PathBuf {
+pub(crate) fn arm64_busybox() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

@@ -4,7 +4,7 @@
 //! run on the `local` backend only.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -17,7 +17,7 @@ use kbx_conformance::{Backend, Cluster};
 use kube::Api;
 use kube::api::ListParams;
 
-use super::kbx_cli::{Run, User};
+use super::kbx_cli::{Run, User, arm64_busybox};
 use super::{attach_shared, in_ci, note, on_shared, scenario_limit};
 
 /// How long a two-node cluster may take to boot (the arm64 node is emulated).
@@ -381,15 +381,6 @@ async fn check_pods_across_nodes(client: &kube::Client, ns: &str) -> anyhow::Res
         );
     }
     Ok(())
-}
-
-/// The arm64 busybox that `conformance/scripts/fetch-arm64-busybox.sh` caches.
-fn arm64_busybox() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cache"));
-    cache.join("kbx/arm64/busybox")
 }
 
 /// A context whose `RUN uname -m > /arch` runs the target platform's busybox (as `/bin/sh` and
@@ -920,9 +911,9 @@ async fn two_node_multi_arch_builder_pushes_one_manifest_list() -> anyhow::Resul
 /// two-platform build on buildx's multi-arch set-up fails, naming that node's pod, while an
 /// amd64-only build still works on the other node; once the node is NotReady, a two-replica
 /// builder's builds go to its pod on the other node (see [`after_missed_heartbeats`]); once the
-/// kubelet is back and the node Ready, the two-platform build works again on the same pods. On a cluster of its own, which first
-/// shows every component, the emulated ones included, with the egress guard in its environment
-/// and listening on loopback only.
+/// kubelet is back and the node Ready, the two-platform build works again on the same pods. On
+/// a cluster of its own, which first shows every component, the emulated ones included, with
+/// the egress guard in its environment and listening on loopback only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_node_build_fails_clearly_while_the_arm64_kubelet_is_down() -> anyhow::Result<()> {
     two_node_scenario_own(async |cluster, nodes| {
